@@ -1,0 +1,217 @@
+//! `OsEnv`: the production [`Env`](super::Env) on std. The only file in the engine that
+//! touches `std::fs`, the system clocks and `std::thread`.
+
+use super::{Clock, File, Fs, OpenMode, Spawn, StepResult, Worker, WorkerControl};
+use std::fs;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The operating system: files on the real disk, system clocks, one thread per worker.
+#[derive(Debug)]
+pub struct OsEnv {
+    origin: Instant,
+}
+
+impl OsEnv {
+    /// A new environment; its monotonic clock starts at zero now.
+    pub fn new() -> OsEnv {
+        OsEnv {
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Default for OsEnv {
+    fn default() -> Self {
+        OsEnv::new()
+    }
+}
+
+struct OsFile {
+    file: fs::File,
+}
+
+impl File for OsFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        loop {
+            match self.file.read_at(buf, offset) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        self.file.set_len(len_bytes)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+}
+
+impl Fs for OsEnv {
+    fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn File>> {
+        let mut options = fs::OpenOptions::new();
+        match mode {
+            OpenMode::Read => options.read(true),
+            OpenMode::ReadWrite => options.read(true).write(true),
+            OpenMode::Create => options.read(true).write(true).create(true),
+            OpenMode::CreateNew => options.read(true).write(true).create_new(true),
+        };
+        let file = options.open(path)?;
+        Ok(Box::new(OsFile { file }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            match entry.file_name().into_string() {
+                Ok(name) => names.push(name),
+                Err(raw) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("non-UTF-8 file name {raw:?} in {}", dir.display()),
+                    ))
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn create_dir(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        fs::File::open(dir)?.sync_all()
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        path.try_exists()
+    }
+}
+
+impl Clock for OsEnv {
+    fn now_monotonic(&self) -> Duration {
+        self.origin.elapsed()
+    }
+
+    fn now_wall_micros(&self) -> i64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
+            Err(before) => -i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}
+
+#[derive(Default)]
+struct ThreadState {
+    woken: bool,
+    stopping: bool,
+}
+
+/// A worker's thread: a loop of `step()`s, parked on a condition variable while idle.
+struct ThreadControl {
+    state: Mutex<ThreadState>,
+    signal: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ThreadControl {
+    fn run(&self, mut worker: Box<dyn Worker>) {
+        loop {
+            if self.lock().stopping {
+                return;
+            }
+            let wait = match worker.step() {
+                StepResult::Busy => continue,
+                StepResult::Done => return,
+                StepResult::Idle(wait) => wait,
+            };
+            let mut state = self.lock();
+            if !state.woken && !state.stopping {
+                state = match self.signal.wait_timeout(state, wait) {
+                    Ok((guard, _)) => guard,
+                    Err(poisoned) => poisoned.into_inner().0,
+                };
+            }
+            state.woken = false;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ThreadState> {
+        // A worker that panicked while holding this lock left only two booleans behind.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl WorkerControl for ThreadControl {
+    fn wake(&self) {
+        self.lock().woken = true;
+        self.signal.notify_one();
+    }
+
+    fn stop(&self) {
+        self.lock().stopping = true;
+        self.signal.notify_one();
+        let handle = self
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(handle) = handle {
+            if handle.thread().id() != std::thread::current().id() {
+                // A worker that panicked has already reported its panic; nothing to add.
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl Spawn for OsEnv {
+    fn spawn(&self, worker: Box<dyn Worker>) -> io::Result<Arc<dyn WorkerControl>> {
+        let control = Arc::new(ThreadControl {
+            state: Mutex::new(ThreadState::default()),
+            signal: Condvar::new(),
+            thread: Mutex::new(None),
+        });
+        let runner = control.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("omendb-{}", worker.name()))
+            .spawn(move || runner.run(worker))?;
+        *control
+            .thread
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(handle);
+        Ok(control)
+    }
+}

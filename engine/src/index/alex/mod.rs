@@ -1,0 +1,1 @@
+//! The ALEX learned index (issue 3).

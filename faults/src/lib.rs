@@ -1,0 +1,1 @@
+//! The simulated disk and its fault model (issue 4).

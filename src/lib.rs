@@ -1,0 +1,1 @@
+//! Umbrella package: see `tests/` for the integration tests of the whole workspace.
