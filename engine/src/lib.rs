@@ -4,6 +4,41 @@
 //! index; a checksummed write-ahead log with group commit and crash recovery. All I/O, time
 //! and threads go through [`env`], so the same engine runs on a real disk or inside the
 //! deterministic simulator.
+//!
+//! ```no_run
+//! use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
+//! # fn main() -> omendb::Result<()> {
+//! let db = Database::open("/tmp/example-db", Options::with_sync(Sync::Always))?;
+//! db.create_table(TableDef::new("users", vec![
+//!     Column::new("id", DataType::Int64).primary_key(),
+//!     Column::new("name", DataType::Utf8),
+//! ])?)?;
+//! db.insert("users", vec![Value::Int64(1), Value::Utf8("ada".into())])?;
+//! assert_eq!(db.get("users", 1)?.map(|row| row[1].clone()), Some(Value::Utf8("ada".into())));
+//! db.close()
+//! # }
+//! ```
+//!
+//! Layers, in the order data flows: [`db`] (the API and write pipeline) → `catalog` (tables
+//! and the one path by which changes apply) → `table` (rows and the primary index) →
+//! [`index`] (ALEX); durability in [`wal`] and `checkpoint`; bytes in `codec`; limits in
+//! [`limits`]; the OS behind [`env`].
 
+mod catalog;
+mod checkpoint;
+mod codec;
+pub mod db;
 pub mod env;
+pub mod error;
 pub mod index;
+pub mod limits;
+pub mod options;
+pub mod schema;
+mod table;
+pub mod wal;
+
+pub use db::{Database, OpenStats, Table, Ticket, Write};
+pub use env::Env;
+pub use error::{Error, Result};
+pub use options::{Options, Sync};
+pub use schema::{Column, DataType, Row, TableDef, Value};

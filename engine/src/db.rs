@@ -1,0 +1,515 @@
+//! `Database`: open and recover, the write pipeline, reads, checkpoints, close.
+//!
+//! Kept thin: the catalog owns tables and rows, the log owns durability, checkpoints own
+//! snapshots. A write is validated under the state's write lock, appended to the log, then
+//! applied, still under the lock, so log order is apply order. Waiting for durability
+//! (`Sync::Always`) happens after the lock is released, so writers that arrive during one
+//! fsync share the next one (group commit) and readers are never blocked by an fsync.
+//!
+//! Reads see every applied write, including writes whose fsync is still in flight: a reader
+//! may observe a write that a crash then takes away, exactly the writes whose `Ticket` was
+//! never acknowledged. Acknowledged writes are never lost under the mode's promise.
+//!
+//! One process must open a database directory at a time; nothing enforces that yet.
+
+use crate::catalog::{Catalog, LoggedOp};
+use crate::checkpoint;
+use crate::env::{Env, WorkerControl};
+use crate::error::{Error, Result};
+use crate::options::{Options, Sync as SyncMode};
+use crate::schema::{Row, TableDef};
+use crate::wal::{CommitWorker, RecoveryStats, Wal};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// A write, as submitted to [`Database::submit`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    /// Create a table.
+    CreateTable(TableDef),
+    /// Drop a table and its rows.
+    DropTable {
+        /// The table.
+        table: String,
+    },
+    /// Insert rows, all or nothing.
+    Insert {
+        /// The table.
+        table: String,
+        /// The rows (at least one).
+        rows: Vec<Row>,
+    },
+    /// Replace the row with primary key `key` (which the new row must keep).
+    Update {
+        /// The table.
+        table: String,
+        /// The key of the row.
+        key: i64,
+        /// The new row.
+        row: Row,
+    },
+    /// Delete the row with primary key `key`, if there is one.
+    Delete {
+        /// The table.
+        table: String,
+        /// The key.
+        key: i64,
+    },
+}
+
+/// A submitted write: it is applied (visible to reads) and in the log; it is acknowledged
+/// once [`Database::is_acknowledged`] says so or [`Database::wait`] returns `Ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[must_use = "a write is acknowledged only after waiting on its ticket"]
+pub struct Ticket {
+    lsn: u64,
+}
+
+impl Ticket {
+    /// The write's log sequence number (0 for a write that changed nothing).
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+}
+
+/// What happened while opening.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenStats {
+    /// LSN of the checkpoint loaded (0 if none).
+    pub checkpoint_lsn: u64,
+    /// What log recovery found.
+    pub recovery: RecoveryStats,
+}
+
+struct Shared {
+    env: Env,
+    root: PathBuf,
+    options: Options,
+    state: RwLock<Catalog>,
+    wal: Arc<Wal>,
+    closed: AtomicBool,
+    /// Serialises checkpoints.
+    checkpoint_lock: Mutex<u64>,
+}
+
+/// An open database. `Send + Sync`: share it with `Arc` across threads.
+pub struct Database {
+    shared: Arc<Shared>,
+    worker: Mutex<Option<Arc<dyn WorkerControl>>>,
+    open_stats: OpenStats,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("root", &self.shared.root)
+            .finish_non_exhaustive()
+    }
+}
+
+const WAL_DIR: &str = "wal";
+
+impl Database {
+    /// Opens (creating if needed) the database in directory `path` on the real disk.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Database> {
+        Database::open_with_env(Env::os(), path, options)
+    }
+
+    /// Opens (creating if needed) the database in `path` through `env`, recovering from the
+    /// latest checkpoint and the log after it.
+    pub fn open_with_env(env: Env, path: impl AsRef<Path>, options: Options) -> Result<Database> {
+        let root = path.as_ref().to_path_buf();
+        let span = tracing::info_span!("open", path = %root.display());
+        let _entered = span.enter();
+        let fs = env.fs.clone();
+        let existed = fs
+            .exists(&root)
+            .map_err(|e| Error::io("stat database directory", &root, e))?;
+        fs.create_dir(&root.join(WAL_DIR))
+            .map_err(|e| Error::io("create database directory", &root, e))?;
+        if !existed {
+            // Make the new directory itself durable in its parent.
+            fs.sync_dir(&root)
+                .map_err(|e| Error::io("sync database directory", &root, e))?;
+            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs.sync_dir(parent)
+                    .map_err(|e| Error::io("sync parent directory", parent, e))?;
+            }
+        }
+        checkpoint::remove_temp(fs.as_ref(), &root)?;
+        let checkpoints = checkpoint::list(fs.as_ref(), &root)?;
+        let (checkpoint_lsn, mut catalog) = match checkpoints.last() {
+            Some((lsn, path)) => (*lsn, checkpoint::load(fs.as_ref(), path, *lsn)?),
+            None => (0, Catalog::new()),
+        };
+        let recovery_span = tracing::info_span!("recovery", checkpoint_lsn);
+        let (wal, recovery) = recovery_span.in_scope(|| {
+            Wal::recover(
+                fs.clone(),
+                env.clock.clone(),
+                &root.join(WAL_DIR),
+                options.sync,
+                checkpoint_lsn,
+                |_lsn, kind, payload| {
+                    let op = LoggedOp::decode(kind, payload).map_err(|e| {
+                        Error::corruption("<record payload>", e.offset as u64, e.reason)
+                    })?;
+                    if let Some(checked) = catalog.check(op)? {
+                        catalog.apply(checked);
+                    }
+                    Ok(())
+                },
+            )
+        })?;
+        tracing::info!(
+            checkpoint_lsn,
+            records_replayed = recovery.records_replayed,
+            bytes_truncated = recovery.bytes_truncated,
+            lsn_last = recovery.lsn_last,
+            "recovered"
+        );
+        let wal = Arc::new(wal);
+        let worker = if options.background_worker {
+            Some(
+                env.spawner
+                    .spawn(Box::new(CommitWorker::new(wal.clone())))
+                    .map_err(|e| Error::io("start group-commit worker", &root, e))?,
+            )
+        } else {
+            None
+        };
+        Ok(Database {
+            shared: Arc::new(Shared {
+                env,
+                root,
+                options,
+                state: RwLock::new(catalog),
+                wal,
+                closed: AtomicBool::new(false),
+                checkpoint_lock: Mutex::new(checkpoint_lsn),
+            }),
+            worker: Mutex::new(worker),
+            open_stats: OpenStats {
+                checkpoint_lsn,
+                recovery,
+            },
+        })
+    }
+
+    /// What opening found: the checkpoint loaded and what log recovery did.
+    pub fn open_stats(&self) -> &OpenStats {
+        &self.open_stats
+    }
+
+    /// The directory of this database.
+    pub fn path(&self) -> &Path {
+        &self.shared.root
+    }
+
+    /// The durability mode.
+    pub fn sync_mode(&self) -> SyncMode {
+        self.shared.options.sync
+    }
+
+    fn read(&self) -> Result<RwLockReadGuard<'_, Catalog>> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        // A panic while holding the lock can only come from a bug in apply; the state is
+        // then suspect, and refusing is safer than serving it.
+        self.shared.state.read().map_err(|_| Error::Poisoned {
+            reason: "a writer panicked while holding the table state".into(),
+        })
+    }
+
+    fn write_lock(&self) -> Result<RwLockWriteGuard<'_, Catalog>> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.shared.state.write().map_err(|_| Error::Poisoned {
+            reason: "a writer panicked while holding the table state".into(),
+        })
+    }
+
+    /// Validates `write`, appends it to the log and applies it; does not wait for
+    /// durability. On `Err` nothing changed. See [`Ticket`].
+    pub fn submit(&self, write: Write) -> Result<Ticket> {
+        let mut state = self.write_lock()?;
+        let op = match write {
+            Write::CreateTable(def) => LoggedOp::CreateTable {
+                id: state.next_table_id(),
+                def,
+            },
+            Write::DropTable { table } => LoggedOp::DropTable {
+                id: state.table_id(&table)?,
+            },
+            Write::Insert { table, rows } => LoggedOp::Insert {
+                id: state.table_id(&table)?,
+                rows,
+            },
+            Write::Update { table, key, row } => LoggedOp::Update {
+                id: state.table_id(&table)?,
+                key,
+                row,
+            },
+            Write::Delete { table, key } => LoggedOp::Delete {
+                id: state.table_id(&table)?,
+                key,
+            },
+        };
+        // Validate first: the checked op borrows nothing, so encode from the logged form.
+        let (kind, payload) = op.encode();
+        let Some(checked) = state.check(op)? else {
+            return Ok(Ticket { lsn: 0 });
+        };
+        let lsn = self.shared.wal.append(kind, &payload)?;
+        state.apply(checked);
+        Ok(Ticket { lsn })
+    }
+
+    /// Blocks until `ticket` is acknowledged under the durability mode: with
+    /// `Sync::Always` until its record is fsynced (sharing the fsync with concurrent
+    /// writers); with `Batch` and `None` it already is.
+    pub fn wait(&self, ticket: Ticket) -> Result<()> {
+        match self.shared.options.sync {
+            SyncMode::Always if ticket.lsn > 0 => {
+                let _span = tracing::debug_span!("commit", lsn = ticket.lsn).entered();
+                self.shared.wal.sync_to(ticket.lsn)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `ticket` is acknowledged (never blocks). `Err` if the log failed before it
+    /// became durable: such a write must be treated as not acknowledged.
+    pub fn is_acknowledged(&self, ticket: Ticket) -> Result<bool> {
+        match self.shared.options.sync {
+            SyncMode::Always if ticket.lsn > 0 => self.shared.wal.is_durable(ticket.lsn),
+            _ => Ok(true),
+        }
+    }
+
+    /// Whether `ticket`'s record is durable on disk (in every mode).
+    pub fn is_durable(&self, ticket: Ticket) -> Result<bool> {
+        if ticket.lsn == 0 {
+            return Ok(true);
+        }
+        self.shared.wal.is_durable(ticket.lsn)
+    }
+
+    /// `(lsn_written, lsn_durable)` of the log.
+    pub fn lsns(&self) -> (u64, u64) {
+        self.shared.wal.lsns()
+    }
+
+    /// Submits and waits.
+    pub fn execute(&self, write: Write) -> Result<Ticket> {
+        let ticket = self.submit(write)?;
+        self.wait(ticket)?;
+        Ok(ticket)
+    }
+
+    /// Creates a table.
+    pub fn create_table(&self, def: TableDef) -> Result<()> {
+        self.execute(Write::CreateTable(def)).map(drop)
+    }
+
+    /// Drops a table and its rows.
+    pub fn drop_table(&self, table: &str) -> Result<()> {
+        self.execute(Write::DropTable {
+            table: table.to_string(),
+        })
+        .map(drop)
+    }
+
+    /// Names of all tables, sorted.
+    pub fn table_names(&self) -> Result<Vec<String>> {
+        Ok(self.read()?.names())
+    }
+
+    /// The definition of `table`.
+    pub fn table_def(&self, table: &str) -> Result<TableDef> {
+        Ok((*self.read()?.table(table)?.def).clone())
+    }
+
+    /// A handle on `table` (checked to exist now; operations check again).
+    pub fn table(&self, table: &str) -> Result<Table<'_>> {
+        self.read()?.table(table)?;
+        Ok(Table {
+            db: self,
+            name: table.to_string(),
+        })
+    }
+
+    /// Inserts one row.
+    pub fn insert(&self, table: &str, row: Row) -> Result<()> {
+        self.insert_batch(table, vec![row])
+    }
+
+    /// Inserts rows, all or nothing: a duplicate key (in the table or within the batch) or
+    /// any invalid row refuses the whole batch.
+    pub fn insert_batch(&self, table: &str, rows: Vec<Row>) -> Result<()> {
+        self.execute(Write::Insert {
+            table: table.to_string(),
+            rows,
+        })
+        .map(drop)
+    }
+
+    /// Replaces the row with key `key`; `Error::KeyNotFound` if there is none.
+    pub fn update(&self, table: &str, key: i64, row: Row) -> Result<()> {
+        self.execute(Write::Update {
+            table: table.to_string(),
+            key,
+            row,
+        })
+        .map(drop)
+    }
+
+    /// Deletes the row with key `key`; returns whether there was one.
+    pub fn delete(&self, table: &str, key: i64) -> Result<bool> {
+        let ticket = self.execute(Write::Delete {
+            table: table.to_string(),
+            key,
+        })?;
+        Ok(ticket.lsn > 0)
+    }
+
+    /// The row with key `key`.
+    pub fn get(&self, table: &str, key: i64) -> Result<Option<Row>> {
+        Ok(self.read()?.table(table)?.get(key).cloned())
+    }
+
+    /// The rows with keys in `range`, in key order.
+    pub fn scan(&self, table: &str, range: impl RangeBounds<i64>) -> Result<Vec<Row>> {
+        let state = self.read()?;
+        let table = state.table(table)?;
+        Ok(table
+            .scan(range.start_bound().cloned(), range.end_bound().cloned())
+            .cloned()
+            .collect())
+    }
+
+    /// Number of rows in `table`.
+    pub fn row_count(&self, table: &str) -> Result<usize> {
+        Ok(self.read()?.table(table)?.len())
+    }
+
+    /// Heap bytes used by `table`'s primary index.
+    pub fn index_bytes(&self, table: &str) -> Result<usize> {
+        Ok(self.read()?.table(table)?.index_bytes())
+    }
+
+    /// Writes a checkpoint of the whole state, then removes the log and checkpoints it
+    /// covers. Writers wait while the snapshot is written; readers do not.
+    pub fn checkpoint(&self) -> Result<u64> {
+        let mut last = self
+            .shared
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let fs = self.shared.env.fs.clone();
+        let lsn = {
+            let state = self.read()?;
+            let lsn = self.shared.wal.roll()?;
+            let _span = tracing::info_span!("checkpoint", lsn).entered();
+            checkpoint::write(fs.as_ref(), &self.shared.root, lsn, &state)?;
+            lsn
+        };
+        for (old_lsn, path) in checkpoint::list(fs.as_ref(), &self.shared.root)? {
+            if old_lsn < lsn {
+                fs.remove(&path)
+                    .map_err(|e| Error::io("remove old checkpoint", &path, e))?;
+            }
+        }
+        self.shared.wal.remove_segments_through(lsn)?;
+        *last = lsn;
+        Ok(lsn)
+    }
+
+    /// Checks every internal invariant (catalog, tables, indexes); `Err` describes the
+    /// first violation. For tests and the simulator.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        let state = self.read().map_err(|e| e.to_string())?;
+        state.check_invariants()?;
+        let (written, durable) = self.shared.wal.lsns();
+        if durable > written {
+            return Err(format!("lsn_durable {durable} > lsn_written {written}"));
+        }
+        Ok(())
+    }
+
+    /// Makes everything durable and stops the background worker. Dropping without `close`
+    /// is safe too: it only stops the worker, and whatever was acknowledged under the
+    /// durability mode survives.
+    pub fn close(self) -> Result<()> {
+        let synced = self.shared.wal.sync_all();
+        self.shared.closed.store(true, Ordering::Release);
+        self.stop_worker();
+        synced
+    }
+
+    fn stop_worker(&self) {
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(worker) = worker {
+            worker.stop();
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.stop_worker();
+    }
+}
+
+/// A handle on one table of a database.
+#[derive(Debug, Clone)]
+pub struct Table<'db> {
+    db: &'db Database,
+    name: String,
+}
+
+impl Table<'_> {
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// See [`Database::insert`].
+    pub fn insert(&self, row: Row) -> Result<()> {
+        self.db.insert(&self.name, row)
+    }
+
+    /// See [`Database::insert_batch`].
+    pub fn insert_batch(&self, rows: Vec<Row>) -> Result<()> {
+        self.db.insert_batch(&self.name, rows)
+    }
+
+    /// See [`Database::get`].
+    pub fn get(&self, key: i64) -> Result<Option<Row>> {
+        self.db.get(&self.name, key)
+    }
+
+    /// See [`Database::update`].
+    pub fn update(&self, key: i64, row: Row) -> Result<()> {
+        self.db.update(&self.name, key, row)
+    }
+
+    /// See [`Database::delete`].
+    pub fn delete(&self, key: i64) -> Result<bool> {
+        self.db.delete(&self.name, key)
+    }
+
+    /// See [`Database::scan`].
+    pub fn scan(&self, range: impl RangeBounds<i64>) -> Result<Vec<Row>> {
+        self.db.scan(&self.name, range)
+    }
+
+    /// See [`Database::row_count`].
+    pub fn row_count(&self) -> Result<usize> {
+        self.db.row_count(&self.name)
+    }
+}

@@ -1,0 +1,26 @@
+//! Every size limit of the engine, in one place. Each is enforced with a typed error
+//! ([`crate::Error::LimitExceeded`], [`crate::Error::ValueTooLarge`],
+//! [`crate::Error::InvalidName`], [`crate::Error::InvalidSchema`]) and tested at its edge.
+
+/// Largest Utf8 or Binary value, in bytes (inclusive): 16 MiB.
+pub const VALUE_BYTES_MAX: usize = 16 << 20;
+
+/// Longest table or column name, in bytes (inclusive).
+pub const NAME_BYTES_MAX: usize = 128;
+
+/// Most columns in a table (inclusive).
+pub const COLUMNS_MAX: usize = 1024;
+
+/// Most tables in a database (inclusive).
+pub const TABLES_MAX: usize = 4096;
+
+/// Most rows in one `insert_batch` (inclusive).
+pub const BATCH_ROWS_MAX: usize = 1 << 20;
+
+/// Largest payload of one log record, in bytes (inclusive): 256 MiB. A batch whose
+/// encoding is larger is refused before anything is written.
+pub const RECORD_BYTES_MAX: usize = 256 << 20;
+
+/// A log segment is closed and a new one started once it holds this many bytes. A single
+/// record larger than this still fits: it gets a segment to itself.
+pub const WAL_SEGMENT_BYTES_TARGET: u64 = 64 << 20;

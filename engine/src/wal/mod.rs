@@ -1,0 +1,548 @@
+//! The write-ahead log: segment files of checksummed, LSN-numbered records, a commit
+//! pipeline with group commit, and recovery.
+//!
+//! **Commit as submit + complete.** [`Wal::append`] writes a record to the current segment
+//! (not synced) and returns its LSN: the ticket. A record is acknowledged once
+//! `lsn_durable >= lsn`. [`Wal::sync_to`] is the blocking completion: the first waiter
+//! becomes the leader and syncs everything written so far, later waiters sleep on a
+//! condition variable and are covered by that one fsync (group commit). The
+//! [`CommitWorker`]'s `step()` is the same sync, run by a background worker (OsEnv) or by the
+//! simulator's schedule, so a single thread can keep many commits in flight.
+//!
+//! **Failures.** A failed write is undone by truncating the segment back (then the log goes
+//! on); if that truncate fails, or a sync fails, the log is *poisoned*: the data the sync
+//! covered may not be durable, so nothing after `lsn_durable` is ever acknowledged and every
+//! later append is refused until the database is reopened and recovers from what is really on
+//! disk (the PostgreSQL fsync lesson: never retry an fsync as if nothing happened).
+//!
+//! **Segments.** A segment is synced in full before the next one is created, and a new segment
+//! is made durable (file and directory entry) before any record in it is acknowledged. So
+//! only the last segment can have a torn tail; see [`format`] for how damage is classified.
+//!
+//! Invariants: `lsn_durable <= lsn_written < lsn_next`, all three monotonic; LSNs are
+//! contiguous across segments.
+
+pub(crate) mod format;
+
+use crate::env::{Clock, File, Fs, OpenMode, StepResult, Worker};
+use crate::error::{Error, Result};
+use crate::limits;
+use crate::options::Sync as SyncMode;
+use format::{
+    decode_segment_header, encode_frame, encode_segment_header, is_zero_from,
+    parse_segment_file_name, scan_segment, segment_file_name, Frame, SEGMENT_HEADER_BYTES,
+};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// A live segment: its number, the first LSN it holds, its path.
+#[derive(Debug, Clone)]
+struct SegmentInfo {
+    seq: u64,
+    first_lsn: u64,
+    path: PathBuf,
+}
+
+struct WalState {
+    segment: Arc<dyn File>,
+    segments: Vec<SegmentInfo>,
+    write_offset: u64,
+    lsn_next: u64,
+    lsn_written: u64,
+    lsn_durable: u64,
+    sync_in_progress: bool,
+    poisoned: Option<String>,
+    /// Monotonic time of the oldest write not yet synced.
+    unsynced_since: Option<Duration>,
+    frame: Vec<u8>,
+}
+
+/// The write-ahead log of one database.
+pub struct Wal {
+    fs: Arc<dyn Fs>,
+    clock: Arc<dyn Clock>,
+    dir: PathBuf,
+    mode: SyncMode,
+    state: Mutex<WalState>,
+    durable_changed: Condvar,
+}
+
+/// What recovery found in the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryStats {
+    /// Records passed to the replay function (after the checkpoint).
+    pub records_replayed: u64,
+    /// Bytes cut from a torn tail.
+    pub bytes_truncated: u64,
+    /// LSN of the last intact record (or the checkpoint's LSN).
+    pub lsn_last: u64,
+    /// Segments read.
+    pub segments: u64,
+}
+
+impl Wal {
+    /// Recovers the log in `dir` and opens it for appending in a new segment.
+    ///
+    /// Replays, in LSN order, every intact record with an LSN above `lsn_checkpoint` through
+    /// `replay(lsn, kind, payload)`. Truncates a torn tail of the last segment (durably),
+    /// removes a last segment whose creation was torn, and reports corruption anywhere else.
+    pub fn recover(
+        fs: Arc<dyn Fs>,
+        clock: Arc<dyn Clock>,
+        dir: &Path,
+        mode: SyncMode,
+        lsn_checkpoint: u64,
+        mut replay: impl FnMut(u64, u8, &[u8]) -> Result<()>,
+    ) -> Result<(Wal, RecoveryStats)> {
+        fs.create_dir(dir)
+            .map_err(|e| Error::io("create log directory", dir, e))?;
+        let names = fs
+            .list(dir)
+            .map_err(|e| Error::io("list log directory", dir, e))?;
+        let mut seqs: Vec<u64> = names
+            .iter()
+            .filter_map(|n| parse_segment_file_name(n))
+            .collect();
+        seqs.sort_unstable();
+
+        let mut stats = RecoveryStats {
+            lsn_last: lsn_checkpoint,
+            ..RecoveryStats::default()
+        };
+        let mut segments = Vec::new();
+        let mut dir_changed = false;
+        for (i, &seq) in seqs.iter().enumerate() {
+            let path = dir.join(segment_file_name(seq));
+            let is_last = i + 1 == seqs.len();
+            let file = fs
+                .open(&path, OpenMode::ReadWrite)
+                .map_err(|e| Error::io("open log segment", &path, e))?;
+            let bytes = file
+                .read_all()
+                .map_err(|e| Error::io("read log segment", &path, e))?;
+            let header = match decode_segment_header(&bytes) {
+                Ok(header) if header.seq == seq => header,
+                Ok(header) => {
+                    return Err(Error::corruption(
+                        &path,
+                        16,
+                        format!(
+                            "header names segment {} but the file is segment {seq}",
+                            header.seq
+                        ),
+                    ))
+                }
+                Err(reason) => {
+                    // A segment is made durable before anything in it is acknowledged, so a
+                    // last segment with a torn header and nothing after it held nothing.
+                    if is_last && is_zero_from(&bytes, SEGMENT_HEADER_BYTES) {
+                        tracing::info!(path = %path.display(), %reason, "removing a log segment whose creation was torn");
+                        drop(file);
+                        fs.remove(&path)
+                            .map_err(|e| Error::io("remove torn log segment", &path, e))?;
+                        dir_changed = true;
+                        continue;
+                    }
+                    return Err(Error::corruption(&path, 0, reason));
+                }
+            };
+            stats.segments += 1;
+            if header.first_lsn > stats.lsn_last + 1 {
+                return Err(Error::corruption(
+                    &path,
+                    24,
+                    format!(
+                        "log gap: segment starts at LSN {} but the log so far ends at LSN {}",
+                        header.first_lsn, stats.lsn_last
+                    ),
+                ));
+            }
+            let mut replay_frame = |frame: Frame<'_>, offset: u64| -> Result<(), (u64, String)> {
+                if frame.lsn <= stats.lsn_last {
+                    return Ok(()); // covered by the checkpoint (or an older segment)
+                }
+                replay(frame.lsn, frame.kind, frame.payload).map_err(|e| {
+                    (
+                        offset,
+                        format!("record with LSN {} does not apply: {e}", frame.lsn),
+                    )
+                })?;
+                stats.records_replayed += 1;
+                stats.lsn_last = frame.lsn;
+                Ok(())
+            };
+            let scan = scan_segment(&bytes, header, is_last, &mut replay_frame)
+                .map_err(|(offset, reason)| Error::corruption(&path, offset, reason))?;
+            if scan.torn_bytes > 0 {
+                tracing::info!(
+                    path = %path.display(),
+                    offset = scan.valid_end,
+                    bytes = scan.torn_bytes,
+                    "truncating a torn log tail"
+                );
+                file.set_len(scan.valid_end)
+                    .and_then(|()| file.sync())
+                    .map_err(|e| Error::io("truncate torn log tail", &path, e))?;
+                stats.bytes_truncated += scan.torn_bytes;
+            }
+            stats.lsn_last = stats.lsn_last.max(scan.lsn_last);
+            segments.push(SegmentInfo {
+                seq,
+                first_lsn: header.first_lsn,
+                path,
+            });
+        }
+        if dir_changed {
+            fs.sync_dir(dir)
+                .map_err(|e| Error::io("sync log directory", dir, e))?;
+        }
+        let seq_next = segments.last().map_or(1, |s| s.seq + 1);
+        let lsn_next = stats.lsn_last + 1;
+        let (segment, info) = create_segment(fs.as_ref(), dir, seq_next, lsn_next)?;
+        segments.push(info);
+        let wal = Wal {
+            fs,
+            clock,
+            dir: dir.to_path_buf(),
+            mode,
+            state: Mutex::new(WalState {
+                segment,
+                segments,
+                write_offset: SEGMENT_HEADER_BYTES as u64,
+                lsn_next,
+                lsn_written: lsn_next - 1,
+                lsn_durable: lsn_next - 1,
+                sync_in_progress: false,
+                poisoned: None,
+                unsynced_since: None,
+                frame: Vec::new(),
+            }),
+            durable_changed: Condvar::new(),
+        };
+        Ok((wal, stats))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WalState> {
+        // The state is only changed in short sections that do not panic; a poisoned mutex
+        // still holds consistent counters.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The durability mode.
+    pub fn mode(&self) -> SyncMode {
+        self.mode
+    }
+
+    /// Writes one record (not synced) and returns its LSN. On failure nothing of the
+    /// record remains in the log, or the log is poisoned.
+    pub fn append(&self, kind: u8, payload: &[u8]) -> Result<u64> {
+        if payload.len() > limits::RECORD_BYTES_MAX {
+            return Err(Error::LimitExceeded {
+                what: "log record bytes",
+                size: payload.len(),
+                limit: limits::RECORD_BYTES_MAX,
+            });
+        }
+        let mut state = self.lock();
+        if let Some(reason) = &state.poisoned {
+            return Err(Error::Poisoned {
+                reason: reason.clone(),
+            });
+        }
+        let frame_bytes = (format::FRAME_HEADER_BYTES + payload.len()) as u64;
+        if state.write_offset > SEGMENT_HEADER_BYTES as u64
+            && state.write_offset + frame_bytes > limits::WAL_SEGMENT_BYTES_TARGET
+        {
+            self.roll_locked(&mut state)?;
+        }
+        let lsn = state.lsn_next;
+        let lsn_durable = state.lsn_durable;
+        let mut frame = std::mem::take(&mut state.frame);
+        frame.clear();
+        encode_frame(&mut frame, lsn, lsn_durable, kind, payload);
+        let offset = state.write_offset;
+        let written = state.segment.write_at(&frame, offset);
+        // Keep a modest buffer for the next record; drop a huge one.
+        if frame.capacity() <= 1 << 20 {
+            state.frame = frame;
+        }
+        if let Err(e) = written {
+            let path = self.current_path(&state);
+            if let Err(undo) = state.segment.set_len(offset) {
+                state.poisoned = Some(format!(
+                    "write at offset {offset} of {} failed ({e}) and truncating it back failed ({undo})",
+                    path.display()
+                ));
+                self.durable_changed.notify_all();
+            }
+            return Err(Error::io("log append", path, e));
+        }
+        state.write_offset += frame_bytes;
+        state.lsn_written = lsn;
+        state.lsn_next = lsn + 1;
+        if state.unsynced_since.is_none() {
+            state.unsynced_since = Some(self.clock.now_monotonic());
+        }
+        Ok(lsn)
+    }
+
+    /// Blocks until `lsn` is durable, syncing as the group-commit leader if no sync is under
+    /// way. Fails if the log is (or becomes) poisoned before `lsn` is durable.
+    pub fn sync_to(&self, lsn: u64) -> Result<()> {
+        let mut state = self.lock();
+        loop {
+            if state.lsn_durable >= lsn {
+                return Ok(());
+            }
+            if let Some(reason) = &state.poisoned {
+                return Err(Error::Poisoned {
+                    reason: reason.clone(),
+                });
+            }
+            if state.sync_in_progress {
+                state = self
+                    .durable_changed
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            state = self.sync_as_leader(state);
+        }
+    }
+
+    /// Syncs everything written so far, releasing the lock during the fsync so that other
+    /// writers can append the next group meanwhile.
+    fn sync_as_leader<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, WalState>,
+    ) -> MutexGuard<'a, WalState> {
+        debug_assert!(!state.sync_in_progress);
+        state.sync_in_progress = true;
+        let target = state.lsn_written;
+        let segment = state.segment.clone();
+        let path = self.current_path(&state);
+        drop(state);
+        let _span = tracing::debug_span!("wal sync", lsn = target).entered();
+        let synced = segment.sync();
+        let mut state = self.lock();
+        state.sync_in_progress = false;
+        match synced {
+            Ok(()) => {
+                debug_assert!(target <= state.lsn_written);
+                if target > state.lsn_durable {
+                    state.lsn_durable = target;
+                }
+                if state.lsn_durable == state.lsn_written {
+                    state.unsynced_since = None;
+                }
+            }
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "log sync failed; poisoning the log");
+                state
+                    .poisoned
+                    .get_or_insert_with(|| format!("sync of {} failed: {e}", path.display()));
+            }
+        }
+        self.durable_changed.notify_all();
+        state
+    }
+
+    /// Syncs everything written so far (if anything is unsynced).
+    pub fn sync_all(&self) -> Result<()> {
+        let target = self.lock().lsn_written;
+        self.sync_to(target)
+    }
+
+    /// Whether `lsn` is durable; `Err` if the log was poisoned before it became durable.
+    pub fn is_durable(&self, lsn: u64) -> Result<bool> {
+        let state = self.lock();
+        if state.lsn_durable >= lsn {
+            return Ok(true);
+        }
+        match &state.poisoned {
+            Some(reason) => Err(Error::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(false),
+        }
+    }
+
+    /// `(lsn_written, lsn_durable)`.
+    pub fn lsns(&self) -> (u64, u64) {
+        let state = self.lock();
+        (state.lsn_written, state.lsn_durable)
+    }
+
+    /// The poison reason, if the log is poisoned.
+    pub fn poisoned(&self) -> Option<String> {
+        self.lock().poisoned.clone()
+    }
+
+    /// One step of group commit, for the background worker: syncs if anything is written
+    /// and the mode says it is due. Returns how long until the next step is due.
+    pub fn commit_step(&self) -> StepResult {
+        let idle = Duration::from_millis(100);
+        let state = self.lock();
+        if state.poisoned.is_some() {
+            return StepResult::Idle(idle);
+        }
+        let Some(since) = state.unsynced_since else {
+            return StepResult::Idle(match self.mode {
+                SyncMode::Batch { max_delay } => max_delay.min(idle),
+                _ => idle,
+            });
+        };
+        if state.sync_in_progress {
+            return StepResult::Idle(Duration::from_micros(100));
+        }
+        let due = match self.mode {
+            SyncMode::Always => true,
+            SyncMode::Batch { max_delay } => {
+                let age = self.clock.now_monotonic().saturating_sub(since);
+                if age < max_delay {
+                    return StepResult::Idle(max_delay - age);
+                }
+                true
+            }
+            SyncMode::None => false,
+        };
+        if !due {
+            return StepResult::Idle(idle);
+        }
+        drop(self.sync_as_leader(state));
+        StepResult::Busy
+    }
+
+    /// Syncs the current segment and starts a new one; returns the last LSN of the segments
+    /// before it. Used by checkpoints, so that older segments can be removed whole.
+    pub fn roll(&self) -> Result<u64> {
+        let mut state = self.lock();
+        if let Some(reason) = &state.poisoned {
+            return Err(Error::Poisoned {
+                reason: reason.clone(),
+            });
+        }
+        // Wait out a leader's sync so that the old segment is not synced twice at once.
+        while state.sync_in_progress {
+            state = self
+                .durable_changed
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        self.roll_locked(&mut state)?;
+        Ok(state.lsn_written)
+    }
+
+    fn roll_locked(&self, state: &mut WalState) -> Result<()> {
+        let path = self.current_path(state);
+        if let Err(e) = state.segment.sync() {
+            state
+                .poisoned
+                .get_or_insert_with(|| format!("sync of {} failed: {e}", path.display()));
+            self.durable_changed.notify_all();
+            return Err(Error::io("log segment sync", path, e));
+        }
+        state.lsn_durable = state.lsn_written;
+        state.unsynced_since = None;
+        self.durable_changed.notify_all();
+        let seq = state.segments.last().map_or(1, |s| s.seq + 1);
+        let (segment, info) = create_segment(self.fs.as_ref(), &self.dir, seq, state.lsn_next)?;
+        state.segment = segment;
+        state.segments.push(info);
+        state.write_offset = SEGMENT_HEADER_BYTES as u64;
+        Ok(())
+    }
+
+    /// Removes the segments whose records all have LSNs `<= lsn` (covered by a checkpoint).
+    pub fn remove_segments_through(&self, lsn: u64) -> Result<()> {
+        let doomed: Vec<SegmentInfo> = {
+            let mut state = self.lock();
+            let keep_from = (0..state.segments.len())
+                .find(|&i| {
+                    state
+                        .segments
+                        .get(i + 1)
+                        .is_none_or(|next| next.first_lsn > lsn + 1)
+                })
+                .unwrap_or(0);
+            state.segments.drain(..keep_from).collect()
+        };
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        for segment in &doomed {
+            self.fs
+                .remove(&segment.path)
+                .map_err(|e| Error::io("remove log segment", &segment.path, e))?;
+        }
+        self.fs
+            .sync_dir(&self.dir)
+            .map_err(|e| Error::io("sync log directory", &self.dir, e))
+    }
+
+    fn current_path(&self, state: &WalState) -> PathBuf {
+        state
+            .segments
+            .last()
+            .map_or_else(|| self.dir.clone(), |s| s.path.clone())
+    }
+}
+
+/// Creates segment `seq` whose first record will have `first_lsn`, and makes it durable
+/// (header synced, directory entry synced) before returning it.
+fn create_segment(
+    fs: &dyn Fs,
+    dir: &Path,
+    seq: u64,
+    first_lsn: u64,
+) -> Result<(Arc<dyn File>, SegmentInfo)> {
+    let path = dir.join(segment_file_name(seq));
+    let file: Arc<dyn File> = Arc::from(
+        fs.open(&path, OpenMode::Create)
+            .map_err(|e| Error::io("create log segment", &path, e))?,
+    );
+    let header = encode_segment_header(seq, first_lsn);
+    let made = file
+        .set_len(0)
+        .and_then(|()| file.write_at(&header, 0))
+        .and_then(|()| file.sync())
+        .and_then(|()| fs.sync_dir(dir));
+    if let Err(e) = made {
+        // Best effort: a half-made last segment is also recognised and removed by recovery.
+        drop(file);
+        let _ = fs.remove(&path);
+        return Err(Error::io("create log segment", &path, e));
+    }
+    Ok((
+        file,
+        SegmentInfo {
+            seq,
+            first_lsn,
+            path,
+        },
+    ))
+}
+
+/// The group-commit worker: each step syncs the log when the durability mode says a sync
+/// is due. It holds only the log, never the database, so dropping the database stops it.
+pub struct CommitWorker {
+    wal: Arc<Wal>,
+}
+
+impl CommitWorker {
+    /// A worker for `wal`.
+    pub fn new(wal: Arc<Wal>) -> CommitWorker {
+        CommitWorker { wal }
+    }
+}
+
+impl Worker for CommitWorker {
+    fn name(&self) -> &str {
+        "group-commit"
+    }
+
+    fn step(&mut self) -> StepResult {
+        self.wal.commit_step()
+    }
+}
