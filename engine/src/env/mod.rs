@@ -39,6 +39,7 @@ pub enum OpenMode {
 }
 
 /// An open file. All offsets are absolute; there is no cursor, so a file may be shared.
+#[allow(clippy::len_without_is_empty)] // a file length is a size, not a collection
 pub trait File: Send + std::marker::Sync {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at or past
     /// the end).
