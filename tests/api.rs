@@ -156,7 +156,8 @@ fn bad_rows_get_typed_errors_and_change_nothing() {
     let (_dir, db) = fresh();
     db.insert("t", row(1, 1)).unwrap();
     let before = db.scan("t", ..).unwrap();
-    let cases: Vec<(Vec<Value>, fn(&Error) -> bool)> = vec![
+    type Case = (Vec<Value>, fn(&Error) -> bool);
+    let cases: Vec<Case> = vec![
         (vec![Value::Int64(2)], |e| {
             matches!(
                 e,

@@ -62,11 +62,14 @@ proptest! {
             match op {
                 Op::Insert(k, v) => {
                     let got = db.insert("t", row(k, v));
-                    if model.contains_key(&k) {
-                        prop_assert!(matches!(got, Err(Error::DuplicateKey { key, .. }) if key == k), "{:?}", got);
-                    } else {
-                        prop_assert!(got.is_ok());
-                        model.insert(k, row(k, v));
+                    match model.entry(k) {
+                        std::collections::btree_map::Entry::Occupied(_) => {
+                            prop_assert!(matches!(got, Err(Error::DuplicateKey { key, .. }) if key == k), "{:?}", got);
+                        }
+                        std::collections::btree_map::Entry::Vacant(slot) => {
+                            prop_assert!(got.is_ok());
+                            slot.insert(row(k, v));
+                        }
                     }
                 }
                 Op::InsertBatch(ks, v) => {
