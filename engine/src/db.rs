@@ -299,6 +299,12 @@ impl Database {
         self.shared.wal.is_durable(ticket.lsn)
     }
 
+    /// Why the log refuses writes until reopen, if it does (a failed fsync, or a failed
+    /// write that could not be undone).
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared.wal.poisoned()
+    }
+
     /// `(lsn_written, lsn_durable)` of the log.
     pub fn lsns(&self) -> (u64, u64) {
         self.shared.wal.lsns()

@@ -79,6 +79,8 @@ pub struct RecoveryStats {
     pub lsn_last: u64,
     /// Segments read.
     pub segments: u64,
+    /// Where a torn tail was cut: the segment and the offset of the first byte removed.
+    pub truncated_at: Option<(PathBuf, u64)>,
 }
 
 impl Wal {
@@ -185,6 +187,7 @@ impl Wal {
                     .and_then(|()| file.sync())
                     .map_err(|e| Error::io("truncate torn log tail", &path, e))?;
                 stats.bytes_truncated += scan.torn_bytes;
+                stats.truncated_at = Some((path.clone(), scan.valid_end));
             }
             stats.lsn_last = stats.lsn_last.max(scan.lsn_last);
             segments.push(SegmentInfo {
@@ -268,12 +271,23 @@ impl Wal {
             state.frame = frame;
         }
         if let Err(e) = written {
+            // Undo durably: an unsynced truncate could be lost in a crash and let the failed
+            // record resurface in place of the next one.
             let path = self.current_path(&state);
-            if let Err(undo) = state.segment.set_len(offset) {
+            let undone = state
+                .segment
+                .set_len(offset)
+                .and_then(|()| state.segment.sync());
+            if let Err(undo) = undone {
                 state.poisoned = Some(format!(
                     "write at offset {offset} of {} failed ({e}) and truncating it back failed ({undo})",
                     path.display()
                 ));
+                self.durable_changed.notify_all();
+            } else {
+                // That sync covered every earlier write too.
+                state.lsn_durable = state.lsn_written;
+                state.unsynced_since = None;
                 self.durable_changed.notify_all();
             }
             return Err(Error::io("log append", path, e));
