@@ -112,6 +112,12 @@ pub(crate) fn write(fs: &dyn Fs, root: &Path, lsn: u64, catalog: &Catalog) -> Re
     file.write_at(&trailer, offset)
         .and_then(|()| file.sync())
         .map_err(|e| Error::io("write checkpoint", &temp, e))?;
+    // Read it back before it replaces anything: a device that acknowledged a torn or
+    // misdirected write is caught here, while the previous checkpoint and log still exist.
+    let written = file
+        .read_all()
+        .map_err(|e| Error::io("read back checkpoint", &temp, e))?;
+    verify(&written, &temp)?;
     drop(file);
     let path = root.join(file_name(lsn));
     fs.rename(&temp, &path)
@@ -121,14 +127,8 @@ pub(crate) fn write(fs: &dyn Fs, root: &Path, lsn: u64, catalog: &Catalog) -> Re
     Ok(path)
 }
 
-/// Loads the checkpoint at `path` (whose name says `lsn`) into a new catalog.
-pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> {
-    let file = fs
-        .open(path, OpenMode::Read)
-        .map_err(|e| Error::io("open checkpoint", path, e))?;
-    let bytes = file
-        .read_all()
-        .map_err(|e| Error::io("read checkpoint", path, e))?;
+/// Checks a checkpoint's length, magics and checksum; returns where its body ends.
+fn verify(bytes: &[u8], path: &Path) -> Result<usize> {
     let corrupt = |offset: usize, reason: String| Error::corruption(path, offset as u64, reason);
     if bytes.len() < HEADER_BYTES + TRAILER_BYTES {
         return Err(corrupt(
@@ -155,6 +155,19 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
     if bytes[0..8] != MAGIC {
         return Err(corrupt(0, "bad checkpoint magic".into()));
     }
+    Ok(body_end)
+}
+
+/// Loads the checkpoint at `path` (whose name says `lsn`) into a new catalog.
+pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> {
+    let file = fs
+        .open(path, OpenMode::Read)
+        .map_err(|e| Error::io("open checkpoint", path, e))?;
+    let bytes = file
+        .read_all()
+        .map_err(|e| Error::io("read checkpoint", path, e))?;
+    let corrupt = |offset: usize, reason: String| Error::corruption(path, offset as u64, reason);
+    let body_end = verify(&bytes, path)?;
     let mut dec = Decoder::new(&bytes[8..body_end]);
     let at = |dec: &Decoder<'_>| 8 + dec.offset();
     let fail = |dec: &Decoder<'_>, reason: String| corrupt(at(dec), reason);

@@ -202,7 +202,10 @@ impl Wal {
         }
         let seq_next = segments.last().map_or(1, |s| s.seq + 1);
         let lsn_next = stats.lsn_last + 1;
-        let (segment, info) = create_segment(fs.as_ref(), dir, seq_next, lsn_next)?;
+        // A stray half-made segment left by a failed open is removed by the next recovery
+        // (torn header) or is a valid empty last segment: either way harmless here.
+        let (segment, info) =
+            create_segment(fs.as_ref(), dir, seq_next, lsn_next).map_err(|failed| failed.error)?;
         segments.push(info);
         let wal = Wal {
             fs,
@@ -461,7 +464,22 @@ impl Wal {
         state.unsynced_since = None;
         self.durable_changed.notify_all();
         let seq = state.segments.last().map_or(1, |s| s.seq + 1);
-        let (segment, info) = create_segment(self.fs.as_ref(), &self.dir, seq, state.lsn_next)?;
+        let (segment, info) = match create_segment(self.fs.as_ref(), &self.dir, seq, state.lsn_next)
+        {
+            Ok(made) => made,
+            Err(failed) => {
+                if failed.stray {
+                    state.poisoned.get_or_insert_with(|| {
+                        format!(
+                            "a half-made log segment could not be removed: {}",
+                            failed.error
+                        )
+                    });
+                    self.durable_changed.notify_all();
+                }
+                return Err(failed.error);
+            }
+        };
         state.segment = segment;
         state.segments.push(info);
         state.write_offset = SEGMENT_HEADER_BYTES as u64;
@@ -503,19 +521,37 @@ impl Wal {
     }
 }
 
+/// Why a segment could not be created.
+struct CreateFailed {
+    error: Error,
+    /// Whether the half-made file may still be in the directory after a crash. If so the
+    /// log must be poisoned: a stray last segment would make the real last one look like
+    /// a middle segment with a torn tail, which is corruption.
+    stray: bool,
+}
+
 /// Creates segment `seq` whose first record will have `first_lsn`, and makes it durable
-/// (header synced, directory entry synced) before returning it.
+/// (header synced, directory entry synced) before returning it. On failure the half-made
+/// file is removed durably, or `stray` says it could not be.
 fn create_segment(
     fs: &dyn Fs,
     dir: &Path,
     seq: u64,
     first_lsn: u64,
-) -> Result<(Arc<dyn File>, SegmentInfo)> {
+) -> std::result::Result<(Arc<dyn File>, SegmentInfo), CreateFailed> {
     let path = dir.join(segment_file_name(seq));
-    let file: Arc<dyn File> = Arc::from(
-        fs.open(&path, OpenMode::Create)
-            .map_err(|e| Error::io("create log segment", &path, e))?,
-    );
+    let file: Arc<dyn File> = match fs.open(&path, OpenMode::Create) {
+        Ok(file) => Arc::from(file),
+        Err(e) => {
+            // The create itself may have reached the directory before failing.
+            let stray = fs.exists(&path).unwrap_or(true)
+                && fs.remove(&path).and_then(|()| fs.sync_dir(dir)).is_err();
+            return Err(CreateFailed {
+                error: Error::io("create log segment", &path, e),
+                stray,
+            });
+        }
+    };
     let header = encode_segment_header(seq, first_lsn);
     let made = file
         .set_len(0)
@@ -523,10 +559,12 @@ fn create_segment(
         .and_then(|()| file.sync())
         .and_then(|()| fs.sync_dir(dir));
     if let Err(e) = made {
-        // Best effort: a half-made last segment is also recognised and removed by recovery.
         drop(file);
-        let _ = fs.remove(&path);
-        return Err(Error::io("create log segment", &path, e));
+        let stray = fs.remove(&path).and_then(|()| fs.sync_dir(dir)).is_err();
+        return Err(CreateFailed {
+            error: Error::io("create log segment", &path, e),
+            stray,
+        });
     }
     Ok((
         file,
