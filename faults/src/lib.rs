@@ -1,1 +1,38 @@
-//! The simulated disk and its fault model (issue 4).
+//! The simulated disk and its fault model, behind omendb's Env traits.
+//!
+//! [`SimFs`] is an in-memory, deterministic file system that implements
+//! [`omendb::env::Fs`]. It keeps, for every file, the bytes the process sees and the bytes
+//! that are durable; for every directory, the entries the process sees and the durable
+//! ones. A seeded [`FaultPlan`] decides which faults it injects (I/O errors, torn and
+//! misdirected writes, disk full, bit flips, latent sector errors) and at which I/O call
+//! it freezes; [`SimFs::restart`] then applies crash semantics. Every fault lands in a
+//! log ([`SimFs::fault_log`]) so a failing run can show what happened to the disk.
+//! [`FaultyFs`] injects the same errors (not crashes) around any other `Fs`, such as the
+//! real disk.
+//!
+//! Modules, in the order data flows:
+//! - `plan`: the fault plan and the crash model, drawn from one seed;
+//! - `disk`: [`SimFs`], its handles, call counting, fault injection;
+//! - `namespace`: directories, pending directory operations and what a crash keeps of them;
+//! - `file_data`: one file's current bytes, durable bytes and pending writes;
+//! - `log`: fault records and counters;
+//! - `error`: the [`Crashed`] and [`InjectedFault`] errors and how to recognise them;
+//! - `faulty_os`: [`FaultyFs`].
+//!
+//! docs/TESTING.md ("The fault model") says what the engine promises under each fault.
+
+mod disk;
+mod error;
+mod faulty_os;
+mod file_data;
+mod log;
+mod namespace;
+mod plan;
+
+pub use disk::SimFs;
+pub use error::{is_crash, is_crash_error, is_injected, Crashed, InjectedFault};
+pub use faulty_os::FaultyFs;
+pub use file_data::FILE_BYTES_MAX;
+pub use log::{FaultKind, FaultRecord, Stats, FAULT_LOG_RECORDS_MAX};
+pub use namespace::PATH_DEPTH_MAX;
+pub use plan::{CrashModel, FaultPlan, SECTOR_BYTES_MAX, SECTOR_BYTES_MIN};

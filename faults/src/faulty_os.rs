@@ -1,0 +1,2 @@
+//! FaultyFs (todo)
+pub struct FaultyFs;
