@@ -180,7 +180,7 @@ impl Database {
         } else {
             None
         };
-        let db = Database {
+        Ok(Database {
             shared: Arc::new(Shared {
                 env,
                 root,
@@ -195,15 +195,7 @@ impl Database {
                 checkpoint_lsn,
                 recovery,
             },
-        };
-        if db.open_stats.recovery.records_replayed > 0 {
-            // The log just replayed may be readable only from the OS cache: after a failed
-            // fsync, Linux keeps the pages but may never write them, and a later fsync says
-            // nothing. A checkpoint makes the recovered state durable before anything new
-            // is acknowledged on top of it.
-            db.checkpoint()?;
-        }
-        Ok(db)
+        })
     }
 
     /// What opening found: the checkpoint loaded and what log recovery did.

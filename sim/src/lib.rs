@@ -1,1 +1,27 @@
-//! The deterministic simulator (issue 5).
+//! omendb-sim: deterministic simulation testing of OmenDB.
+//!
+//! One u64 seed decides everything: the workload ([`workload`]), the schedule of client
+//! operations, worker steps, crashes and restarts ([`runner`]), and the faults of the
+//! simulated disk (`omendb-faults`). The engine runs single-threaded on a virtual clock
+//! ([`env`]); after every operation its results are compared with a reference model, and
+//! after every recovery its state must be one the model allows ([`model`]). A failing run
+//! prints its seed, the failed check, the fault log and the last trace lines; replaying the
+//! seed reproduces it bit for bit, and [`shrink`] looks for a shorter run that fails the same
+//! way. [`seeds`] reads the seed files under `seeds/` that are replayed forever.
+//!
+//! Why not madsim: madsim simulates async (tokio-style) code and is switched on by a
+//! `--cfg madsim` rustflag, its file system keeps unsynced data across a "crash", and
+//! `std::thread::spawn` panics under it. The engine is synchronous and its crash semantics
+//! are the point, so the simulator owns its scheduler, clock and disk (see
+//! shared/ARCHITECTURE.md).
+
+pub mod env;
+pub mod model;
+pub mod runner;
+pub mod seeds;
+pub mod shrink;
+pub mod sweep;
+pub mod trace;
+pub mod workload;
+
+pub use runner::{run, Failure, FaultMask, Outcome, RunConfig};

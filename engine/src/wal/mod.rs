@@ -107,13 +107,32 @@ impl Wal {
             .filter_map(|n| parse_segment_file_name(n))
             .collect();
         seqs.sort_unstable();
+        // A segment is made durable before anything in it is acknowledged, so a last
+        // segment whose header is torn and whose rest is zeros was being created when the
+        // crash came and held nothing: remove it first, so that the one before it is last.
+        let mut dir_changed = false;
+        if let Some(&seq) = seqs.last() {
+            let path = dir.join(segment_file_name(seq));
+            let bytes = fs
+                .open(&path, OpenMode::Read)
+                .and_then(|file| file.read_all())
+                .map_err(|e| Error::io("read log segment", &path, e))?;
+            if let Err(reason) = decode_segment_header(&bytes) {
+                if is_zero_from(&bytes, SEGMENT_HEADER_BYTES) {
+                    tracing::info!(path = %path.display(), %reason, "removing a log segment whose creation was torn");
+                    fs.remove(&path)
+                        .map_err(|e| Error::io("remove torn log segment", &path, e))?;
+                    dir_changed = true;
+                    seqs.pop();
+                }
+            }
+        }
 
         let mut stats = RecoveryStats {
             lsn_last: lsn_checkpoint,
             ..RecoveryStats::default()
         };
         let mut segments = Vec::new();
-        let mut dir_changed = false;
         for (i, &seq) in seqs.iter().enumerate() {
             let path = dir.join(segment_file_name(seq));
             let is_last = i + 1 == seqs.len();
@@ -135,19 +154,7 @@ impl Wal {
                         ),
                     ))
                 }
-                Err(reason) => {
-                    // A segment is made durable before anything in it is acknowledged, so a
-                    // last segment with a torn header and nothing after it held nothing.
-                    if is_last && is_zero_from(&bytes, SEGMENT_HEADER_BYTES) {
-                        tracing::info!(path = %path.display(), %reason, "removing a log segment whose creation was torn");
-                        drop(file);
-                        fs.remove(&path)
-                            .map_err(|e| Error::io("remove torn log segment", &path, e))?;
-                        dir_changed = true;
-                        continue;
-                    }
-                    return Err(Error::corruption(&path, 0, reason));
-                }
+                Err(reason) => return Err(Error::corruption(&path, 0, reason)),
             };
             stats.segments += 1;
             if header.first_lsn > stats.lsn_last + 1 {
@@ -183,11 +190,19 @@ impl Wal {
                     bytes = scan.torn_bytes,
                     "truncating a torn log tail"
                 );
-                file.set_len(scan.valid_end)
-                    .and_then(|()| file.sync())
-                    .map_err(|e| Error::io("truncate torn log tail", &path, e))?;
                 stats.bytes_truncated += scan.torn_bytes;
                 stats.truncated_at = Some((path.clone(), scan.valid_end));
+            }
+            if is_last {
+                // What was just replayed may be readable only from the OS cache: after a
+                // failed fsync, Linux keeps the pages but marks them clean, so a later fsync
+                // would not write them. Rewrite the intact part and sync it, so that the log
+                // is durable up to here before a new segment follows it.
+                let valid_end = scan.valid_end as usize;
+                file.set_len(scan.valid_end)
+                    .and_then(|()| file.write_at(&bytes[..valid_end], 0))
+                    .and_then(|()| file.sync())
+                    .map_err(|e| Error::io("rewrite last log segment", &path, e))?;
             }
             stats.lsn_last = stats.lsn_last.max(scan.lsn_last);
             segments.push(SegmentInfo {

@@ -1,0 +1,202 @@
+//! The reference model: plain ordered maps with the engine's API semantics, and the
+//! history that says which states the engine may legally recover to.
+//!
+//! The model predicts the outcome of every write (`Ok` and whether it changes anything, or
+//! which class of error) independently of the engine's code, except for per-row schema
+//! validation, where it asks the table definition (checked by the engine's own tests).
+//!
+//! **Legal recovered states.** The log is a sequence, so the engine may only recover to
+//! the state after a *prefix* of the writes that reached the log, in LSN order: the
+//! [`History`] keeps the state at the last recovery (`base`) and every write since, with its
+//! LSN. A recovery to LSN `r` is legal iff `r >= durable` (everything the engine claimed
+//! durable, and so everything acknowledged under `Sync::Always`, is there), `r` is at most
+//! the last LSN that reached the log (nothing never written appears), and the recovered
+//! tables equal `base` plus the writes with LSN `<= r`, exactly.
+
+use omendb::{Error, Row, TableDef, Write};
+use std::collections::BTreeMap;
+
+/// A table of the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelTable {
+    /// Its definition.
+    pub def: TableDef,
+    /// Its rows by key.
+    pub rows: BTreeMap<i64, Row>,
+}
+
+/// The state of the database, as the model sees it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelState {
+    /// Tables by name.
+    pub tables: BTreeMap<String, ModelTable>,
+}
+
+/// The class of an engine error, for comparing outcomes.
+pub fn error_class(error: &Error) -> &'static str {
+    match error {
+        Error::TableNotFound { .. } => "table_not_found",
+        Error::TableExists { .. } => "table_exists",
+        Error::ColumnNotFound { .. } => "column_not_found",
+        Error::InvalidSchema { .. } => "invalid_schema",
+        Error::InvalidName { .. } => "invalid_name",
+        Error::RowArity { .. } => "row_arity",
+        Error::TypeMismatch { .. } => "type_mismatch",
+        Error::NullNotAllowed { .. } => "null_not_allowed",
+        Error::ValueTooLarge { .. } => "value_too_large",
+        Error::DuplicateKey { .. } => "duplicate_key",
+        Error::KeyNotFound { .. } => "key_not_found",
+        Error::KeyChanged { .. } => "key_changed",
+        Error::EmptyBatch { .. } => "empty_batch",
+        Error::LimitExceeded { .. } => "limit_exceeded",
+        Error::Io { .. } => "io",
+        Error::Corruption { .. } => "corruption",
+        Error::Poisoned { .. } => "poisoned",
+        Error::Closed => "closed",
+        _ => "other",
+    }
+}
+
+impl ModelState {
+    /// Predicts `write`: `Ok(true)` if it succeeds and changes the state, `Ok(false)` if it
+    /// succeeds and changes nothing, `Err(class)` if it must be refused.
+    pub fn predict(&self, write: &Write) -> Result<bool, &'static str> {
+        let table = |name: &str| self.tables.get(name).ok_or("table_not_found");
+        match write {
+            Write::CreateTable(def) => {
+                if self.tables.contains_key(def.name()) {
+                    return Err("table_exists");
+                }
+                Ok(true)
+            }
+            Write::DropTable { table: name } => table(name).map(|_| true),
+            Write::Insert { table: name, rows } => {
+                let table = table(name)?;
+                if rows.is_empty() {
+                    return Err("empty_batch");
+                }
+                let mut keys = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let key = table.def.validate_row(row).map_err(|e| error_class(&e))?;
+                    if table.rows.contains_key(&key) {
+                        return Err("duplicate_key");
+                    }
+                    keys.push(key);
+                }
+                keys.sort_unstable();
+                if keys.windows(2).any(|w| w[0] == w[1]) {
+                    return Err("duplicate_key");
+                }
+                Ok(true)
+            }
+            Write::Update {
+                table: name,
+                key,
+                row,
+            } => {
+                let table = table(name)?;
+                let new_key = table.def.validate_row(row).map_err(|e| error_class(&e))?;
+                if new_key != *key {
+                    return Err("key_changed");
+                }
+                if !table.rows.contains_key(key) {
+                    return Err("key_not_found");
+                }
+                Ok(true)
+            }
+            Write::Delete { table: name, key } => Ok(table(name)?.rows.contains_key(key)),
+        }
+    }
+
+    /// Applies a write that [`ModelState::predict`] accepted.
+    pub fn apply(&mut self, write: &Write) {
+        match write {
+            Write::CreateTable(def) => {
+                self.tables.insert(
+                    def.name().to_string(),
+                    ModelTable {
+                        def: def.clone(),
+                        rows: BTreeMap::new(),
+                    },
+                );
+            }
+            Write::DropTable { table } => {
+                self.tables.remove(table);
+            }
+            Write::Insert { table, rows } => {
+                if let Some(t) = self.tables.get_mut(table) {
+                    for row in rows {
+                        if let Ok(key) = t.def.validate_row(row) {
+                            t.rows.insert(key, row.clone());
+                        }
+                    }
+                }
+            }
+            Write::Update { table, key, row } => {
+                if let Some(t) = self.tables.get_mut(table) {
+                    t.rows.insert(*key, row.clone());
+                }
+            }
+            Write::Delete { table, key } => {
+                if let Some(t) = self.tables.get_mut(table) {
+                    t.rows.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Total rows over all tables.
+    pub fn row_count(&self) -> usize {
+        self.tables.values().map(|t| t.rows.len()).sum()
+    }
+}
+
+/// The writes since the last recovery, for computing legal recovered states.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    /// The state at the last recovery (durable by then).
+    pub base: ModelState,
+    /// Every write that reached the log since, with its LSN, in LSN order.
+    pub writes: Vec<(u64, Write)>,
+    /// The LSN `base` reflects.
+    pub base_lsn: u64,
+    /// Highest LSN the engine has claimed durable since (acknowledged under `Sync::Always`).
+    pub durable_lsn: u64,
+}
+
+impl History {
+    /// A history starting at `base`, recovered at `lsn`.
+    pub fn new(base: ModelState, lsn: u64) -> History {
+        History {
+            base,
+            writes: Vec::new(),
+            base_lsn: lsn,
+            durable_lsn: lsn,
+        }
+    }
+
+    /// The last LSN that may have reached the log.
+    pub fn last_lsn(&self) -> u64 {
+        self.writes.last().map_or(self.base_lsn, |(lsn, _)| *lsn)
+    }
+
+    /// Records a write that reached (or may have reached) the log at `lsn`.
+    pub fn push(&mut self, lsn: u64, write: Write) {
+        debug_assert!(lsn > self.last_lsn());
+        self.writes.push((lsn, write));
+    }
+
+    /// The state after every write with LSN `<= lsn`.
+    pub fn state_at(&self, lsn: u64) -> ModelState {
+        let mut state = self.base.clone();
+        for (at, write) in &self.writes {
+            if *at > lsn {
+                break;
+            }
+            if state.predict(write).is_ok() {
+                state.apply(write);
+            }
+        }
+        state
+    }
+}

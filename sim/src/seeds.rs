@@ -1,0 +1,92 @@
+//! Seed files: one small text file per seed that once found a bug, replayed forever.
+//!
+//! ```text
+//! seed = 1234
+//! ops = 800
+//! faults = crash,io
+//! found = acknowledged writes lost when ...
+//! date = 2026-11-25
+//! ```
+//!
+//! `seed` is required; `ops` defaults to 1000 and `faults` to `all`. Other keys are notes.
+
+use crate::runner::{FaultMask, RunConfig};
+use std::path::{Path, PathBuf};
+
+/// A parsed seed file.
+#[derive(Debug, Clone)]
+pub struct SeedFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The seed.
+    pub seed: u64,
+    /// How to run it.
+    pub config: RunConfig,
+    /// What it found, as written.
+    pub found: String,
+}
+
+/// Parses one seed file's text.
+pub fn parse(path: &Path, text: &str) -> Result<SeedFile, String> {
+    let mut seed = None;
+    let mut config = RunConfig::default();
+    let mut found = String::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(format!(
+                "{}:{}: expected `key = value`",
+                path.display(),
+                n + 1
+            ));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        let bad = |what: &str| format!("{}:{}: bad {what} {value:?}", path.display(), n + 1);
+        match key {
+            "seed" => seed = Some(value.parse::<u64>().map_err(|_| bad("seed"))?),
+            "ops" => config.ops = value.parse().map_err(|_| bad("ops"))?,
+            "faults" => {
+                config.faults =
+                    FaultMask::parse(value).map_err(|e| format!("{}: {e}", bad("faults")))?
+            }
+            "found" => found = value.to_string(),
+            _ => {}
+        }
+    }
+    let seed = seed.ok_or_else(|| format!("{}: no `seed = ...` line", path.display()))?;
+    Ok(SeedFile {
+        path: path.to_path_buf(),
+        seed,
+        config,
+        found,
+    })
+}
+
+/// Every `*.seed` file in `dir`, sorted by name.
+pub fn load_dir(dir: &Path) -> Result<Vec<SeedFile>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seed"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            parse(path, &text)
+        })
+        .collect()
+}
+
+/// The text of a seed file for `seed` run with `config`.
+pub fn render(seed: u64, config: &RunConfig, found: &str, date: &str) -> String {
+    format!(
+        "seed = {seed}\nops = {}\nfaults = {}\nfound = {found}\ndate = {date}\n",
+        config.ops, config.faults
+    )
+}

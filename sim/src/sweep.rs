@@ -1,0 +1,134 @@
+//! Sweeps: many seeds, spread over worker threads (each seed runs on one thread, start to
+//! end, so threads never touch a run's determinism), with a summary for people and CI.
+
+use crate::runner::{run, Outcome, RunConfig};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// What a sweep found.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    /// Seeds run.
+    pub seeds: u64,
+    /// Failing outcomes, by seed.
+    pub failed: Vec<Outcome>,
+    /// Scheduler steps over all runs.
+    pub steps: u64,
+    /// Engine operations over all runs.
+    pub engine_ops: u64,
+    /// Crashes over all runs.
+    pub crashes: u64,
+    /// Recoveries checked over all runs.
+    pub recoveries: u64,
+    /// Runs that stopped on damage the engine correctly reported.
+    pub detected_damage: u64,
+    /// Tolerated losses (see `Outcome::tolerated_losses`).
+    pub tolerated_losses: u64,
+    /// Faults by kind over all runs.
+    pub faults: BTreeMap<String, u64>,
+    /// Wall time of the sweep, seconds.
+    pub elapsed_s: f64,
+    /// Time spent inside runs, summed over threads, seconds.
+    pub busy_s: f64,
+}
+
+impl Summary {
+    fn add(&mut self, outcome: Outcome) {
+        self.seeds += 1;
+        self.steps += outcome.steps;
+        self.engine_ops += outcome.engine_ops;
+        self.crashes += outcome.crashes;
+        self.recoveries += outcome.recoveries;
+        self.detected_damage += u64::from(outcome.stopped_on_detected_damage.is_some());
+        self.tolerated_losses += outcome.tolerated_losses;
+        for (kind, count) in &outcome.faults {
+            *self.faults.entry(kind.clone()).or_default() += count;
+        }
+        if !outcome.passed() {
+            self.failed.push(outcome);
+        }
+    }
+
+    /// Simulated operations per second per core (engine operations over busy time).
+    pub fn sim_ops_per_s(&self) -> f64 {
+        if self.busy_s > 0.0 {
+            self.engine_ops as f64 / self.busy_s
+        } else {
+            0.0
+        }
+    }
+
+    /// The summary as one JSON object on one line.
+    pub fn to_json(&self) -> String {
+        let failed: Vec<String> = self.failed.iter().map(|o| o.seed.to_string()).collect();
+        let faults: Vec<String> = self
+            .faults
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
+        format!(
+            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"tolerated_losses\":{},\"faults\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
+            self.seeds,
+            failed.join(","),
+            self.engine_ops,
+            self.steps,
+            self.crashes,
+            self.recoveries,
+            self.detected_damage,
+            self.tolerated_losses,
+            faults.join(","),
+            self.sim_ops_per_s(),
+            self.elapsed_s
+        )
+    }
+}
+
+/// Runs every seed in `seeds` with `config` on `jobs` threads; `progress` is called after
+/// each seed with (done, total, failed so far).
+pub fn sweep(
+    seeds: &[u64],
+    config: &RunConfig,
+    jobs: usize,
+    progress: &(dyn Fn(u64, u64, u64) + std::marker::Sync),
+) -> Summary {
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(Outcome, f64)>> = Mutex::new(Vec::with_capacity(seeds.len()));
+    let failed = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&seed) = seeds.get(i) else {
+                    break;
+                };
+                let t = Instant::now();
+                let outcome = run(seed, config);
+                let busy = t.elapsed().as_secs_f64();
+                if !outcome.passed() {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
+                results.push((outcome, busy));
+                let done = results.len() as u64;
+                drop(results);
+                progress(
+                    done,
+                    seeds.len() as u64,
+                    failed.load(Ordering::Relaxed) as u64,
+                );
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|(o, _)| o.seed);
+    let mut summary = Summary::default();
+    for (outcome, busy) in results {
+        summary.busy_s += busy;
+        summary.add(outcome);
+    }
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    summary
+}

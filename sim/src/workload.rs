@@ -1,0 +1,350 @@
+//! Workloads drawn from the seed: schemas, key distributions, value sizes, the operation
+//! mix and the durability mode. Swarm testing: the mix itself is drawn per seed, so some
+//! seeds hammer one table with batches, others churn the catalog, others mostly read.
+
+use omendb::{Column, DataType, Row, Sync, TableDef, Value};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How keys of new rows are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDist {
+    /// 1, 2, 3, ... from a random start.
+    Sequential,
+    /// Uniform over a range (narrow ranges make duplicates likely).
+    Uniform,
+    /// Zipf-like: log-uniform ranks, so small ranks dominate.
+    Zipf,
+    /// Most keys crowd the low end of the range.
+    SkewedLow,
+    /// Most keys crowd the high end.
+    SkewedHigh,
+    /// Tight clusters with wide gaps between them.
+    Clustered,
+    /// Microsecond timestamps moving forward, with outages (large gaps).
+    TimeSeries,
+    /// UUIDv7-like: a millisecond time prefix and random low bits, as an i64.
+    UuidV7Like,
+}
+
+const DISTS: [KeyDist; 8] = [
+    KeyDist::Sequential,
+    KeyDist::Uniform,
+    KeyDist::Zipf,
+    KeyDist::SkewedLow,
+    KeyDist::SkewedHigh,
+    KeyDist::Clustered,
+    KeyDist::TimeSeries,
+    KeyDist::UuidV7Like,
+];
+
+/// Keys a workload mixes in on purpose: the edges of i64 and their neighbours.
+pub const EDGE_KEYS: [i64; 7] = [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX];
+
+/// State of one key generator.
+#[derive(Debug, Clone)]
+pub struct KeyGen {
+    /// The distribution.
+    pub dist: KeyDist,
+    next: i64,
+    span: i64,
+    centers: Vec<i64>,
+}
+
+impl KeyGen {
+    fn new(dist: KeyDist, rng: &mut ChaCha8Rng) -> KeyGen {
+        let span = [64i64, 1_000, 1 << 20, 1 << 40][rng.random_range(0..4)];
+        let centers = (0..rng.random_range(1..6))
+            .map(|_| rng.random_range(-(1i64 << 50)..(1i64 << 50)))
+            .collect();
+        KeyGen {
+            dist,
+            next: rng.random_range(-1000..1000),
+            span,
+            centers,
+        }
+    }
+
+    /// A key for a new row (it may collide with an existing one: that is tested too).
+    pub fn next_key(&mut self, rng: &mut ChaCha8Rng) -> i64 {
+        if rng.random_bool(0.02) {
+            return EDGE_KEYS[rng.random_range(0..EDGE_KEYS.len())];
+        }
+        match self.dist {
+            KeyDist::Sequential => {
+                self.next = self.next.wrapping_add(1);
+                self.next
+            }
+            KeyDist::Uniform => rng.random_range(-self.span..=self.span),
+            KeyDist::Zipf => {
+                let rank = (self.span as f64).powf(rng.random_range(0.0..1.0)) as i64;
+                rank * 7
+            }
+            KeyDist::SkewedLow => {
+                let u: f64 = rng.random_range(0.0..1.0);
+                (u * u * u * self.span as f64) as i64
+            }
+            KeyDist::SkewedHigh => {
+                let u: f64 = rng.random_range(0.0..1.0);
+                self.span - (u * u * u * self.span as f64) as i64
+            }
+            KeyDist::Clustered => {
+                let center = self.centers[rng.random_range(0..self.centers.len())];
+                center.saturating_add(rng.random_range(-50..50))
+            }
+            KeyDist::TimeSeries => {
+                let step = if rng.random_bool(0.02) {
+                    rng.random_range(1_000_000..3_600_000_000) // an outage
+                } else {
+                    rng.random_range(1..2_000)
+                };
+                self.next = self.next.saturating_add(step);
+                1_700_000_000_000_000i64.saturating_add(self.next)
+            }
+            KeyDist::UuidV7Like => {
+                self.next = self.next.saturating_add(rng.random_range(0..3));
+                let millis = (self.next & 0xff_ffff) << 38;
+                millis | rng.random_range(0..(1i64 << 38))
+            }
+        }
+    }
+}
+
+/// A table the workload may create: its definition and key generator.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    /// The definition.
+    pub def: TableDef,
+    /// How its keys are drawn.
+    pub keys: KeyGen,
+}
+
+/// Relative weights of the scheduler's actions.
+#[derive(Debug, Clone)]
+pub struct Mix {
+    /// Weights, by action.
+    pub weights: BTreeMap<Action, u32>,
+}
+
+/// What the scheduler can do at a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// A client submits an insert of one row.
+    Insert,
+    /// A client submits an insert of a batch.
+    InsertBatch,
+    /// A client submits an update.
+    Update,
+    /// A client submits a delete.
+    Delete,
+    /// A point read.
+    Get,
+    /// A range scan.
+    Scan,
+    /// Create a table.
+    CreateTable,
+    /// Drop a table.
+    DropTable,
+    /// Checkpoint.
+    Checkpoint,
+    /// Step the background workers (group commit).
+    StepWorkers,
+    /// A client with a write in flight waits for it (syncing as group-commit leader).
+    Wait,
+    /// Move virtual time forward.
+    AdvanceClock,
+    /// The process dies between operations.
+    Crash,
+    /// Close and reopen cleanly.
+    Restart,
+    /// Submit a row that breaks the schema (must be refused, changing nothing).
+    BadRow,
+}
+
+/// Everything about a run that the seed decides besides the disk's faults.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// The durability mode.
+    pub sync: Sync,
+    /// Simulated clients (each has at most one write in flight).
+    pub clients: usize,
+    /// The action mix.
+    pub mix: Mix,
+    /// Tables the run may create, by name.
+    pub tables: Vec<TableSpec>,
+    /// Largest Utf8/Binary value.
+    pub value_bytes_max: usize,
+    /// Largest batch.
+    pub batch_rows_max: usize,
+}
+
+impl Workload {
+    /// Draws a workload.
+    pub fn draw(rng: &mut ChaCha8Rng) -> Workload {
+        let sync = match rng.random_range(0..10) {
+            0..=4 => Sync::Always,
+            5..=7 => Sync::Batch {
+                max_delay: Duration::from_millis(rng.random_range(1..50)),
+            },
+            _ => Sync::None,
+        };
+        let mut weights = BTreeMap::new();
+        let mut w = |action: Action, lo: u32, hi: u32| {
+            weights.insert(action, rng.random_range(lo..=hi));
+        };
+        w(Action::Insert, 10, 40);
+        w(Action::InsertBatch, 0, 15);
+        w(Action::Update, 0, 15);
+        w(Action::Delete, 0, 15);
+        w(Action::Get, 5, 30);
+        w(Action::Scan, 0, 8);
+        w(Action::CreateTable, 0, 2);
+        w(Action::DropTable, 0, 1);
+        w(Action::Checkpoint, 0, 3);
+        w(Action::StepWorkers, 2, 20);
+        w(Action::Wait, 2, 20);
+        w(Action::AdvanceClock, 1, 10);
+        w(Action::Crash, 0, 2);
+        w(Action::Restart, 0, 1);
+        w(Action::BadRow, 0, 2);
+        let table_count = rng.random_range(1..=4);
+        let tables = (0..table_count)
+            .map(|i| TableSpec {
+                def: draw_table_def(rng, &format!("t{i}")),
+                keys: KeyGen::new(DISTS[rng.random_range(0..DISTS.len())], rng),
+            })
+            .collect();
+        let value_bytes_max = [0usize, 16, 256, 4096, 65_536][rng.random_range(0..5)];
+        Workload {
+            sync,
+            clients: rng.random_range(1..=8),
+            mix: Mix { weights },
+            tables,
+            value_bytes_max,
+            batch_rows_max: rng.random_range(2..=64),
+        }
+    }
+
+    /// Picks the next action by weight.
+    pub fn pick(&self, rng: &mut ChaCha8Rng) -> Action {
+        let total: u32 = self.mix.weights.values().sum();
+        let mut x = rng.random_range(0..total.max(1));
+        for (&action, &weight) in &self.mix.weights {
+            if x < weight {
+                return action;
+            }
+            x -= weight;
+        }
+        Action::Get
+    }
+}
+
+fn draw_table_def(rng: &mut ChaCha8Rng, name: &str) -> TableDef {
+    const TYPES: [DataType; 6] = [
+        DataType::Int64,
+        DataType::Float64,
+        DataType::Utf8,
+        DataType::Binary,
+        DataType::Bool,
+        DataType::Timestamp,
+    ];
+    let key_type = if rng.random_bool(0.8) {
+        DataType::Int64
+    } else {
+        DataType::Timestamp
+    };
+    let extra = rng.random_range(0..=5);
+    let key_at = rng.random_range(0..=extra);
+    let mut columns = Vec::new();
+    for i in 0..=extra {
+        if i == key_at {
+            columns.push(Column::new("k", key_type).primary_key());
+        } else {
+            let mut column = Column::new(format!("c{i}"), TYPES[rng.random_range(0..TYPES.len())]);
+            if rng.random_bool(0.4) {
+                column = column.nullable();
+            }
+            columns.push(column);
+        }
+    }
+    match TableDef::new(name, columns) {
+        Ok(def) => def,
+        // Unreachable by construction (one key, unique names); keep the run going with
+        // the smallest valid table rather than panic.
+        Err(_) => TableDef::new(name, vec![Column::new("k", DataType::Int64).primary_key()])
+            .unwrap_or_else(|_| unreachable!("a one-column table is valid")),
+    }
+}
+
+/// A row for `def` with key `key`, values drawn within `value_bytes_max`.
+pub fn draw_row(rng: &mut ChaCha8Rng, def: &TableDef, key: i64, value_bytes_max: usize) -> Row {
+    def.columns()
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            if i == def.primary_key_index() {
+                return match column.data_type {
+                    DataType::Timestamp => Value::Timestamp(key),
+                    _ => Value::Int64(key),
+                };
+            }
+            if column.nullable && rng.random_bool(0.15) {
+                return Value::Null;
+            }
+            let len = if value_bytes_max == 0 {
+                0
+            } else {
+                match rng.random_range(0..100) {
+                    0..=59 => rng.random_range(0..=value_bytes_max.min(16)),
+                    60..=94 => rng.random_range(0..=value_bytes_max.min(256)),
+                    _ => rng.random_range(0..=value_bytes_max),
+                }
+            };
+            match column.data_type {
+                DataType::Int64 => Value::Int64(rng.random()),
+                DataType::Timestamp => Value::Timestamp(rng.random()),
+                DataType::Float64 => Value::Float64(f64::from_bits(rng.random())),
+                DataType::Bool => Value::Bool(rng.random()),
+                DataType::Utf8 => Value::Utf8(
+                    (0..len)
+                        .map(|_| rng.random_range(b'a'..=b'z') as char)
+                        .collect(),
+                ),
+                DataType::Binary => {
+                    let mut bytes = vec![0u8; len];
+                    rng.fill(&mut bytes[..]);
+                    Value::Binary(bytes)
+                }
+            }
+        })
+        .collect()
+}
+
+/// A row for `def` that breaks it: a wrong type, a NULL where none is allowed, or the
+/// wrong number of values.
+pub fn draw_bad_row(rng: &mut ChaCha8Rng, def: &TableDef, key: i64) -> Row {
+    let mut row = draw_row(rng, def, key, 8);
+    match rng.random_range(0..3) {
+        0 => {
+            row.push(Value::Bool(true));
+        }
+        1 => {
+            let at = rng.random_range(0..row.len());
+            if def.columns()[at].nullable {
+                row.push(Value::Null); // arity instead
+            } else {
+                row[at] = Value::Null;
+            }
+        }
+        _ => {
+            let at = rng.random_range(0..row.len());
+            row[at] = match def.columns()[at].data_type {
+                DataType::Utf8 => Value::Int64(1),
+                _ => Value::Utf8("wrong type".into()),
+            };
+        }
+    }
+    row
+}
