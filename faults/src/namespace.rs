@@ -293,6 +293,14 @@ impl Namespace {
             return Ok(None);
         }
         let replaced = self.child(to_dir, to_name);
+        if from.starts_with(to) {
+            // Linux checks this before the kinds: a target that contains the source is
+            // never empty.
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{}: directory not empty", path_text(to)),
+            ));
+        }
         match (moving, replaced) {
             (Found::Dir(_), _) if to.starts_with(from) => {
                 return Err(io::Error::new(
