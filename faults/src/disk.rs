@@ -49,6 +49,7 @@
 
 use crate::error::{crashed, injected};
 use crate::file_data::{sector_pieces, FileData, FILE_BYTES_MAX};
+use crate::hash::Hash64;
 use crate::log::{FaultKind, FaultLog, FaultRecord, Stats};
 use crate::namespace::{components, path_text, Found, Ino, Namespace, ROOT};
 use crate::plan::FaultPlan;
@@ -399,7 +400,10 @@ impl Disk {
             let kept = self.rng.random_range(0..=pieces.len());
             let prefix_end = pieces.get(kept).copied().unwrap_or(end);
             let prefix = &buf[..(prefix_end - offset) as usize];
-            self.apply_write(ino, offset, prefix, self.op_count + 1)?;
+            let growth = prefix_end.saturating_sub(self.node(ino)?.data.len());
+            if growth <= self.space_left() {
+                self.apply_write(ino, offset, prefix, self.op_count + 1)?;
+            }
         }
         let op = self.begin()?;
         if buf.is_empty() {
@@ -931,44 +935,6 @@ impl Disk {
             return Err("frozen at a call not yet made".to_owned());
         }
         Ok(())
-    }
-}
-
-/// A small, stable 64-bit hash (FNV-1a over 8-byte words, then a final mix): the same on
-/// every platform and process, unlike std's `DefaultHasher`.
-struct Hash64(u64);
-
-impl Hash64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-
-    fn new() -> Hash64 {
-        Hash64(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn word(&mut self, word: u64) {
-        self.0 = (self.0 ^ word).wrapping_mul(Self::PRIME);
-    }
-
-    /// Hashes the length, then the bytes, so that ("ab","c") and ("a","bc") differ.
-    fn bytes(&mut self, bytes: &[u8]) {
-        self.word(bytes.len() as u64);
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.word(u64::from_le_bytes(word));
-        }
-        let mut tail = [0u8; 8];
-        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        self.word(u64::from_le_bytes(tail));
-    }
-
-    fn finish(&self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x
     }
 }
 
