@@ -38,7 +38,8 @@
 //!   would settle them; the lost ones are gone for good (later syncs succeed but cannot
 //!   bring them back) while reads still return the new bytes, as Linux's page cache
 //!   does after a failed fsync.
-//! - sync_dir error: EIO, and the pending entries it covered are settled as a crash would.
+//! - sync_dir error: EIO; the entries it covered stay pending (lost or kept by a crash,
+//!   durable after a later successful sync_dir, as a journal retry would make them).
 //! - disk full: a write that would push the total of file sizes past the limit writes the
 //!   prefix that fits, then fails with `StorageFull` (a short write followed by ENOSPC, as
 //!   `write_all` sees it); a growing `set_len` fails whole. Writes inside a file's current
@@ -789,21 +790,12 @@ impl Disk {
             Found::Dir(ino) => ino,
         };
         if self.coin(self.plan.sync_dir_error) {
-            let mut records = Vec::new();
-            let keep = self.plan.crash.dir_op_persist;
-            self.ns
-                .fail_sync_dir(ino, &mut self.rng, keep, &mut records);
+            // The entries stay pending: a crash may lose them, a later sync_dir (a journal
+            // retry) may make them durable. Settling them now would let later ops that
+            // build on a lost one become durable alone, and give an inode two names.
             let path = path_text(&parts);
-            let detail = format!(
-                "pending entries settled as by a crash: {} lost",
-                records.len()
-            );
+            let detail = "pending entries stay pending".to_owned();
             self.record_at(FaultKind::SyncDirError, op, &path, 0, 0, detail);
-            for record in records {
-                self.record(record);
-            }
-            self.garbage_possible = true;
-            self.collect_garbage();
             return Err(injected(FaultKind::SyncDirError, op, &path, 0));
         }
         if self.ns.has_pending_in(ino) {

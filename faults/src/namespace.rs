@@ -440,20 +440,6 @@ impl Namespace {
         }
     }
 
-    /// A failed `sync_dir(dir)`: the ops it covered are settled as a crash would settle
-    /// them, and no later sync_dir can bring back the lost ones.
-    pub(crate) fn fail_sync_dir(
-        &mut self,
-        dir: Ino,
-        rng: &mut ChaCha8Rng,
-        keep: f64,
-        records: &mut Vec<FaultRecord>,
-    ) {
-        let covered = self.covered_by(dir);
-        let ops = self.take_covered(&covered);
-        self.settle(ops, rng, keep, records);
-    }
-
     /// A crash: settles every pending op, then makes the durable view the current one.
     /// Returns the inodes that survive (reachable from the root), directories included.
     pub(crate) fn crash(
