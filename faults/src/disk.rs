@@ -17,9 +17,8 @@
 //! unfreezes the disk and kills every handle opened before it.
 //!
 //! **Faults** are drawn per call from the plan, in a fixed order, from one ChaCha8 stream
-//! seeded by the plan's seed; each one is recorded in the fault log. A rate of zero draws
-//! nothing, so turning a fault off does not shift the draws of a calm run... but turning
-//! one on does shift everything after it, as any seeded simulator's.
+//! seeded by the plan's seed, and each one is recorded in the fault log. A fault whose
+//! rate is zero draws nothing, so a calm plan spends no randomness on faults.
 //!
 //! What each fault does, and what the call returns:
 //! - read error: EIO, nothing read; transient.
@@ -57,7 +56,7 @@ use crate::plan::FaultPlan;
 use omendb::env::{File, Fs, OpenMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -93,7 +92,7 @@ struct Disk {
     /// The total size of the files the disk holds.
     used_bytes: u64,
     ns: Namespace,
-    files: std::collections::BTreeMap<Ino, FileNode>,
+    files: BTreeMap<Ino, FileNode>,
     next_ino: Ino,
     /// Unreadable sectors: (inode, sector index).
     latent: BTreeSet<(Ino, u64)>,
@@ -148,7 +147,7 @@ impl Disk {
             last_crash_op: 0,
             used_bytes: 0,
             ns: Namespace::new(),
-            files: std::collections::BTreeMap::new(),
+            files: BTreeMap::new(),
             next_ino: ROOT + 1,
             latent: BTreeSet::new(),
             log: FaultLog::default(),
