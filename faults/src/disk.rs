@@ -17,9 +17,8 @@
 //! unfreezes the disk and kills every handle opened before it.
 //!
 //! **Faults** are drawn per call from the plan, in a fixed order, from one ChaCha8 stream
-//! seeded by the plan's seed; each one is recorded in the fault log. A rate of zero draws
-//! nothing, so turning a fault off does not shift the draws of a calm run... but turning
-//! one on does shift everything after it, as any seeded simulator's.
+//! seeded by the plan's seed, and each one is recorded in the fault log. A fault whose
+//! rate is zero draws nothing, so a calm plan spends no randomness on faults.
 //!
 //! What each fault does, and what the call returns:
 //! - read error: EIO, nothing read; transient.
@@ -38,7 +37,8 @@
 //!   would settle them; the lost ones are gone for good (later syncs succeed but cannot
 //!   bring them back) while reads still return the new bytes, as Linux's page cache
 //!   does after a failed fsync.
-//! - sync_dir error: EIO, and the pending entries it covered are settled as a crash would.
+//! - sync_dir error: EIO; the entries it covered stay pending (lost or kept by a crash,
+//!   durable after a later successful sync_dir, as a journal retry would make them).
 //! - disk full: a write that would push the total of file sizes past the limit writes the
 //!   prefix that fits, then fails with `StorageFull` (a short write followed by ENOSPC, as
 //!   `write_all` sees it); a growing `set_len` fails whole. Writes inside a file's current
@@ -49,13 +49,14 @@
 
 use crate::error::{crashed, injected};
 use crate::file_data::{sector_pieces, FileData, FILE_BYTES_MAX};
+use crate::hash::Hash64;
 use crate::log::{FaultKind, FaultLog, FaultRecord, Stats};
 use crate::namespace::{components, path_text, Found, Ino, Namespace, ROOT};
 use crate::plan::FaultPlan;
 use omendb::env::{File, Fs, OpenMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -91,7 +92,7 @@ struct Disk {
     /// The total size of the files the disk holds.
     used_bytes: u64,
     ns: Namespace,
-    files: std::collections::BTreeMap<Ino, FileNode>,
+    files: BTreeMap<Ino, FileNode>,
     next_ino: Ino,
     /// Unreadable sectors: (inode, sector index).
     latent: BTreeSet<(Ino, u64)>,
@@ -146,7 +147,7 @@ impl Disk {
             last_crash_op: 0,
             used_bytes: 0,
             ns: Namespace::new(),
-            files: std::collections::BTreeMap::new(),
+            files: BTreeMap::new(),
             next_ino: ROOT + 1,
             latent: BTreeSet::new(),
             log: FaultLog::default(),
@@ -399,14 +400,18 @@ impl Disk {
             let kept = self.rng.random_range(0..=pieces.len());
             let prefix_end = pieces.get(kept).copied().unwrap_or(end);
             let prefix = &buf[..(prefix_end - offset) as usize];
-            self.apply_write(ino, offset, prefix, self.op_count + 1)?;
+            let growth = prefix_end.saturating_sub(self.node(ino)?.data.len());
+            if growth <= self.space_left() {
+                self.apply_write(ino, offset, prefix, self.op_count + 1)?;
+            }
         }
         let op = self.begin()?;
+        if buf.is_empty() {
+            // std's write_all_at makes no system call for an empty buffer.
+            return Ok(());
+        }
         if !writable {
             return Err(io::Error::from_raw_os_error(EBADF));
-        }
-        if buf.is_empty() {
-            return Ok(());
         }
         let (path, len_before) = {
             let node = self.node(ino)?;
@@ -784,21 +789,12 @@ impl Disk {
             Found::Dir(ino) => ino,
         };
         if self.coin(self.plan.sync_dir_error) {
-            let mut records = Vec::new();
-            let keep = self.plan.crash.dir_op_persist;
-            self.ns
-                .fail_sync_dir(ino, &mut self.rng, keep, &mut records);
+            // The entries stay pending: a crash may lose them, a later sync_dir (a journal
+            // retry) may make them durable. Settling them now would let later ops that
+            // build on a lost one become durable alone, and give an inode two names.
             let path = path_text(&parts);
-            let detail = format!(
-                "pending entries settled as by a crash: {} lost",
-                records.len()
-            );
+            let detail = "pending entries stay pending".to_owned();
             self.record_at(FaultKind::SyncDirError, op, &path, 0, 0, detail);
-            for record in records {
-                self.record(record);
-            }
-            self.garbage_possible = true;
-            self.collect_garbage();
             return Err(injected(FaultKind::SyncDirError, op, &path, 0));
         }
         if self.ns.has_pending_in(ino) {
@@ -930,44 +926,6 @@ impl Disk {
             return Err("frozen at a call not yet made".to_owned());
         }
         Ok(())
-    }
-}
-
-/// A small, stable 64-bit hash (FNV-1a over 8-byte words, then a final mix): the same on
-/// every platform and process, unlike std's `DefaultHasher`.
-struct Hash64(u64);
-
-impl Hash64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-
-    fn new() -> Hash64 {
-        Hash64(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn word(&mut self, word: u64) {
-        self.0 = (self.0 ^ word).wrapping_mul(Self::PRIME);
-    }
-
-    /// Hashes the length, then the bytes, so that ("ab","c") and ("a","bc") differ.
-    fn bytes(&mut self, bytes: &[u8]) {
-        self.word(bytes.len() as u64);
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.word(u64::from_le_bytes(word));
-        }
-        let mut tail = [0u8; 8];
-        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
-        self.word(u64::from_le_bytes(tail));
-    }
-
-    fn finish(&self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x
     }
 }
 

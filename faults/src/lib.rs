@@ -16,6 +16,7 @@
 //! - `namespace`: directories, pending directory operations and what a crash keeps of them;
 //! - `file_data`: one file's current bytes, durable bytes and pending writes;
 //! - `log`: fault records and counters;
+//! - `hash`: the stable hash behind `SimFs::disk_hash`;
 //! - `error`: the [`Crashed`] and [`InjectedFault`] errors and how to recognise them;
 //! - `faulty_os`: [`FaultyFs`].
 //!
@@ -25,6 +26,7 @@ mod disk;
 mod error;
 mod faulty_os;
 mod file_data;
+mod hash;
 mod log;
 mod namespace;
 mod plan;

@@ -23,7 +23,7 @@ pub enum FaultKind {
     /// At a restart (or a failed sync), unsynced size changes (set_len, extending writes)
     /// were lost.
     UnsyncedLenLost,
-    /// At a restart (or a failed sync_dir), a pending create, rename or remove was lost.
+    /// At a restart, a pending create, rename or remove was lost.
     DirOpLost,
     /// A read failed with EIO.
     ReadError,
@@ -37,7 +37,7 @@ pub enum FaultKind {
     MisdirectedWrite,
     /// A sync failed with EIO; the writes it covered were settled as a crash settles them.
     SyncError,
-    /// A sync_dir failed with EIO; the entries it covered were settled as a crash does.
+    /// A sync_dir failed with EIO; the entries it covered stay pending.
     SyncDirError,
     /// A write or an extension hit the space limit (ENOSPC).
     DiskFull,

@@ -293,6 +293,14 @@ impl Namespace {
             return Ok(None);
         }
         let replaced = self.child(to_dir, to_name);
+        if from.starts_with(to) {
+            // Linux checks this before the kinds: a target that contains the source is
+            // never empty.
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{}: directory not empty", path_text(to)),
+            ));
+        }
         match (moving, replaced) {
             (Found::Dir(_), _) if to.starts_with(from) => {
                 return Err(io::Error::new(
@@ -430,20 +438,6 @@ impl Namespace {
                 },
             });
         }
-    }
-
-    /// A failed `sync_dir(dir)`: the ops it covered are settled as a crash would settle
-    /// them, and no later sync_dir can bring back the lost ones.
-    pub(crate) fn fail_sync_dir(
-        &mut self,
-        dir: Ino,
-        rng: &mut ChaCha8Rng,
-        keep: f64,
-        records: &mut Vec<FaultRecord>,
-    ) {
-        let covered = self.covered_by(dir);
-        let ops = self.take_covered(&covered);
-        self.settle(ops, rng, keep, records);
     }
 
     /// A crash: settles every pending op, then makes the durable view the current one.

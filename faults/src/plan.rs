@@ -131,7 +131,7 @@ pub struct FaultPlan {
     pub write_misdirected: f64,
     /// A sync fails with EIO (and the writes it covered are settled as a crash would).
     pub sync_error: f64,
-    /// A sync_dir fails with EIO (and the entries it covered are settled as a crash would).
+    /// A sync_dir fails with EIO (the entries it covered stay pending).
     pub sync_dir_error: f64,
     /// At any I/O call, one random bit of durable data flips.
     pub bit_flip: f64,
