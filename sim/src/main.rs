@@ -208,13 +208,15 @@ fn print_outcome(outcome: &Outcome, json: bool) {
             .unwrap_or_default()
     );
     if json {
-        let mut summary = Summary::default();
-        summary.seeds = 1;
-        summary.steps = outcome.steps;
-        summary.engine_ops = outcome.engine_ops;
-        summary.crashes = outcome.crashes;
-        summary.recoveries = outcome.recoveries;
-        summary.faults = outcome.faults.clone();
+        let mut summary = Summary {
+            seeds: 1,
+            steps: outcome.steps,
+            engine_ops: outcome.engine_ops,
+            crashes: outcome.crashes,
+            recoveries: outcome.recoveries,
+            faults: outcome.faults.clone(),
+            ..Summary::default()
+        };
         if !outcome.passed() {
             summary.failed.push(outcome.clone());
         }
