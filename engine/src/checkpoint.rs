@@ -69,6 +69,23 @@ pub(crate) fn remove_temp(fs: &dyn Fs, root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes the checkpoints older than `lsn` (the one at `lsn` is durable), durably.
+pub(crate) fn remove_older(fs: &dyn Fs, root: &Path, lsn: u64) -> Result<()> {
+    let mut removed = false;
+    for (old_lsn, path) in list(fs, root)? {
+        if old_lsn < lsn {
+            fs.remove(&path)
+                .map_err(|e| Error::io("remove old checkpoint", &path, e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        fs.sync_dir(root)
+            .map_err(|e| Error::io("sync database directory", root, e))?;
+    }
+    Ok(())
+}
+
 /// Writes a checkpoint of `catalog` at `lsn` and makes it durable. Returns its path.
 pub(crate) fn write(fs: &dyn Fs, root: &Path, lsn: u64, catalog: &Catalog) -> Result<PathBuf> {
     let temp = root.join(TEMP_NAME);

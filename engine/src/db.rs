@@ -124,19 +124,16 @@ impl Database {
         let span = tracing::info_span!("open", path = %root.display());
         let _entered = span.enter();
         let fs = env.fs.clone();
-        let existed = fs
-            .exists(&root)
-            .map_err(|e| Error::io("stat database directory", &root, e))?;
         fs.create_dir(&root.join(WAL_DIR))
             .map_err(|e| Error::io("create database directory", &root, e))?;
-        if !existed {
-            // Make the new directory itself durable in its parent.
-            fs.sync_dir(&root)
-                .map_err(|e| Error::io("sync database directory", &root, e))?;
-            if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs.sync_dir(parent)
-                    .map_err(|e| Error::io("sync parent directory", parent, e))?;
-            }
+        // Make the directories themselves durable, every time: a previous open may have
+        // created them and failed before its sync, and a crash would then take them away
+        // with everything later written inside.
+        fs.sync_dir(&root)
+            .map_err(|e| Error::io("sync database directory", &root, e))?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)
+                .map_err(|e| Error::io("sync parent directory", parent, e))?;
         }
         checkpoint::remove_temp(fs.as_ref(), &root)?;
         let checkpoints = checkpoint::list(fs.as_ref(), &root)?;
@@ -145,24 +142,23 @@ impl Database {
             None => (0, Catalog::new()),
         };
         let recovery_span = tracing::info_span!("recovery", checkpoint_lsn);
-        let (wal, recovery) = recovery_span.in_scope(|| {
-            Wal::recover(
-                fs.clone(),
-                env.clock.clone(),
-                &root.join(WAL_DIR),
-                options.sync,
-                checkpoint_lsn,
-                |_lsn, kind, payload| {
-                    let op = LoggedOp::decode(kind, payload).map_err(|e| {
-                        Error::corruption("<record payload>", e.offset as u64, e.reason)
-                    })?;
-                    if let Some(checked) = catalog.check(op)? {
-                        catalog.apply(checked);
-                    }
-                    Ok(())
-                },
-            )
-        })?;
+        let _recovering = recovery_span.enter();
+        let wal_dir = root.join(WAL_DIR);
+        let scan = Wal::recover(
+            fs.as_ref(),
+            &wal_dir,
+            checkpoint_lsn,
+            |_lsn, kind, payload| {
+                let op = LoggedOp::decode(kind, payload).map_err(|e| {
+                    Error::corruption("<record payload>", e.offset as u64, e.reason)
+                })?;
+                if let Some(checked) = catalog.check(op)? {
+                    catalog.apply(checked);
+                }
+                Ok(())
+            },
+        )?;
+        let recovery = scan.stats.clone();
         tracing::info!(
             checkpoint_lsn,
             records_replayed = recovery.records_replayed,
@@ -170,6 +166,25 @@ impl Database {
             lsn_last = recovery.lsn_last,
             "recovered"
         );
+        // Every open starts a fresh log on top of a durable checkpoint of the recovered
+        // state. The records just replayed may be readable only from the OS cache (after a
+        // failed fsync Linux keeps pages it will never write), so they are made durable in
+        // a new file before the segments holding them are removed and anything new is
+        // acknowledged.
+        let lsn_recovered = recovery.lsn_last;
+        if lsn_recovered > checkpoint_lsn {
+            checkpoint::write(fs.as_ref(), &root, lsn_recovered, &catalog)?;
+            checkpoint::remove_older(fs.as_ref(), &root, lsn_recovered)?;
+        }
+        let wal = Wal::start(
+            fs.clone(),
+            env.clock.clone(),
+            &wal_dir,
+            options.sync,
+            scan,
+            lsn_recovered,
+        )?;
+        drop(_recovering);
         let wal = Arc::new(wal);
         let worker = if options.background_worker {
             Some(
@@ -188,7 +203,7 @@ impl Database {
                 state: RwLock::new(catalog),
                 wal,
                 closed: AtomicBool::new(false),
-                checkpoint_lock: Mutex::new(checkpoint_lsn),
+                checkpoint_lock: Mutex::new(lsn_recovered),
             }),
             worker: Mutex::new(worker),
             open_stats: OpenStats {
@@ -424,12 +439,7 @@ impl Database {
             checkpoint::write(fs.as_ref(), &self.shared.root, lsn, &state)?;
             lsn
         };
-        for (old_lsn, path) in checkpoint::list(fs.as_ref(), &self.shared.root)? {
-            if old_lsn < lsn {
-                fs.remove(&path)
-                    .map_err(|e| Error::io("remove old checkpoint", &path, e))?;
-            }
-        }
+        checkpoint::remove_older(fs.as_ref(), &self.shared.root, lsn)?;
         self.shared.wal.remove_segments_through(lsn)?;
         *last = lsn;
         Ok(lsn)

@@ -7,11 +7,11 @@
 //!
 //! **Legal recovered states.** The log is a sequence, so the engine may only recover to
 //! the state after a *prefix* of the writes that reached the log, in LSN order: the
-//! [`History`] keeps the state at the last recovery (`base`) and every write since, with its
+//! [`History`] keeps the chain of writes from the empty database, each with its
 //! LSN. A recovery to LSN `r` is legal iff `r >= durable` (everything the engine claimed
 //! durable, and so everything acknowledged under `Sync::Always`, is there), `r` is at most
 //! the last LSN that reached the log (nothing never written appears), and the recovered
-//! tables equal `base` plus the writes with LSN `<= r`, exactly.
+//! tables equal the writes with LSN `<= r` applied to the empty database, exactly.
 
 use omendb::{Error, Row, TableDef, Write};
 use std::collections::BTreeMap;
@@ -151,33 +151,23 @@ impl ModelState {
     }
 }
 
-/// The writes since the last recovery, for computing legal recovered states.
+/// The chain of writes that the engine's log may hold, for computing legal recovered
+/// states. It starts from the empty database; a recovery to LSN `r` cuts the chain after
+/// `r` (the writes after it were lost, and their LSNs will be reused).
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    /// The state at the last recovery (durable by then).
-    pub base: ModelState,
-    /// Every write that reached the log since, with its LSN, in LSN order.
+    /// Every write that reached (or may have reached) the log, with its LSN, ascending.
     pub writes: Vec<(u64, Write)>,
-    /// The LSN `base` reflects.
-    pub base_lsn: u64,
-    /// Highest LSN the engine has claimed durable since (acknowledged under `Sync::Always`).
+    /// The LSN the last recovery reached.
+    pub recovered_lsn: u64,
+    /// Highest LSN the engine has claimed durable or acknowledged under `Sync::Always`.
     pub durable_lsn: u64,
 }
 
 impl History {
-    /// A history starting at `base`, recovered at `lsn`.
-    pub fn new(base: ModelState, lsn: u64) -> History {
-        History {
-            base,
-            writes: Vec::new(),
-            base_lsn: lsn,
-            durable_lsn: lsn,
-        }
-    }
-
     /// The last LSN that may have reached the log.
     pub fn last_lsn(&self) -> u64 {
-        self.writes.last().map_or(self.base_lsn, |(lsn, _)| *lsn)
+        self.writes.last().map_or(0, |(lsn, _)| *lsn)
     }
 
     /// Records a write that reached (or may have reached) the log at `lsn`.
@@ -188,7 +178,7 @@ impl History {
 
     /// The state after every write with LSN `<= lsn`.
     pub fn state_at(&self, lsn: u64) -> ModelState {
-        let mut state = self.base.clone();
+        let mut state = ModelState::default();
         for (at, write) in &self.writes {
             if *at > lsn {
                 break;
@@ -198,5 +188,12 @@ impl History {
             }
         }
         state
+    }
+
+    /// A recovery reached `lsn`: the writes after it are gone.
+    pub fn recovered(&mut self, lsn: u64) {
+        self.writes.retain(|(at, _)| *at <= lsn);
+        self.recovered_lsn = lsn;
+        self.durable_lsn = lsn;
     }
 }

@@ -858,7 +858,12 @@ impl Sim {
     fn corruption_explained(&self, error: &Error) -> bool {
         match error {
             Error::Corruption { path, .. } => {
-                damaged_paths(&self.machine.disk).contains(&path.to_string_lossy().into_owned())
+                let damaged = damaged_paths(&self.machine.disk);
+                let path = path.to_string_lossy();
+                // A checkpoint is written as checkpoint.tmp and renamed: damage follows it.
+                let renamed_checkpoint = path.starts_with(&format!("{DB_PATH}/checkpoint-"))
+                    && damaged.contains(&format!("{DB_PATH}/checkpoint.tmp"));
+                damaged.contains(path.as_ref()) || renamed_checkpoint
             }
             _ => false,
         }
@@ -994,16 +999,14 @@ impl Sim {
                 format!("recovered to lsn {recovered}, but the last write that reached the log was {last}"),
             );
         }
-        if recovered < self.history.base_lsn {
+        let previous = self.history.recovered_lsn;
+        if recovered < previous && !self.log_damaged() {
             return fail(
                 "lost_durable",
-                format!(
-                    "recovered to lsn {recovered}, before the previous recovery's {}",
-                    self.history.base_lsn
-                ),
+                format!("recovered to lsn {recovered}, before the previous recovery's {previous}"),
             );
         }
-        let lost = recovered < durable;
+        let lost = recovered < durable.max(previous);
         let expected = self.history.state_at(recovered);
         let actual = self.read_engine_state(&expected)?;
         if actual != expected {
@@ -1029,7 +1032,7 @@ impl Sim {
             }
         }
         self.model = expected.clone();
-        self.history = History::new(expected, recovered);
+        self.history.recovered(recovered);
         self.check_engine_invariants()
     }
 

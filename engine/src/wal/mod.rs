@@ -68,6 +68,15 @@ pub struct Wal {
     durable_changed: Condvar,
 }
 
+/// The log as recovery found it: what [`Wal::start`] needs.
+#[derive(Debug)]
+pub struct LogScan {
+    /// What the scan found.
+    pub stats: RecoveryStats,
+    segments: Vec<PathBuf>,
+    seq_last: u64,
+}
+
 /// What recovery found in the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryStats {
@@ -84,19 +93,22 @@ pub struct RecoveryStats {
 }
 
 impl Wal {
-    /// Recovers the log in `dir` and opens it for appending in a new segment.
+    /// Scans the log in `dir` for recovery, replaying, in LSN order, every intact record
+    /// with an LSN above `lsn_checkpoint` through `replay(lsn, kind, payload)`. A torn tail
+    /// of the last segment ends the log (its size is reported); a last segment whose
+    /// creation was torn is removed; damage anywhere else is corruption.
     ///
-    /// Replays, in LSN order, every intact record with an LSN above `lsn_checkpoint` through
-    /// `replay(lsn, kind, payload)`. Truncates a torn tail of the last segment (durably),
-    /// removes a last segment whose creation was torn, and reports corruption anywhere else.
+    /// Nothing is appended to the scanned segments: the caller makes the recovered state
+    /// durable in a checkpoint and then calls [`Wal::start`], which removes them and starts
+    /// a fresh segment. (Records replayed from the last segment may be readable only from
+    /// the OS cache after a failed fsync, and rewriting them in place could tear sectors
+    /// that were durable.)
     pub fn recover(
-        fs: Arc<dyn Fs>,
-        clock: Arc<dyn Clock>,
+        fs: &dyn Fs,
         dir: &Path,
-        mode: SyncMode,
         lsn_checkpoint: u64,
         mut replay: impl FnMut(u64, u8, &[u8]) -> Result<()>,
-    ) -> Result<(Wal, RecoveryStats)> {
+    ) -> Result<LogScan> {
         fs.create_dir(dir)
             .map_err(|e| Error::io("create log directory", dir, e))?;
         let names = fs
@@ -111,6 +123,9 @@ impl Wal {
         // segment whose header is torn and whose rest is zeros was being created when the
         // crash came and held nothing: remove it first, so that the one before it is last.
         let mut dir_changed = false;
+        // Set when the last segment was a torn creation: creating it proves the one before
+        // was synced in full, so that one keeps the rules of a middle segment.
+        let mut last_is_sealed = false;
         if let Some(&seq) = seqs.last() {
             let path = dir.join(segment_file_name(seq));
             let bytes = fs
@@ -123,6 +138,7 @@ impl Wal {
                     fs.remove(&path)
                         .map_err(|e| Error::io("remove torn log segment", &path, e))?;
                     dir_changed = true;
+                    last_is_sealed = true;
                     seqs.pop();
                 }
             }
@@ -135,9 +151,9 @@ impl Wal {
         let mut segments = Vec::new();
         for (i, &seq) in seqs.iter().enumerate() {
             let path = dir.join(segment_file_name(seq));
-            let is_last = i + 1 == seqs.len();
+            let is_last = i + 1 == seqs.len() && !last_is_sealed;
             let file = fs
-                .open(&path, OpenMode::ReadWrite)
+                .open(&path, OpenMode::Read)
                 .map_err(|e| Error::io("open log segment", &path, e))?;
             let bytes = file
                 .read_all()
@@ -193,17 +209,6 @@ impl Wal {
                 stats.bytes_truncated += scan.torn_bytes;
                 stats.truncated_at = Some((path.clone(), scan.valid_end));
             }
-            if is_last {
-                // What was just replayed may be readable only from the OS cache: after a
-                // failed fsync, Linux keeps the pages but marks them clean, so a later fsync
-                // would not write them. Rewrite the intact part and sync it, so that the log
-                // is durable up to here before a new segment follows it.
-                let valid_end = scan.valid_end as usize;
-                file.set_len(scan.valid_end)
-                    .and_then(|()| file.write_at(&bytes[..valid_end], 0))
-                    .and_then(|()| file.sync())
-                    .map_err(|e| Error::io("rewrite last log segment", &path, e))?;
-            }
             stats.lsn_last = stats.lsn_last.max(scan.lsn_last);
             segments.push(SegmentInfo {
                 seq,
@@ -215,21 +220,49 @@ impl Wal {
             fs.sync_dir(dir)
                 .map_err(|e| Error::io("sync log directory", dir, e))?;
         }
-        let seq_next = segments.last().map_or(1, |s| s.seq + 1);
-        let lsn_next = stats.lsn_last + 1;
-        // A stray half-made segment left by a failed open is removed by the next recovery
-        // (torn header) or is a valid empty last segment: either way harmless here.
-        let (segment, info) =
-            create_segment(fs.as_ref(), dir, seq_next, lsn_next).map_err(|failed| failed.error)?;
-        segments.push(info);
-        let wal = Wal {
+        let seq_last = segments
+            .last()
+            .map_or(seqs.last().copied().unwrap_or(0), |s| s.seq);
+        Ok(LogScan {
+            stats,
+            segments: segments.into_iter().map(|s| s.path).collect(),
+            seq_last,
+        })
+    }
+
+    /// Starts the log after recovery: removes the scanned segments, whose records must all
+    /// be covered by a durable checkpoint at `lsn_covered`, then creates a fresh segment
+    /// for LSN `lsn_covered + 1`.
+    pub fn start(
+        fs: Arc<dyn Fs>,
+        clock: Arc<dyn Clock>,
+        dir: &Path,
+        mode: SyncMode,
+        scan: LogScan,
+        lsn_covered: u64,
+    ) -> Result<Wal> {
+        debug_assert!(lsn_covered >= scan.stats.lsn_last);
+        if !scan.segments.is_empty() {
+            for path in &scan.segments {
+                fs.remove(path)
+                    .map_err(|e| Error::io("remove recovered log segment", path, e))?;
+            }
+            fs.sync_dir(dir)
+                .map_err(|e| Error::io("sync log directory", dir, e))?;
+        }
+        let lsn_next = lsn_covered + 1;
+        // A stray half-made segment left by a failed start is removed by the next recovery
+        // (torn header) or is a valid empty segment covered by the checkpoint.
+        let (segment, info) = create_segment(fs.as_ref(), dir, scan.seq_last + 1, lsn_next)
+            .map_err(|failed| failed.error)?;
+        Ok(Wal {
             fs,
             clock,
             dir: dir.to_path_buf(),
             mode,
             state: Mutex::new(WalState {
                 segment,
-                segments,
+                segments: vec![info],
                 write_offset: SEGMENT_HEADER_BYTES as u64,
                 lsn_next,
                 lsn_written: lsn_next - 1,
@@ -240,8 +273,7 @@ impl Wal {
                 frame: Vec::new(),
             }),
             durable_changed: Condvar::new(),
-        };
-        Ok((wal, stats))
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, WalState> {
