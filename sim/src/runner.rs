@@ -206,6 +206,8 @@ pub struct Outcome {
     pub faults: BTreeMap<String, u64>,
     /// Hash of the whole trace.
     pub trace_hash: u64,
+    /// Hash of the disk image at the end of the run.
+    pub disk_hash: u64,
     /// The run stopped early because the engine correctly reported damage it cannot
     /// repair (corruption, unreadable sectors) after silent faults were injected.
     pub stopped_on_detected_damage: Option<String>,
@@ -249,6 +251,7 @@ pub fn run(seed: u64, config: &RunConfig) -> Outcome {
         recoveries: sim.recoveries,
         faults,
         trace_hash: sim.trace.hash(),
+        disk_hash: sim.machine.disk.disk_hash(),
         stopped_on_detected_damage: sim.detected_damage.clone(),
         tolerated_losses: sim.tolerated_losses,
         failure,
@@ -377,7 +380,13 @@ impl Sim {
     fn new(seed: u64, config: RunConfig) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let workload = Workload::draw(&mut rng);
-        let plan = config.faults.apply(FaultPlan::from_seed(seed));
+        let mut plan = config.faults.apply(FaultPlan::from_seed(seed));
+        if plan.space_limit_bytes.is_some() {
+            // The plan draws limits for large disks; a simulated database is small, so
+            // scale the limit to it or the disk would never fill.
+            let exponent = rng.random_range(13.0..20.0f64);
+            plan.space_limit_bytes = Some(2f64.powf(exponent) as u64);
+        }
         let machine = SimMachine::new(SimFs::new(plan));
         let clients = vec![None; workload.clients];
         let trace = Trace::new(config.echo);

@@ -1,0 +1,123 @@
+//! The simulator as part of `cargo test --features sim`: every seed in seeds/ is replayed,
+//! a bounded sweep runs, and the determinism check runs each of a few seeds twice.
+#![cfg(feature = "sim")]
+
+use omendb_sim::seeds::load_dir;
+use omendb_sim::sweep::sweep;
+use omendb_sim::{run, FaultMask, Outcome, RunConfig};
+use std::path::Path;
+
+fn describe(outcome: &Outcome) -> String {
+    match &outcome.failure {
+        None => format!("seed {} passed", outcome.seed),
+        Some(f) => format!(
+            "seed {} failed {} at step {}: {}\nreplay: cargo run --release -p omendb-sim -- replay {} --ops {} --faults {}\n{}",
+            outcome.seed,
+            f.check,
+            f.step,
+            f.detail,
+            outcome.seed,
+            outcome.config.ops,
+            outcome.config.faults,
+            f.trace_tail.join("\n")
+        ),
+    }
+}
+
+#[test]
+fn every_seed_in_seeds_dir_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds");
+    let seeds = load_dir(&dir).expect("seeds/ parses");
+    assert!(!seeds.is_empty(), "no seed files in {}", dir.display());
+    for file in seeds {
+        let outcome = run(file.seed, &file.config);
+        assert!(
+            outcome.passed(),
+            "{}: {}",
+            file.path.display(),
+            describe(&outcome)
+        );
+    }
+}
+
+#[test]
+fn bounded_sweep_passes() {
+    let seeds: Vec<u64> = (0..300).collect();
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let summary = sweep(
+        &seeds,
+        &RunConfig {
+            ops: 600,
+            ..RunConfig::default()
+        },
+        jobs,
+        &|_, _, _| {},
+    );
+    let failures: Vec<String> = summary.failed.iter().map(describe).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    // The sweep must exercise what it claims to: crashes, recoveries and several faults.
+    assert!(summary.crashes > 100, "only {} crashes", summary.crashes);
+    assert!(
+        summary.recoveries > 300,
+        "only {} recoveries",
+        summary.recoveries
+    );
+    for kind in [
+        "crash",
+        "sync_error",
+        "write_error",
+        "bit_flip",
+        "disk_full",
+        "unsynced_write_lost",
+    ] {
+        assert!(
+            summary.faults.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} fault in the sweep: {:?}",
+            summary.faults
+        );
+    }
+}
+
+#[test]
+fn calm_runs_check_every_operation() {
+    // With faults off, nothing may be excused: every run must reach its last step.
+    for seed in 0..20 {
+        let config = RunConfig {
+            ops: 500,
+            faults: FaultMask::NONE,
+            echo: false,
+        };
+        let outcome = run(seed, &config);
+        assert!(outcome.passed(), "{}", describe(&outcome));
+        assert_eq!(outcome.steps, 500);
+        assert!(outcome.stopped_on_detected_damage.is_none());
+        assert_eq!(outcome.tolerated_losses, 0);
+    }
+}
+
+#[test]
+fn same_seed_same_trace_and_disk() {
+    for seed in [0u64, 7, 21, 277, 1918] {
+        let config = RunConfig {
+            ops: 800,
+            ..RunConfig::default()
+        };
+        let first = run(seed, &config);
+        let second = run(seed, &config);
+        assert_eq!(
+            first.trace_hash, second.trace_hash,
+            "seed {seed}: trace differs"
+        );
+        assert_eq!(
+            first.disk_hash, second.disk_hash,
+            "seed {seed}: disk image differs"
+        );
+        assert_eq!(first.steps, second.steps);
+    }
+    // And different seeds do differ.
+    let config = RunConfig {
+        ops: 200,
+        ..RunConfig::default()
+    };
+    assert_ne!(run(1, &config).trace_hash, run(2, &config).trace_hash);
+}
