@@ -1,53 +1,11 @@
-//! Property test: random sequences of table operations, with reopen and checkpoint
-//! points, against a `BTreeMap` model. Results must be identical, step by step.
+//! Property test on a real disk: random sequences of table operations, with reopen and
+//! checkpoint points, against a `BTreeMap` model. Results must be identical, step by step.
 
 mod common;
 
+use common::model_ops::{check_against_model, op, sync_mode};
 use common::*;
-use omendb::{Error, Row, Sync};
 use proptest::prelude::*;
-use std::collections::BTreeMap;
-
-#[derive(Debug, Clone)]
-enum Op {
-    Insert(i64, i64),
-    InsertBatch(Vec<i64>, i64),
-    Get(i64),
-    Update(i64, i64),
-    Delete(i64),
-    Scan(i64, i64),
-    Reopen,
-    Checkpoint,
-}
-
-fn key() -> impl Strategy<Value = i64> {
-    prop_oneof![
-        4 => -20i64..20,
-        1 => prop::sample::select(vec![i64::MIN, i64::MIN + 1, i64::MAX - 1, i64::MAX]),
-    ]
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        6 => (key(), any::<i64>()).prop_map(|(k, v)| Op::Insert(k, v)),
-        2 => (prop::collection::vec(key(), 1..8), any::<i64>()).prop_map(|(ks, v)| Op::InsertBatch(ks, v)),
-        4 => key().prop_map(Op::Get),
-        3 => (key(), any::<i64>()).prop_map(|(k, v)| Op::Update(k, v)),
-        3 => key().prop_map(Op::Delete),
-        2 => (key(), key()).prop_map(|(a, b)| Op::Scan(a, b)),
-        1 => Just(Op::Reopen),
-        1 => Just(Op::Checkpoint),
-    ]
-}
-
-fn sync_mode() -> impl Strategy<Value = Sync> {
-    prop_oneof![
-        Just(Sync::None),
-        Just(Sync::Batch {
-            max_delay: std::time::Duration::from_millis(1)
-        }),
-    ]
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
@@ -55,69 +13,6 @@ proptest! {
     #[test]
     fn table_matches_btreemap(ops in prop::collection::vec(op(), 1..60), sync in sync_mode()) {
         let dir = tempfile::tempdir().unwrap();
-        let mut db = open(dir.path(), sync);
-        db.create_table(table_def("t")).unwrap();
-        let mut model: BTreeMap<i64, Row> = BTreeMap::new();
-        for op in ops {
-            match op {
-                Op::Insert(k, v) => {
-                    let got = db.insert("t", row(k, v));
-                    match model.entry(k) {
-                        std::collections::btree_map::Entry::Occupied(_) => {
-                            prop_assert!(matches!(got, Err(Error::DuplicateKey { key, .. }) if key == k), "{:?}", got);
-                        }
-                        std::collections::btree_map::Entry::Vacant(slot) => {
-                            prop_assert!(got.is_ok());
-                            slot.insert(row(k, v));
-                        }
-                    }
-                }
-                Op::InsertBatch(ks, v) => {
-                    let rows: Vec<Row> = ks.iter().map(|&k| row(k, v)).collect();
-                    let mut sorted = ks.clone();
-                    sorted.sort_unstable();
-                    sorted.dedup();
-                    let duplicate = sorted.len() != ks.len() || ks.iter().any(|k| model.contains_key(k));
-                    let got = db.insert_batch("t", rows);
-                    if duplicate {
-                        prop_assert!(matches!(got, Err(Error::DuplicateKey { .. })), "{:?}", got);
-                    } else {
-                        prop_assert!(got.is_ok());
-                        for k in ks {
-                            model.insert(k, row(k, v));
-                        }
-                    }
-                }
-                Op::Get(k) => prop_assert_eq!(db.get("t", k).unwrap(), model.get(&k).cloned()),
-                Op::Update(k, v) => {
-                    let got = db.update("t", k, row(k, v));
-                    if let Some(slot) = model.get_mut(&k) {
-                        prop_assert!(got.is_ok());
-                        *slot = row(k, v);
-                    } else {
-                        prop_assert!(matches!(got, Err(Error::KeyNotFound { .. })), "{:?}", got);
-                    }
-                }
-                Op::Delete(k) => prop_assert_eq!(db.delete("t", k).unwrap(), model.remove(&k).is_some()),
-                Op::Scan(a, b) => {
-                    let (lo, hi) = (a.min(b), a.max(b));
-                    let expected: Vec<Row> = model.range(lo..=hi).map(|(_, r)| r.clone()).collect();
-                    prop_assert_eq!(db.scan("t", lo..=hi).unwrap(), expected);
-                }
-                Op::Reopen => {
-                    drop(db);
-                    db = open(dir.path(), sync);
-                }
-                Op::Checkpoint => {
-                    db.checkpoint().unwrap();
-                }
-            }
-            db.check_invariants().unwrap();
-        }
-        let all: Vec<Row> = model.values().cloned().collect();
-        prop_assert_eq!(db.scan("t", ..).unwrap(), all.clone());
-        drop(db);
-        let db = open(dir.path(), sync);
-        prop_assert_eq!(db.scan("t", ..).unwrap(), all);
+        check_against_model(ops, || open(dir.path(), sync))?;
     }
 }

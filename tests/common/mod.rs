@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests.
 #![allow(dead_code)]
 
+pub mod model_ops;
+
 use omendb::{Column, DataType, Database, Options, Row, Sync, TableDef, Value};
 use std::path::{Path, PathBuf};
 
