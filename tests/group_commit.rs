@@ -67,3 +67,30 @@ fn submit_then_worker_acknowledges() {
         assert!(db.is_acknowledged(t).unwrap());
     }
 }
+
+#[test]
+fn a_ticket_from_before_a_reopen_is_refused_not_waited_on_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), Sync::Always);
+    db.create_table(table_def("t")).unwrap();
+    let ticket = db
+        .submit(omendb::Write::Insert {
+            table: "t".into(),
+            rows: vec![row(1, 1)],
+        })
+        .unwrap();
+    db.wait(ticket).unwrap();
+    drop(db);
+    // The reopened log starts after a checkpoint; a second database on a fresh directory
+    // has written less than the ticket's LSN.
+    let other = tempfile::tempdir().unwrap();
+    let db = open(other.path(), Sync::Always);
+    assert!(matches!(
+        db.wait(ticket),
+        Err(omendb::Error::InvalidTicket { .. })
+    ));
+    assert!(matches!(
+        db.is_acknowledged(ticket),
+        Err(omendb::Error::InvalidTicket { .. })
+    ));
+}

@@ -166,6 +166,14 @@ pub enum Error {
         /// The failure that poisoned the log.
         reason: String,
     },
+    /// A ticket that this database never issued (e.g. one kept from before a reopen).
+    #[error("ticket for LSN {lsn} was not issued by this log, which has written up to LSN {lsn_written}")]
+    InvalidTicket {
+        /// The ticket's LSN.
+        lsn: u64,
+        /// The last LSN this log wrote.
+        lsn_written: u64,
+    },
     /// The database was closed.
     #[error("the database is closed")]
     Closed,

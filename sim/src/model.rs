@@ -53,6 +53,7 @@ pub fn error_class(error: &Error) -> &'static str {
         Error::Corruption { .. } => "corruption",
         Error::Poisoned { .. } => "poisoned",
         Error::Closed => "closed",
+        Error::InvalidTicket { .. } => "invalid_ticket",
         _ => "other",
     }
 }

@@ -355,6 +355,14 @@ impl Wal {
     /// way. Fails if the log is (or becomes) poisoned before `lsn` is durable.
     pub fn sync_to(&self, lsn: u64) -> Result<()> {
         let mut state = self.lock();
+        if lsn > state.lsn_written {
+            // Only a ticket from another log (say, from before a reopen) can be ahead of
+            // what was written; waiting for it would never end.
+            return Err(Error::InvalidTicket {
+                lsn,
+                lsn_written: state.lsn_written,
+            });
+        }
         loop {
             if state.lsn_durable >= lsn {
                 return Ok(());
@@ -421,6 +429,12 @@ impl Wal {
     /// Whether `lsn` is durable; `Err` if the log was poisoned before it became durable.
     pub fn is_durable(&self, lsn: u64) -> Result<bool> {
         let state = self.lock();
+        if lsn > state.lsn_written {
+            return Err(Error::InvalidTicket {
+                lsn,
+                lsn_written: state.lsn_written,
+            });
+        }
         if state.lsn_durable >= lsn {
             return Ok(true);
         }
