@@ -359,3 +359,25 @@ fn closed_database_refuses_nothing_silently() {
     let db = open(dir.path(), Sync::Always);
     assert_eq!(db.get("t", 1).unwrap(), Some(row(1, 1)));
 }
+
+#[test]
+fn for_each_row_visits_the_range_in_key_order() {
+    let (_dir, db) = fresh();
+    db.insert_batch("t", (0..100).rev().map(|k| row(k, k * 2)).collect())
+        .unwrap();
+    let mut keys = Vec::new();
+    let mut sum = 0i64;
+    db.for_each_row("t", 10..20, |r| {
+        if let (Value::Int64(k), Value::Int64(v)) = (&r[0], &r[1]) {
+            keys.push(*k);
+            sum += v;
+        }
+    })
+    .unwrap();
+    assert_eq!(keys, (10..20).collect::<Vec<_>>());
+    assert_eq!(sum, (10..20).map(|k| k * 2).sum::<i64>());
+    assert!(matches!(
+        db.for_each_row("zz", .., |_| {}),
+        Err(Error::TableNotFound { .. })
+    ));
+}

@@ -413,6 +413,22 @@ impl Database {
             .collect())
     }
 
+    /// Calls `visit` with each row whose key is in `range`, in key order, without copying
+    /// rows (the analytic path over the hot tier). Writers wait while it runs.
+    pub fn for_each_row(
+        &self,
+        table: &str,
+        range: impl RangeBounds<i64>,
+        mut visit: impl FnMut(&Row),
+    ) -> Result<()> {
+        let state = self.read()?;
+        let table = state.table(table)?;
+        for row in table.scan(range.start_bound().cloned(), range.end_bound().cloned()) {
+            visit(row);
+        }
+        Ok(())
+    }
+
     /// Number of rows in `table`.
     pub fn row_count(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.len())
