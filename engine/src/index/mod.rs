@@ -96,12 +96,15 @@ impl PrimaryIndex for BTreeIndex {
     }
 
     fn range(&self, lower: Bound<i64>, upper: Bound<i64>) -> Self::Range<'_> {
-        if let (Bound::Included(lo) | Bound::Excluded(lo), Bound::Included(hi) | Bound::Excluded(hi)) =
-            (lower, upper)
+        if let (
+            Bound::Included(lo) | Bound::Excluded(lo),
+            Bound::Included(hi) | Bound::Excluded(hi),
+        ) = (lower, upper)
         {
             // BTreeMap::range panics on an inverted or empty-excluded range; an empty range is
             // the answer the caller means.
-            let empty = lo > hi || (lo == hi && (lower != upper || matches!(lower, Bound::Excluded(_))));
+            let empty =
+                lo > hi || (lo == hi && (lower != upper || matches!(lower, Bound::Excluded(_))));
             if empty {
                 return self.map.range(1..1).map(|(k, v)| (*k, *v));
             }

@@ -408,7 +408,9 @@ impl<K: Key, P: Payload> Alex<K, P> {
             return;
         }
         let unit = LinearModel::fit_unit(&keys);
-        let depth_max = SPLIT_DEPTH_MAX.min(keys.len().ilog2());
+        let depth_max = SPLIT_DEPTH_MAX
+            .min(keys.len().ilog2())
+            .min(self.config.inner_fanout_max.ilog2());
         let limits = PlanLimits {
             depth_min: u32::from(!fits),
             depth_max,
@@ -433,6 +435,7 @@ impl<K: Key, P: Payload> Alex<K, P> {
         if keys.len() < 2 {
             return false;
         }
+        let depth = depth.clamp(1, self.config.inner_fanout_max.ilog2());
         let fanout = 1usize << depth;
         let can_go_down = path.len() < self.config.tree_depth_max;
         let mut parent_slot = path.last().copied();
