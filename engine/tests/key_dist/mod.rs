@@ -39,7 +39,7 @@ pub fn key_of(dist: Dist, step: usize, raw: u64) -> i64 {
         }
         Dist::TimeSeries => {
             // One point per 1000 ticks, an outage every 64 points, some late arrivals.
-            let late = if raw % 16 == 0 {
+            let late = if raw.is_multiple_of(16) {
                 ((raw >> 8) % 50) as i64
             } else {
                 0
