@@ -410,7 +410,17 @@ impl<K: Key, P: Payload> DataNode<K, P> {
 
     #[inline]
     pub fn get(&self, key: K) -> Option<P> {
-        self.find(key).map(|slot| self.payloads[slot])
+        let predicted = self.predict_slot(key);
+        // Load the payload at the predicted slot before the search: the key is usually there,
+        // and the two cache misses then overlap instead of following one another.
+        let guess = self.payloads[predicted];
+        let upper = self.upper_bound_from(key, predicted);
+        let slot = self.slot_at_upper(key, upper)?;
+        Some(if slot == predicted {
+            guess
+        } else {
+            self.payloads[slot]
+        })
     }
 
     /// The first slot from which a scan yields exactly the keys `>= key` (`excluded`: `> key`).
