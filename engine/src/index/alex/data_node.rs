@@ -1,12 +1,13 @@
 //! Data nodes: a gapped array of keys and payloads, an occupancy bitmap and a linear model.
 //!
-//! Layout: `keys[cap]`, `payloads[cap]`, `bitmap[ceil(cap / 64)]`. A key is placed near the slot
-//! its model predicts, leaving gaps so that most inserts need no shifting.
+//! Layout: `slots[cap]` of `(key, payload)` side by side, so a lookup that lands on its key finds
+//! the payload in the same cache line, and `bitmap[ceil(cap / 64)]`. A key is placed near the
+//! slot its model predicts, leaving gaps so that most inserts need no shifting.
 //!
 //! Invariants (checked by [`DataNode::check`]):
 //! - the occupied keys are strictly increasing from left to right;
 //! - a gap holds a copy of the next occupied key to its right, or [`Key::MAX`] if there is none,
-//!   so `keys` as a whole is non-decreasing and a search needs no test for emptiness;
+//!   so the keys of all slots are non-decreasing and a search needs no test for emptiness;
 //! - `num_keys` equals the number of set bits, `num_keys < cap` before any insert that respects
 //!   the limits (so a gap always exists), and `last_occupied` is the last set bit;
 //!
@@ -189,11 +190,18 @@ pub(crate) fn model_for<K: Key>(keys: &[K], slots: usize, placement: Placement) 
     }
 }
 
+/// One slot of a data node: a key (or, in a gap, the next key to the right) and its payload.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub(crate) struct Slot<K, P> {
+    pub key: K,
+    pub payload: P,
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct DataNode<K, P> {
     pub model: LinearModel<K>,
-    pub keys: Box<[K]>,
-    pub payloads: Box<[P]>,
+    pub slots: Box<[Slot<K, P>]>,
     pub bitmap: Box<[u64]>,
     pub num_keys: usize,
     /// Last occupied slot; 0 when the node is empty.
@@ -217,8 +225,7 @@ impl<K: Key, P: Payload> DataNode<K, P> {
     pub fn vacant() -> Self {
         DataNode {
             model: LinearModel::flat(),
-            keys: Box::new([]),
-            payloads: Box::new([]),
+            slots: Box::new([]),
             bitmap: Box::new([]),
             num_keys: 0,
             last_occupied: 0,
@@ -236,13 +243,18 @@ impl<K: Key, P: Payload> DataNode<K, P> {
         debug_assert!(keys.windows(2).all(|pair| pair[0] < pair[1]));
         let slots = slots_for(keys.len(), density);
         let model = model_for(keys, slots, placement);
-        let mut node_keys = vec![K::MAX; slots].into_boxed_slice();
-        let mut node_payloads = vec![P::default(); slots].into_boxed_slice();
+        let gap = Slot {
+            key: K::MAX,
+            payload: P::default(),
+        };
+        let mut node_slots = vec![gap; slots].into_boxed_slice();
         let mut bits = vec![0u64; bitmap::words_for(slots)].into_boxed_slice();
         let mut last_occupied = 0;
         let cost = place_by_model(keys, &model, slots, |rank, slot| {
-            node_keys[slot] = keys[rank];
-            node_payloads[slot] = payloads[rank];
+            node_slots[slot] = Slot {
+                key: keys[rank],
+                payload: payloads[rank],
+            };
             bitmap::set(&mut bits, slot);
             last_occupied = slot;
         });
@@ -250,16 +262,15 @@ impl<K: Key, P: Payload> DataNode<K, P> {
         let mut next_key = K::MAX;
         for slot in (0..slots).rev() {
             if bitmap::get(&bits, slot) {
-                next_key = node_keys[slot];
+                next_key = node_slots[slot].key;
             } else {
-                node_keys[slot] = next_key;
+                node_slots[slot].key = next_key;
             }
         }
         let (expected_search_bits, expected_shifts) = cost.per_key(keys.len());
         let mut node = DataNode {
             model,
-            keys: node_keys,
-            payloads: node_payloads,
+            slots: node_slots,
             bitmap: bits,
             num_keys: keys.len(),
             last_occupied,
@@ -290,7 +301,17 @@ impl<K: Key, P: Payload> DataNode<K, P> {
 
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.keys.len()
+        self.slots.len()
+    }
+
+    #[inline]
+    pub fn key_at(&self, slot: usize) -> K {
+        self.slots[slot].key
+    }
+
+    #[inline]
+    pub fn payload_at(&self, slot: usize) -> P {
+        self.slots[slot].payload
     }
 
     /// All pairs in key order.
@@ -298,8 +319,8 @@ impl<K: Key, P: Payload> DataNode<K, P> {
         let mut keys = Vec::with_capacity(self.num_keys);
         let mut payloads = Vec::with_capacity(self.num_keys);
         for slot in self.occupied_slots() {
-            keys.push(self.keys[slot]);
-            payloads.push(self.payloads[slot]);
+            keys.push(self.slots[slot].key);
+            payloads.push(self.slots[slot].payload);
         }
         (keys, payloads)
     }
@@ -328,11 +349,11 @@ impl<K: Key, P: Payload> DataNode<K, P> {
     }
 
     pub fn first_key(&self) -> Option<K> {
-        bitmap::next_set(&self.bitmap, 0, self.capacity()).map(|slot| self.keys[slot])
+        bitmap::next_set(&self.bitmap, 0, self.capacity()).map(|slot| self.slots[slot].key)
     }
 
     pub fn last_key(&self) -> Option<K> {
-        (self.num_keys > 0).then(|| self.keys[self.last_occupied])
+        (self.num_keys > 0).then(|| self.slots[self.last_occupied].key)
     }
 
     #[inline]
@@ -340,13 +361,13 @@ impl<K: Key, P: Payload> DataNode<K, P> {
         clamp_slot(self.model.predict(key), self.capacity())
     }
 
-    /// First slot whose value is `> key` (the capacity if none), by exponential search from
-    /// `start`. `keys` is non-decreasing as a whole, gaps included.
+    /// First slot whose key is `> key` (the capacity if none), by exponential search from
+    /// `start`. Slot keys are non-decreasing as a whole, gaps included.
     #[inline]
     pub fn upper_bound_from(&self, key: K, start: usize) -> usize {
-        let keys = &self.keys[..];
+        let keys = &self.slots[..];
         let slots = keys.len();
-        if keys[start] <= key {
+        if keys[start].key <= key {
             let mut low = start; // keys[low] <= key
             let mut step = 1;
             let high = loop {
@@ -354,13 +375,13 @@ impl<K: Key, P: Payload> DataNode<K, P> {
                 if probe >= slots {
                     break slots;
                 }
-                if keys[probe] > key {
+                if keys[probe].key > key {
                     break probe;
                 }
                 low = probe;
                 step <<= 1;
             };
-            low + 1 + keys[low + 1..high].partition_point(|k| *k <= key)
+            low + 1 + keys[low + 1..high].partition_point(|s| s.key <= key)
         } else {
             let mut high = start; // keys[high] > key
             let mut step = 1;
@@ -369,13 +390,13 @@ impl<K: Key, P: Payload> DataNode<K, P> {
                     break 0;
                 }
                 let probe = high - step;
-                if keys[probe] <= key {
+                if keys[probe].key <= key {
                     break probe + 1;
                 }
                 high = probe;
                 step <<= 1;
             };
-            low + keys[low..high].partition_point(|k| *k <= key)
+            low + keys[low..high].partition_point(|s| s.key <= key)
         }
     }
 
@@ -386,7 +407,7 @@ impl<K: Key, P: Payload> DataNode<K, P> {
             return None;
         }
         let slot = upper - 1;
-        if self.keys[slot] != key {
+        if self.slots[slot].key != key {
             return None;
         }
         if bitmap::get(&self.bitmap, slot) {
@@ -398,7 +419,8 @@ impl<K: Key, P: Payload> DataNode<K, P> {
     /// Only `Key::MAX` can land on a gap holding it (the trailing sentinel run).
     #[cold]
     fn max_key_slot(&self, key: K) -> Option<usize> {
-        (self.num_keys > 0 && self.keys[self.last_occupied] == key).then_some(self.last_occupied)
+        (self.num_keys > 0 && self.slots[self.last_occupied].key == key)
+            .then_some(self.last_occupied)
     }
 
     /// The slot holding `key`.
@@ -410,17 +432,7 @@ impl<K: Key, P: Payload> DataNode<K, P> {
 
     #[inline]
     pub fn get(&self, key: K) -> Option<P> {
-        let predicted = self.predict_slot(key);
-        // Load the payload at the predicted slot before the search: the key is usually there,
-        // and the two cache misses then overlap instead of following one another.
-        let guess = self.payloads[predicted];
-        let upper = self.upper_bound_from(key, predicted);
-        let slot = self.slot_at_upper(key, upper)?;
-        Some(if slot == predicted {
-            guess
-        } else {
-            self.payloads[slot]
-        })
+        self.find(key).map(|slot| self.slots[slot].payload)
     }
 
     /// The first slot from which a scan yields exactly the keys `>= key` (`excluded`: `> key`).
@@ -513,7 +525,9 @@ impl<K: Key, P: Payload> DataNode<K, P> {
                     None => predicted,
                 }
             };
-            self.keys[upper..slot].fill(key);
+            for gap in &mut self.slots[upper..slot] {
+                gap.key = key;
+            }
         } else {
             let right_gap = if upper < slots {
                 bitmap::next_clear(&self.bitmap, upper + 1, slots)
@@ -532,23 +546,20 @@ impl<K: Key, P: Payload> DataNode<K, P> {
             };
             if use_right {
                 let right = right_gap.unwrap_or(upper);
-                self.keys.copy_within(upper..right, upper + 1);
-                self.payloads.copy_within(upper..right, upper + 1);
+                self.slots.copy_within(upper..right, upper + 1);
                 bitmap::set(&mut self.bitmap, right);
                 self.last_occupied = self.last_occupied.max(right);
                 shifted = right - upper;
                 slot = upper;
             } else {
                 let left = left_gap.unwrap_or(0);
-                self.keys.copy_within(left + 1..upper, left);
-                self.payloads.copy_within(left + 1..upper, left);
+                self.slots.copy_within(left + 1..upper, left);
                 bitmap::set(&mut self.bitmap, left);
                 shifted = upper - 1 - left;
                 slot = upper - 1;
             }
         }
-        self.keys[slot] = key;
-        self.payloads[slot] = payload;
+        self.slots[slot] = Slot { key, payload };
         if !bitmap::get(&self.bitmap, slot) {
             bitmap::set(&mut self.bitmap, slot);
         }
@@ -556,8 +567,8 @@ impl<K: Key, P: Payload> DataNode<K, P> {
             self.last_occupied = slot;
         }
         self.num_keys += 1;
-        debug_assert!(slot == 0 || self.keys[slot - 1] <= key);
-        debug_assert!(slot + 1 == slots || self.keys[slot + 1] >= key);
+        debug_assert!(slot == 0 || self.slots[slot - 1].key <= key);
+        debug_assert!(slot + 1 == slots || self.slots[slot + 1].key >= key);
         debug_assert!(self.num_keys <= slots);
 
         let stats = &mut self.stats;
@@ -575,18 +586,20 @@ impl<K: Key, P: Payload> DataNode<K, P> {
     /// Removes `key`, returning its payload.
     pub fn remove(&mut self, key: K) -> Option<P> {
         let slot = self.find(key)?;
-        let payload = self.payloads[slot];
+        let payload = self.slots[slot].payload;
         bitmap::clear(&mut self.bitmap, slot);
         self.num_keys -= 1;
         let fill = if slot + 1 < self.capacity() {
-            self.keys[slot + 1]
+            self.slots[slot + 1].key
         } else {
             K::MAX
         };
         let previous = bitmap::prev_set(&self.bitmap, slot);
         let run_start = previous.map_or(0, |occupied| occupied + 1);
-        self.keys[run_start..=slot].fill(fill);
-        self.payloads[slot] = P::default();
+        for gap in &mut self.slots[run_start..=slot] {
+            gap.key = fill;
+        }
+        self.slots[slot].payload = P::default();
         if slot == self.last_occupied {
             self.last_occupied = previous.unwrap_or(0);
         }
@@ -599,8 +612,7 @@ impl<K: Key, P: Payload> DataNode<K, P> {
 
     /// Heap bytes of the arrays.
     pub fn heap_bytes(&self) -> usize {
-        self.keys.len() * std::mem::size_of::<K>()
-            + self.payloads.len() * std::mem::size_of::<P>()
+        self.slots.len() * std::mem::size_of::<Slot<K, P>>()
             + self.bitmap.len() * std::mem::size_of::<u64>()
     }
 
@@ -610,8 +622,8 @@ impl<K: Key, P: Payload> DataNode<K, P> {
         if slots < DATA_NODE_SLOTS_MIN {
             return Err(format!("capacity {slots} below the minimum"));
         }
-        if self.payloads.len() != slots || self.bitmap.len() != bitmap::words_for(slots) {
-            return Err("array lengths disagree with the capacity".into());
+        if self.bitmap.len() != bitmap::words_for(slots) {
+            return Err("bitmap length disagrees with the capacity".into());
         }
         if bitmap::next_set(&self.bitmap, slots, self.bitmap.len() * 64).is_some() {
             return Err("bit set past the capacity".into());
@@ -637,15 +649,15 @@ impl<K: Key, P: Payload> DataNode<K, P> {
         let mut seen_key = false;
         for slot in (0..slots).rev() {
             if bitmap::get(&self.bitmap, slot) {
-                if seen_key && self.keys[slot] >= next_key {
+                if seen_key && self.slots[slot].key >= next_key {
                     return Err(format!("keys not increasing at slot {slot}"));
                 }
-                next_key = self.keys[slot];
+                next_key = self.slots[slot].key;
                 seen_key = true;
-            } else if self.keys[slot] != next_key {
+            } else if self.slots[slot].key != next_key {
                 return Err(format!(
                     "gap {slot} holds {:?}, expected {:?}",
-                    self.keys[slot], next_key
+                    self.slots[slot].key, next_key
                 ));
             }
         }

@@ -133,7 +133,7 @@ impl<K: Key, P: Payload> Alex<K, P> {
                 .map_err(|problem| format!("data node {index}: {problem}"))?;
             total += data.num_keys;
             for slot in data.occupied_slots() {
-                let key = data.keys[slot];
+                let key = data.key_at(slot);
                 if previous_key.is_some_and(|previous| previous >= key) {
                     return Err(format!("key {key:?} in data node {index} out of order"));
                 }

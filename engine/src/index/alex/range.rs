@@ -37,7 +37,7 @@ impl<K: Key, P: Payload> Iterator for Range<'_, K, P> {
             let node = &self.tree.datas[self.node as usize];
             match bitmap::next_set(&node.bitmap, self.slot, node.capacity()) {
                 Some(slot) => {
-                    let key = node.keys[slot];
+                    let key = node.key_at(slot);
                     let within = match self.upper {
                         Bound::Unbounded => true,
                         Bound::Included(upper) => key <= upper,
@@ -48,7 +48,7 @@ impl<K: Key, P: Payload> Iterator for Range<'_, K, P> {
                         return None;
                     }
                     self.slot = slot + 1;
-                    return Some((key, node.payloads[slot]));
+                    return Some((key, node.payload_at(slot)));
                 }
                 None => {
                     self.node = node.next;

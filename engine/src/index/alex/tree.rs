@@ -612,7 +612,7 @@ impl<K: Key, P: Payload> Alex<K, P> {
             let outside = node
                 .occupied_slots_rev()
                 .take(needed)
-                .take_while(|slot| routing.route_raw(node.keys[*slot]) >= slots as i64)
+                .take_while(|slot| routing.route_raw(node.key_at(*slot)) >= slots as i64)
                 .count();
             if outside == needed {
                 side = Some(Side::Right);
@@ -622,7 +622,7 @@ impl<K: Key, P: Payload> Alex<K, P> {
             let outside = node
                 .occupied_slots()
                 .take(needed)
-                .take_while(|slot| routing.route_raw(node.keys[*slot]) < 0)
+                .take_while(|slot| routing.route_raw(node.key_at(*slot)) < 0)
                 .count();
             if outside == needed {
                 side = Some(Side::Left);
