@@ -273,10 +273,12 @@ fn main() {
     let scan_starts: Vec<i64> = (0..args.scans)
         .map(|_| base[rng.below(base.len())])
         .collect();
-    let mut build_order = pairs.clone();
-    if args.build_by_insert {
-        rng.shuffle(&mut build_order);
-    }
+    let mut build_order = if args.build_by_insert {
+        pairs.clone()
+    } else {
+        Vec::new()
+    };
+    rng.shuffle(&mut build_order);
 
     // Build.
     let heap_before = heap_bytes();

@@ -11,7 +11,8 @@
 //! (by placing its keys exactly as a build would), and adds the level and structure costs. The
 //! cheapest level wins; then sibling slices are merged bottom-up wherever one node over both is
 //! no dearer than two, so dense regions keep fine children and sparse ones share a coarse
-//! child (the repeated child pointers of an inner node). Levels stop two past the best one.
+//! child (the repeated child pointers of an inner node). Levels stop two past the best one
+//! once that one fits every slice in a data node.
 //! Above `SAMPLE_KEYS` keys the costs are measured on an evenly strided sample.
 
 use std::borrow::Cow;
@@ -32,8 +33,9 @@ const BYTE_PER_KEY_COST: f64 = 1.0;
 const CHILD_SLOT_BYTES: f64 = 4.0;
 /// Bytes of a data node's header and smallest arrays.
 const DATA_NODE_OVERHEAD_BYTES: f64 = 512.0;
-/// A slice too big for one data node will need at least one more level below it.
-const OVERSIZE_COST: f64 = 2.0 * TRAVERSE_COST;
+/// A slice too big for one data node will need more levels below it: this much per level,
+/// counting one level per halving needed to fit.
+const OVERSIZE_LEVEL_COST: f64 = TRAVERSE_COST;
 /// Costs of bigger key sets are measured on a strided sample of about this many keys.
 const SAMPLE_KEYS: usize = 1 << 20;
 
@@ -102,17 +104,21 @@ pub(crate) fn plan<K: Key>(keys: &[K], unit: &LinearModel<K>, limits: &PlanLimit
     let mut levels: Vec<Vec<SliceCost>> = Vec::new();
     let mut best_depth = limits.depth_min;
     let mut best_cost = f64::INFINITY;
+    let mut best_fits = false;
     for depth in limits.depth_min..=depth_max {
         let mut slices = vec![SliceCost::default(); 1 << depth];
         let mut start = 0;
         let mut children = 0usize;
+        let mut oversize_slices = 0usize;
         while start < sample.len() {
             let slice = slice_of(unit, sample[start], depth);
             let end =
                 start + sample[start..].partition_point(|key| slice_of(unit, *key, depth) <= slice);
             let estimated_keys = (end - start) * stride;
             let oversize = if estimated_keys > limits.leaf_keys_max {
-                OVERSIZE_COST
+                oversize_slices += 1;
+                let halvings = (estimated_keys as f64 / limits.leaf_keys_max.max(1) as f64).log2();
+                OVERSIZE_LEVEL_COST * (1.0 + halvings.ceil())
             } else {
                 0.0
             };
@@ -136,7 +142,8 @@ pub(crate) fn plan<K: Key>(keys: &[K], unit: &LinearModel<K>, limits: &PlanLimit
         if cost < best_cost {
             best_cost = cost;
             best_depth = depth;
-        } else if depth >= best_depth + 2 {
+            best_fits = oversize_slices == 0;
+        } else if best_fits && depth >= best_depth + 2 {
             break;
         }
     }
