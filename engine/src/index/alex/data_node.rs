@@ -299,6 +299,49 @@ impl<K: Key, P: Payload> DataNode<K, P> {
         };
     }
 
+    /// Grows the node to `slots` slots without moving or retraining: the new slots are gaps
+    /// added past the last key (`Placement::KeepLeft`) or before the first one (`KeepRight`,
+    /// the model shifted to match). Keys keep their slots relative to each other, so the model
+    /// stays as accurate as it was; appends then continue into the new room. A plain copy,
+    /// far cheaper than a rebuild.
+    pub fn grow_toward(&mut self, slots: usize, placement: Placement) {
+        let old_slots = self.capacity();
+        if slots <= old_slots {
+            return;
+        }
+        let added = slots - old_slots;
+        let gap = Slot {
+            key: K::MAX,
+            payload: P::default(),
+        };
+        let mut grown = Vec::with_capacity(slots);
+        let mut bits = vec![0u64; bitmap::words_for(slots)];
+        if placement == Placement::KeepRight {
+            let first = self.first_key().unwrap_or(K::MAX);
+            grown.resize(added, Slot { key: first, ..gap });
+            grown.extend_from_slice(&self.slots);
+            for slot in self.occupied_slots() {
+                bitmap::set(&mut bits, slot + added);
+            }
+            self.model.intercept += added as f64;
+            if self.num_keys > 0 {
+                self.last_occupied += added;
+            }
+        } else {
+            grown.extend_from_slice(&self.slots);
+            grown.resize(slots, gap);
+            bits[..self.bitmap.len()].copy_from_slice(&self.bitmap);
+        }
+        self.slots = grown.into_boxed_slice();
+        self.bitmap = bits.into_boxed_slice();
+        self.stats = NodeStats {
+            expected_search_bits: self.stats.expected_search_bits,
+            expected_shifts: self.stats.expected_shifts,
+            ..NodeStats::default()
+        };
+        self.set_thresholds();
+    }
+
     #[inline]
     pub fn capacity(&self) -> usize {
         self.slots.len()
@@ -478,10 +521,18 @@ impl<K: Key, P: Payload> DataNode<K, P> {
         let slots = self.capacity();
         let predicted_raw = self.model.predict(key);
         let predicted = clamp_slot(predicted_raw, slots);
-        let upper = self.upper_bound_from(key, predicted);
-        if self.slot_at_upper(key, upper).is_some() {
-            return InsertOutcome::Duplicate;
-        }
+        // Appends (past the last key) need no search: the insertion point is right after it.
+        // This keeps sequential inserts cheap in a node whose free space is all at the end.
+        let appending = self.num_keys > 0 && key > self.slots[self.last_occupied].key;
+        let upper = if appending {
+            self.last_occupied + 1
+        } else {
+            let upper = self.upper_bound_from(key, predicted);
+            if self.slot_at_upper(key, upper).is_some() {
+                return InsertOutcome::Duplicate;
+            }
+            upper
+        };
         if respect_limits {
             if self.num_keys >= self.expand_threshold {
                 return InsertOutcome::Full(FullReason::Density);

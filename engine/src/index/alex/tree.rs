@@ -11,7 +11,8 @@
 //!    lie outside the root's domain (sequential and time-series appends);
 //! 2. on catastrophic cost, split in two;
 //! 3. if the node is within size limits and its observed cost matches what was expected,
-//!    expand and retrain it;
+//!    expand and retrain it; if it is at its size limit and being appended to, leave it as it
+//!    is and start a new node for the slots past its last key;
 //! 4. otherwise ask a fan-out tree over its keys: expand and retrain (fan-out 1) or split into
 //!    the chosen number of children: sideways into the slots the node owns in its parent
 //!    (doubling the parent if needed) when the parent's model separates its keys well, else
@@ -375,11 +376,19 @@ impl<K: Key, P: Payload> Alex<K, P> {
         self.datas[index] = node;
     }
 
-    /// Expands data node `index` to `DENSITY_MIN` and retrains its model, leaving room at the
-    /// end where inserts have been landing.
+    /// Expands data node `index` to `DENSITY_MIN`: an append-mostly node grows at the end its
+    /// inserts land on, keeping its model; any other node is rebuilt with a retrained model.
     fn expand_data(&mut self, index: usize) {
-        let placement = self.datas[index].append_placement();
-        self.rebuild_data(index, DENSITY_MIN, placement, None);
+        let node = &self.datas[index];
+        let placement = node.append_placement();
+        match placement {
+            // Appended keys already sit where the model put them: add room, keep the rest.
+            Placement::KeepLeft | Placement::KeepRight if node.num_keys > 0 => {
+                let slots = slots_for(node.num_keys, DENSITY_MIN);
+                self.datas[index].grow_toward(slots, placement);
+            }
+            _ => self.rebuild_data(index, DENSITY_MIN, placement, None),
+        }
     }
 
     // ---- restructuring -------------------------------------------------------------------
@@ -402,7 +411,10 @@ impl<K: Key, P: Payload> Alex<K, P> {
             self.expand_data(leaf);
             return;
         }
-        let (keys, _) = node.collect();
+        if !fits && self.try_seal_for_appends(leaf, &path, key) {
+            return;
+        }
+        let (keys, _) = self.datas[leaf].collect();
         if keys.len() < 2 {
             self.expand_data(leaf);
             return;
@@ -421,6 +433,43 @@ impl<K: Key, P: Payload> Alex<K, P> {
         if plan.depth == 0 || !self.split(leaf, &path, plan.depth, Some(&plan)) {
             self.expand_data(leaf);
         }
+    }
+
+    /// For a node at its size limit that is being appended to: leaves it as it is and gives
+    /// the parent slots past its last key to a new, empty node, where the appends continue.
+    /// Nothing is copied. `false` if the parent's slots (after a few doublings) cannot
+    /// separate `key` from the node's last key.
+    fn try_seal_for_appends(&mut self, leaf: usize, path: &[(usize, usize)], key: K) -> bool {
+        let node = &self.datas[leaf];
+        let Some(last_key) = node.last_key() else {
+            return false;
+        };
+        if node.append_placement() != Placement::KeepLeft || key <= last_key {
+            return false;
+        }
+        let Some(&(parent, slot)) = path.last() else {
+            return false;
+        };
+        let (_, mut end) = self.inners[parent].block_of(slot);
+        for doublings in 0..=SPLIT_DOUBLINGS_MAX {
+            let routing = &self.inners[parent];
+            let cut = routing.route(last_key) + 1;
+            if cut < end && routing.route(key) >= cut {
+                let fresh = self.alloc_data(DataNode::empty());
+                self.inners[parent].children[cut..end].fill(NodeRef::data(fresh));
+                let next = self.datas[leaf].next;
+                self.splice(leaf as u32, &[fresh], next);
+                return true;
+            }
+            if doublings == SPLIT_DOUBLINGS_MAX
+                || self.inners[parent].children.len() * 2 > self.config.inner_fanout_max
+            {
+                break;
+            }
+            self.inners[parent].double();
+            end *= 2;
+        }
+        false
     }
 
     /// Splits data node `leaf` into `2^depth` parts; `false` if no split is possible.
