@@ -11,9 +11,9 @@
 //! - `num_keys` equals the number of set bits, `num_keys < cap` before any insert that respects
 //!   the limits (so a gap always exists), and `last_occupied` is the last set bit;
 //!
-//! `Key::MAX` is a legal key, so the value alone cannot mark a gap: the bitmap decides. The only
-//! ambiguous case, a lookup of `Key::MAX` that lands on a trailing gap, is settled by
-//! `last_occupied`.
+//! `Key::MAX` is a legal key, so the value alone cannot mark a gap: the bitmap decides. A lookup
+//! needs it only for `Key::MAX` (the last slot holding any smaller key is that key itself), and
+//! the one ambiguous case, `Key::MAX` landing on a trailing gap, is settled by `last_occupied`.
 //!
 //! Lookup: predict a slot, then exponential search for the last slot holding a value `<= key`;
 //! the key is present iff that slot holds it and is occupied. Insert: the same search gives the
@@ -452,6 +452,13 @@ impl<K: Key, P: Payload> DataNode<K, P> {
         let slot = upper - 1;
         if self.slots[slot].key != key {
             return None;
+        }
+        // The last slot holding `key` is the key itself: a gap holding it would have the key
+        // to its right. Only the trailing gaps' `Key::MAX` is not a key, so below it the
+        // bitmap (another cache line) need not be read.
+        if key < K::MAX {
+            debug_assert!(bitmap::get(&self.bitmap, slot));
+            return Some(slot);
         }
         if bitmap::get(&self.bitmap, slot) {
             return Some(slot);
