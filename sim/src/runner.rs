@@ -1017,7 +1017,7 @@ impl Sim {
         }
         let lost = recovered < durable.max(previous);
         let expected = self.history.state_at(recovered);
-        let actual = self.read_engine_state(&expected)?;
+        let actual = self.read_engine_state()?;
         if actual != expected {
             return fail(
                 "recovered_state",
@@ -1045,7 +1045,7 @@ impl Sim {
         self.check_engine_invariants()
     }
 
-    fn read_engine_state(&mut self, like: &ModelState) -> Check<ModelState> {
+    fn read_engine_state(&self) -> Check<ModelState> {
         let db = self.db()?;
         let names = match db.table_names() {
             Ok(names) => names,
@@ -1075,7 +1075,6 @@ impl Sim {
                 .tables
                 .insert(name, crate::model::ModelTable { def, rows: by_key });
         }
-        let _ = like;
         Ok(state)
     }
 }
