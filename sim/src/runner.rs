@@ -219,6 +219,30 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a run that panicked (the engine must never panic).
+    pub fn panicked(seed: u64, config: &RunConfig, message: String) -> Outcome {
+        Outcome {
+            seed,
+            config: config.clone(),
+            steps: 0,
+            engine_ops: 0,
+            crashes: 0,
+            recoveries: 0,
+            faults: BTreeMap::new(),
+            trace_hash: 0,
+            disk_hash: 0,
+            stopped_on_detected_damage: None,
+            tolerated_losses: 0,
+            failure: Some(Failure {
+                check: "panic",
+                detail: message,
+                step: 0,
+                trace_tail: vec!["(replay the seed to see the trace up to the panic)".into()],
+                fault_log: String::new(),
+            }),
+        }
+    }
+
     /// Whether every check passed.
     pub fn passed(&self) -> bool {
         self.failure.is_none()
