@@ -1,10 +1,18 @@
 //! `Database`: open and recover, the write pipeline, reads, checkpoints, close.
 //!
 //! Kept thin: the catalog owns tables and rows, the log owns durability, checkpoints own
-//! snapshots. A write is validated under the state's write lock, appended to the log, then
-//! applied, still under the lock, so log order is apply order. Waiting for durability
-//! (`Sync::Always`) happens after the lock is released, so writers that arrive during one
-//! fsync share the next one (group commit) and readers are never blocked by an fsync.
+//! snapshots. A write is validated under the state's write lock, appended to the log buffer
+//! (memory, no fsync), then applied, still under the lock, so log order is apply order.
+//! Writing the buffer out and waiting for durability (`Sync::Always`) happen after the lock is
+//! released, so writers that arrive during one fsync share the next one (group commit) and
+//! no lock of the state is ever held across an fsync: readers never wait for the disk, and
+//! writers wait for it only when the log buffer is full (back-pressure). Checkpoints copy the
+//! state under the read lock and write the copy after releasing it.
+//!
+//! **Threads.** `Database` is `Send + Sync`; share it with `Arc`. Readers share the read
+//! lock and run in parallel with each other; a writer holds the write lock only to check,
+//! append to the buffer and apply (about a microsecond), so readers and writers interleave
+//! at that grain.
 //!
 //! Reads see every applied write, including writes whose fsync is still in flight: a reader
 //! may observe a write that a crash then takes away, exactly the writes whose `Ticket` was
@@ -424,7 +432,8 @@ impl Database {
     }
 
     /// Writes a checkpoint of the whole state, then removes the log and checkpoints it
-    /// covers. Writers wait while the snapshot is written; readers do not.
+    /// covers. Writers wait only while the state is copied into memory, never for an fsync:
+    /// the log rolls to a new segment before the copy, and the copy is written after it.
     pub fn checkpoint(&self) -> Result<u64> {
         let mut last = self
             .shared
@@ -432,13 +441,17 @@ impl Database {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let fs = self.shared.env.fs.clone();
-        let lsn = {
+        // Every segment before the new one holds only records the snapshot covers.
+        self.shared.wal.roll()?;
+        let (lsn, snapshot) = {
             let state = self.read()?;
-            let lsn = self.shared.wal.roll()?;
-            let _span = tracing::info_span!("checkpoint", lsn).entered();
-            checkpoint::write(fs.as_ref(), &self.shared.root, lsn, &state)?;
-            lsn
+            // Append and apply happen under the write lock: the last LSN is the state's.
+            let lsn = self.shared.wal.lsns().0;
+            (lsn, checkpoint::encode(lsn, &state))
         };
+        let _span = tracing::info_span!("checkpoint", lsn).entered();
+        checkpoint::write_encoded(fs.as_ref(), &self.shared.root, lsn, &snapshot)?;
+        drop(snapshot);
         checkpoint::remove_older(fs.as_ref(), &self.shared.root, lsn)?;
         self.shared.wal.remove_segments_through(lsn)?;
         *last = lsn;
@@ -477,6 +490,12 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
+        // Hand the log buffer to the OS, so that a drop without `close` loses only what a
+        // crash of the machine would. Best effort: a poisoned log or a failed write leaves
+        // the buffer unwritten, which is what an acknowledged-but-unsynced write may suffer.
+        if let Err(e) = self.shared.wal.write_buffered() {
+            tracing::warn!(error = %e, "log buffer not written at drop");
+        }
         self.stop_worker();
     }
 }
