@@ -659,6 +659,24 @@ fn rss_kib() -> u64 {
     pages * 4 // 4 KiB pages on x86-64 Linux
 }
 
+/// CPU time of the whole process so far (user + system), from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let Ok(text) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) end at the last ')'.
+    let rest = text.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 after the ')'.
+    (ticks(11) + ticks(12)) / 100.0 // USER_HZ is 100 on Linux
+}
+
 struct Sample {
     at: Duration,
     reads: u64,
@@ -786,6 +804,7 @@ fn run(args: Args) -> Result<(), String> {
     };
 
     let run_started = Instant::now();
+    let cpu_started = cpu_seconds();
     start.wait();
     let warmup = args
         .warmup
@@ -871,6 +890,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     shared.stop.store(true, Ordering::Relaxed);
     let elapsed = run_started.elapsed();
+    let cpu_s = cpu_seconds() - cpu_started;
     let mut reports = Vec::with_capacity(threads);
     for handle in handles {
         reports.push(
@@ -993,6 +1013,14 @@ fn run(args: Args) -> Result<(), String> {
         writes as f64 / seconds
     );
     eprintln!(
+        "cpu {cpu_s:.1} s ({:.2} cores busy, {:.0} ops per cpu-second); load average {}",
+        cpu_s / seconds,
+        ops as f64 / cpu_s.max(1e-9),
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+    eprintln!(
         "latency p50 {} ns, p99 {} ns, max {} ns; read p50/p99 {}/{} ns; write p50/p99 {}/{} ns",
         all_latency.quantile_ns(0.5),
         all_latency.quantile_ns(0.99),
@@ -1025,13 +1053,14 @@ fn run(args: Args) -> Result<(), String> {
         eprintln!("  error: {error}");
     }
     println!(
-        "{{\"threads\":{threads},\"sync\":\"{}\",\"mix\":\"{}\",\"write_mix\":\"{}\",\"keys\":{},\"dist\":\"{}\",\"soak\":{},\"duration_s\":{seconds:.3},\"ops\":{ops},\"ops_per_s\":{:.0},\"read_ops_per_s\":{:.0},\"write_ops_per_s\":{:.0},\"writes_applied\":{applied},\"duplicate_rejections\":{duplicates},\"p50_ns\":{},\"p99_ns\":{},\"max_ns\":{},\"read_p50_ns\":{},\"read_p99_ns\":{},\"write_p50_ns\":{},\"write_p99_ns\":{},\"lost_acknowledged\":{lost},\"unexpected_rows\":{unexpected},\"errors\":{errors},\"stuck_threads\":{stuck_threads},\"checkpoints\":{checkpoints},\"verifications\":{verifications_done},\"rss_baseline_kib\":{baseline},\"rss_end_kib\":{rss_end},\"rss_max_kib\":{rss_max},\"rss_growth_pct\":{rss_growth_pct:.2},\"first_window_ops_per_s\":{first_window:.0},\"last_window_ops_per_s\":{last_window:.0},\"throughput_change_pct\":{throughput_change_pct:.2}}}",
+        "{{\"threads\":{threads},\"sync\":\"{}\",\"mix\":\"{}\",\"write_mix\":\"{}\",\"keys\":{},\"dist\":\"{}\",\"soak\":{},\"duration_s\":{seconds:.3},\"cpu_s\":{cpu_s:.2},\"ops_per_cpu_s\":{:.0},\"ops\":{ops},\"ops_per_s\":{:.0},\"read_ops_per_s\":{:.0},\"write_ops_per_s\":{:.0},\"writes_applied\":{applied},\"duplicate_rejections\":{duplicates},\"p50_ns\":{},\"p99_ns\":{},\"max_ns\":{},\"read_p50_ns\":{},\"read_p99_ns\":{},\"write_p50_ns\":{},\"write_p99_ns\":{},\"lost_acknowledged\":{lost},\"unexpected_rows\":{unexpected},\"errors\":{errors},\"stuck_threads\":{stuck_threads},\"checkpoints\":{checkpoints},\"verifications\":{verifications_done},\"rss_baseline_kib\":{baseline},\"rss_end_kib\":{rss_end},\"rss_max_kib\":{rss_max},\"rss_growth_pct\":{rss_growth_pct:.2},\"first_window_ops_per_s\":{first_window:.0},\"last_window_ops_per_s\":{last_window:.0},\"throughput_change_pct\":{throughput_change_pct:.2}}}",
         args.sync,
         args.mix,
         args.write_mix,
         args.keys,
         args.dist,
         args.soak,
+        ops as f64 / cpu_s.max(1e-9),
         ops as f64 / seconds,
         reads as f64 / seconds,
         writes as f64 / seconds,
