@@ -31,7 +31,7 @@ const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 32;
 const TRAILER_BYTES: usize = 12;
 const TEMP_NAME: &str = "checkpoint.tmp";
-/// Bytes buffered before each write to the file.
+/// Bytes of each write to the file.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
 fn file_name(lsn: u64) -> String {
@@ -88,22 +88,13 @@ pub(crate) fn remove_older(fs: &dyn Fs, root: &Path, lsn: u64) -> Result<()> {
 
 /// Writes a checkpoint of `catalog` at `lsn` and makes it durable. Returns its path.
 pub(crate) fn write(fs: &dyn Fs, root: &Path, lsn: u64, catalog: &Catalog) -> Result<PathBuf> {
-    let temp = root.join(TEMP_NAME);
-    let file = fs
-        .open(&temp, OpenMode::Create)
-        .map_err(|e| Error::io("create checkpoint", &temp, e))?;
-    file.set_len(0)
-        .map_err(|e| Error::io("truncate checkpoint", &temp, e))?;
-    let mut offset = 0u64;
-    let mut crc = 0u32;
-    let mut flush = |enc: &mut Encoder, crc: &mut u32| -> Result<()> {
-        *crc = crc32c::crc32c_append(*crc, &enc.bytes);
-        file.write_at(&enc.bytes, offset)
-            .map_err(|e| Error::io("write checkpoint", &temp, e))?;
-        offset += enc.bytes.len() as u64;
-        enc.bytes.clear();
-        Ok(())
-    };
+    write_encoded(fs, root, lsn, &encode(lsn, catalog))
+}
+
+/// The bytes of a checkpoint of `catalog` at `lsn`. A copy of the state in memory, so that
+/// a caller can take it under the state's lock and write it (with its fsyncs) after
+/// releasing the lock.
+pub(crate) fn encode(lsn: u64, catalog: &Catalog) -> Vec<u8> {
     let mut enc = Encoder::new();
     enc.bytes.extend_from_slice(&MAGIC);
     enc.u32(VERSION);
@@ -117,17 +108,28 @@ pub(crate) fn write(fs: &dyn Fs, root: &Path, lsn: u64, catalog: &Catalog) -> Re
         enc.u64(table.len() as u64);
         for (_, row) in table.iter() {
             enc.row(row);
-            if enc.bytes.len() >= WRITE_CHUNK_BYTES {
-                flush(&mut enc, &mut crc)?;
-            }
         }
     }
-    flush(&mut enc, &mut crc)?;
+    let crc = crc32c::crc32c(&enc.bytes);
     enc.u32(crc);
     enc.bytes.extend_from_slice(&END_MAGIC);
-    let trailer = std::mem::take(&mut enc.bytes);
-    file.write_at(&trailer, offset)
-        .and_then(|()| file.sync())
+    enc.bytes
+}
+
+/// Writes checkpoint `bytes` (from [`encode`]) for `lsn` and makes it durable. Returns its
+/// path.
+pub(crate) fn write_encoded(fs: &dyn Fs, root: &Path, lsn: u64, bytes: &[u8]) -> Result<PathBuf> {
+    let temp = root.join(TEMP_NAME);
+    let file = fs
+        .open(&temp, OpenMode::Create)
+        .map_err(|e| Error::io("create checkpoint", &temp, e))?;
+    file.set_len(0)
+        .map_err(|e| Error::io("truncate checkpoint", &temp, e))?;
+    for (i, chunk) in bytes.chunks(WRITE_CHUNK_BYTES).enumerate() {
+        file.write_at(chunk, (i * WRITE_CHUNK_BYTES) as u64)
+            .map_err(|e| Error::io("write checkpoint", &temp, e))?;
+    }
+    file.sync()
         .map_err(|e| Error::io("write checkpoint", &temp, e))?;
     // Read it back before it replaces anything: a device that acknowledged a torn or
     // misdirected write is caught here, while the previous checkpoint and log still exist.

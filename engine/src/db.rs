@@ -1,10 +1,19 @@
 //! `Database`: open and recover, the write pipeline, reads, checkpoints, close.
 //!
 //! Kept thin: the catalog owns tables and rows, the log owns durability, checkpoints own
-//! snapshots. A write is validated under the state's write lock, appended to the log, then
-//! applied, still under the lock, so log order is apply order. Waiting for durability
-//! (`Sync::Always`) happens after the lock is released, so writers that arrive during one
-//! fsync share the next one (group commit) and readers are never blocked by an fsync.
+//! snapshots. A write is validated under the state's write lock, appended to the log buffer
+//! (memory, no fsync), then applied, still under the lock, so log order is apply order.
+//! Writing the buffer out and waiting for durability (`Sync::Always`) happen after the lock is
+//! released, so writers that arrive during one fsync share the next one (group commit) and
+//! no lock of the state is ever held across an fsync: readers never wait for the disk, and
+//! writers wait for it only when the log buffer is full (back-pressure). Checkpoints copy the
+//! state under the read lock and write the copy after releasing it.
+//!
+//! **Threads.** `Database` is `Send + Sync`; share it with `Arc`. The state's lock is a
+//! [`ShardedRwLock`]: readers take the read lock of their own shard, so they run in parallel
+//! with each other without writing a shared cache line; a writer takes every shard and holds
+//! them only to check, append to the buffer and apply (about a microsecond), so readers and
+//! writers interleave at that grain.
 //!
 //! Reads see every applied write, including writes whose fsync is still in flight: a reader
 //! may observe a write that a crash then takes away, exactly the writes whose `Ticket` was
@@ -18,11 +27,12 @@ use crate::env::{Env, WorkerControl};
 use crate::error::{Error, Result};
 use crate::options::{Options, Sync as SyncMode};
 use crate::schema::{Row, TableDef};
+use crate::shard_lock::{ReadGuard, ShardedRwLock, WriteGuard};
 use crate::wal::{CommitWorker, RecoveryStats, Wal};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex};
 
 /// A write, as submitted to [`Database::submit`].
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +97,8 @@ struct Shared {
     env: Env,
     root: PathBuf,
     options: Options,
-    state: RwLock<Catalog>,
+    /// The catalog and every table's rows: one lock, so log order is apply order.
+    state: ShardedRwLock<Catalog>,
     wal: Arc<Wal>,
     closed: AtomicBool,
     /// Serialises checkpoints.
@@ -200,7 +211,7 @@ impl Database {
                 env,
                 root,
                 options,
-                state: RwLock::new(catalog),
+                state: ShardedRwLock::new(catalog),
                 wal,
                 closed: AtomicBool::new(false),
                 checkpoint_lock: Mutex::new(lsn_recovered),
@@ -228,7 +239,7 @@ impl Database {
         self.shared.options.sync
     }
 
-    fn read(&self) -> Result<RwLockReadGuard<'_, Catalog>> {
+    fn read(&self) -> Result<ReadGuard<'_, Catalog>> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -239,7 +250,7 @@ impl Database {
         })
     }
 
-    fn write_lock(&self) -> Result<RwLockWriteGuard<'_, Catalog>> {
+    fn write_lock(&self) -> Result<WriteGuard<'_, Catalog>> {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -440,7 +451,8 @@ impl Database {
     }
 
     /// Writes a checkpoint of the whole state, then removes the log and checkpoints it
-    /// covers. Writers wait while the snapshot is written; readers do not.
+    /// covers. Writers wait only while the state is copied into memory, never for an fsync:
+    /// the log rolls to a new segment before the copy, and the copy is written after it.
     pub fn checkpoint(&self) -> Result<u64> {
         let mut last = self
             .shared
@@ -448,13 +460,17 @@ impl Database {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let fs = self.shared.env.fs.clone();
-        let lsn = {
+        // Every segment before the new one holds only records the snapshot covers.
+        self.shared.wal.roll()?;
+        let (lsn, snapshot) = {
             let state = self.read()?;
-            let lsn = self.shared.wal.roll()?;
-            let _span = tracing::info_span!("checkpoint", lsn).entered();
-            checkpoint::write(fs.as_ref(), &self.shared.root, lsn, &state)?;
-            lsn
+            // Append and apply happen under the write lock: the last LSN is the state's.
+            let lsn = self.shared.wal.lsns().0;
+            (lsn, checkpoint::encode(lsn, &state))
         };
+        let _span = tracing::info_span!("checkpoint", lsn).entered();
+        checkpoint::write_encoded(fs.as_ref(), &self.shared.root, lsn, &snapshot)?;
+        drop(snapshot);
         checkpoint::remove_older(fs.as_ref(), &self.shared.root, lsn)?;
         self.shared.wal.remove_segments_through(lsn)?;
         *last = lsn;
@@ -493,6 +509,12 @@ impl Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
+        // Hand the log buffer to the OS, so that a drop without `close` loses only what a
+        // crash of the machine would. Best effort: a poisoned log or a failed write leaves
+        // the buffer unwritten, which is what an acknowledged-but-unsynced write may suffer.
+        if let Err(e) = self.shared.wal.write_buffered() {
+            tracing::warn!(error = %e, "log buffer not written at drop");
+        }
         self.stop_worker();
     }
 }

@@ -34,6 +34,7 @@ pub mod index;
 pub mod limits;
 pub mod options;
 pub mod schema;
+mod shard_lock;
 mod table;
 pub mod wal;
 

@@ -24,3 +24,15 @@ pub const RECORD_BYTES_MAX: usize = 256 << 20;
 /// A log segment is closed and a new one started once it holds this many bytes. A single
 /// record larger than this still fits: it gets a segment to itself.
 pub const WAL_SEGMENT_BYTES_TARGET: u64 = 64 << 20;
+
+/// A writer that finds at least this many bytes in the log buffer, and no log writer busy,
+/// writes the buffer to the file itself (a write, never an fsync): 1 MiB.
+pub const LOG_BUFFER_BYTES_FLUSH: usize = 1 << 20;
+
+/// Most bytes in the log buffer (one larger record still fits alone): 16 MiB. A writer
+/// that would pass it while the log writer is busy waits for it (back-pressure).
+pub const LOG_BUFFER_BYTES_MAX: usize = 16 << 20;
+
+/// With `Sync::None`, how long the background worker lets records wait in the log buffer
+/// before writing them to the OS.
+pub const LOG_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);

@@ -3,20 +3,28 @@
 use std::time::Duration;
 
 /// When a write is durable, relative to when it is acknowledged (returns `Ok`).
+///
+/// Every write goes first to the log buffer in memory (applied and visible at once); the log
+/// writer hands the buffer to the OS with one write and, when the mode says, one fsync.
+/// Dropping or closing the `Database` writes the buffer out, so only a crash (of the process
+/// or the machine) can lose what the mode allows it to lose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sync {
     /// Acknowledged means fsynced: an acknowledged write survives any crash. Concurrent
-    /// committers share one fsync (group commit).
+    /// committers share one write and one fsync (group commit).
     Always,
-    /// Acknowledged means written to the OS; a background worker fsyncs whatever has waited
-    /// `max_delay`. A crash of the machine may lose the writes acknowledged in the last
-    /// `max_delay` (plus one fsync's duration); a crash of the process alone loses nothing.
+    /// Acknowledged means in the log buffer; a background worker writes and fsyncs whatever
+    /// has waited `max_delay`. A crash of the machine or of the process may lose the writes
+    /// acknowledged in the last `max_delay` (plus one write and fsync's duration); nothing
+    /// earlier.
     Batch {
         /// The loss window.
         max_delay: Duration,
     },
-    /// Acknowledged means written to the OS; fsync only on checkpoint and close. A machine
-    /// crash may lose any write since the last checkpoint or close.
+    /// Acknowledged means in the log buffer; the worker writes it to the OS within about
+    /// [`LOG_WRITE_DELAY`](crate::limits::LOG_WRITE_DELAY) and fsyncs only at segment rolls,
+    /// checkpoints and close. A crash of the process may lose that last delay's writes; a
+    /// crash of the machine, any write since the last checkpoint or close.
     None,
 }
 
@@ -25,8 +33,10 @@ pub enum Sync {
 pub struct Options {
     /// The durability mode of every write.
     pub sync: Sync,
-    /// Start the group-commit worker (needed for `Sync::Batch`; with `Sync::Always` writers
-    /// sync themselves, so the worker only matters to callers that use `submit`).
+    /// Start the log writer worker (needed for `Sync::Batch`, and for `Sync::None` to write
+    /// the buffer out within its delay; with `Sync::Always` writers sync themselves, so the
+    /// worker only matters to callers that use `submit`). Without it, a full buffer is
+    /// written by the writer that finds it full, and the rest at checkpoint, close or drop.
     pub background_worker: bool,
 }
 

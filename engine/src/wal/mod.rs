@@ -1,26 +1,40 @@
 //! The write-ahead log: segment files of checksummed, LSN-numbered records, a commit
 //! pipeline with group commit, and recovery.
 //!
-//! **Commit as submit + complete.** [`Wal::append`] writes a record to the current segment
-//! (not synced) and returns its LSN: the ticket. A record is acknowledged once
-//! `lsn_durable >= lsn`. [`Wal::sync_to`] is the blocking completion: the first waiter
-//! becomes the leader and syncs everything written so far, later waiters sleep on a
-//! condition variable and are covered by that one fsync (group commit). The
-//! [`CommitWorker`]'s `step()` is the same sync, run by a background worker (OsEnv) or by the
-//! simulator's schedule, so a single thread can keep many commits in flight.
+//! **Commit as submit + complete.** [`Wal::append`] encodes a record into the in-memory log
+//! buffer and returns its LSN: the ticket. It does no I/O (unless the buffer passes
+//! [`limits::LOG_BUFFER_BYTES_FLUSH`]: then the appender writes it out, a plain write) and
+//! never an fsync, so the database calls it under its state lock, and log order is apply
+//! order. A record is acknowledged under `Sync::Always` once `lsn_durable >= lsn`.
+//! [`Wal::sync_to`] is the blocking completion: the first waiter becomes the *log writer*
+//! (the leader), takes the whole buffer, and with the lock released writes it with one
+//! `write_at` and syncs it with one fsync; later waiters sleep on a condition variable and
+//! are covered by that fsync (group commit). The [`CommitWorker`]'s `step()` is the same
+//! writer, run by a background worker (OsEnv) or by the simulator's schedule, so a single
+//! thread can keep many commits in flight. One log writer at a time (`io_in_progress`); no
+//! lock is held across its I/O, so appenders (and readers) never wait for an fsync, except
+//! when the buffer is full ([`limits::LOG_BUFFER_BYTES_MAX`]; back-pressure).
 //!
-//! **Failures.** A failed write is undone by truncating the segment back (then the log goes
-//! on); if that truncate fails, or a sync fails, the log is *poisoned*: the data the sync
-//! covered may not be durable, so nothing after `lsn_durable` is ever acknowledged and every
-//! later append is refused until the database is reopened and recovers from what is really on
-//! disk (the PostgreSQL fsync lesson: never retry an fsync as if nothing happened).
+//! **Failures.** A failed write is undone by truncating the segment back and syncing; its
+//! bytes go back in front of the buffer and the log goes on (the caller that led it gets the
+//! error; its records, already applied, may still become durable: not acknowledged). If the
+//! truncate fails, or a sync fails, the log is *poisoned*: the data the sync covered may not
+//! be durable, so nothing after `lsn_durable` is ever acknowledged and every later append is
+//! refused until the database is reopened and recovers from what is really on disk (the
+//! PostgreSQL fsync lesson: never retry an fsync as if nothing happened).
 //!
 //! **Segments.** A segment is synced in full before the next one is created, and a new segment
 //! is made durable (file and directory entry) before any record in it is acknowledged. So
 //! only the last segment can have a torn tail; see [`format`] for how damage is classified.
 //!
-//! Invariants: `lsn_durable <= lsn_written < lsn_next`, all three monotonic; LSNs are
-//! contiguous across segments.
+//! **Rolls** happen only in the log writer with no lock held: when the buffer does not fit
+//! in the current segment (sync the old one, create the new one, write the buffer there) and
+//! for checkpoints ([`Wal::roll`]). A writer that must not fsync (an appender emptying a full
+//! buffer) never rolls, so a segment may pass its size target until the next writer rolls.
+//!
+//! Invariants: `lsn_durable <= lsn_written <= lsn_appended < lsn_next`, all monotonic; the
+//! buffer holds exactly the frames `lsn_written + 1 ..= lsn_appended`; LSNs are contiguous
+//! across segments.
 
 pub(crate) mod format;
 
@@ -32,8 +46,12 @@ use format::{
     decode_segment_header, encode_frame, encode_segment_header, is_zero_from,
     parse_segment_file_name, scan_segment, segment_file_name, Frame, SEGMENT_HEADER_BYTES,
 };
+#[cfg(feature = "shuttle")]
+use shuttle::sync::{Condvar, Mutex, MutexGuard};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
+#[cfg(not(feature = "shuttle"))]
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 /// A live segment: its number, the first LSN it holds, its path.
@@ -47,15 +65,36 @@ struct SegmentInfo {
 struct WalState {
     segment: Arc<dyn File>,
     segments: Vec<SegmentInfo>,
+    /// Bytes of the current segment that reached the file (header included).
     write_offset: u64,
+    /// Frames appended but not yet written to the file: LSNs `lsn_written + 1 ..=
+    /// lsn_appended`, in order. At most `LOG_BUFFER_BYTES_MAX` (one larger frame alone).
+    buffer: Vec<u8>,
+    /// An empty buffer kept for the next swap, so that steady state allocates nothing.
+    spare: Vec<u8>,
     lsn_next: u64,
+    lsn_appended: u64,
     lsn_written: u64,
     lsn_durable: u64,
-    sync_in_progress: bool,
+    /// One log writer at a time: whoever sets this writes, syncs and rolls segments with
+    /// the lock released; nobody else touches the files meanwhile.
+    io_in_progress: bool,
     poisoned: Option<String>,
-    /// Monotonic time of the oldest write not yet synced.
+    /// Monotonic time of the oldest record not yet durable.
     unsynced_since: Option<Duration>,
-    frame: Vec<u8>,
+    /// Monotonic time of the oldest record still in `buffer`.
+    buffered_since: Option<Duration>,
+}
+
+/// What the log writer does with the segment besides writing the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Roll {
+    /// Never roll (the caller may hold the database's state lock: no fsync allowed).
+    Never,
+    /// Roll first if the buffer does not fit in the current segment.
+    IfFull,
+    /// Write the buffer, sync, and start a new segment (checkpoints).
+    Always,
 }
 
 /// The write-ahead log of one database.
@@ -65,7 +104,9 @@ pub struct Wal {
     dir: PathBuf,
     mode: SyncMode,
     state: Mutex<WalState>,
-    durable_changed: Condvar,
+    /// Signalled whenever the log writer finishes (durability advanced, or the log was
+    /// poisoned): group-commit followers and writers held back by a full buffer wait on it.
+    io_done: Condvar,
 }
 
 /// The log as recovery found it: what [`Wal::start`] needs.
@@ -264,15 +305,18 @@ impl Wal {
                 segment,
                 segments: vec![info],
                 write_offset: SEGMENT_HEADER_BYTES as u64,
+                buffer: Vec::new(),
+                spare: Vec::new(),
                 lsn_next,
+                lsn_appended: lsn_next - 1,
                 lsn_written: lsn_next - 1,
                 lsn_durable: lsn_next - 1,
-                sync_in_progress: false,
+                io_in_progress: false,
                 poisoned: None,
                 unsynced_since: None,
-                frame: Vec::new(),
+                buffered_since: None,
             }),
-            durable_changed: Condvar::new(),
+            io_done: Condvar::new(),
         })
     }
 
@@ -282,13 +326,19 @@ impl Wal {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn wait_io<'a>(&'a self, state: MutexGuard<'a, WalState>) -> MutexGuard<'a, WalState> {
+        self.io_done.wait(state).unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The durability mode.
     pub fn mode(&self) -> SyncMode {
         self.mode
     }
 
-    /// Writes one record (not synced) and returns its LSN. On failure nothing of the
-    /// record remains in the log, or the log is poisoned.
+    /// Appends one record to the log buffer and returns its LSN. No I/O unless the buffer
+    /// is full (then the caller writes it out, or waits for the log writer if one is busy);
+    /// never an fsync, so callers may hold the database's state lock. On `Err` nothing of
+    /// the record is in the log.
     pub fn append(&self, kind: u8, payload: &[u8]) -> Result<u64> {
         if payload.len() > limits::RECORD_BYTES_MAX {
             return Err(Error::LimitExceeded {
@@ -297,70 +347,62 @@ impl Wal {
                 limit: limits::RECORD_BYTES_MAX,
             });
         }
+        let frame_bytes = format::FRAME_HEADER_BYTES + payload.len();
         let mut state = self.lock();
-        if let Some(reason) = &state.poisoned {
-            return Err(Error::Poisoned {
-                reason: reason.clone(),
-            });
-        }
-        let frame_bytes = (format::FRAME_HEADER_BYTES + payload.len()) as u64;
-        if state.write_offset > SEGMENT_HEADER_BYTES as u64
-            && state.write_offset + frame_bytes > limits::WAL_SEGMENT_BYTES_TARGET
-        {
-            self.roll_locked(&mut state)?;
+        loop {
+            if let Some(reason) = &state.poisoned {
+                return Err(Error::Poisoned {
+                    reason: reason.clone(),
+                });
+            }
+            let buffered = state.buffer.len();
+            if buffered == 0
+                || (buffered < limits::LOG_BUFFER_BYTES_FLUSH
+                    && buffered + frame_bytes <= limits::LOG_BUFFER_BYTES_MAX)
+            {
+                break;
+            }
+            if !state.io_in_progress {
+                // Write the buffer out ourselves: a write, never a sync or a roll.
+                let (next, failed) = self.io_as_writer(state, false, Roll::Never);
+                state = next;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+            } else if buffered + frame_bytes > limits::LOG_BUFFER_BYTES_MAX {
+                // Back-pressure: the buffer is full and the log writer is busy.
+                state = self.wait_io(state);
+            } else {
+                break;
+            }
         }
         let lsn = state.lsn_next;
         let lsn_durable = state.lsn_durable;
-        let mut frame = std::mem::take(&mut state.frame);
-        frame.clear();
-        encode_frame(&mut frame, lsn, lsn_durable, kind, payload);
-        let offset = state.write_offset;
-        let written = state.segment.write_at(&frame, offset);
-        // Keep a modest buffer for the next record; drop a huge one.
-        if frame.capacity() <= 1 << 20 {
-            state.frame = frame;
-        }
-        if let Err(e) = written {
-            // Undo durably: an unsynced truncate could be lost in a crash and let the failed
-            // record resurface in place of the next one.
-            let path = self.current_path(&state);
-            let undone = state
-                .segment
-                .set_len(offset)
-                .and_then(|()| state.segment.sync());
-            if let Err(undo) = undone {
-                state.poisoned = Some(format!(
-                    "write at offset {offset} of {} failed ({e}) and truncating it back failed ({undo})",
-                    path.display()
-                ));
-                self.durable_changed.notify_all();
-            } else {
-                // That sync covered every earlier write too.
-                state.lsn_durable = state.lsn_written;
-                state.unsynced_since = None;
-                self.durable_changed.notify_all();
-            }
-            return Err(Error::io("log append", path, e));
-        }
-        state.write_offset += frame_bytes;
-        state.lsn_written = lsn;
+        encode_frame(&mut state.buffer, lsn, lsn_durable, kind, payload);
+        state.lsn_appended = lsn;
         state.lsn_next = lsn + 1;
-        if state.unsynced_since.is_none() {
-            state.unsynced_since = Some(self.clock.now_monotonic());
+        if state.buffered_since.is_none() {
+            let now = self.clock.now_monotonic();
+            state.buffered_since = Some(now);
+            state.unsynced_since.get_or_insert(now);
         }
+        debug_assert!(state.lsn_durable <= state.lsn_written);
+        debug_assert!(state.lsn_written <= state.lsn_appended);
         Ok(lsn)
     }
 
-    /// Blocks until `lsn` is durable, syncing as the group-commit leader if no sync is under
-    /// way. Fails if the log is (or becomes) poisoned before `lsn` is durable.
+    /// Blocks until `lsn` is durable, writing and syncing as the group-commit leader if no
+    /// log writer is busy. Fails if the log is (or becomes) poisoned before `lsn` is
+    /// durable, or with the leader's I/O error (the record stays in the log buffer and may
+    /// still become durable: treat it as not acknowledged).
     pub fn sync_to(&self, lsn: u64) -> Result<()> {
         let mut state = self.lock();
-        if lsn > state.lsn_written {
+        if lsn > state.lsn_appended {
             // Only a ticket from another log (say, from before a reopen) can be ahead of
-            // what was written; waiting for it would never end.
+            // what was appended; waiting for it would never end.
             return Err(Error::InvalidTicket {
                 lsn,
-                lsn_written: state.lsn_written,
+                lsn_written: state.lsn_appended,
             });
         }
         loop {
@@ -372,67 +414,258 @@ impl Wal {
                     reason: reason.clone(),
                 });
             }
-            if state.sync_in_progress {
-                state = self
-                    .durable_changed
-                    .wait(state)
-                    .unwrap_or_else(|p| p.into_inner());
+            if state.io_in_progress {
+                state = self.wait_io(state);
                 continue;
             }
-            state = self.sync_as_leader(state);
+            let (next, failed) = self.io_as_writer(state, true, Roll::IfFull);
+            state = next;
+            if let Some(e) = failed {
+                if state.lsn_durable < lsn {
+                    return Err(e);
+                }
+            }
         }
     }
 
-    /// Syncs everything written so far, releasing the lock during the fsync so that other
-    /// writers can append the next group meanwhile.
-    fn sync_as_leader<'a>(
+    /// The log writer: takes the buffer, then with the lock released writes it (rolling to
+    /// a new segment as `roll` says) and syncs if `sync`. Returns the relocked state and
+    /// the error, if any. A failed sync, or a failed write that cannot be undone, poisons
+    /// the log; a failed write that was undone (or a segment that could not be created)
+    /// puts the bytes back in front of the buffer, and the log goes on.
+    fn io_as_writer<'a>(
         &'a self,
         mut state: MutexGuard<'a, WalState>,
-    ) -> MutexGuard<'a, WalState> {
-        debug_assert!(!state.sync_in_progress);
-        state.sync_in_progress = true;
-        let target = state.lsn_written;
+        sync: bool,
+        roll: Roll,
+    ) -> (MutexGuard<'a, WalState>, Option<Error>) {
+        debug_assert!(!state.io_in_progress);
+        state.io_in_progress = true;
+        let spare = std::mem::take(&mut state.spare);
+        let bytes = std::mem::replace(&mut state.buffer, spare);
+        let buffered_since = state.buffered_since.take();
+        let lsn_target = state.lsn_appended;
+        let lsn_before = state.lsn_written;
+        let offset = state.write_offset;
         let segment = state.segment.clone();
+        let seq_next = state.segments.last().map_or(1, |s| s.seq + 1);
         let path = self.current_path(&state);
         drop(state);
-        let _span = tracing::debug_span!("wal sync", lsn = target).entered();
-        let synced = segment.sync();
+
+        let roll_first = roll == Roll::IfFull
+            && !bytes.is_empty()
+            && offset > SEGMENT_HEADER_BYTES as u64
+            && offset + bytes.len() as u64 > limits::WAL_SEGMENT_BYTES_TARGET;
+        let outcome = self.write_out(
+            &segment,
+            &path,
+            offset,
+            &bytes,
+            seq_next,
+            lsn_before,
+            lsn_target,
+            roll_first,
+            sync || roll == Roll::Always,
+            roll == Roll::Always,
+        );
+
         let mut state = self.lock();
-        state.sync_in_progress = false;
-        match synced {
-            Ok(()) => {
-                debug_assert!(target <= state.lsn_written);
-                if target > state.lsn_durable {
-                    state.lsn_durable = target;
-                }
-                if state.lsn_durable == state.lsn_written {
+        state.io_in_progress = false;
+        if let Some((file, info)) = outcome.new_segment {
+            state.segment = file;
+            state.segments.push(info);
+        }
+        state.write_offset = outcome.offset_end;
+        if outcome.written {
+            state.lsn_written = lsn_target;
+        }
+        if outcome.lsn_durable > state.lsn_durable {
+            state.lsn_durable = outcome.lsn_durable;
+        }
+        let mut failed = None;
+        match outcome.failure {
+            None => {
+                if state.lsn_durable == state.lsn_appended {
                     state.unsynced_since = None;
+                } else if outcome.lsn_durable == lsn_target {
+                    // Only records appended during the I/O are still unsynced.
+                    state.unsynced_since = state.buffered_since;
+                }
+                let mut bytes = bytes;
+                bytes.clear();
+                if bytes.capacity() <= limits::LOG_BUFFER_BYTES_MAX {
+                    state.spare = bytes;
                 }
             }
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "log sync failed; poisoning the log");
-                state
-                    .poisoned
-                    .get_or_insert_with(|| format!("sync of {} failed: {e}", path.display()));
+            Some(failure) => {
+                if let Some(reason) = failure.poison {
+                    tracing::error!(%reason, "poisoning the log");
+                    state.poisoned.get_or_insert(reason);
+                } else if !outcome.written {
+                    // Nothing of `bytes` is in the file: put them back in front of what was
+                    // appended meanwhile, so that the log goes on in LSN order.
+                    let mut bytes = bytes;
+                    bytes.extend_from_slice(&state.buffer);
+                    state.buffer = bytes;
+                    state.buffered_since = match (buffered_since, state.buffered_since) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                failed = Some(failure.error);
             }
         }
-        self.durable_changed.notify_all();
-        state
+        debug_assert!(state.lsn_durable <= state.lsn_written);
+        debug_assert!(state.lsn_written <= state.lsn_appended);
+        self.io_done.notify_all();
+        (state, failed)
     }
 
-    /// Syncs everything written so far (if anything is unsynced).
+    /// The I/O of [`Wal::io_as_writer`], run by the one log writer with the lock released:
+    /// roll first if asked, write `bytes` at `offset`, sync if asked, roll after if asked.
+    #[allow(clippy::too_many_arguments)]
+    fn write_out(
+        &self,
+        segment: &Arc<dyn File>,
+        path: &Path,
+        offset: u64,
+        bytes: &[u8],
+        seq_next: u64,
+        lsn_before: u64,
+        lsn_target: u64,
+        roll_first: bool,
+        sync: bool,
+        roll_after: bool,
+    ) -> WriteOutcome {
+        let mut outcome = WriteOutcome {
+            written: false,
+            offset_end: offset,
+            lsn_durable: 0,
+            new_segment: None,
+            failure: None,
+        };
+        let sync_failed = |path: &Path, e: std::io::Error| WriteFailure {
+            poison: Some(format!("sync of {} failed: {e}", path.display())),
+            error: Error::io("log sync", path, e),
+        };
+        let create_failed = |failed: CreateFailed| WriteFailure {
+            poison: failed.stray.then(|| {
+                format!(
+                    "a half-made log segment could not be removed: {}",
+                    failed.error
+                )
+            }),
+            error: failed.error,
+        };
+        let (mut file, mut file_path) = (segment.clone(), path.to_path_buf());
+        if roll_first {
+            // A segment is synced in full before the next one is created.
+            if let Err(e) = segment.sync() {
+                outcome.failure = Some(sync_failed(path, e));
+                return outcome;
+            }
+            outcome.lsn_durable = lsn_before;
+            match create_segment(self.fs.as_ref(), &self.dir, seq_next, lsn_before + 1) {
+                Ok(made) => {
+                    file = made.0.clone();
+                    file_path = made.1.path.clone();
+                    outcome.offset_end = SEGMENT_HEADER_BYTES as u64;
+                    outcome.new_segment = Some(made);
+                }
+                Err(failed) => {
+                    outcome.failure = Some(create_failed(failed));
+                    return outcome;
+                }
+            }
+        }
+        if !bytes.is_empty() {
+            let at = outcome.offset_end;
+            if let Err(e) = file.write_at(bytes, at) {
+                // Undo durably: an unsynced truncate could be lost in a crash and let the
+                // failed records resurface after a gap.
+                let undone = file.set_len(at).and_then(|()| file.sync());
+                outcome.failure = Some(match undone {
+                    Ok(()) => {
+                        // That sync covered every earlier write too.
+                        outcome.lsn_durable = lsn_before;
+                        WriteFailure {
+                            poison: None,
+                            error: Error::io("log write", &file_path, e),
+                        }
+                    }
+                    Err(undo) => WriteFailure {
+                        poison: Some(format!(
+                            "write at offset {at} of {} failed ({e}) and truncating it back failed ({undo})",
+                            file_path.display()
+                        )),
+                        error: Error::io("log write", &file_path, e),
+                    },
+                });
+                return outcome;
+            }
+            outcome.offset_end = at + bytes.len() as u64;
+        }
+        outcome.written = true;
+        if sync {
+            let _span = tracing::debug_span!("wal sync", lsn = lsn_target).entered();
+            if let Err(e) = file.sync() {
+                outcome.failure = Some(sync_failed(&file_path, e));
+                return outcome;
+            }
+            outcome.lsn_durable = lsn_target;
+        }
+        if roll_after {
+            debug_assert!(outcome.new_segment.is_none() && sync);
+            match create_segment(self.fs.as_ref(), &self.dir, seq_next, lsn_target + 1) {
+                Ok(made) => {
+                    outcome.offset_end = SEGMENT_HEADER_BYTES as u64;
+                    outcome.new_segment = Some(made);
+                }
+                // The old segment stays current, with the buffer written and synced.
+                Err(failed) => outcome.failure = Some(create_failed(failed)),
+            }
+        }
+        outcome
+    }
+
+    /// Writes the log buffer to the OS (no sync). For a database dropped without `close`,
+    /// so that only a crash, not a drop, loses what was acknowledged under `Batch`/`None`.
+    pub fn write_buffered(&self) -> Result<()> {
+        let mut state = self.lock();
+        loop {
+            if let Some(reason) = &state.poisoned {
+                return Err(Error::Poisoned {
+                    reason: reason.clone(),
+                });
+            }
+            if state.buffer.is_empty() {
+                return Ok(());
+            }
+            if state.io_in_progress {
+                state = self.wait_io(state);
+                continue;
+            }
+            let (next, failed) = self.io_as_writer(state, false, Roll::Never);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            state = next;
+        }
+    }
+
+    /// Makes everything appended so far durable (if anything is not).
     pub fn sync_all(&self) -> Result<()> {
-        let target = self.lock().lsn_written;
+        let target = self.lock().lsn_appended;
         self.sync_to(target)
     }
 
     /// Whether `lsn` is durable; `Err` if the log was poisoned before it became durable.
     pub fn is_durable(&self, lsn: u64) -> Result<bool> {
         let state = self.lock();
-        if lsn > state.lsn_written {
+        if lsn > state.lsn_appended {
             return Err(Error::InvalidTicket {
                 lsn,
-                lsn_written: state.lsn_written,
+                lsn_written: state.lsn_appended,
             });
         }
         if state.lsn_durable >= lsn {
@@ -446,10 +679,11 @@ impl Wal {
         }
     }
 
-    /// `(lsn_written, lsn_durable)`.
+    /// `(lsn_appended, lsn_durable)`: the last LSN in the log (in the buffer or the file)
+    /// and the last one synced.
     pub fn lsns(&self) -> (u64, u64) {
         let state = self.lock();
-        (state.lsn_written, state.lsn_durable)
+        (state.lsn_appended, state.lsn_durable)
     }
 
     /// The poison reason, if the log is poisoned.
@@ -457,8 +691,10 @@ impl Wal {
         self.lock().poisoned.clone()
     }
 
-    /// One step of group commit, for the background worker: syncs if anything is written
-    /// and the mode says it is due. Returns how long until the next step is due.
+    /// One step of the log writer, for the background worker: with `Sync::Always` and
+    /// `Batch` it writes and syncs when a sync is due; with `None` it writes the buffer
+    /// (rolling segments as needed) and syncs only at a roll. Returns how long until the
+    /// next step is due.
     pub fn commit_step(&self) -> StepResult {
         let idle = Duration::from_millis(100);
         let state = self.lock();
@@ -468,13 +704,14 @@ impl Wal {
         let Some(since) = state.unsynced_since else {
             return StepResult::Idle(match self.mode {
                 SyncMode::Batch { max_delay } => max_delay.min(idle),
-                _ => idle,
+                SyncMode::None => limits::LOG_WRITE_DELAY.min(idle),
+                SyncMode::Always => idle,
             });
         };
-        if state.sync_in_progress {
+        if state.io_in_progress {
             return StepResult::Idle(Duration::from_micros(100));
         }
-        let due = match self.mode {
+        let sync = match self.mode {
             SyncMode::Always => true,
             SyncMode::Batch { max_delay } => {
                 let age = self.clock.now_monotonic().saturating_sub(since);
@@ -483,68 +720,48 @@ impl Wal {
                 }
                 true
             }
-            SyncMode::None => false,
-        };
-        if !due {
-            return StepResult::Idle(idle);
-        }
-        drop(self.sync_as_leader(state));
-        StepResult::Busy
-    }
-
-    /// Syncs the current segment and starts a new one; returns the last LSN of the segments
-    /// before it. Used by checkpoints, so that older segments can be removed whole.
-    pub fn roll(&self) -> Result<u64> {
-        let mut state = self.lock();
-        if let Some(reason) = &state.poisoned {
-            return Err(Error::Poisoned {
-                reason: reason.clone(),
-            });
-        }
-        // Wait out a leader's sync so that the old segment is not synced twice at once.
-        while state.sync_in_progress {
-            state = self
-                .durable_changed
-                .wait(state)
-                .unwrap_or_else(|p| p.into_inner());
-        }
-        self.roll_locked(&mut state)?;
-        Ok(state.lsn_written)
-    }
-
-    fn roll_locked(&self, state: &mut WalState) -> Result<()> {
-        let path = self.current_path(state);
-        if let Err(e) = state.segment.sync() {
-            state
-                .poisoned
-                .get_or_insert_with(|| format!("sync of {} failed: {e}", path.display()));
-            self.durable_changed.notify_all();
-            return Err(Error::io("log segment sync", path, e));
-        }
-        state.lsn_durable = state.lsn_written;
-        state.unsynced_since = None;
-        self.durable_changed.notify_all();
-        let seq = state.segments.last().map_or(1, |s| s.seq + 1);
-        let (segment, info) = match create_segment(self.fs.as_ref(), &self.dir, seq, state.lsn_next)
-        {
-            Ok(made) => made,
-            Err(failed) => {
-                if failed.stray {
-                    state.poisoned.get_or_insert_with(|| {
-                        format!(
-                            "a half-made log segment could not be removed: {}",
-                            failed.error
-                        )
-                    });
-                    self.durable_changed.notify_all();
+            SyncMode::None => {
+                if state.buffer.is_empty() {
+                    return StepResult::Idle(limits::LOG_WRITE_DELAY);
                 }
-                return Err(failed.error);
+                false
             }
         };
-        state.segment = segment;
-        state.segments.push(info);
-        state.write_offset = SEGMENT_HEADER_BYTES as u64;
-        Ok(())
+        let (state, failed) = self.io_as_writer(state, sync, Roll::IfFull);
+        drop(state);
+        match failed {
+            // Let the disk recover before trying again (a poisoned log stays idle).
+            Some(_) => StepResult::Idle(Duration::from_millis(10)),
+            None if sync => StepResult::Busy,
+            None => StepResult::Idle(limits::LOG_WRITE_DELAY),
+        }
+    }
+
+    /// Writes and syncs everything appended so far and starts a new segment; returns the
+    /// last LSN of the segments before it. Used by checkpoints, so that older segments can
+    /// be removed whole. Holds no lock of the database: callers must not either.
+    pub fn roll(&self) -> Result<u64> {
+        let mut state = self.lock();
+        loop {
+            if let Some(reason) = &state.poisoned {
+                return Err(Error::Poisoned {
+                    reason: reason.clone(),
+                });
+            }
+            if !state.io_in_progress {
+                break;
+            }
+            state = self.wait_io(state);
+        }
+        let lsn_target = state.lsn_appended;
+        let (state, failed) = self.io_as_writer(state, true, Roll::Always);
+        match failed {
+            Some(e) => Err(e),
+            None => {
+                debug_assert!(state.lsn_durable >= lsn_target);
+                Ok(lsn_target)
+            }
+        }
     }
 
     /// Removes the segments whose records all have LSNs `<= lsn` (covered by a checkpoint).
@@ -580,6 +797,22 @@ impl Wal {
             .last()
             .map_or_else(|| self.dir.clone(), |s| s.path.clone())
     }
+}
+
+/// What the log writer's I/O did. `written`: the bytes taken from the buffer are in the
+/// file, which ends at `offset_end` (of the new segment, if one was made).
+struct WriteOutcome {
+    written: bool,
+    offset_end: u64,
+    lsn_durable: u64,
+    new_segment: Option<(Arc<dyn File>, SegmentInfo)>,
+    failure: Option<WriteFailure>,
+}
+
+/// A failed log write or sync; `poison` says why the log must refuse everything from now.
+struct WriteFailure {
+    error: Error,
+    poison: Option<String>,
 }
 
 /// Why a segment could not be created.
