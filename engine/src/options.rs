@@ -28,6 +28,10 @@ pub struct Options {
     /// Start the group-commit worker (needed for `Sync::Batch`; with `Sync::Always` writers
     /// sync themselves, so the worker only matters to callers that use `submit`).
     pub background_worker: bool,
+    /// The cold tier: at each checkpoint, a table whose hot tier holds more rows than this
+    /// moves its lowest-key rows to a new Parquet segment, keeping half this many hot.
+    /// `None` (the default): everything stays hot.
+    pub hot_rows_max: Option<usize>,
 }
 
 impl Default for Options {
@@ -35,6 +39,7 @@ impl Default for Options {
         Options {
             sync: Sync::Always,
             background_worker: true,
+            hot_rows_max: None,
         }
     }
 }

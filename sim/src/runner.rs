@@ -933,6 +933,7 @@ impl Sim {
             let options = Options {
                 sync: self.workload.sync,
                 background_worker: true,
+                hot_rows_max: None,
             };
             match Database::open_with_env(self.machine.env(), Path::new(DB_PATH), options) {
                 Ok(db) => break db,
