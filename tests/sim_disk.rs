@@ -18,6 +18,7 @@ fn open_on(machine: &SimMachine, sync: Sync) -> Database {
         Options {
             sync,
             background_worker: true,
+            hot_rows_max: None,
         },
     )
     .expect("open on the simulated disk")

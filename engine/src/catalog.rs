@@ -240,7 +240,7 @@ impl Catalog {
                 CheckedOp::Update { id, key, row }
             }
             LoggedOp::Delete { id, key } => {
-                if self.by_id(id)?.get(key).is_none() {
+                if !self.by_id(id)?.contains(key) {
                     return Ok(None);
                 }
                 CheckedOp::Delete { id, key }
@@ -298,6 +298,24 @@ impl Catalog {
             .get_mut(&id)
             .ok_or_else(|| format!("table #{id} was not restored"))?;
         table.restore_sorted(rows)
+    }
+
+    /// Gives a table restored from a checkpoint its cold segments.
+    pub fn restore_cold(
+        &mut self,
+        id: TableId,
+        segments: Vec<crate::cold::Segment>,
+        tombstones: BTreeMap<i64, u64>,
+        next_segment_id: u64,
+    ) {
+        if let Some(table) = self.tables.get_mut(&id) {
+            table.restore_cold(segments, tombstones, next_segment_id);
+        }
+    }
+
+    /// The tables, mutable, in id order (for flush and restore of the cold tier).
+    pub fn tables_mut(&mut self) -> impl Iterator<Item = &mut Table> + '_ {
+        self.tables.values_mut()
     }
 
     pub fn check_invariants(&self) -> std::result::Result<(), String> {

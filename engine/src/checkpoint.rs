@@ -18,16 +18,24 @@
 //! the old checkpoint or the new one. Only then are older checkpoints and log segments
 //! removed. A damaged checkpoint is reported as corruption, never skipped for an older one
 //! (the log that older one needs may be gone).
+//!
+//! Version 1 files (no cold manifest) are still read. The segment files a checkpoint lists
+//! live in `cold/` (crate::cold); at open, any file there that the loaded checkpoint does not
+//! list is a leftover of a flush that crashed before its checkpoint landed, and is removed.
 
 use crate::catalog::Catalog;
 use crate::codec::{Decoder, Encoder};
+use crate::cold::{self, Segment, SegmentMeta};
 use crate::env::{Fs, OpenMode};
 use crate::error::{Error, Result};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 8] = *b"OMENCKPT";
 const END_MAGIC: [u8; 8] = *b"OMENCEND";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The version before the cold manifest.
+const VERSION_NO_COLD: u32 = 1;
 const HEADER_BYTES: usize = 32;
 const TRAILER_BYTES: usize = 12;
 const TEMP_NAME: &str = "checkpoint.tmp";
@@ -105,9 +113,19 @@ pub(crate) fn encode(lsn: u64, catalog: &Catalog) -> Vec<u8> {
     for table in catalog.tables() {
         enc.u32(table.id);
         enc.table_def(&table.def);
-        enc.u64(table.len() as u64);
+        enc.u64(table.hot_len() as u64);
         for (_, row) in table.iter() {
             enc.row(row);
+        }
+        enc.u64(table.cold.next_segment_id());
+        enc.u32(table.cold.segments().count() as u32);
+        for meta in table.cold.segments() {
+            meta.encode(&mut enc);
+        }
+        enc.u64(table.cold.tombstones().len() as u64);
+        for (&key, &segment_id) in table.cold.tombstones() {
+            enc.i64(key);
+            enc.u64(segment_id);
         }
     }
     let crc = crc32c::crc32c(&enc.bytes);
@@ -191,7 +209,7 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
     let at = |dec: &Decoder<'_>| 8 + dec.offset();
     let fail = |dec: &Decoder<'_>, reason: String| corrupt(at(dec), reason);
     let version = dec.u32().map_err(|e| fail(&dec, e.reason))?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_NO_COLD {
         return Err(fail(
             &dec,
             format!("unsupported checkpoint version {version}"),
@@ -234,10 +252,79 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
         catalog
             .restore_rows(id, rows)
             .map_err(|e| corrupt(rows_at, format!("rows of table {:?}: {e}", def.name())))?;
+        if version == VERSION_NO_COLD {
+            continue;
+        }
+        let next_segment_id = dec.u64().map_err(|e| fail(&dec, e.reason))?;
+        let segment_count = dec.u32().map_err(|e| fail(&dec, e.reason))?;
+        let cold_dir = path
+            .parent()
+            .unwrap_or_else(|| Path::new(""))
+            .join(cold::COLD_DIR);
+        let mut segments = Vec::new();
+        for _ in 0..segment_count {
+            let meta = SegmentMeta::decode(&mut dec).map_err(|e| fail(&dec, e.reason))?;
+            if meta.id >= next_segment_id
+                || segments
+                    .last()
+                    .is_some_and(|s: &Segment| s.meta.id >= meta.id)
+            {
+                return Err(fail(&dec, format!("segment id {} out of order", meta.id)));
+            }
+            let segment_path = cold_dir.join(cold::file_name(id, meta.id));
+            segments.push(Segment::load(fs, &segment_path, meta, &def)?);
+        }
+        let tombstone_count = dec.u64().map_err(|e| fail(&dec, e.reason))?;
+        let remaining = body_end.saturating_sub(at(&dec)) as u64;
+        if tombstone_count > remaining / 16 {
+            return Err(fail(
+                &dec,
+                format!("tombstone count {tombstone_count} exceeds what the file holds"),
+            ));
+        }
+        let mut tombstones = BTreeMap::new();
+        for _ in 0..tombstone_count {
+            let key = dec.i64().map_err(|e| fail(&dec, e.reason))?;
+            let segment_id = dec.u64().map_err(|e| fail(&dec, e.reason))?;
+            tombstones.insert(key, segment_id);
+        }
+        catalog.restore_cold(id, segments, tombstones, next_segment_id);
     }
     if !dec.is_empty() {
         return Err(fail(&dec, "trailing bytes after the last table".into()));
     }
     catalog.set_next_table_id(next_table_id);
     Ok(catalog)
+}
+
+/// Removes every file in `cold_dir` that no table of `catalog` lists (segments of a flush
+/// or compaction that crashed before its checkpoint, temporary files, dropped tables'
+/// segments), durably.
+pub(crate) fn remove_unlisted_segments(
+    fs: &dyn Fs,
+    cold_dir: &Path,
+    catalog: &Catalog,
+) -> Result<()> {
+    let listed: BTreeSet<String> = catalog
+        .tables()
+        .flat_map(|t| t.cold.segments().map(|m| cold::file_name(t.id, m.id)))
+        .collect();
+    let names = fs
+        .list(cold_dir)
+        .map_err(|e| Error::io("list cold directory", cold_dir, e))?;
+    let mut removed = false;
+    for name in names {
+        if !listed.contains(&name) {
+            let path = cold_dir.join(&name);
+            tracing::info!(path = %path.display(), "removing unlisted segment file");
+            fs.remove(&path)
+                .map_err(|e| Error::io("remove unlisted segment", &path, e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        fs.sync_dir(cold_dir)
+            .map_err(|e| Error::io("sync cold directory", cold_dir, e))?;
+    }
+    Ok(())
 }

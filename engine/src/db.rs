@@ -23,6 +23,7 @@
 
 use crate::catalog::{Catalog, LoggedOp};
 use crate::checkpoint;
+use crate::cold;
 use crate::env::{Env, WorkerControl};
 use crate::error::{Error, Result};
 use crate::options::{Options, Sync as SyncMode};
@@ -146,12 +147,18 @@ impl Database {
             fs.sync_dir(parent)
                 .map_err(|e| Error::io("sync parent directory", parent, e))?;
         }
+        let cold_dir = root.join(cold::COLD_DIR);
+        fs.create_dir(&cold_dir)
+            .map_err(|e| Error::io("create cold directory", &cold_dir, e))?;
+        fs.sync_dir(&root)
+            .map_err(|e| Error::io("sync database directory", &root, e))?;
         checkpoint::remove_temp(fs.as_ref(), &root)?;
         let checkpoints = checkpoint::list(fs.as_ref(), &root)?;
         let (checkpoint_lsn, mut catalog) = match checkpoints.last() {
             Some((lsn, path)) => (*lsn, checkpoint::load(fs.as_ref(), path, *lsn)?),
             None => (0, Catalog::new()),
         };
+        checkpoint::remove_unlisted_segments(fs.as_ref(), &cold_dir, &catalog)?;
         let recovery_span = tracing::info_span!("recovery", checkpoint_lsn);
         let _recovering = recovery_span.enter();
         let wal_dir = root.join(WAL_DIR);
@@ -411,17 +418,42 @@ impl Database {
 
     /// The row with key `key`.
     pub fn get(&self, table: &str, key: i64) -> Result<Option<Row>> {
-        Ok(self.read()?.table(table)?.get(key).cloned())
+        self.read()?.table(table)?.get(key)
     }
 
     /// The rows with keys in `range`, in key order.
     pub fn scan(&self, table: &str, range: impl RangeBounds<i64>) -> Result<Vec<Row>> {
         let state = self.read()?;
         let table = state.table(table)?;
-        Ok(table
-            .scan(range.start_bound().cloned(), range.end_bound().cloned())
-            .cloned()
-            .collect())
+        table.scan(range.start_bound().cloned(), range.end_bound().cloned())
+    }
+
+    /// The rows with keys in `range` as Arrow batches of the columns named in `projection`
+    /// (all columns if `None`), hot and cold merged: the newest version of each key, deleted
+    /// keys gone. This is the analytic path: the cold tier is read column by column and
+    /// row groups whose key statistics miss the range are skipped. Batches come segment by
+    /// segment, then the hot rows; each part is in key order (rows are not globally sorted
+    /// when segments overlap).
+    pub fn scan_batches(
+        &self,
+        table: &str,
+        range: impl RangeBounds<i64>,
+        projection: Option<&[&str]>,
+    ) -> Result<Vec<crate::RecordBatch>> {
+        let state = self.read()?;
+        let table = state.table(table)?;
+        let columns: Vec<usize> = match projection {
+            Some(names) => names
+                .iter()
+                .map(|name| table.def.column_index(name))
+                .collect::<Result<_>>()?,
+            None => (0..table.def.columns().len()).collect(),
+        };
+        table.scan_batches(
+            range.start_bound().cloned(),
+            range.end_bound().cloned(),
+            &columns,
+        )
     }
 
     /// Calls `visit` with each row whose key is in `range`, in key order, without copying
@@ -434,8 +466,15 @@ impl Database {
     ) -> Result<()> {
         let state = self.read()?;
         let table = state.table(table)?;
-        for row in table.scan(range.start_bound().cloned(), range.end_bound().cloned()) {
-            visit(row);
+        let (lower, upper) = (range.start_bound().cloned(), range.end_bound().cloned());
+        if table.cold.is_empty() {
+            for row in table.scan_hot(lower, upper) {
+                visit(row);
+            }
+        } else {
+            for row in &table.scan(lower, upper)? {
+                visit(row);
+            }
         }
         Ok(())
     }
@@ -443,6 +482,16 @@ impl Database {
     /// Number of rows in `table`.
     pub fn row_count(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.len())
+    }
+
+    /// Memory the cold tier of `table` keeps per cold row: its key columns, in bytes.
+    pub fn cold_key_bytes(&self, table: &str) -> Result<usize> {
+        Ok(self.read()?.table(table)?.cold.key_bytes())
+    }
+
+    /// Number of cold segments of `table`.
+    pub fn cold_segment_count(&self, table: &str) -> Result<usize> {
+        Ok(self.read()?.table(table)?.cold.segments().count())
     }
 
     /// Heap bytes used by `table`'s primary index.
@@ -460,6 +509,19 @@ impl Database {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let fs = self.shared.env.fs.clone();
+        if let Some(hot_rows_max) = self.shared.options.hot_rows_max {
+            // Flush under the write lock: the rows move from the hot tier to a segment in
+            // one step as far as readers and writers can tell.
+            let mut state = self.write_lock()?;
+            let (lsn_written, _) = self.shared.wal.lsns();
+            let dir = self.shared.root.join(cold::COLD_DIR);
+            for table in state.tables_mut() {
+                if table.hot_len() > hot_rows_max {
+                    let _span = tracing::info_span!("flush", table = table.def.name()).entered();
+                    table.flush(fs.as_ref(), &dir, hot_rows_max / 2, lsn_written)?;
+                }
+            }
+        }
         // Every segment before the new one holds only records the snapshot covers.
         self.shared.wal.roll()?;
         let (lsn, snapshot) = {
@@ -475,6 +537,43 @@ impl Database {
         self.shared.wal.remove_segments_through(lsn)?;
         *last = lsn;
         Ok(lsn)
+    }
+
+    /// One step of cold-tier compaction, the unit a background worker runs: merges all the
+    /// segments of the first table that has two or more (or deleted cold rows) into one
+    /// segment without dead rows, writes a checkpoint whose manifest lists it, then removes
+    /// the replaced files. Returns whether there was work.
+    ///
+    /// A crash before the checkpoint lands leaves the new file unlisted; after it, the old
+    /// files; either is removed on open. Readers see the merged segment from the swap on.
+    pub fn compact_step(&self) -> Result<bool> {
+        let fs = self.shared.env.fs.clone();
+        let dir = self.shared.root.join(cold::COLD_DIR);
+        let replaced = {
+            let mut state = self.write_lock()?;
+            let mut replaced = None;
+            for table in state.tables_mut() {
+                let _span = tracing::info_span!("compact", table = table.def.name()).entered();
+                if let Some(files) = table.compact(fs.as_ref(), &dir)? {
+                    replaced = Some(files);
+                    break;
+                }
+            }
+            replaced
+        };
+        let Some(replaced) = replaced else {
+            return Ok(false);
+        };
+        self.checkpoint()?;
+        for path in &replaced {
+            fs.remove(path)
+                .map_err(|e| Error::io("remove compacted segment", path, e))?;
+        }
+        if !replaced.is_empty() {
+            fs.sync_dir(&dir)
+                .map_err(|e| Error::io("sync cold directory", &dir, e))?;
+        }
+        Ok(true)
     }
 
     /// Checks every internal invariant (catalog, tables, indexes); `Err` describes the

@@ -27,6 +27,7 @@
 mod catalog;
 mod checkpoint;
 mod codec;
+mod cold;
 pub mod db;
 pub mod env;
 pub mod error;
@@ -38,6 +39,7 @@ mod shard_lock;
 mod table;
 pub mod wal;
 
+pub use arrow_array::RecordBatch;
 pub use db::{Database, OpenStats, Table, Ticket, Write};
 pub use env::Env;
 pub use error::{Error, Result};

@@ -38,6 +38,10 @@ pub struct Options {
     /// worker only matters to callers that use `submit`). Without it, a full buffer is
     /// written by the writer that finds it full, and the rest at checkpoint, close or drop.
     pub background_worker: bool,
+    /// The cold tier: at each checkpoint, a table whose hot tier holds more rows than this
+    /// moves its lowest-key rows to a new Parquet segment, keeping half this many hot.
+    /// `None` (the default): everything stays hot.
+    pub hot_rows_max: Option<usize>,
 }
 
 impl Default for Options {
@@ -45,6 +49,7 @@ impl Default for Options {
         Options {
             sync: Sync::Always,
             background_worker: true,
+            hot_rows_max: None,
         }
     }
 }

@@ -571,6 +571,7 @@ impl Sim {
                 Ok(())
             }
             Action::Restart => self.clean_restart(),
+            Action::Compact => self.compact(),
         }
     }
 
@@ -811,6 +812,12 @@ impl Sim {
             Some(t) => Ok(t.rows.get(&key).cloned()),
             None => Err("table_not_found"),
         };
+        if let Err(e) = &got {
+            if self.read_error_is_legal(e) {
+                self.log(format!("get {table} key={key} -> error {}", error_class(e)));
+                return Ok(());
+            }
+        }
         let same = match (&got, &expected) {
             (Ok(a), Ok(b)) => a == b,
             (Err(e), Err(class)) => error_class(e) == *class,
@@ -842,6 +849,15 @@ impl Sim {
             .get(&table)
             .map(|t| t.rows.range(lo..=hi).map(|(_, r)| r.clone()).collect())
             .unwrap_or_default();
+        if let Err(e) = &got {
+            if self.read_error_is_legal(e) {
+                self.log(format!(
+                    "scan {table} [{lo}, {hi}] -> error {}",
+                    error_class(e)
+                ));
+                return Ok(());
+            }
+        }
         let same = matches!(&got, Ok(rows) if *rows == expected);
         self.log(format!(
             "scan {table} [{lo}, {hi}] -> {} rows {}",
@@ -859,6 +875,39 @@ impl Sim {
             );
         }
         Ok(())
+    }
+
+    fn compact(&mut self) -> Check {
+        self.engine_ops += 1;
+        let result = self.db()?.compact_step();
+        match result {
+            Ok(worked) => {
+                self.log(format!(
+                    "compact -> {}",
+                    if worked { "merged" } else { "nothing to do" }
+                ));
+                if worked {
+                    // A compaction ends with a checkpoint of everything applied.
+                    let lsn = self.db()?.lsns().0;
+                    self.history.durable_lsn = self.history.durable_lsn.max(lsn);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let class = error_class(&e);
+                self.log(format!("compact -> error {class}"));
+                if is_storage_full(&e) {
+                    self.storage_full_seen += 1;
+                    self.maybe_free_space();
+                }
+                match class {
+                    _ if is_crash_error(&e) => Ok(()),
+                    "io" | "poisoned" => Ok(()),
+                    "corruption" if self.corruption_explained(&e) => Ok(()),
+                    _ => fail("compact", format!("unexpected compaction error: {e}")),
+                }
+            }
+        }
     }
 
     fn checkpoint(&mut self) -> Check {
@@ -887,16 +936,31 @@ impl Sim {
         }
     }
 
+    /// Reads of cold rows touch the disk: an injected I/O error, a crash, or corruption in a
+    /// damaged file are legal answers (wrong rows never are). Corruption stops the run.
+    fn read_error_is_legal(&mut self, error: &Error) -> bool {
+        if is_crash_error(error) || error_class(error) == "io" {
+            return true;
+        }
+        if error.is_corruption() && self.corruption_explained(error) {
+            self.detected_damage = Some(error.to_string());
+            return true;
+        }
+        false
+    }
+
     /// Whether a corruption error is explained by a silent fault in the file it names.
     fn corruption_explained(&self, error: &Error) -> bool {
         match error {
             Error::Corruption { path, .. } => {
                 let damaged = damaged_paths(&self.machine.disk);
                 let path = path.to_string_lossy();
-                // A checkpoint is written as checkpoint.tmp and renamed: damage follows it.
+                // Checkpoints and cold segments are written as temp files and renamed:
+                // damage follows the rename.
                 let renamed_checkpoint = path.starts_with(&format!("{DB_PATH}/checkpoint-"))
                     && damaged.contains(&format!("{DB_PATH}/checkpoint.tmp"));
-                damaged.contains(path.as_ref()) || renamed_checkpoint
+                let renamed_segment = damaged.contains(&format!("{path}.tmp"));
+                damaged.contains(path.as_ref()) || renamed_checkpoint || renamed_segment
             }
             _ => false,
         }
@@ -957,6 +1021,7 @@ impl Sim {
             let options = Options {
                 sync: self.workload.sync,
                 background_worker: true,
+                hot_rows_max: self.workload.hot_rows_max,
             };
             match Database::open_with_env(self.machine.env(), Path::new(DB_PATH), options) {
                 Ok(db) => break db,
@@ -1041,7 +1106,14 @@ impl Sim {
         }
         let lost = recovered < durable.max(previous);
         let expected = self.history.state_at(recovered);
-        let actual = self.read_engine_state()?;
+        // Verification reads must not be cut short by a planned crash; one is planned
+        // again after the check.
+        self.machine.disk.cancel_crash();
+        let Some(actual) = self.read_engine_state()? else {
+            self.detected_damage = Some("damage reported while reading the recovered state".into());
+            self.log("recovered state unreadable: damage detected".into());
+            return Ok(());
+        };
         if actual != expected {
             return fail(
                 "recovered_state",
@@ -1069,7 +1141,9 @@ impl Sim {
         self.check_engine_invariants()
     }
 
-    fn read_engine_state(&self) -> Check<ModelState> {
+    /// The engine's whole state, or `None` when reading it met damage the engine rightly
+    /// reported.
+    fn read_engine_state(&self) -> Check<Option<ModelState>> {
         let db = self.db()?;
         let names = match db.table_names() {
             Ok(names) => names,
@@ -1080,9 +1154,23 @@ impl Sim {
             let def = db
                 .table_def(&name)
                 .or_else(|e| fail("read", format!("table_def {name}: {e}")))?;
-            let rows = db
-                .scan(&name, ..)
-                .or_else(|e| fail("read", format!("scan {name}: {e}")))?;
+            // Cold rows come from disk: retry transient read errors; persistent ones
+            // (latent sectors) and explained corruption are detected damage.
+            let mut attempts = 0;
+            let rows = loop {
+                attempts += 1;
+                match db.scan(&name, ..) {
+                    Ok(rows) => break rows,
+                    Err(e) if error_class(&e) == "io" && attempts < OPEN_ATTEMPTS_MAX => {}
+                    Err(e)
+                        if (error_class(&e) == "io" && has_latent_sectors(&self.machine.disk))
+                            || (e.is_corruption() && self.corruption_explained(&e)) =>
+                    {
+                        return Ok(None);
+                    }
+                    Err(e) => return fail("read", format!("scan {name}: {e}")),
+                }
+            };
             let mut by_key = BTreeMap::new();
             for row in rows {
                 let key = match row.get(def.primary_key_index()) {
@@ -1099,7 +1187,7 @@ impl Sim {
                 .tables
                 .insert(name, crate::model::ModelTable { def, rows: by_key });
         }
-        Ok(state)
+        Ok(Some(state))
     }
 }
 

@@ -159,6 +159,8 @@ pub enum Action {
     Crash,
     /// Close and reopen cleanly.
     Restart,
+    /// One step of cold-tier compaction.
+    Compact,
     /// Submit a row that breaks the schema (must be refused, changing nothing).
     BadRow,
 }
@@ -178,6 +180,9 @@ pub struct Workload {
     pub value_bytes_max: usize,
     /// Largest batch.
     pub batch_rows_max: usize,
+    /// The hot tier's row cap per table (checkpoints flush past it to Parquet segments);
+    /// `None` keeps every row hot.
+    pub hot_rows_max: Option<usize>,
 }
 
 impl Workload {
@@ -209,6 +214,7 @@ impl Workload {
         w(Action::Crash, 0, 2);
         w(Action::Restart, 0, 1);
         w(Action::BadRow, 0, 2);
+        w(Action::Compact, 0, 3);
         let table_count = rng.random_range(1..=4);
         let tables = (0..table_count)
             .map(|i| TableSpec {
@@ -224,6 +230,11 @@ impl Workload {
             tables,
             value_bytes_max,
             batch_rows_max: rng.random_range(2..=64),
+            hot_rows_max: if rng.random_bool(0.5) {
+                Some(rng.random_range(4..=64))
+            } else {
+                None
+            },
         }
     }
 

@@ -16,6 +16,7 @@ pub enum Op {
     Scan(i64, i64),
     Reopen,
     Checkpoint,
+    Compact,
 }
 
 fn key() -> impl Strategy<Value = i64> {
@@ -35,6 +36,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         2 => (key(), key()).prop_map(|(a, b)| Op::Scan(a, b)),
         1 => Just(Op::Reopen),
         1 => Just(Op::Checkpoint),
+        1 => Just(Op::Compact),
     ]
 }
 
@@ -107,7 +109,18 @@ pub fn check_against_model(
             Op::Scan(a, b) => {
                 let (lo, hi) = (a.min(b), a.max(b));
                 let expected: Vec<Row> = model.range(lo..=hi).map(|(_, r)| r.clone()).collect();
-                prop_assert_eq!(db.scan("t", lo..=hi).unwrap(), expected);
+                prop_assert_eq!(db.scan("t", lo..=hi).unwrap(), expected.clone());
+                let mut pairs =
+                    key_value_pairs(&db.scan_batches("t", lo..=hi, Some(&["v", "k"])).unwrap());
+                pairs.sort_unstable();
+                let expected_pairs: Vec<(i64, i64)> = expected
+                    .iter()
+                    .map(|r| match (&r[0], &r[1]) {
+                        (omendb::Value::Int64(k), omendb::Value::Int64(v)) => (*k, *v),
+                        _ => unreachable!(),
+                    })
+                    .collect();
+                prop_assert_eq!(pairs, expected_pairs);
             }
             Op::Reopen => {
                 drop(db);
@@ -115,6 +128,9 @@ pub fn check_against_model(
             }
             Op::Checkpoint => {
                 db.checkpoint().unwrap();
+            }
+            Op::Compact => {
+                db.compact_step().unwrap();
             }
         }
         db.check_invariants().unwrap();
@@ -125,4 +141,19 @@ pub fn check_against_model(
     let db = open_db();
     prop_assert_eq!(db.scan("t", ..).unwrap(), all);
     Ok(())
+}
+
+/// (k, v) of batches whose columns are `v` then `k` (Int64 both).
+pub fn key_value_pairs(batches: &[omendb::RecordBatch]) -> Vec<(i64, i64)> {
+    use arrow_array::{cast::AsArray, types::Int64Type};
+    let mut pairs = Vec::new();
+    for batch in batches {
+        assert_eq!(batch.num_columns(), 2);
+        let v = batch.column(0).as_primitive::<Int64Type>();
+        let k = batch.column(1).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            pairs.push((k.value(i), v.value(i)));
+        }
+    }
+    pairs
 }

@@ -1,0 +1,250 @@
+//! The cold tier on a real disk: flush at checkpoint, reopen, reads across the hot/cold
+//! boundary against a model, plain Parquet, orphan files and corruption.
+
+mod common;
+
+use common::model_ops::{check_against_model, key_value_pairs, op, sync_mode};
+use common::*;
+use omendb::{Database, Error, Options, Sync};
+use proptest::prelude::*;
+use std::path::{Path, PathBuf};
+
+fn open_cold(path: &Path, hot_rows_max: usize) -> Database {
+    Database::open(
+        path,
+        Options {
+            sync: Sync::None,
+            background_worker: true,
+            hot_rows_max: Some(hot_rows_max),
+        },
+    )
+    .expect("open")
+}
+
+fn segment_files(root: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("cold"))
+        .expect("cold dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// The shared model test with a hot tier of at most 4 rows: every checkpoint flushes, so
+    /// gets, updates, deletes, scans and scan_batches cross the hot/cold boundary.
+    #[test]
+    fn table_with_cold_tier_matches_btreemap(
+        ops in prop::collection::vec(op(), 1..80),
+        sync in sync_mode(),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        check_against_model(ops, || {
+            Database::open(dir.path(), Options { sync, background_worker: true, hot_rows_max: Some(4) })
+                .expect("open")
+        })?;
+    }
+}
+
+#[test]
+fn rows_survive_flush_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_cold(dir.path(), 1000);
+    db.create_table(table_def("t")).unwrap();
+    for chunk in (0..5000i64).collect::<Vec<_>>().chunks(500) {
+        db.insert_batch("t", chunk.iter().map(|&k| row(k, k * 10)).collect())
+            .unwrap();
+        db.checkpoint().unwrap();
+    }
+    assert!(db.cold_segment_count("t").unwrap() >= 4);
+    assert!(db.cold_key_bytes("t").unwrap() >= 8 * 4000);
+    // Update and delete cold rows, then flush again.
+    db.update("t", 7, row(7, -7)).unwrap();
+    assert!(db.delete("t", 8).unwrap());
+    assert!(!db.delete("t", 8).unwrap());
+    assert!(matches!(
+        db.insert("t", row(9, 0)),
+        Err(Error::DuplicateKey { .. })
+    ));
+    db.insert("t", row(8, 88)).unwrap();
+    db.checkpoint().unwrap();
+    drop(db);
+    let db = open_cold(dir.path(), 1000);
+    assert_eq!(db.row_count("t").unwrap(), 5000);
+    for k in 0..5000i64 {
+        let expected = match k {
+            7 => row(7, -7),
+            8 => row(8, 88),
+            _ => row(k, k * 10),
+        };
+        assert_eq!(db.get("t", k).unwrap(), Some(expected), "key {k}");
+    }
+    assert_eq!(db.get("t", 5000).unwrap(), None);
+    let all = db.scan("t", ..).unwrap();
+    assert_eq!(all.len(), 5000);
+    let pairs = {
+        let mut p = key_value_pairs(&db.scan_batches("t", .., Some(&["v", "k"])).unwrap());
+        p.sort_unstable();
+        p
+    };
+    assert_eq!(pairs.len(), 5000);
+    assert_eq!(pairs[7], (7, -7));
+    assert_eq!(pairs[8], (8, 88));
+    db.check_invariants().unwrap();
+}
+
+#[test]
+fn segments_are_plain_parquet() {
+    use arrow_array::cast::AsArray;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_cold(dir.path(), 10);
+    db.create_table(table_def("t")).unwrap();
+    db.insert_batch("t", (0..100).map(|k| row(k, k + 1)).collect())
+        .unwrap();
+    db.checkpoint().unwrap();
+    drop(db);
+    let files = segment_files(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = std::fs::File::open(&files[0]).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let schema = builder.schema().clone();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["k", "v", "s", "b"]);
+    use arrow_schema::DataType as A;
+    let types: Vec<&A> = schema.fields().iter().map(|f| f.data_type()).collect();
+    assert_eq!(types, [&A::Int64, &A::Int64, &A::Utf8, &A::Binary]);
+    assert!(!schema.field(0).is_nullable());
+    let mut keys = Vec::new();
+    for batch in builder.build().unwrap() {
+        let batch = batch.unwrap();
+        let k = batch
+            .column(0)
+            .as_primitive::<arrow_array::types::Int64Type>();
+        keys.extend(k.values().iter().copied());
+        let s = batch.column(2).as_string::<i32>();
+        assert_eq!(s.value(0), format!("value-{}", k.value(0) + 1));
+    }
+    // The lowest keys went cold, sorted; 5 stayed hot.
+    assert_eq!(keys, (0..95).collect::<Vec<i64>>());
+}
+
+#[test]
+fn unlisted_segment_files_are_removed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_cold(dir.path(), 10);
+    db.create_table(table_def("t")).unwrap();
+    db.insert_batch("t", (0..30).map(|k| row(k, k)).collect())
+        .unwrap();
+    db.checkpoint().unwrap();
+    drop(db);
+    let listed = segment_files(dir.path());
+    assert_eq!(listed.len(), 1);
+    // What a flush that crashed before its checkpoint leaves.
+    let orphan = dir
+        .path()
+        .join("cold")
+        .join("0000000001-00000000000000000007.parquet");
+    std::fs::copy(&listed[0], &orphan).unwrap();
+    std::fs::write(dir.path().join("cold").join("x.parquet.tmp"), b"partial").unwrap();
+    let db = open_cold(dir.path(), 10);
+    assert_eq!(segment_files(dir.path()), listed);
+    assert_eq!(db.row_count("t").unwrap(), 30);
+}
+
+fn flip_byte(path: &Path, offset: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset as usize] ^= 0x40;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn corrupted_segment_is_reported_with_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_cold(dir.path(), 10);
+    db.create_table(table_def("t")).unwrap();
+    db.insert_batch("t", (0..2000).map(|k| row(k, k)).collect())
+        .unwrap();
+    db.checkpoint().unwrap();
+    drop(db);
+    let segment = segment_files(dir.path()).remove(0);
+    let len = std::fs::metadata(&segment).unwrap().len();
+    // At rest before open: the manifest's checksum catches it.
+    let original = std::fs::read(&segment).unwrap();
+    flip_byte(&segment, len / 2);
+    match Database::open(dir.path(), Options::with_sync(Sync::None)) {
+        Err(Error::Corruption { path, .. }) => assert_eq!(path, segment),
+        other => panic!("expected corruption of {segment:?}, got {other:?}"),
+    }
+    // While open: the page checksums catch it, and no read returns a wrong row.
+    std::fs::write(&segment, &original).unwrap();
+    let db = open_cold(dir.path(), 10);
+    flip_byte(&segment, len / 3);
+    match db.scan_batches("t", .., None) {
+        Err(Error::Corruption { path, .. }) => assert_eq!(path, segment),
+        other => panic!("expected corruption of {segment:?}, got {other:?}"),
+    }
+    let mut errors = 0;
+    for k in 0..2000 {
+        match db.get("t", k) {
+            Ok(found) => assert_eq!(found, Some(row(k, k))),
+            Err(Error::Corruption { path, .. }) => {
+                assert_eq!(path, segment);
+                errors += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(errors > 0, "no point read touched the damaged page");
+    assert!(errors < 2000, "point reads read more than their page");
+}
+
+#[test]
+fn compaction_preserves_contents_and_drops_dead_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_cold(dir.path(), 100);
+    db.create_table(table_def("t")).unwrap();
+    let mut model = std::collections::BTreeMap::new();
+    for round in 0..5i64 {
+        let rows: Vec<_> = (round * 200..round * 200 + 200)
+            .map(|k| row(k, k))
+            .collect();
+        for r in &rows {
+            if let omendb::Value::Int64(k) = r[0] {
+                model.insert(k, r.clone());
+            }
+        }
+        db.insert_batch("t", rows).unwrap();
+        db.checkpoint().unwrap();
+        // Update and delete rows that went cold.
+        for k in (0..round * 200).step_by(7) {
+            if model.contains_key(&k) {
+                db.update("t", k, row(k, -k)).unwrap();
+                model.insert(k, row(k, -k));
+            }
+        }
+        for k in (0..round * 200).step_by(11) {
+            assert_eq!(db.delete("t", k).unwrap(), model.remove(&k).is_some());
+        }
+    }
+    db.checkpoint().unwrap();
+    let before = db.cold_segment_count("t").unwrap();
+    assert!(before >= 3, "{before} segments");
+    let expected: Vec<_> = model.values().cloned().collect();
+    assert_eq!(db.scan("t", ..).unwrap(), expected);
+    assert!(db.compact_step().unwrap());
+    assert_eq!(db.cold_segment_count("t").unwrap(), 1);
+    assert!(!db.compact_step().unwrap(), "nothing left to compact");
+    assert_eq!(db.scan("t", ..).unwrap(), expected);
+    assert_eq!(segment_files(dir.path()).len(), 1, "replaced files removed");
+    db.check_invariants().unwrap();
+    drop(db);
+    let db = open_cold(dir.path(), 100);
+    assert_eq!(db.scan("t", ..).unwrap(), expected);
+    assert_eq!(db.row_count("t").unwrap(), expected.len());
+    for k in 0..1000 {
+        assert_eq!(db.get("t", k).unwrap().as_ref(), model.get(&k), "key {k}");
+    }
+}

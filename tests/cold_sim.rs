@@ -1,0 +1,155 @@
+//! Crash tests of the cold tier on the simulated disk: a crash at every I/O call of a
+//! checkpoint that flushes (segment temp file, sync, read back, rename, directory sync,
+//! checkpoint, log removal) leaves a database with every acknowledged row exactly once and no
+//! unlisted segment file after open. The same for a compaction step.
+#![cfg(feature = "sim")]
+
+mod common;
+
+use common::*;
+use omendb::{Database, Options, Row, Sync};
+use omendb_faults::{FaultPlan, SimFs};
+use omendb_sim::env::SimMachine;
+use std::collections::BTreeMap;
+
+fn open_on(machine: &SimMachine) -> omendb::Result<Database> {
+    Database::open_with_env(
+        machine.env(),
+        "/db",
+        Options {
+            sync: Sync::Always,
+            background_worker: true,
+            hot_rows_max: Some(10),
+        },
+    )
+}
+
+/// Builds a database whose next checkpoint flushes, with cold updates and deletes.
+fn prepare(machine: &SimMachine) -> (Database, BTreeMap<i64, Row>) {
+    let db = open_on(machine).expect("open");
+    db.create_table(table_def("t")).unwrap();
+    let mut model = BTreeMap::new();
+    for k in 0..40 {
+        db.insert("t", row(k, k)).unwrap();
+        model.insert(k, row(k, k));
+    }
+    db.checkpoint().unwrap();
+    assert_eq!(db.cold_segment_count("t").unwrap(), 1);
+    db.update("t", 3, row(3, 33)).unwrap();
+    model.insert(3, row(3, 33));
+    assert!(db.delete("t", 4).unwrap());
+    model.remove(&4);
+    for k in 40..60 {
+        db.insert("t", row(k, k)).unwrap();
+        model.insert(k, row(k, k));
+    }
+    (db, model)
+}
+
+fn check(machine: &SimMachine, db: &Database, model: &BTreeMap<i64, Row>, what: &str) {
+    let expected: Vec<Row> = model.values().cloned().collect();
+    assert_eq!(db.scan("t", ..).unwrap(), expected, "{what}");
+    for (k, r) in model {
+        assert_eq!(
+            db.get("t", *k).unwrap().as_ref(),
+            Some(r),
+            "{what}: key {k}"
+        );
+    }
+    assert_eq!(db.get("t", 4).unwrap(), None, "{what}");
+    assert_eq!(db.row_count("t").unwrap(), model.len(), "{what}");
+    db.check_invariants().unwrap();
+    let segment_files = machine
+        .disk
+        .files()
+        .iter()
+        .filter(|p| p.starts_with("/db/cold/"))
+        .count();
+    assert_eq!(
+        segment_files,
+        db.cold_segment_count("t").unwrap(),
+        "{what}: unlisted segment files after open: {:?}",
+        machine.disk.files()
+    );
+}
+
+#[test]
+fn crash_at_every_io_call_of_a_flushing_checkpoint() {
+    let mut crashes = 0;
+    for seed in 0..3u64 {
+        for n in 1u64.. {
+            let machine = SimMachine::new(SimFs::new(FaultPlan::none().with_seed(seed)));
+            let (db, model) = prepare(&machine);
+            let start = machine.disk.op_count();
+            machine.disk.crash_at_op(start + n);
+            let done = db.checkpoint();
+            let crashed = machine.disk.is_frozen();
+            let what = format!("seed {seed}, crash at call {n} of the checkpoint");
+            if !crashed {
+                machine.disk.cancel_crash();
+                done.unwrap_or_else(|e| panic!("{what}: {e}"));
+                assert_eq!(db.cold_segment_count("t").unwrap(), 2, "{what}");
+                check(&machine, &db, &model, &what);
+                break;
+            }
+            crashes += 1;
+            drop(db);
+            machine.disk.cancel_crash();
+            machine.disk.restart();
+            let db = open_on(&machine).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+            check(&machine, &db, &model, &what);
+            // The recovered database flushes and reopens cleanly.
+            db.checkpoint().unwrap();
+            drop(db);
+            let db = open_on(&machine).unwrap();
+            check(
+                &machine,
+                &db,
+                &model,
+                &format!("{what}, after a second reopen"),
+            );
+        }
+    }
+    assert!(crashes > 10, "only {crashes} crash points");
+}
+
+#[test]
+fn crash_at_every_io_call_of_a_compaction() {
+    let mut crashes = 0;
+    for seed in 0..2u64 {
+        for n in 1u64.. {
+            let machine = SimMachine::new(SimFs::new(FaultPlan::none().with_seed(seed)));
+            let (db, model) = prepare(&machine);
+            db.checkpoint().unwrap();
+            assert_eq!(db.cold_segment_count("t").unwrap(), 2);
+            let start = machine.disk.op_count();
+            machine.disk.crash_at_op(start + n);
+            let done = db.compact_step();
+            let crashed = machine.disk.is_frozen();
+            let what = format!("seed {seed}, crash at call {n} of the compaction");
+            if !crashed {
+                machine.disk.cancel_crash();
+                assert!(done.unwrap_or_else(|e| panic!("{what}: {e}")));
+                assert_eq!(db.cold_segment_count("t").unwrap(), 1, "{what}");
+                check(&machine, &db, &model, &what);
+                break;
+            }
+            crashes += 1;
+            drop(db);
+            machine.disk.cancel_crash();
+            machine.disk.restart();
+            let db = open_on(&machine).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
+            check(&machine, &db, &model, &what);
+            db.compact_step().unwrap();
+            drop(db);
+            let db = open_on(&machine).unwrap();
+            check(
+                &machine,
+                &db,
+                &model,
+                &format!("{what}, after compacting again"),
+            );
+        }
+    }
+    assert!(crashes > 10, "only {crashes} crash points");
+}
