@@ -20,7 +20,9 @@
 //!
 //! **Reports.** A progress line per `--sample-every` on stderr (ops/s, RSS from
 //! /proc/self/statm); a watchdog names any thread whose current operation has run longer than
-//! `--stuck-after`, with that operation; a summary; and, as the last line on stdout, one JSON
+//! `--stuck-after`, with that operation; heap bytes in use (glibc `mallinfo2`) beside RSS, so
+//! that a leak (heap grows) is told from allocator fragmentation (only RSS grows); a summary;
+//! and, as the last line on stdout, one JSON
 //! object. Exit status 1 if anything acknowledged was lost, any unexpected error happened or
 //! a thread got stuck.
 //!
@@ -646,6 +648,35 @@ fn verify_owned(
 // ---------------------------------------------------------------------------------------
 // Sampling: throughput, RSS, watchdog
 
+/// glibc's `struct mallinfo2` (glibc 2.33 and later).
+#[repr(C)]
+#[derive(Default)]
+struct MallInfo2 {
+    arena: usize,
+    ordblks: usize,
+    smblks: usize,
+    hblks: usize,
+    hblkhd: usize,
+    usmblks: usize,
+    fsmblks: usize,
+    uordblks: usize,
+    fordblks: usize,
+    keepcost: usize,
+}
+
+extern "C" {
+    fn mallinfo2() -> MallInfo2;
+}
+
+/// Bytes the program has allocated and not freed (glibc's in-use arena bytes plus mmapped
+/// blocks), in KiB. RSS minus this is memory the allocator holds free: growth of this is a
+/// leak, growth of RSS alone is the allocator's fragmentation.
+fn heap_in_use_kib() -> u64 {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct by value.
+    let info = unsafe { mallinfo2() };
+    ((info.uordblks + info.hblkhd) / 1024) as u64
+}
+
 fn rss_kib() -> u64 {
     // /proc/self/statm: size resident shared text lib data dt, in pages.
     let Ok(text) = std::fs::read_to_string("/proc/self/statm") else {
@@ -682,6 +713,7 @@ struct Sample {
     reads: u64,
     writes: u64,
     rss_kib: u64,
+    heap_kib: u64,
 }
 
 fn main() {
@@ -814,6 +846,7 @@ fn run(args: Args) -> Result<(), String> {
         reads: 0,
         writes: 0,
         rss_kib: rss_kib(),
+        heap_kib: heap_in_use_kib(),
     }];
     let mut stuck_reported = vec![false; threads];
     let mut stuck_threads = 0u64;
@@ -851,14 +884,16 @@ fn run(args: Args) -> Result<(), String> {
             .map(|p| p.write_ops.load(Ordering::Relaxed))
             .sum();
         let rss = rss_kib();
+        let heap = heap_in_use_kib();
         let previous = samples.last().expect("a first sample");
         let seconds = (at - previous.at).as_secs_f64().max(1e-9);
         eprintln!(
-            "t={:>6.1}s ops/s={:>9.0} read/s={:>9.0} write/s={:>9.0} rss={:>7.1}MiB",
+            "t={:>6.1}s ops/s={:>9.0} read/s={:>9.0} write/s={:>9.0} heap={:>7.1}MiB rss={:>7.1}MiB",
             at.as_secs_f64(),
             (reads + writes - previous.reads - previous.writes) as f64 / seconds,
             (reads - previous.reads) as f64 / seconds,
             (writes - previous.writes) as f64 / seconds,
+            heap as f64 / 1024.0,
             rss as f64 / 1024.0
         );
         samples.push(Sample {
@@ -866,6 +901,7 @@ fn run(args: Args) -> Result<(), String> {
             reads,
             writes,
             rss_kib: rss,
+            heap_kib: heap,
         });
         // Watchdog.
         let now_ns = shared.now_ns();
@@ -977,6 +1013,17 @@ fn run(args: Args) -> Result<(), String> {
     } else {
         0.0
     };
+    let heap_baseline = samples
+        .iter()
+        .find(|s| s.at >= warmup)
+        .or(samples.last())
+        .map_or(0, |s| s.heap_kib);
+    let heap_end = samples.last().map_or(0, |s| s.heap_kib);
+    let heap_growth_pct = if heap_baseline > 0 {
+        (heap_end as f64 - heap_baseline as f64) * 100.0 / heap_baseline as f64
+    } else {
+        0.0
+    };
     let window = (args.duration / 6).min(Duration::from_secs(300));
     let rate = |from: Duration, to: Duration| -> f64 {
         let first = samples
@@ -1042,6 +1089,11 @@ fn run(args: Args) -> Result<(), String> {
         rss_max as f64 / 1024.0
     );
     eprintln!(
+        "heap in use baseline {:.1} MiB, end {:.1} MiB, growth {heap_growth_pct:.2}%",
+        heap_baseline as f64 / 1024.0,
+        heap_end as f64 / 1024.0
+    );
+    eprintln!(
         "throughput first {:.0}s {first_window:.0} ops/s, last {:.0}s {last_window:.0} ops/s ({throughput_change_pct:+.1}%)",
         window.as_secs_f64(),
         window.as_secs_f64()
@@ -1053,7 +1105,7 @@ fn run(args: Args) -> Result<(), String> {
         eprintln!("  error: {error}");
     }
     println!(
-        "{{\"threads\":{threads},\"sync\":\"{}\",\"mix\":\"{}\",\"write_mix\":\"{}\",\"keys\":{},\"dist\":\"{}\",\"soak\":{},\"duration_s\":{seconds:.3},\"cpu_s\":{cpu_s:.2},\"ops_per_cpu_s\":{:.0},\"ops\":{ops},\"ops_per_s\":{:.0},\"read_ops_per_s\":{:.0},\"write_ops_per_s\":{:.0},\"writes_applied\":{applied},\"duplicate_rejections\":{duplicates},\"p50_ns\":{},\"p99_ns\":{},\"max_ns\":{},\"read_p50_ns\":{},\"read_p99_ns\":{},\"write_p50_ns\":{},\"write_p99_ns\":{},\"lost_acknowledged\":{lost},\"unexpected_rows\":{unexpected},\"errors\":{errors},\"stuck_threads\":{stuck_threads},\"checkpoints\":{checkpoints},\"verifications\":{verifications_done},\"rss_baseline_kib\":{baseline},\"rss_end_kib\":{rss_end},\"rss_max_kib\":{rss_max},\"rss_growth_pct\":{rss_growth_pct:.2},\"first_window_ops_per_s\":{first_window:.0},\"last_window_ops_per_s\":{last_window:.0},\"throughput_change_pct\":{throughput_change_pct:.2}}}",
+        "{{\"threads\":{threads},\"sync\":\"{}\",\"mix\":\"{}\",\"write_mix\":\"{}\",\"keys\":{},\"dist\":\"{}\",\"soak\":{},\"duration_s\":{seconds:.3},\"cpu_s\":{cpu_s:.2},\"ops_per_cpu_s\":{:.0},\"ops\":{ops},\"ops_per_s\":{:.0},\"read_ops_per_s\":{:.0},\"write_ops_per_s\":{:.0},\"writes_applied\":{applied},\"duplicate_rejections\":{duplicates},\"p50_ns\":{},\"p99_ns\":{},\"max_ns\":{},\"read_p50_ns\":{},\"read_p99_ns\":{},\"write_p50_ns\":{},\"write_p99_ns\":{},\"lost_acknowledged\":{lost},\"unexpected_rows\":{unexpected},\"errors\":{errors},\"stuck_threads\":{stuck_threads},\"checkpoints\":{checkpoints},\"verifications\":{verifications_done},\"rss_baseline_kib\":{baseline},\"rss_end_kib\":{rss_end},\"rss_max_kib\":{rss_max},\"rss_growth_pct\":{rss_growth_pct:.2},\"heap_baseline_kib\":{heap_baseline},\"heap_end_kib\":{heap_end},\"heap_growth_pct\":{heap_growth_pct:.2},\"first_window_ops_per_s\":{first_window:.0},\"last_window_ops_per_s\":{last_window:.0},\"throughput_change_pct\":{throughput_change_pct:.2}}}",
         args.sync,
         args.mix,
         args.write_mix,
