@@ -934,6 +934,7 @@ impl Sim {
                 sync: self.workload.sync,
                 background_worker: true,
                 hot_rows_max: None,
+                compaction_worker: false,
             };
             match Database::open_with_env(self.machine.env(), Path::new(DB_PATH), options) {
                 Ok(db) => break db,
