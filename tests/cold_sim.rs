@@ -20,6 +20,7 @@ fn open_on(machine: &SimMachine) -> omendb::Result<Database> {
             sync: Sync::Always,
             background_worker: true,
             hot_rows_max: Some(10),
+            compaction_worker: false,
         },
     )
 }

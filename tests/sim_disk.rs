@@ -19,6 +19,7 @@ fn open_on(machine: &SimMachine, sync: Sync) -> Database {
             sync,
             background_worker: true,
             hot_rows_max: None,
+            compaction_worker: false,
         },
     )
     .expect("open on the simulated disk")

@@ -106,10 +106,130 @@ struct Shared {
     checkpoint_lock: Mutex<u64>,
 }
 
+impl Shared {
+    fn read(&self) -> Result<ReadGuard<'_, Catalog>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        // A panic while holding the lock can only come from a bug in apply; the state is
+        // then suspect, and refusing is safer than serving it.
+        self.state.read().map_err(|_| Error::Poisoned {
+            reason: "a writer panicked while holding the table state".into(),
+        })
+    }
+
+    fn write_lock(&self) -> Result<WriteGuard<'_, Catalog>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.state.write().map_err(|_| Error::Poisoned {
+            reason: "a writer panicked while holding the table state".into(),
+        })
+    }
+
+    fn checkpoint(&self) -> Result<u64> {
+        let mut last = self
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let fs = self.env.fs.clone();
+        if let Some(hot_rows_max) = self.options.hot_rows_max {
+            // Flush under the write lock: the rows move from the hot tier to a segment in
+            // one step as far as readers and writers can tell.
+            let mut state = self.write_lock()?;
+            let (lsn_written, _) = self.wal.lsns();
+            let dir = self.root.join(cold::COLD_DIR);
+            for table in state.tables_mut() {
+                if table.hot_len() > hot_rows_max {
+                    let _span = tracing::info_span!("flush", table = table.def.name()).entered();
+                    table.flush(fs.as_ref(), &dir, hot_rows_max / 2, lsn_written)?;
+                }
+            }
+        }
+        // Every segment before the new one holds only records the snapshot covers.
+        self.wal.roll()?;
+        let (lsn, snapshot) = {
+            let state = self.read()?;
+            // Append and apply happen under the write lock: the last LSN is the state's.
+            let lsn = self.wal.lsns().0;
+            (lsn, checkpoint::encode(lsn, &state))
+        };
+        // Writers wait only while the state is copied into memory, never for an fsync.
+        let _span = tracing::info_span!("checkpoint", lsn).entered();
+        checkpoint::write_encoded(fs.as_ref(), &self.root, lsn, &snapshot)?;
+        drop(snapshot);
+        checkpoint::remove_older(fs.as_ref(), &self.root, lsn)?;
+        self.wal.remove_segments_through(lsn)?;
+        *last = lsn;
+        Ok(lsn)
+    }
+
+    fn compact_step(&self) -> Result<bool> {
+        let fs = self.env.fs.clone();
+        let dir = self.root.join(cold::COLD_DIR);
+        let replaced = {
+            let mut state = self.write_lock()?;
+            let mut replaced = None;
+            for table in state.tables_mut() {
+                let _span = tracing::info_span!("compact", table = table.def.name()).entered();
+                if let Some(files) = table.compact(fs.as_ref(), &dir)? {
+                    replaced = Some(files);
+                    break;
+                }
+            }
+            replaced
+        };
+        let Some(replaced) = replaced else {
+            return Ok(false);
+        };
+        self.checkpoint()?;
+        for path in &replaced {
+            fs.remove(path)
+                .map_err(|e| Error::io("remove compacted segment", path, e))?;
+        }
+        if !replaced.is_empty() {
+            fs.sync_dir(&dir)
+                .map_err(|e| Error::io("sync cold directory", &dir, e))?;
+        }
+        Ok(true)
+    }
+}
+
+/// How long the compaction worker waits when it found nothing to do.
+const COMPACTION_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The background compaction worker: each step is one `compact_step`.
+struct CompactionWorker {
+    shared: std::sync::Weak<Shared>,
+}
+
+impl crate::env::Worker for CompactionWorker {
+    fn name(&self) -> &str {
+        "compaction"
+    }
+
+    fn step(&mut self) -> crate::env::StepResult {
+        use crate::env::StepResult;
+        let Some(shared) = self.shared.upgrade() else {
+            return StepResult::Done;
+        };
+        match shared.compact_step() {
+            Ok(true) => StepResult::Busy,
+            Ok(false) => StepResult::Idle(COMPACTION_IDLE),
+            Err(Error::Closed) => StepResult::Done,
+            Err(e) => {
+                tracing::warn!(error = %e, "compaction step failed");
+                StepResult::Idle(COMPACTION_IDLE)
+            }
+        }
+    }
+}
+
 /// An open database. `Send + Sync`: share it with `Arc` across threads.
 pub struct Database {
     shared: Arc<Shared>,
     worker: Mutex<Option<Arc<dyn WorkerControl>>>,
+    compactor: Mutex<Option<Arc<dyn WorkerControl>>>,
     open_stats: OpenStats,
 }
 
@@ -213,17 +333,36 @@ impl Database {
         } else {
             None
         };
+        let compaction_worker = options.compaction_worker;
+        let shared = Arc::new(Shared {
+            env,
+            root,
+            options,
+            state: ShardedRwLock::new(catalog),
+            wal,
+            closed: AtomicBool::new(false),
+            checkpoint_lock: Mutex::new(lsn_recovered),
+        });
+        let compactor = if compaction_worker {
+            let spawned = shared.env.spawner.spawn(Box::new(CompactionWorker {
+                shared: Arc::downgrade(&shared),
+            }));
+            match spawned {
+                Ok(control) => Some(control),
+                Err(e) => {
+                    if let Some(worker) = worker {
+                        worker.stop();
+                    }
+                    return Err(Error::io("start compaction worker", &shared.root, e));
+                }
+            }
+        } else {
+            None
+        };
         Ok(Database {
-            shared: Arc::new(Shared {
-                env,
-                root,
-                options,
-                state: ShardedRwLock::new(catalog),
-                wal,
-                closed: AtomicBool::new(false),
-                checkpoint_lock: Mutex::new(lsn_recovered),
-            }),
+            shared,
             worker: Mutex::new(worker),
+            compactor: Mutex::new(compactor),
             open_stats: OpenStats {
                 checkpoint_lsn,
                 recovery,
@@ -247,23 +386,11 @@ impl Database {
     }
 
     fn read(&self) -> Result<ReadGuard<'_, Catalog>> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        // A panic while holding the lock can only come from a bug in apply; the state is
-        // then suspect, and refusing is safer than serving it.
-        self.shared.state.read().map_err(|_| Error::Poisoned {
-            reason: "a writer panicked while holding the table state".into(),
-        })
+        self.shared.read()
     }
 
     fn write_lock(&self) -> Result<WriteGuard<'_, Catalog>> {
-        if self.shared.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        self.shared.state.write().map_err(|_| Error::Poisoned {
-            reason: "a writer panicked while holding the table state".into(),
-        })
+        self.shared.write_lock()
     }
 
     /// Validates `write`, appends it to the log and applies it; does not wait for
@@ -500,80 +627,22 @@ impl Database {
     }
 
     /// Writes a checkpoint of the whole state, then removes the log and checkpoints it
-    /// covers. Writers wait only while the state is copied into memory, never for an fsync:
-    /// the log rolls to a new segment before the copy, and the copy is written after it.
+    /// covers. Writers wait while the snapshot is written; readers do not. With
+    /// `Options::hot_rows_max`, tables over the cap first flush to the cold tier.
     pub fn checkpoint(&self) -> Result<u64> {
-        let mut last = self
-            .shared
-            .checkpoint_lock
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let fs = self.shared.env.fs.clone();
-        if let Some(hot_rows_max) = self.shared.options.hot_rows_max {
-            // Flush under the write lock: the rows move from the hot tier to a segment in
-            // one step as far as readers and writers can tell.
-            let mut state = self.write_lock()?;
-            let (lsn_written, _) = self.shared.wal.lsns();
-            let dir = self.shared.root.join(cold::COLD_DIR);
-            for table in state.tables_mut() {
-                if table.hot_len() > hot_rows_max {
-                    let _span = tracing::info_span!("flush", table = table.def.name()).entered();
-                    table.flush(fs.as_ref(), &dir, hot_rows_max / 2, lsn_written)?;
-                }
-            }
-        }
-        // Every segment before the new one holds only records the snapshot covers.
-        self.shared.wal.roll()?;
-        let (lsn, snapshot) = {
-            let state = self.read()?;
-            // Append and apply happen under the write lock: the last LSN is the state's.
-            let lsn = self.shared.wal.lsns().0;
-            (lsn, checkpoint::encode(lsn, &state))
-        };
-        let _span = tracing::info_span!("checkpoint", lsn).entered();
-        checkpoint::write_encoded(fs.as_ref(), &self.shared.root, lsn, &snapshot)?;
-        drop(snapshot);
-        checkpoint::remove_older(fs.as_ref(), &self.shared.root, lsn)?;
-        self.shared.wal.remove_segments_through(lsn)?;
-        *last = lsn;
-        Ok(lsn)
+        self.shared.checkpoint()
     }
 
-    /// One step of cold-tier compaction, the unit a background worker runs: merges all the
-    /// segments of the first table that has two or more (or deleted cold rows) into one
-    /// segment without dead rows, writes a checkpoint whose manifest lists it, then removes
-    /// the replaced files. Returns whether there was work.
+    /// One step of cold-tier compaction, the unit the compaction worker runs (see
+    /// `Options::compaction_worker`): merges all the segments of the first table that has
+    /// two or more (or deleted cold rows) into one segment without dead rows, writes a
+    /// checkpoint whose manifest lists it, then removes the replaced files. Returns whether
+    /// there was work.
     ///
     /// A crash before the checkpoint lands leaves the new file unlisted; after it, the old
     /// files; either is removed on open. Readers see the merged segment from the swap on.
     pub fn compact_step(&self) -> Result<bool> {
-        let fs = self.shared.env.fs.clone();
-        let dir = self.shared.root.join(cold::COLD_DIR);
-        let replaced = {
-            let mut state = self.write_lock()?;
-            let mut replaced = None;
-            for table in state.tables_mut() {
-                let _span = tracing::info_span!("compact", table = table.def.name()).entered();
-                if let Some(files) = table.compact(fs.as_ref(), &dir)? {
-                    replaced = Some(files);
-                    break;
-                }
-            }
-            replaced
-        };
-        let Some(replaced) = replaced else {
-            return Ok(false);
-        };
-        self.checkpoint()?;
-        for path in &replaced {
-            fs.remove(path)
-                .map_err(|e| Error::io("remove compacted segment", path, e))?;
-        }
-        if !replaced.is_empty() {
-            fs.sync_dir(&dir)
-                .map_err(|e| Error::io("sync cold directory", &dir, e))?;
-        }
-        Ok(true)
+        self.shared.compact_step()
     }
 
     /// Checks every internal invariant (catalog, tables, indexes); `Err` describes the
@@ -599,6 +668,14 @@ impl Database {
     }
 
     fn stop_worker(&self) {
+        let compactor = self
+            .compactor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(compactor) = compactor {
+            compactor.stop();
+        }
         let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(worker) = worker {
             worker.stop();

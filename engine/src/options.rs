@@ -42,6 +42,10 @@ pub struct Options {
     /// moves its lowest-key rows to a new Parquet segment, keeping half this many hot.
     /// `None` (the default): everything stays hot.
     pub hot_rows_max: Option<usize>,
+    /// Start the background compaction worker, which runs `Database::compact_step` until
+    /// there is nothing to compact, then waits a second. Off by default: a step rewrites all
+    /// of a table's cold rows.
+    pub compaction_worker: bool,
 }
 
 impl Default for Options {
@@ -50,6 +54,7 @@ impl Default for Options {
             sync: Sync::Always,
             background_worker: true,
             hot_rows_max: None,
+            compaction_worker: false,
         }
     }
 }

@@ -68,6 +68,13 @@ impl Table {
         PrimaryIndex::get(&self.index, key).is_some()
     }
 
+    /// Whether the hot tier holds any key in `lo..=hi`.
+    fn hot_any_in(&self, lo: i64, hi: i64) -> bool {
+        self.scan_hot(Bound::Included(lo), Bound::Included(hi))
+            .next()
+            .is_some()
+    }
+
     /// Whether the table has a row with `key` (never reads the disk).
     pub fn contains(&self, key: i64) -> bool {
         self.hot_contains(key) || self.cold.contains(key)
@@ -220,9 +227,13 @@ impl Table {
         if self.cold.is_empty() {
             return Ok(self.scan_hot(lower, upper).cloned().collect());
         }
-        let mut rows = self
-            .cold
-            .rows(&self.def, lower, upper, |k| self.hot_contains(k))?;
+        let mut rows = self.cold.rows(
+            &self.def,
+            lower,
+            upper,
+            |k| self.hot_contains(k),
+            |lo, hi| self.hot_any_in(lo, hi),
+        )?;
         for row in self.scan_hot(lower, upper) {
             if let Some(key) = self.def.key_of(row) {
                 rows.insert(key, row.clone());
@@ -239,9 +250,14 @@ impl Table {
         upper: Bound<i64>,
         columns: &[usize],
     ) -> Result<Vec<arrow_array::RecordBatch>> {
-        let mut batches = self
-            .cold
-            .scan_batches(&self.def, lower, upper, columns, |k| self.hot_contains(k))?;
+        let mut batches = self.cold.scan_batches(
+            &self.def,
+            lower,
+            upper,
+            columns,
+            |k| self.hot_contains(k),
+            |lo, hi| self.hot_any_in(lo, hi),
+        )?;
         let schema = std::sync::Arc::new(
             crate::cold::segment::arrow_schema(&self.def)
                 .project(columns)

@@ -1022,6 +1022,8 @@ impl Sim {
                 sync: self.workload.sync,
                 background_worker: true,
                 hot_rows_max: self.workload.hot_rows_max,
+                // The simulator steps compaction itself (Action::Compact).
+                compaction_worker: false,
             };
             match Database::open_with_env(self.machine.env(), Path::new(DB_PATH), options) {
                 Ok(db) => break db,

@@ -365,7 +365,13 @@ impl ColdTier {
         def: &TableDef,
     ) -> Result<Option<Segment>> {
         let rows: Vec<Row> = self
-            .rows(def, Bound::Unbounded, Bound::Unbounded, |_| false)?
+            .rows(
+                def,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                |_| false,
+                |_, _| false,
+            )?
             .into_values()
             .collect();
         if rows.is_empty() {
@@ -445,6 +451,7 @@ impl ColdTier {
         upper: Bound<i64>,
         columns: &[usize],
         hot_contains: impl Fn(i64) -> bool,
+        hot_any_in: impl Fn(i64, i64) -> bool,
     ) -> Result<Vec<RecordBatch>> {
         let pk = def.primary_key_index();
         let in_range = |k: i64| {
@@ -507,6 +514,24 @@ impl ColdTier {
                 let keys = key_values(batch.column(key_at).as_ref()).ok_or_else(|| {
                     Error::corruption(&segment.reader.path, 0, "key column is not Int64")
                 })?;
+                // Keys ascend within a batch: when no hot key, tombstone or newer segment
+                // falls in its key range and it lies inside the scan's range, every row is
+                // visible and no per-row check is needed (the common case of an aggregate).
+                let (Some(&first), Some(&last)) = (keys.first(), keys.last()) else {
+                    continue;
+                };
+                if simple
+                    && in_range(first)
+                    && in_range(last)
+                    && !hot_any_in(first, last)
+                    && self.tombstones.range(first..=last).next().is_none()
+                {
+                    let projected = batch.project(&output).map_err(|e| {
+                        Error::corruption(&segment.reader.path, 0, format!("project failed: {e}"))
+                    })?;
+                    out.push(projected);
+                    continue;
+                }
                 let mask: BooleanArray = keys
                     .iter()
                     .map(|&k| {
@@ -538,11 +563,12 @@ impl ColdTier {
         lower: Bound<i64>,
         upper: Bound<i64>,
         hot_contains: impl Fn(i64) -> bool,
+        hot_any_in: impl Fn(i64, i64) -> bool,
     ) -> Result<BTreeMap<i64, Row>> {
         let all: Vec<usize> = (0..def.columns().len()).collect();
         let mut rows = BTreeMap::new();
         let path = PathBuf::from(COLD_DIR);
-        for batch in self.scan_batches(def, lower, upper, &all, hot_contains)? {
+        for batch in self.scan_batches(def, lower, upper, &all, hot_contains, hot_any_in)? {
             for i in 0..batch.num_rows() {
                 let row = segment::batch_row(def, &batch, i, &path)?;
                 if let Some(key) = def.key_of(&row) {

@@ -34,6 +34,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::statistics::Statistics;
+use parquet::schema::types::ColumnPath;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,8 @@ use std::sync::{Arc, Mutex};
 pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows per data page at most: the unit a point read decodes.
 pub(crate) const PAGE_ROWS: usize = 4096;
+/// Largest dictionary page; past it a column chunk falls back to plain encoding.
+pub(crate) const DICTIONARY_BYTES_MAX: usize = 64 * 1024;
 /// Rows per Arrow batch when reading.
 pub(crate) const BATCH_ROWS: usize = 8192;
 
@@ -144,8 +147,14 @@ pub(crate) fn value_at(array: &dyn Array, data_type: DataType, row: usize) -> Op
 pub(crate) fn encode(def: &TableDef, rows: &[Row]) -> Result<Vec<u8>> {
     let schema = arrow_schema(def);
     let all: Vec<usize> = (0..def.columns().len()).collect();
+    // No dictionary for the key column (all distinct: its dictionary would grow to the
+    // page-size limit and every point read would decompress it), and small dictionaries
+    // elsewhere, so a point read decodes little more than its pages.
+    let key_column = ColumnPath::from(def.columns()[def.primary_key_index()].name.as_str());
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_column_dictionary_enabled(key_column, false)
+        .set_dictionary_page_size_limit(DICTIONARY_BYTES_MAX)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_write_batch_size(PAGE_ROWS.min(1024))
