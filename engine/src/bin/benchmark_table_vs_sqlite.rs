@@ -390,7 +390,7 @@ impl Workload {
     fn timeseries_position(&self, index: u64) -> u64 {
         let block = index / 64;
         let block_full = (block + 1) * 64 <= self.rows;
-        if block_full && mix64(block ^ self.seed_mix) % 8 == 0 {
+        if block_full && mix64(block ^ self.seed_mix) & 7 == 0 {
             block * 64 + self.local_order.apply(index % 64)
         } else {
             index
