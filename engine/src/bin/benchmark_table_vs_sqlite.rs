@@ -160,6 +160,16 @@ enum Side {
     Sqlite,
 }
 
+impl Side {
+    fn parse(s: &str) -> BenchResult<Side> {
+        match s {
+            "omendb" => Ok(Side::Omendb),
+            "sqlite" => Ok(Side::Sqlite),
+            _ => Err(format!("unknown side {s:?} (omendb or sqlite)")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Config {
     rows: u64,
@@ -176,6 +186,7 @@ struct Config {
     dir: PathBuf,
     keep: bool,
     side: Option<Side>,
+    only: Option<Side>,
     report: Option<PathBuf>,
     svg: Option<PathBuf>,
 }
@@ -184,7 +195,7 @@ const USAGE: &str = "usage: benchmark_table_vs_sqlite --rows N \
 --dist sequential|uniform|zipf|skewed|clustered|timeseries --sync always|batch|none --seed S \
 [--batch ROWS=10000] [--queries N=1000000] [--warmup N=100000] [--ranges N=1000] \
 [--range-rows N=1000] [--batch-delay-ms MS=10] [--sqlite-cache-mib MIB=1024] \
-[--dir PATH=/tmp/omendb-bench] [--keep]\n   or: benchmark_table_vs_sqlite --report RESULTS.jsonl [--svg OUT.svg]";
+[--dir PATH=/tmp/omendb-bench] [--keep] [--only omendb|sqlite]\n   or: benchmark_table_vs_sqlite --report RESULTS.jsonl [--svg OUT.svg]";
 
 impl Config {
     fn parse(args: &[String]) -> BenchResult<Config> {
@@ -203,6 +214,7 @@ impl Config {
             dir: std::env::temp_dir().join("omendb-bench"),
             keep: false,
             side: None,
+            only: None,
             report: None,
             svg: None,
         };
@@ -241,13 +253,8 @@ impl Config {
                 "--dir" => config.dir = PathBuf::from(value),
                 "--report" => config.report = Some(PathBuf::from(value)),
                 "--svg" => config.svg = Some(PathBuf::from(value)),
-                "--side" => {
-                    config.side = Some(match value.as_str() {
-                        "omendb" => Side::Omendb,
-                        "sqlite" => Side::Sqlite,
-                        _ => return Err(format!("unknown --side {value:?}")),
-                    })
-                }
+                "--side" => config.side = Some(Side::parse(value)?),
+                "--only" => config.only = Some(Side::parse(value)?),
                 _ => return Err(format!("unknown flag {flag:?}\n{USAGE}")),
             }
             i += 2;
@@ -783,6 +790,11 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
     }
     percentiles(&mut latencies_ns, &mut measures);
     drop(keys);
+    measures.set("rss_after_gets_bytes", proc_status_bytes("VmRSS"));
+    measures.set(
+        "peak_rss_before_checkpoint_bytes",
+        proc_status_bytes("VmHWM"),
+    );
 
     // Range scans.
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x3c6e_f372_fe94_f82b);
@@ -1091,6 +1103,8 @@ const SIDE_FIELDS: &[&str] = &[
     "range_rows_total",
     "agg_rows_per_s",
     "rss_after_insert_bytes",
+    "rss_after_gets_bytes",
+    "peak_rss_before_checkpoint_bytes",
     "peak_rss_bytes",
     "wal_bytes",
     "disk_bytes",
@@ -1112,8 +1126,16 @@ fn compare(args: &[String], config: &Config) -> BenchResult<()> {
         config.seed,
         index_label()
     );
-    let ours = run_side(args, "omendb")?;
-    let theirs = run_side(args, "sqlite")?;
+    // `--only` runs one side (for scales where the other would not fit or finish); the
+    // ratios are then null.
+    let ours = match config.only {
+        Some(Side::Sqlite) => Measures::default(),
+        _ => run_side(args, "omendb")?,
+    };
+    let theirs = match config.only {
+        Some(Side::Omendb) => Measures::default(),
+        _ => run_side(args, "sqlite")?,
+    };
     let mut all = Measures::default();
     all.set("rows", config.rows as f64);
     all.set_text("dist", config.dist.name());
@@ -1121,6 +1143,16 @@ fn compare(args: &[String], config: &Config) -> BenchResult<()> {
     all.set_text("sqlite_synchronous", config.sync.sqlite_synchronous());
     all.set_text("sqlite_journal_mode", "WAL");
     all.set_text("sqlite_version", &theirs.text("sqlite_version"));
+    if let Some(only) = config.only {
+        all.set_text(
+            "only",
+            if only == Side::Omendb {
+                "omendb"
+            } else {
+                "sqlite"
+            },
+        );
+    }
     all.set("sqlite_cache_mib", config.sqlite_cache_mib as f64);
     all.set_text("index", &index_label());
     all.set("seed", config.seed as f64);
