@@ -1436,11 +1436,17 @@ fn plot(groups: &[(Measures, usize)], out: &Path) -> BenchResult<()> {
                     .map_err(|e| err(&e))?
                     .label(format!("{engine} {dist}"))
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+                // OmenDB: filled dots; SQLite: hollow ones.
+                let marker = if solid {
+                    color.filled()
+                } else {
+                    color.stroke_width(1)
+                };
                 chart
                     .draw_series(
                         points
                             .iter()
-                            .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+                            .map(move |&(x, y)| Circle::new((x, y), 3, marker)),
                     )
                     .map_err(|e| err(&e))?;
             }
