@@ -290,6 +290,16 @@ impl Catalog {
         }
     }
 
+    /// Fills a table restored from a checkpoint with `rows`, which must be in strictly
+    /// ascending key order and valid for its schema (bulk-loads the index).
+    pub fn restore_rows(&mut self, id: TableId, rows: Vec<Row>) -> std::result::Result<(), String> {
+        let table = self
+            .tables
+            .get_mut(&id)
+            .ok_or_else(|| format!("table #{id} was not restored"))?;
+        table.restore_sorted(rows)
+    }
+
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         if self.names.len() != self.tables.len() {
             return Err(format!(

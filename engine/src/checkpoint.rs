@@ -216,26 +216,22 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
             .restore_table(id, def.clone())
             .map_err(|e| corrupt(table_at, format!("table cannot be restored: {e}")))?;
         let row_count = dec.u64().map_err(|e| fail(&dec, e.reason))?;
-        let mut restored = 0u64;
-        while restored < row_count {
-            let row_at = at(&dec);
-            let row = dec.row().map_err(|e| corrupt(8 + e.offset, e.reason))?;
-            let op = catalog
-                .check(crate::catalog::LoggedOp::Insert {
-                    id,
-                    rows: vec![row],
-                })
-                .map_err(|e| {
-                    corrupt(
-                        row_at,
-                        format!("row of table {:?} does not apply: {e}", def.name()),
-                    )
-                })?;
-            if let Some(op) = op {
-                catalog.apply(op);
-            }
-            restored += 1;
+        // Each row needs at least 2 bytes, which bounds the count before allocating.
+        let remaining = body_end.saturating_sub(at(&dec)) as u64;
+        if row_count > remaining / 2 {
+            return Err(fail(
+                &dec,
+                format!("row count {row_count} exceeds what the file holds"),
+            ));
         }
+        let mut rows = Vec::with_capacity(row_count as usize);
+        let rows_at = at(&dec);
+        for _ in 0..row_count {
+            rows.push(dec.row().map_err(|e| corrupt(8 + e.offset, e.reason))?);
+        }
+        catalog
+            .restore_rows(id, rows)
+            .map_err(|e| corrupt(rows_at, format!("rows of table {:?}: {e}", def.name())))?;
     }
     if !dec.is_empty() {
         return Err(fail(&dec, "trailing bytes after the last table".into()));

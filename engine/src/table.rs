@@ -19,7 +19,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 /// The primary index every table uses.
-pub(crate) type Index = crate::index::BTreeIndex;
+pub(crate) type Index = crate::index::alex::AlexIndex;
 
 /// Stable identity of a table in the log (names can be reused after a drop).
 pub(crate) type TableId = u32;
@@ -37,18 +37,18 @@ impl Table {
         Table {
             id,
             def,
-            index: Index::new(),
+            index: <Index as PrimaryIndex>::new(),
             rows: Vec::new(),
             free: Vec::new(),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.index.len()
+        PrimaryIndex::len(&self.index)
     }
 
     pub fn get(&self, key: i64) -> Option<&Row> {
-        let location = self.index.get(key)?;
+        let location = PrimaryIndex::get(&self.index, key)?;
         self.rows.get(location as usize)?.as_ref()
     }
 
@@ -58,7 +58,7 @@ impl Table {
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
             let key = self.def.validate_row(row)?;
-            if self.index.get(key).is_some() {
+            if PrimaryIndex::get(&self.index, key).is_some() {
                 return Err(self.duplicate(key));
             }
             keys.push(key);
@@ -85,12 +85,36 @@ impl Table {
                     (self.rows.len() - 1) as RowLocation
                 }
             };
-            let inserted = self.index.insert(key, location);
+            let inserted = PrimaryIndex::insert(&mut self.index, key, location);
             debug_assert!(
                 inserted,
                 "insert of key {key} passed its check but was a duplicate"
             );
         }
+    }
+
+    /// Replaces the contents of an empty table with `rows`, which must fit the schema and be
+    /// in strictly ascending key order (a checkpoint's); builds the index by bulk load.
+    pub fn restore_sorted(&mut self, rows: Vec<Row>) -> std::result::Result<(), String> {
+        if !self.rows.is_empty() {
+            return Err("restore into a table that has rows".into());
+        }
+        let mut pairs = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let key = self
+                .def
+                .validate_row(row)
+                .map_err(|e| format!("row {i}: {e}"))?;
+            if let Some(&(previous, _)) = pairs.last() {
+                if previous >= key {
+                    return Err(format!("row {i}: key {key} does not follow key {previous}"));
+                }
+            }
+            pairs.push((key, i as RowLocation));
+        }
+        self.index = <Index as PrimaryIndex>::bulk_load(&pairs)?;
+        self.rows = rows.into_iter().map(Some).collect();
+        Ok(())
     }
 
     /// Validates an update of `key` to `row`: the row fits the schema, keeps its key, and
@@ -104,7 +128,7 @@ impl Table {
                 new_key,
             });
         }
-        if self.index.get(key).is_none() {
+        if PrimaryIndex::get(&self.index, key).is_none() {
             return Err(Error::KeyNotFound {
                 table: self.def.name().to_string(),
                 key,
@@ -114,9 +138,7 @@ impl Table {
     }
 
     pub fn apply_update(&mut self, key: i64, row: Row) {
-        let slot = self
-            .index
-            .get(key)
+        let slot = PrimaryIndex::get(&self.index, key)
             .and_then(|location| self.rows.get_mut(location as usize));
         debug_assert!(
             slot.is_some(),
@@ -129,7 +151,7 @@ impl Table {
 
     /// Removes `key`; returns whether it was there.
     pub fn apply_delete(&mut self, key: i64) -> bool {
-        match self.index.remove(key) {
+        match PrimaryIndex::remove(&mut self.index, key) {
             Some(location) => {
                 self.rows[location as usize] = None;
                 self.free.push(location);
@@ -141,31 +163,28 @@ impl Table {
 
     /// Rows with keys in the range, in key order.
     pub fn scan(&self, lower: Bound<i64>, upper: Bound<i64>) -> impl Iterator<Item = &Row> + '_ {
-        self.index
-            .range(lower, upper)
+        PrimaryIndex::range(&self.index, lower, upper)
             .filter_map(move |(_, location)| self.rows.get(location as usize)?.as_ref())
     }
 
     /// All rows in key order, with their keys.
     pub fn iter(&self) -> impl Iterator<Item = (i64, &Row)> + '_ {
-        self.index
-            .range(Bound::Unbounded, Bound::Unbounded)
-            .filter_map(move |(key, location)| {
-                Some((key, self.rows.get(location as usize)?.as_ref()?))
-            })
+        PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded).filter_map(
+            move |(key, location)| Some((key, self.rows.get(location as usize)?.as_ref()?)),
+        )
     }
 
     pub fn index_bytes(&self) -> usize {
-        self.index.bytes_used()
+        PrimaryIndex::bytes_used(&self.index)
     }
 
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         let name = self.def.name();
-        self.index
-            .check_invariants()
+        PrimaryIndex::check_invariants(&self.index)
             .map_err(|e| format!("table {name:?}: index: {e}"))?;
         let mut seen = 0usize;
-        for (key, location) in self.index.range(Bound::Unbounded, Bound::Unbounded) {
+        for (key, location) in PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded)
+        {
             let row = self
                 .rows
                 .get(location as usize)
@@ -182,10 +201,10 @@ impl Table {
             seen += 1;
         }
         let occupied = self.rows.iter().filter(|r| r.is_some()).count();
-        if occupied != seen || seen != self.index.len() {
+        if occupied != seen || seen != PrimaryIndex::len(&self.index) {
             return Err(format!(
                 "table {name:?}: {occupied} occupied slots, {seen} indexed keys, len {}",
-                self.index.len()
+                PrimaryIndex::len(&self.index)
             ));
         }
         if occupied + self.free.len() != self.rows.len() {

@@ -219,6 +219,30 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a run that panicked (the engine must never panic).
+    pub fn panicked(seed: u64, config: &RunConfig, message: String) -> Outcome {
+        Outcome {
+            seed,
+            config: config.clone(),
+            steps: 0,
+            engine_ops: 0,
+            crashes: 0,
+            recoveries: 0,
+            faults: BTreeMap::new(),
+            trace_hash: 0,
+            disk_hash: 0,
+            stopped_on_detected_damage: None,
+            tolerated_losses: 0,
+            failure: Some(Failure {
+                check: "panic",
+                detail: message,
+                step: 0,
+                trace_tail: vec!["(replay the seed to see the trace up to the panic)".into()],
+                fault_log: String::new(),
+            }),
+        }
+    }
+
     /// Whether every check passed.
     pub fn passed(&self) -> bool {
         self.failure.is_none()
@@ -1017,7 +1041,7 @@ impl Sim {
         }
         let lost = recovered < durable.max(previous);
         let expected = self.history.state_at(recovered);
-        let actual = self.read_engine_state(&expected)?;
+        let actual = self.read_engine_state()?;
         if actual != expected {
             return fail(
                 "recovered_state",
@@ -1045,7 +1069,7 @@ impl Sim {
         self.check_engine_invariants()
     }
 
-    fn read_engine_state(&mut self, like: &ModelState) -> Check<ModelState> {
+    fn read_engine_state(&self) -> Check<ModelState> {
         let db = self.db()?;
         let names = match db.table_names() {
             Ok(names) => names,
@@ -1075,7 +1099,6 @@ impl Sim {
                 .tables
                 .insert(name, crate::model::ModelTable { def, rows: by_key });
         }
-        let _ = like;
         Ok(state)
     }
 }

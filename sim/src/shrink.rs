@@ -6,7 +6,7 @@
 //! looks for the smallest step count that still fails the same check (bisection, then a
 //! linear tighten), then drops every fault class it can.
 
-use crate::runner::{run, FaultMask, Outcome, RunConfig};
+use crate::runner::{run, Outcome, RunConfig};
 
 /// Most runs one shrink may spend.
 pub const SHRINK_RUNS_MAX: u32 = 200;
@@ -75,6 +75,5 @@ pub fn shrink(seed: u64, config: &RunConfig) -> Option<Shrunk> {
             try_config(candidate, &mut best);
         }
     }
-    let _ = FaultMask::ALL;
     Some(best)
 }

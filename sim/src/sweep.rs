@@ -3,9 +3,14 @@
 
 use crate::runner::{run, Outcome, RunConfig};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A seed still running after this long is reported as hung, with its replay command, and
+/// the process exits with status 3: a run is single-threaded and bounded, so only a call
+/// that never returns can take this long, and a stuck thread cannot be stopped otherwise.
+pub const SEED_HANG_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a sweep found.
 #[derive(Debug, Clone, Default)]
@@ -97,30 +102,76 @@ pub fn sweep(
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(Outcome, f64)>> = Mutex::new(Vec::with_capacity(seeds.len()));
     let failed = AtomicUsize::new(0);
+    let running: Mutex<BTreeMap<u64, Instant>> = Mutex::new(BTreeMap::new());
+    let finished = AtomicBool::new(false);
     std::thread::scope(|scope| {
-        for _ in 0..jobs.max(1) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&seed) = seeds.get(i) else {
-                    break;
-                };
-                let t = Instant::now();
-                let outcome = run(seed, config);
-                let busy = t.elapsed().as_secs_f64();
-                if !outcome.passed() {
-                    failed.fetch_add(1, Ordering::Relaxed);
+        // Watchdog: a run that never returns is reported with its replay command.
+        scope.spawn(|| {
+            while !finished.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                let running = running.lock().unwrap_or_else(|p| p.into_inner());
+                let hung = running
+                    .iter()
+                    .find(|(_, since)| since.elapsed() > SEED_HANG_TIMEOUT);
+                if let Some((seed, since)) = hung {
+                    eprintln!(
+                        "HUNG seed {seed}: still running after {:.0}s; replay: cargo run --release -p omendb-sim -- replay {seed} --ops {} --faults {}",
+                        since.elapsed().as_secs_f64(),
+                        config.ops,
+                        config.faults
+                    );
+                    std::process::exit(3);
                 }
-                let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
-                results.push((outcome, busy));
-                let done = results.len() as u64;
-                drop(results);
-                progress(
-                    done,
-                    seeds.len() as u64,
-                    failed.load(Ordering::Relaxed) as u64,
-                );
-            });
+            }
+        });
+        let workers: Vec<_> = (0..jobs.max(1))
+            .map(|_| {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(i) else {
+                        break;
+                    };
+                    let t = Instant::now();
+                    running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(seed, t);
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        run(seed, config)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        let message = panic
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_else(|| "a panic without a message".into());
+                        Outcome::panicked(seed, config, message)
+                    });
+                    running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&seed);
+                    let busy = t.elapsed().as_secs_f64();
+                    if !outcome.passed() {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
+                    results.push((outcome, busy));
+                    let done = results.len() as u64;
+                    drop(results);
+                    progress(
+                        done,
+                        seeds.len() as u64,
+                        failed.load(Ordering::Relaxed) as u64,
+                    );
+                })
+            })
+            .collect();
+        for worker in workers {
+            // Runs catch their own panics; a worker can only end by running out of seeds.
+            let _ = worker.join();
         }
+        finished.store(true, Ordering::Relaxed);
     });
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|(o, _)| o.seed);

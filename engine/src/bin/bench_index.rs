@@ -1,0 +1,440 @@
+//! Benchmark: the ALEX index against `BTreeMap<i64, u64>` on the same keys, in one process.
+//!
+//! ```text
+//! cargo run --release -p omendb --bin bench_index -- --keys 10000000 --dist uniform --seed 1
+//!     [--build bulk|insert] [--lookups 1000000] [--inserts 1000000] [--scans 100000]
+//!     [--scan-len 100]
+//! ```
+//!
+//! Phases, each timed for both structures: build (bulk load from sorted pairs, or inserts in
+//! random order), lookups of present keys in a random order drawn before timing, inserts of
+//! keys not yet present, range scans of `scan-len` keys from random present keys. Memory is
+//! measured twice: the index's own `bytes_used()` accounting, and the heap growth seen by a
+//! counting allocator while the structure was built (the only figure available for
+//! `BTreeMap`). The last line of output is one JSON object with the results.
+//!
+//! This binary sits outside the engine library and its Env boundary: it reads the clock
+//! directly.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use omendb::index::alex::AlexIndex;
+
+/// Heap bytes currently allocated, as seen by the global allocator.
+struct CountingAllocator;
+
+static HEAP_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        HEAP_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        HEAP_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        HEAP_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        HEAP_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        HEAP_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn heap_bytes() -> usize {
+    HEAP_BYTES.load(Ordering::Relaxed)
+}
+
+/// SplitMix64: small, seeded, good enough to draw keys and orders.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        ((self.next() as u128 * bound as u128) >> 64) as usize
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dist {
+    Uniform,
+    Sequential,
+    Zipf,
+    Clustered,
+}
+
+impl Dist {
+    fn parse(name: &str) -> Result<Dist, String> {
+        match name {
+            "uniform" => Ok(Dist::Uniform),
+            "sequential" => Ok(Dist::Sequential),
+            "zipf" => Ok(Dist::Zipf),
+            "clustered" => Ok(Dist::Clustered),
+            other => Err(format!("unknown --dist {other}")),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Dist::Uniform => "uniform",
+            Dist::Sequential => "sequential",
+            Dist::Zipf => "zipf",
+            Dist::Clustered => "clustered",
+        }
+    }
+}
+
+struct Args {
+    keys: usize,
+    dist: Dist,
+    seed: u64,
+    build_by_insert: bool,
+    lookups: usize,
+    inserts: usize,
+    scans: usize,
+    scan_len: usize,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        keys: 10_000_000,
+        dist: Dist::Uniform,
+        seed: 1,
+        build_by_insert: false,
+        lookups: 1_000_000,
+        inserts: 1_000_000,
+        scans: 100_000,
+        scan_len: 100,
+    };
+    let mut given = std::env::args().skip(1);
+    while let Some(flag) = given.next() {
+        let value = given
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = || {
+            value
+                .replace('_', "")
+                .parse::<u64>()
+                .map_err(|e| format!("{flag} {value}: {e}"))
+        };
+        match flag.as_str() {
+            "--keys" => args.keys = number()? as usize,
+            "--dist" => args.dist = Dist::parse(&value)?,
+            "--seed" => args.seed = number()?,
+            "--build" => {
+                args.build_by_insert = match value.as_str() {
+                    "bulk" => false,
+                    "insert" => true,
+                    other => return Err(format!("unknown --build {other}")),
+                }
+            }
+            "--lookups" => args.lookups = number()? as usize,
+            "--inserts" => args.inserts = number()? as usize,
+            "--scans" => args.scans = number()? as usize,
+            "--scan-len" => args.scan_len = number()? as usize,
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    if args.keys == 0 {
+        return Err("--keys must be positive".into());
+    }
+    Ok(args)
+}
+
+/// `count` distinct keys of `dist`, sorted.
+fn distinct_keys(dist: Dist, count: usize, rng: &mut SplitMix) -> Vec<i64> {
+    let mut keys: Vec<i64> = Vec::with_capacity(count + count / 8);
+    // Clustered: 1000 clusters at random places, keys within a cluster 1..64 apart.
+    let clusters: Vec<i64> = (0..1000).map(|_| (rng.next() >> 2) as i64).collect();
+    let mut cursor = 0i64;
+    while keys.len() < count {
+        let missing = count - keys.len();
+        for _ in 0..missing + missing / 16 + 16 {
+            let key = match dist {
+                Dist::Uniform => rng.next() as i64,
+                Dist::Sequential => {
+                    cursor += 1;
+                    cursor
+                }
+                // Power law: value = C / u, dense near C with a long tail (Zipf-like, s = 1).
+                Dist::Zipf => (1e9 / rng.unit().max(1e-18)).min(9e18) as i64,
+                Dist::Clustered => {
+                    let base = clusters[rng.below(clusters.len())];
+                    base.wrapping_add((rng.below(count / 1000 + 1) * 32 + rng.below(32)) as i64)
+                }
+            };
+            keys.push(key);
+        }
+        keys.sort_unstable();
+        keys.dedup();
+    }
+    if keys.len() > count {
+        // Drop a random surplus so that what is left keeps the distribution's shape.
+        let surplus = keys.len() - count;
+        let mut drop: Vec<usize> = (0..surplus).map(|_| rng.below(keys.len())).collect();
+        drop.sort_unstable();
+        drop.dedup();
+        let mut position = 0;
+        keys.retain(|_| {
+            let keep = drop.binary_search(&position).is_err();
+            position += 1;
+            keep
+        });
+        keys.truncate(count);
+    }
+    keys
+}
+
+fn ns_per(elapsed: std::time::Duration, operations: usize) -> f64 {
+    elapsed.as_nanos() as f64 / operations.max(1) as f64
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(problem) => {
+            eprintln!("bench_index: {problem}");
+            std::process::exit(2);
+        }
+    };
+    let mut rng = SplitMix(args.seed);
+
+    // Keys: `keys` to build with, `inserts` more (absent at build) to insert later.
+    let all = distinct_keys(args.dist, args.keys + args.inserts, &mut rng);
+    let (base, mut fresh): (Vec<i64>, Vec<i64>) = if args.dist == Dist::Sequential {
+        (all[..args.keys].to_vec(), all[args.keys..].to_vec())
+    } else {
+        let mut chosen = vec![false; all.len()];
+        let mut left = args.inserts;
+        while left > 0 {
+            let index = rng.below(all.len());
+            if !chosen[index] {
+                chosen[index] = true;
+                left -= 1;
+            }
+        }
+        let mut base = Vec::with_capacity(args.keys);
+        let mut fresh = Vec::with_capacity(args.inserts);
+        for (key, picked) in all.iter().zip(chosen) {
+            if picked {
+                fresh.push(*key);
+            } else {
+                base.push(*key);
+            }
+        }
+        rng.shuffle(&mut fresh);
+        (base, fresh)
+    };
+    drop(all);
+    if args.dist == Dist::Sequential {
+        // Appends arrive in order.
+        fresh.sort_unstable();
+    }
+    let pairs: Vec<(i64, u64)> = base.iter().map(|k| (*k, *k as u64 ^ 0x5555)).collect();
+    let lookups: Vec<i64> = (0..args.lookups)
+        .map(|_| base[rng.below(base.len())])
+        .collect();
+    let scan_starts: Vec<i64> = (0..args.scans)
+        .map(|_| base[rng.below(base.len())])
+        .collect();
+    let mut build_order = if args.build_by_insert {
+        pairs.clone()
+    } else {
+        Vec::new()
+    };
+    rng.shuffle(&mut build_order);
+
+    // Build.
+    let heap_before = heap_bytes();
+    let started = Instant::now();
+    let mut alex = if args.build_by_insert {
+        let mut index = AlexIndex::new();
+        for (key, value) in &build_order {
+            index.insert(*key, *value);
+        }
+        index
+    } else {
+        match AlexIndex::bulk_load(&pairs) {
+            Ok(index) => index,
+            Err(problem) => {
+                eprintln!("bench_index: bulk load failed: {problem}");
+                std::process::exit(1);
+            }
+        }
+    };
+    let alex_build = started.elapsed();
+    let alex_heap = heap_bytes() - heap_before;
+    let alex_bytes = alex.bytes_used();
+
+    let heap_before = heap_bytes();
+    let started = Instant::now();
+    let mut btree: BTreeMap<i64, u64> = if args.build_by_insert {
+        let mut map = BTreeMap::new();
+        for (key, value) in &build_order {
+            map.insert(*key, *value);
+        }
+        map
+    } else {
+        pairs.iter().copied().collect()
+    };
+    let btree_build = started.elapsed();
+    let btree_heap = heap_bytes() - heap_before;
+    drop(build_order);
+    drop(pairs);
+    let stats = alex.stats();
+    println!(
+        "built {} {} keys ({}): alex {:.0} ms, btree {:.0} ms; alex {stats:?}",
+        args.keys,
+        args.dist.name(),
+        if args.build_by_insert {
+            "inserts"
+        } else {
+            "bulk load"
+        },
+        alex_build.as_secs_f64() * 1e3,
+        btree_build.as_secs_f64() * 1e3,
+    );
+
+    // Lookups of present keys, warm-up pass on a prefix first.
+    let warm = lookups.len().min(100_000);
+    let mut checksum = 0u64;
+    for key in &lookups[..warm] {
+        checksum ^= alex.get(*key).unwrap_or(0) ^ btree.get(key).copied().unwrap_or(0);
+    }
+    let started = Instant::now();
+    for key in &lookups {
+        checksum = checksum.wrapping_add(black_box(alex.get(black_box(*key))).unwrap_or(1));
+    }
+    let alex_get = ns_per(started.elapsed(), lookups.len());
+    let started = Instant::now();
+    for key in &lookups {
+        checksum =
+            checksum.wrapping_add(black_box(btree.get(black_box(key))).copied().unwrap_or(1));
+    }
+    let btree_get = ns_per(started.elapsed(), lookups.len());
+    let missing = lookups.iter().filter(|k| alex.get(**k).is_none()).count();
+    if missing > 0 {
+        eprintln!("bench_index: {missing} present keys not found by ALEX");
+        std::process::exit(1);
+    }
+    println!(
+        "lookups: alex {alex_get:.1} ns, btree {btree_get:.1} ns, ratio {:.2}",
+        btree_get / alex_get
+    );
+
+    // Range scans.
+    let started = Instant::now();
+    let mut scanned = 0usize;
+    for start in &scan_starts {
+        for (key, value) in alex
+            .range(Bound::Included(*start), Bound::Unbounded)
+            .take(args.scan_len)
+        {
+            checksum = checksum.wrapping_add(key as u64 ^ value);
+            scanned += 1;
+        }
+    }
+    let alex_scan = ns_per(started.elapsed(), scanned);
+    let started = Instant::now();
+    let mut btree_scanned = 0usize;
+    for start in &scan_starts {
+        for (key, value) in btree.range(*start..).take(args.scan_len) {
+            checksum = checksum.wrapping_add(*key as u64 ^ *value);
+            btree_scanned += 1;
+        }
+    }
+    let btree_scan = ns_per(started.elapsed(), btree_scanned);
+    println!(
+        "scans of {}: alex {alex_scan:.2} ns/key, btree {btree_scan:.2} ns/key",
+        args.scan_len
+    );
+
+    // Inserts of keys not yet present.
+    let started = Instant::now();
+    for key in &fresh {
+        checksum = checksum.wrapping_add(u64::from(alex.insert(*key, *key as u64)));
+    }
+    let alex_insert = ns_per(started.elapsed(), fresh.len());
+    let started = Instant::now();
+    for key in &fresh {
+        checksum = checksum.wrapping_add(u64::from(btree.insert(*key, *key as u64).is_none()));
+    }
+    let btree_insert = ns_per(started.elapsed(), fresh.len());
+    if alex.len() != btree.len() {
+        eprintln!(
+            "bench_index: ALEX holds {} keys, BTreeMap {}",
+            alex.len(),
+            btree.len()
+        );
+        std::process::exit(1);
+    }
+    println!(
+        "inserts: alex {alex_insert:.1} ns, btree {btree_insert:.1} ns, ratio {:.2}",
+        btree_insert / alex_insert
+    );
+    let alex_bytes_after = alex.bytes_used();
+    println!(
+        "memory: alex {:.2} B/key (accounted, {:.2} after inserts; heap growth {:.2}), btree {:.2} B/key (heap growth)",
+        alex_bytes as f64 / args.keys as f64,
+        alex_bytes_after as f64 / alex.len() as f64,
+        alex_heap as f64 / args.keys as f64,
+        btree_heap as f64 / args.keys as f64,
+    );
+    println!("checksum {checksum}");
+    println!(
+        "{{\"keys\":{},\"dist\":\"{}\",\"build\":\"{}\",\"alex_get_ns\":{:.1},\"btree_get_ns\":{:.1},\"alex_insert_ns\":{:.1},\"btree_insert_ns\":{:.1},\"alex_bytes_per_key\":{:.2},\"btree_bytes_per_key\":{:.2},\"alex_bytes_per_key_after_inserts\":{:.2},\"alex_range_ns_per_key\":{:.2},\"btree_range_ns_per_key\":{:.2},\"range_len\":{},\"alex_build_ms\":{:.0},\"btree_build_ms\":{:.0},\"alex_depth_max\":{},\"alex_data_nodes\":{}}}",
+        args.keys,
+        args.dist.name(),
+        if args.build_by_insert { "insert" } else { "bulk" },
+        alex_get,
+        btree_get,
+        alex_insert,
+        btree_insert,
+        alex_bytes as f64 / args.keys as f64,
+        btree_heap as f64 / args.keys as f64,
+        alex_bytes_after as f64 / alex.len() as f64,
+        alex_scan,
+        btree_scan,
+        args.scan_len,
+        alex_build.as_secs_f64() * 1e3,
+        btree_build.as_secs_f64() * 1e3,
+        stats.depth_max,
+        stats.data_nodes,
+    );
+}

@@ -1,0 +1,136 @@
+//! Unit tests of the whole tree on small, hand-picked cases. The randomized comparison with
+//! `BTreeMap` lives in `engine/tests/alex_props.rs`.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::{Alex, AlexConfig};
+
+fn check_against(tree: &Alex<i64, u64>, model: &BTreeMap<i64, u64>) {
+    tree.check_invariants().unwrap();
+    assert_eq!(tree.len(), model.len());
+    for (key, value) in model {
+        assert_eq!(tree.get(*key), Some(*value), "key {key}");
+    }
+    let all: Vec<(i64, u64)> = tree.range(Bound::Unbounded, Bound::Unbounded).collect();
+    let expected: Vec<(i64, u64)> = model.iter().map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(all, expected);
+}
+
+#[test]
+fn sequential_appends_grow_the_root() {
+    let mut tree = Alex::with_config(AlexConfig::tiny());
+    let mut model = BTreeMap::new();
+    for key in 0..3_000i64 {
+        assert!(tree.insert(key * 10, key as u64));
+        model.insert(key * 10, key as u64);
+    }
+    check_against(&tree, &model);
+    assert!(tree.stats().depth_max <= 6, "{:?}", tree.stats());
+}
+
+#[test]
+fn reverse_appends_grow_the_root_leftwards() {
+    let mut tree = Alex::with_config(AlexConfig::tiny());
+    let mut model = BTreeMap::new();
+    for key in (0..3_000i64).rev() {
+        assert!(tree.insert(key * 10, key as u64));
+        model.insert(key * 10, key as u64);
+    }
+    check_against(&tree, &model);
+}
+
+#[test]
+fn edge_keys_work_everywhere() {
+    let edges = [
+        i64::MIN,
+        i64::MIN + 1,
+        i64::MIN + 2,
+        -1,
+        0,
+        1,
+        i64::MAX - 2,
+        i64::MAX - 1,
+        i64::MAX,
+    ];
+    for config in [AlexConfig::tiny(), AlexConfig::default()] {
+        let mut tree = Alex::with_config(config);
+        let mut model = BTreeMap::new();
+        for (i, key) in edges.iter().enumerate() {
+            assert!(tree.insert(*key, i as u64));
+            assert!(!tree.insert(*key, 99));
+            model.insert(*key, i as u64);
+            check_against(&tree, &model);
+        }
+        let above: Vec<i64> = tree
+            .range(Bound::Excluded(i64::MAX - 1), Bound::Unbounded)
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(above, vec![i64::MAX]);
+        let from_max: Vec<i64> = tree
+            .range(Bound::Included(i64::MAX), Bound::Included(i64::MAX))
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(from_max, vec![i64::MAX]);
+        assert_eq!(
+            tree.range(Bound::Excluded(i64::MAX), Bound::Unbounded)
+                .count(),
+            0
+        );
+        assert_eq!(
+            tree.range(Bound::Included(5), Bound::Included(-5)).count(),
+            0
+        );
+        for key in edges {
+            assert_eq!(tree.remove(key), model.remove(&key));
+            check_against(&tree, &model);
+        }
+        assert!(tree.is_empty());
+    }
+}
+
+#[test]
+fn bulk_load_rejects_unsorted_input_and_builds_sorted() {
+    assert!(Alex::<i64, u64>::bulk_load(&[(1, 1), (1, 2)]).is_err());
+    assert!(Alex::<i64, u64>::bulk_load(&[(2, 1), (1, 2)]).is_err());
+    let pairs: Vec<(i64, u64)> = (0..5_000).map(|i| (i * i, i as u64)).collect();
+    for config in [AlexConfig::tiny(), AlexConfig::default()] {
+        let tree = Alex::bulk_load_with_config(&pairs, config).unwrap();
+        let model: BTreeMap<i64, u64> = pairs.iter().copied().collect();
+        check_against(&tree, &model);
+    }
+}
+
+#[test]
+fn removals_contract_nodes() {
+    let mut tree = Alex::with_config(AlexConfig::default());
+    let mut model = BTreeMap::new();
+    for key in 0..20_000i64 {
+        tree.insert(key.wrapping_mul(0x9E37_79B9), key as u64);
+        model.insert(key.wrapping_mul(0x9E37_79B9), key as u64);
+    }
+    let full_bytes = tree.bytes_used();
+    for key in 0..19_000i64 {
+        assert_eq!(tree.remove(key.wrapping_mul(0x9E37_79B9)), Some(key as u64));
+        model.remove(&key.wrapping_mul(0x9E37_79B9));
+    }
+    check_against(&tree, &model);
+    assert!(
+        tree.bytes_used() < full_bytes / 4,
+        "{} vs {full_bytes}",
+        tree.bytes_used()
+    );
+}
+
+#[test]
+fn u128_keys_work() {
+    let mut tree: Alex<u128, u32> = Alex::with_config(AlexConfig::tiny());
+    for i in 0..2_000u128 {
+        let key = i.wrapping_mul(0x1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF1);
+        assert!(tree.insert(key, i as u32));
+    }
+    assert!(tree.insert(u128::MAX, 7));
+    assert!(tree.insert(0, 8) || tree.get(0).is_some());
+    tree.check_invariants().unwrap();
+    assert_eq!(tree.get(u128::MAX), Some(7));
+}
