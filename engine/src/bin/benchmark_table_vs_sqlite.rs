@@ -1253,11 +1253,12 @@ fn human(value: f64) -> String {
 // ---------------------------------------------------------------------------------------
 // Report: medians of many runs, as a markdown table and an SVG plot
 
-/// Runs grouped by (rows, dist, sync): the median of each numeric field, and the run count.
+/// Runs grouped by (index, rows, dist, sync): the median of each numeric field, and the run count.
 fn medians(runs: &[Measures]) -> Vec<(Measures, usize)> {
-    let mut groups: BTreeMap<(u64, String, String), Vec<&Measures>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, u64, String, String), Vec<&Measures>> = BTreeMap::new();
     for run in runs {
         let key = (
+            run.text("index"),
             run.number("rows") as u64,
             run.text("dist"),
             run.text("sync"),
