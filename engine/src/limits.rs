@@ -33,6 +33,10 @@ pub const LOG_BUFFER_BYTES_FLUSH: usize = 1 << 20;
 /// that would pass it while the log writer is busy waits for it (back-pressure).
 pub const LOG_BUFFER_BYTES_MAX: usize = 16 << 20;
 
+/// Capacity the log keeps for its next buffer after a write: 2 MiB. A buffer that grew
+/// larger during a slow fsync is shrunk to this once written.
+pub const LOG_BUFFER_BYTES_SPARE: usize = 2 << 20;
+
 /// With `Sync::None`, how long the background worker lets records wait in the log buffer
 /// before writing them to the OS.
 pub const LOG_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);

@@ -491,11 +491,13 @@ impl Wal {
                     // Only records appended during the I/O are still unsynced.
                     state.unsynced_since = state.buffered_since;
                 }
+                // Keep a modest buffer for the next swap. One that grew while the log writer
+                // was slow (up to LOG_BUFFER_BYTES_MAX) is shrunk, so a burst's memory is given
+                // back instead of held for the life of the database.
                 let mut bytes = bytes;
                 bytes.clear();
-                if bytes.capacity() <= limits::LOG_BUFFER_BYTES_MAX {
-                    state.spare = bytes;
-                }
+                bytes.shrink_to(limits::LOG_BUFFER_BYTES_SPARE);
+                state.spare = bytes;
             }
             Some(failure) => {
                 if let Some(reason) = failure.poison {
