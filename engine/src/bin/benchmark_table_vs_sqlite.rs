@@ -626,6 +626,24 @@ fn timer_overhead_ns() -> f64 {
     samples[samples.len() / 2] as f64
 }
 
+/// The main thread's (time on a CPU, time runnable but waiting for one), in seconds, from
+/// `/proc/self/schedstat`: how much of a phase's wall time the machine's other load took.
+fn sched_seconds() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/self/schedstat").unwrap_or_default();
+    let mut fields = text
+        .split_whitespace()
+        .map(|f| f.parse::<f64>().unwrap_or(f64::NAN));
+    let on_cpu_ns = fields.next().unwrap_or(f64::NAN);
+    let waiting_ns = fields.next().unwrap_or(f64::NAN);
+    (on_cpu_ns / 1e9, waiting_ns / 1e9)
+}
+
+fn set_sched(measures: &mut Measures, phase: &str, before: (f64, f64)) {
+    let after = sched_seconds();
+    measures.set(&format!("{phase}_on_cpu_s"), after.0 - before.0);
+    measures.set(&format!("{phase}_runqueue_wait_s"), after.1 - before.1);
+}
+
 fn proc_status_bytes(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -704,6 +722,7 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
     db.create_table(def).map_err(e("create table"))?;
 
     // Insert.
+    let sched_before = sched_seconds();
     let mut tuples = Vec::with_capacity(config.batch_rows);
     let mut insert_time = Duration::ZERO;
     let mut last_ticket = None;
@@ -742,6 +761,7 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
         }
     }
     insert_time += started.elapsed();
+    set_sched(&mut measures, "insert", sched_before);
     measures.set("insert_s", insert_time.as_secs_f64());
     measures.set(
         "insert_rows_per_s",
@@ -768,6 +788,7 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
         let row = db.get(TABLE, key).map_err(e("get"))?;
         checksum = checksum.wrapping_add(black_box(row).map_or(0, |r| r.len() as i64));
     }
+    let sched_before = sched_seconds();
     let mut latencies_ns = Vec::with_capacity(timed.len());
     let mut found = 0usize;
     let started_all = Instant::now();
@@ -788,6 +809,7 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
     if found != timed.len() {
         return Err(format!("omendb found {found} of {} keys", timed.len()));
     }
+    set_sched(&mut measures, "get", sched_before);
     percentiles(&mut latencies_ns, &mut measures);
     drop(keys);
     measures.set("rss_after_gets_bytes", proc_status_bytes("VmRSS"));
@@ -896,6 +918,7 @@ fn sqlite_side(config: &Config) -> BenchResult<Measures> {
     .map_err(e("create table"))?;
 
     // Insert.
+    let sched_before = sched_seconds();
     let mut begin = conn.prepare("BEGIN").map_err(e("prepare"))?;
     let mut commit = conn.prepare("COMMIT").map_err(e("prepare"))?;
     let mut insert = conn
@@ -929,6 +952,7 @@ fn sqlite_side(config: &Config) -> BenchResult<Measures> {
     }
     insert_time += started.elapsed();
     drop((begin, commit, insert));
+    set_sched(&mut measures, "insert", sched_before);
     measures.set("insert_s", insert_time.as_secs_f64());
     measures.set(
         "insert_rows_per_s",
@@ -959,6 +983,7 @@ fn sqlite_side(config: &Config) -> BenchResult<Measures> {
         let row = get.query_row([key], read_row).map_err(e("get"))?;
         checksum = checksum.wrapping_add(black_box(row).1);
     }
+    let sched_before = sched_seconds();
     let mut latencies_ns = Vec::with_capacity(timed.len());
     let started_all = Instant::now();
     for &key in timed {
@@ -972,6 +997,7 @@ fn sqlite_side(config: &Config) -> BenchResult<Measures> {
         "get_per_s",
         timed.len() as f64 / started_all.elapsed().as_secs_f64(),
     );
+    set_sched(&mut measures, "get", sched_before);
     percentiles(&mut latencies_ns, &mut measures);
     drop(keys);
     drop(get);
@@ -1093,6 +1119,10 @@ fn run_side(args: &[String], side: &str) -> BenchResult<Measures> {
 const SIDE_FIELDS: &[&str] = &[
     "insert_rows_per_s",
     "insert_s",
+    "insert_on_cpu_s",
+    "insert_runqueue_wait_s",
+    "get_on_cpu_s",
+    "get_runqueue_wait_s",
     "get_p50_ns",
     "get_p99_ns",
     "get_p999_ns",
