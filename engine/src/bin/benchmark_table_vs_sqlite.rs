@@ -1406,7 +1406,7 @@ fn plot(groups: &[(Measures, usize)], out: &Path) -> BenchResult<()> {
     let root = SVGBackend::new(out, (1200, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let title = format!(
-        "OmenDB ({}) vs SQLite {} (WAL), sync {sync}: median of runs",
+        "OmenDB ({}, bold lines, filled dots) vs SQLite {} (WAL; faint lines, hollow dots), sync {sync}",
         groups[0].0.text("index"),
         groups[0].0.text("sqlite_version")
     );
@@ -1434,7 +1434,13 @@ fn plot(groups: &[(Measures, usize)], out: &Path) -> BenchResult<()> {
         RGBColor(148, 103, 189),
         RGBColor(140, 86, 75),
     ];
-    for (panel, (caption, fields, (y_low, y_high))) in panels.iter().zip(specs) {
+    let legend_positions = [
+        SeriesLabelPosition::LowerRight,
+        SeriesLabelPosition::LowerLeft,
+    ];
+    for ((panel, (caption, fields, (y_low, y_high))), legend_position) in
+        panels.iter().zip(specs).zip(legend_positions)
+    {
         let mut chart = ChartBuilder::on(panel)
             .caption(caption, ("sans-serif", 16))
             .margin(12)
@@ -1456,17 +1462,21 @@ fn plot(groups: &[(Measures, usize)], out: &Path) -> BenchResult<()> {
             let color = palette[i % palette.len()];
             for (field, solid) in [(fields[0], true), (fields[1], false)] {
                 let points = series(dist, field);
-                let engine = if solid { "OmenDB" } else { "SQLite" };
+
                 let style = if solid {
                     color.stroke_width(2)
                 } else {
                     color.mix(0.5).stroke_width(1)
                 };
-                chart
+                let drawn = chart
                     .draw_series(LineSeries::new(points.clone(), style))
-                    .map_err(|e| err(&e))?
-                    .label(format!("{engine} {dist}"))
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+                    .map_err(|e| err(&e))?;
+                // One legend entry per distribution; the engines differ by style.
+                if solid {
+                    drawn
+                        .label(dist.as_str())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], style));
+                }
                 // OmenDB: filled dots; SQLite: hollow ones.
                 let marker = if solid {
                     color.filled()
@@ -1484,6 +1494,7 @@ fn plot(groups: &[(Measures, usize)], out: &Path) -> BenchResult<()> {
         }
         chart
             .configure_series_labels()
+            .position(legend_position)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
             .label_font(("sans-serif", 11))
