@@ -9,7 +9,8 @@
 //! `--keys`. A reader gets a key drawn from `--dist`. A writer inserts a key drawn from
 //! `--dist` (a key already present is refused with `DuplicateKey`: expected, counted apart),
 //! or updates or deletes a key it owns. A thread owns the keys it inserted (and the preloaded
-//! keys `k` with `k % threads == its index`) until it deletes them, so no other thread ever
+//! keys `k` with `k % threads == its index`) until it deletes them (an insert becomes a delete
+//! while a thread owns twice its share), so no other thread ever
 //! changes an owned key: each thread's record of what was acknowledged is exact, and the
 //! database must equal the union of all threads' records.
 //!
@@ -473,6 +474,7 @@ fn run_thread(shared: &Shared, index: usize, mut owned: Owned, start: &Barrier) 
     let mut read_latency = Histogram::new();
     let mut write_latency = Histogram::new();
     let mut next_version = ((index as i64 + 1) << 40) + 1;
+    let owned_max = (shared.args.keys as usize / shared.progress.len()).max(16);
     let insert_cut = shared.write_mix[0];
     let update_cut = insert_cut + shared.write_mix[1];
     let write_total = update_cut + shared.write_mix[2];
@@ -517,7 +519,12 @@ fn run_thread(shared: &Shared, index: usize, mut owned: Owned, start: &Barrier) 
             read_latency.record(started.elapsed().as_nanos() as u64);
             progress.read_ops.fetch_add(1, Ordering::Relaxed);
         } else {
-            let choice = rng.below(write_total);
+            let mut choice = rng.below(write_total);
+            if choice < insert_cut && owned.keys.len() >= owned_max {
+                // Hold each thread near its share of the rows: without this, one thread's
+                // count is a random walk, and so is the memory of its record.
+                choice = update_cut;
+            }
             let target = if choice < insert_cut {
                 None
             } else {
