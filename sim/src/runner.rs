@@ -1165,6 +1165,16 @@ impl Sim {
                     Ok(rows) => break rows,
                     Err(e) if error_class(&e) == "io" && attempts < OPEN_ATTEMPTS_MAX => {}
                     Err(e)
+                        if error_class(&e) == "io"
+                            && attempts < 2 * OPEN_ATTEMPTS_MAX
+                            && !has_latent_sectors(&self.machine.disk) =>
+                    {
+                        // A storm of transient read errors: let the disk calm down, as an
+                        // operator would retry later.
+                        let plan = FaultMask::NONE.apply(self.machine.disk.plan());
+                        self.machine.disk.set_plan(plan);
+                    }
+                    Err(e)
                         if (error_class(&e) == "io" && has_latent_sectors(&self.machine.disk))
                             || (e.is_corruption() && self.corruption_explained(&e)) =>
                     {
