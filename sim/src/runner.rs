@@ -893,20 +893,24 @@ impl Sim {
                 }
                 Ok(())
             }
-            Err(e) => {
-                let class = error_class(&e);
-                self.log(format!("compact -> error {class}"));
-                if is_storage_full(&e) {
-                    self.storage_full_seen += 1;
-                    self.maybe_free_space();
-                }
-                match class {
-                    _ if is_crash_error(&e) => Ok(()),
-                    "io" | "poisoned" => Ok(()),
-                    "corruption" if self.corruption_explained(&e) => Ok(()),
-                    _ => fail("compact", format!("unexpected compaction error: {e}")),
-                }
-            }
+            Err(e) => self.maintenance_error("compact", &e),
+        }
+    }
+
+    /// A checkpoint or compaction that failed: legal if the disk crashed, failed an I/O
+    /// call, or held damage a silent fault explains; disk full lets space come back.
+    fn maintenance_error(&mut self, what: &'static str, e: &Error) -> Check {
+        let class = error_class(e);
+        self.log(format!("{what} -> error {class}"));
+        if is_storage_full(e) {
+            self.storage_full_seen += 1;
+            self.maybe_free_space();
+        }
+        match class {
+            _ if is_crash_error(e) => Ok(()),
+            "io" | "poisoned" => Ok(()),
+            "corruption" if self.corruption_explained(e) => Ok(()),
+            _ => fail(what, format!("unexpected {what} error: {e}")),
         }
     }
 
@@ -919,20 +923,7 @@ impl Sim {
                 self.history.durable_lsn = self.history.durable_lsn.max(lsn);
                 Ok(())
             }
-            Err(e) => {
-                let class = error_class(&e);
-                self.log(format!("checkpoint -> error {class}"));
-                if is_storage_full(&e) {
-                    self.storage_full_seen += 1;
-                    self.maybe_free_space();
-                }
-                match class {
-                    _ if is_crash_error(&e) => Ok(()),
-                    "io" | "poisoned" => Ok(()),
-                    "corruption" if self.corruption_explained(&e) => Ok(()),
-                    _ => fail("checkpoint", format!("unexpected checkpoint error: {e}")),
-                }
-            }
+            Err(e) => self.maintenance_error("checkpoint", &e),
         }
     }
 
