@@ -103,7 +103,7 @@ struct Shared {
     wal: Arc<Wal>,
     closed: AtomicBool,
     /// Serialises checkpoints.
-    checkpoint_lock: Mutex<u64>,
+    checkpoint_lock: Mutex<()>,
 }
 
 impl Shared {
@@ -128,7 +128,7 @@ impl Shared {
     }
 
     fn checkpoint(&self) -> Result<u64> {
-        let mut last = self
+        let _serialised = self
             .checkpoint_lock
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -160,7 +160,6 @@ impl Shared {
         drop(snapshot);
         checkpoint::remove_older(fs.as_ref(), &self.root, lsn)?;
         self.wal.remove_segments_through(lsn)?;
-        *last = lsn;
         Ok(lsn)
     }
 
@@ -341,7 +340,7 @@ impl Database {
             state: ShardedRwLock::new(catalog),
             wal,
             closed: AtomicBool::new(false),
-            checkpoint_lock: Mutex::new(lsn_recovered),
+            checkpoint_lock: Mutex::new(()),
         });
         let compactor = if compaction_worker {
             let spawned = shared.env.spawner.spawn(Box::new(CompactionWorker {

@@ -354,10 +354,6 @@ fn has_latent_sectors(disk: &SimFs) -> bool {
         .any(|r| matches!(r.kind, FaultKind::LatentSector | FaultKind::LatentRead))
 }
 
-fn is_storage_full(error: &Error) -> bool {
-    error.is_storage_full()
-}
-
 fn describe_value_hash(row: &Row) -> u64 {
     let mut bytes = Vec::new();
     for value in row {
@@ -683,7 +679,7 @@ impl Sim {
                 let class = error_class(&e);
                 self.log(format!("c{client} {text} -> error {class}: {e}"));
                 if is_crash_error(&e) || class == "io" {
-                    if is_storage_full(&e) {
+                    if e.is_storage_full() {
                         self.storage_full_seen += 1;
                         self.maybe_free_space();
                     }
@@ -902,7 +898,7 @@ impl Sim {
     fn maintenance_error(&mut self, what: &'static str, e: &Error) -> Check {
         let class = error_class(e);
         self.log(format!("{what} -> error {class}"));
-        if is_storage_full(e) {
+        if e.is_storage_full() {
             self.storage_full_seen += 1;
             self.maybe_free_space();
         }
@@ -1035,7 +1031,7 @@ impl Sim {
                 }
                 Err(e) if error_class(&e) == "io" => {
                     self.log(format!("open -> io error: {e}"));
-                    if is_storage_full(&e) {
+                    if e.is_storage_full() {
                         self.storage_full_seen = 3;
                         self.maybe_free_space();
                     }
