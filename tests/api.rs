@@ -368,16 +368,96 @@ fn for_each_row_visits_the_range_in_key_order() {
     let mut keys = Vec::new();
     let mut sum = 0i64;
     db.for_each_row("t", 10..20, |r| {
-        if let (Value::Int64(k), Value::Int64(v)) = (&r[0], &r[1]) {
-            keys.push(*k);
-            sum += v;
-        }
+        assert_eq!(r.value(0).as_i64(), Some(r.key()));
+        keys.push(r.key());
+        sum += r.value(1).as_i64().unwrap();
     })
     .unwrap();
     assert_eq!(keys, (10..20).collect::<Vec<_>>());
     assert_eq!(sum, (10..20).map(|k| k * 2).sum::<i64>());
     assert!(matches!(
         db.for_each_row("zz", .., |_| {}),
+        Err(Error::TableNotFound { .. })
+    ));
+}
+
+#[test]
+fn the_row_store_gives_back_space_after_deletes_and_resized_updates() {
+    let (_dir, db) = fresh();
+    let wide_v = |k: i64, v: i64, n: usize| {
+        vec![
+            Value::Int64(k),
+            Value::Int64(v),
+            Value::Utf8("x".repeat(n)),
+            Value::Null,
+        ]
+    };
+    let wide = |k: i64, n: usize| wide_v(k, k, n);
+    let rows = 100_000i64;
+    for chunk in (0..rows).collect::<Vec<_>>().chunks(10_000) {
+        db.insert_batch("t", chunk.iter().map(|&k| wide(k, 100)).collect())
+            .unwrap();
+    }
+    let full = db.row_bytes("t").unwrap();
+    assert!(full >= rows as usize * 100, "{full} bytes for {rows} rows");
+    // Updates that change a row's length move it; deletes free it.
+    for k in (0..rows).filter(|k| k % 4 == 0) {
+        db.update("t", k, wide(k, 50)).unwrap();
+    }
+    for k in (0..rows).filter(|k| k % 4 != 0) {
+        assert!(db.delete("t", k).unwrap());
+    }
+    db.check_invariants().unwrap();
+    // The store's bound: at most its live bytes again in free space, or 4 MiB, plus a
+    // page. Live: a quarter of the rows, 67 bytes each packed (no key, a null bitmap byte,
+    // v, two end offsets, 50 bytes of text).
+    let live = rows as usize / 4 * 67;
+    let after = db.row_bytes("t").unwrap();
+    assert!(
+        after <= 2 * live + (4 << 20) + (1 << 20) && after < full / 3,
+        "{after} bytes kept for {live} live bytes (was {full})"
+    );
+    assert_eq!(db.row_count("t").unwrap(), rows as usize / 4);
+    for k in (0..rows).step_by(997) {
+        let expected = (k % 4 == 0).then(|| wide(k, 50));
+        assert_eq!(db.get("t", k).unwrap(), expected, "key {k}");
+    }
+    // Same-length updates stay in place and reuse nothing new.
+    let before = db.row_bytes("t").unwrap();
+    for k in (0..rows).step_by(4) {
+        db.update("t", k, wide_v(k, k + 1, 50)).unwrap();
+    }
+    assert_eq!(db.row_bytes("t").unwrap(), before);
+    assert_eq!(db.get("t", 8).unwrap(), Some(wide_v(8, 9, 50)));
+    db.check_invariants().unwrap();
+}
+
+#[test]
+fn get_with_reads_in_place_and_matches_get() {
+    let (_dir, db) = fresh();
+    let full = vec![
+        Value::Int64(5),
+        Value::Int64(-3),
+        Value::Utf8("héllo".into()),
+        Value::Binary(vec![0, 1, 2]),
+    ];
+    let nulls = vec![Value::Int64(6), Value::Int64(0), Value::Null, Value::Null];
+    db.insert_batch("t", vec![full.clone(), nulls.clone()])
+        .unwrap();
+    let read = db
+        .get_with("t", 5, |r| {
+            (r.key(), r.value(2).as_str().map(str::to_owned), r.to_row())
+        })
+        .unwrap();
+    assert_eq!(read, Some((5, Some("héllo".to_string()), full.clone())));
+    assert_eq!(
+        db.get_with("t", 6, |r| r.value(3).is_null()).unwrap(),
+        Some(true)
+    );
+    assert_eq!(db.get_with("t", 7, |r| r.key()).unwrap(), None);
+    assert_eq!(db.get("t", 6).unwrap(), Some(nulls));
+    assert!(matches!(
+        db.get_with("zz", 5, |_| ()),
         Err(Error::TableNotFound { .. })
     ));
 }

@@ -17,6 +17,7 @@ fn open_cold(path: &Path, hot_rows_max: usize) -> Database {
             background_worker: true,
             hot_rows_max: Some(hot_rows_max),
             compaction_worker: false,
+            ..Options::default()
         },
     )
     .expect("open")
@@ -43,7 +44,7 @@ proptest! {
     ) {
         let dir = tempfile::tempdir().unwrap();
         check_against_model(ops, || {
-            Database::open(dir.path(), Options { sync, background_worker: true, hot_rows_max: Some(4), compaction_worker: false })
+            Database::open(dir.path(), Options { sync, background_worker: true, hot_rows_max: Some(4), compaction_worker: false, ..Options::default() })
                 .expect("open")
         })?;
     }
@@ -260,6 +261,7 @@ fn compaction_worker_merges_segments_in_the_background() {
             background_worker: true,
             hot_rows_max: Some(50),
             compaction_worker: true,
+            ..Options::default()
         },
     )
     .unwrap();

@@ -21,6 +21,7 @@ fn open_on(machine: &SimMachine) -> omendb::Result<Database> {
             background_worker: true,
             hot_rows_max: Some(10),
             compaction_worker: false,
+            ..Options::default()
         },
     )
 }

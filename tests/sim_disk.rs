@@ -12,6 +12,11 @@ use omendb_sim::env::SimMachine;
 use proptest::prelude::*;
 
 fn open_on(machine: &SimMachine, sync: Sync) -> Database {
+    open_with_copy_max(machine, sync, Options::default().checkpoint_copy_bytes_max)
+}
+
+/// `copy_max` 0 makes every checkpoint stream to its file instead of copying the state.
+fn open_with_copy_max(machine: &SimMachine, sync: Sync, copy_max: usize) -> Database {
     Database::open_with_env(
         machine.env(),
         "/db",
@@ -20,6 +25,7 @@ fn open_on(machine: &SimMachine, sync: Sync) -> Database {
             background_worker: true,
             hot_rows_max: None,
             compaction_worker: false,
+            checkpoint_copy_bytes_max: copy_max,
         },
     )
     .expect("open on the simulated disk")
@@ -33,9 +39,11 @@ proptest! {
         ops in prop::collection::vec(op(), 1..60),
         sync in sync_mode(),
         seed in any::<u64>(),
+        stream in any::<bool>(),
     ) {
         let machine = SimMachine::new(SimFs::new(FaultPlan::none().with_seed(seed)));
-        check_against_model(ops, || open_on(&machine, sync))?;
+        let copy_max = if stream { 0 } else { Options::default().checkpoint_copy_bytes_max };
+        check_against_model(ops, || open_with_copy_max(&machine, sync, copy_max))?;
         prop_assert!(machine.disk.check_invariants().is_ok());
     }
 }

@@ -290,14 +290,21 @@ impl Catalog {
         }
     }
 
-    /// Fills a table restored from a checkpoint with `rows`, which must be in strictly
-    /// ascending key order and valid for its schema (bulk-loads the index).
+    /// Appends `rows` to a table restored from a checkpoint: valid for its schema, and
+    /// continuing a strictly ascending key order. [`Catalog::restore_finish`] ends it.
     pub fn restore_rows(&mut self, id: TableId, rows: Vec<Row>) -> std::result::Result<(), String> {
-        let table = self
-            .tables
+        self.restoring(id)?.restore_append(rows)
+    }
+
+    /// Builds the index of a table whose rows [`Catalog::restore_rows`] restored.
+    pub fn restore_finish(&mut self, id: TableId) -> std::result::Result<(), String> {
+        self.restoring(id)?.restore_finish()
+    }
+
+    fn restoring(&mut self, id: TableId) -> std::result::Result<&mut Table, String> {
+        self.tables
             .get_mut(&id)
-            .ok_or_else(|| format!("table #{id} was not restored"))?;
-        table.restore_sorted(rows)
+            .ok_or_else(|| format!("table #{id} was not restored"))
     }
 
     /// Gives a table restored from a checkpoint its cold segments.

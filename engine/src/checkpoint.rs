@@ -39,6 +39,8 @@ const VERSION_NO_COLD: u32 = 1;
 const HEADER_BYTES: usize = 32;
 const TRAILER_BYTES: usize = 12;
 const TEMP_NAME: &str = "checkpoint.tmp";
+/// Rows decoded before they are handed to their table, when loading.
+const RESTORE_CHUNK_ROWS: u64 = 1 << 16;
 /// Bytes of each write to the file.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
@@ -96,14 +98,77 @@ pub(crate) fn remove_older(fs: &dyn Fs, root: &Path, lsn: u64) -> Result<()> {
 
 /// Writes a checkpoint of `catalog` at `lsn` and makes it durable. Returns its path.
 pub(crate) fn write(fs: &dyn Fs, root: &Path, lsn: u64, catalog: &Catalog) -> Result<PathBuf> {
-    write_encoded(fs, root, lsn, &encode(lsn, catalog))
+    let mut out = Unsynced::create(fs, root)?;
+    encode_into(lsn, catalog, &mut |chunk| out.append(chunk))?;
+    out.finish(fs, root, lsn)
 }
 
-/// The bytes of a checkpoint of `catalog` at `lsn`. A copy of the state in memory, so that
-/// a caller can take it under the state's lock and write it (with its fsyncs) after
-/// releasing the lock.
-pub(crate) fn encode(lsn: u64, catalog: &Catalog) -> Vec<u8> {
+/// A checkpoint in the making: encoded into memory (`Copied`) or already written to the
+/// temporary file but not yet synced (`Streamed`).
+pub(crate) enum Pending {
+    Copied(Vec<Vec<u8>>),
+    Streamed(Unsynced),
+}
+
+/// Starts a checkpoint of `catalog` at `lsn`: a copy in memory if its hot rows take at most
+/// `copy_bytes_max` (see [`crate::Options::checkpoint_copy_bytes_max`]), otherwise written
+/// straight to the temporary file. Either way [`Pending::finish`] completes it and needs no
+/// access to the state.
+pub(crate) fn start(
+    fs: &dyn Fs,
+    root: &Path,
+    lsn: u64,
+    catalog: &Catalog,
+    copy_bytes_max: usize,
+) -> Result<Pending> {
+    let hot_bytes: usize = catalog.tables().map(|t| t.row_bytes()).sum();
+    if hot_bytes <= copy_bytes_max {
+        let mut chunks = Vec::new();
+        encode_into(lsn, catalog, &mut |chunk| {
+            chunks.push(chunk.to_vec());
+            Ok(())
+        })?;
+        return Ok(Pending::Copied(chunks));
+    }
+    let mut out = Unsynced::create(fs, root)?;
+    encode_into(lsn, catalog, &mut |chunk| out.append(chunk))?;
+    Ok(Pending::Streamed(out))
+}
+
+impl Pending {
+    /// Writes (if still in memory), syncs, verifies and installs the checkpoint.
+    pub fn finish(self, fs: &dyn Fs, root: &Path, lsn: u64) -> Result<PathBuf> {
+        let out = match self {
+            Pending::Streamed(out) => out,
+            Pending::Copied(chunks) => {
+                let mut out = Unsynced::create(fs, root)?;
+                for chunk in &chunks {
+                    out.append(chunk)?;
+                }
+                out
+            }
+        };
+        out.finish(fs, root, lsn)
+    }
+}
+
+/// The encoding of a checkpoint of `catalog` at `lsn`, handed to `sink` in chunks of about
+/// [`WRITE_CHUNK_BYTES`], the CRC and end marker included.
+fn encode_into(
+    lsn: u64,
+    catalog: &Catalog,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
     let mut enc = Encoder::new();
+    let mut crc = 0u32;
+    let mut flush = |enc: &mut Encoder, crc: &mut u32, at_least: usize| -> Result<()> {
+        if enc.bytes.len() >= at_least && !enc.bytes.is_empty() {
+            *crc = crc32c::crc32c_append(*crc, &enc.bytes);
+            sink(&enc.bytes)?;
+            enc.bytes.clear();
+        }
+        Ok(())
+    };
     enc.bytes.extend_from_slice(&MAGIC);
     enc.u32(VERSION);
     enc.u32(0);
@@ -114,8 +179,9 @@ pub(crate) fn encode(lsn: u64, catalog: &Catalog) -> Vec<u8> {
         enc.u32(table.id);
         enc.table_def(&table.def);
         enc.u64(table.hot_len() as u64);
-        for (_, row) in table.iter() {
-            enc.row(row);
+        for row in table.iter() {
+            enc.row_ref(&row);
+            flush(&mut enc, &mut crc, WRITE_CHUNK_BYTES)?;
         }
         enc.u64(table.cold.next_segment_id());
         enc.u32(table.cold.segments().count() as u32);
@@ -126,42 +192,141 @@ pub(crate) fn encode(lsn: u64, catalog: &Catalog) -> Vec<u8> {
         for (&key, &segment_id) in table.cold.tombstones() {
             enc.i64(key);
             enc.u64(segment_id);
+            flush(&mut enc, &mut crc, WRITE_CHUNK_BYTES)?;
         }
     }
-    let crc = crc32c::crc32c(&enc.bytes);
+    flush(&mut enc, &mut crc, 0)?;
     enc.u32(crc);
     enc.bytes.extend_from_slice(&END_MAGIC);
-    enc.bytes
+    sink(&enc.bytes)
 }
 
-/// Writes checkpoint `bytes` (from [`encode`]) for `lsn` and makes it durable. Returns its
-/// path.
-pub(crate) fn write_encoded(fs: &dyn Fs, root: &Path, lsn: u64, bytes: &[u8]) -> Result<PathBuf> {
-    let temp = root.join(TEMP_NAME);
-    let file = fs
-        .open(&temp, OpenMode::Create)
-        .map_err(|e| Error::io("create checkpoint", &temp, e))?;
-    file.set_len(0)
-        .map_err(|e| Error::io("truncate checkpoint", &temp, e))?;
-    for (i, chunk) in bytes.chunks(WRITE_CHUNK_BYTES).enumerate() {
-        file.write_at(chunk, (i * WRITE_CHUNK_BYTES) as u64)
-            .map_err(|e| Error::io("write checkpoint", &temp, e))?;
+/// The temporary checkpoint file, written but not yet synced.
+pub(crate) struct Unsynced {
+    file: Box<dyn crate::env::File>,
+    temp: PathBuf,
+    len: u64,
+    /// CRC-32C of everything written, to compare with the read-back.
+    crc: u32,
+}
+
+impl Unsynced {
+    fn create(fs: &dyn Fs, root: &Path) -> Result<Unsynced> {
+        let temp = root.join(TEMP_NAME);
+        let file = fs
+            .open(&temp, OpenMode::Create)
+            .map_err(|e| Error::io("create checkpoint", &temp, e))?;
+        file.set_len(0)
+            .map_err(|e| Error::io("truncate checkpoint", &temp, e))?;
+        Ok(Unsynced {
+            file,
+            temp,
+            len: 0,
+            crc: 0,
+        })
     }
-    file.sync()
-        .map_err(|e| Error::io("write checkpoint", &temp, e))?;
-    // Read it back before it replaces anything: a device that acknowledged a torn or
-    // misdirected write is caught here, while the previous checkpoint and log still exist.
-    let written = file
-        .read_all()
-        .map_err(|e| Error::io("read back checkpoint", &temp, e))?;
-    verify(&written, &temp)?;
-    drop(file);
-    let path = root.join(file_name(lsn));
-    fs.rename(&temp, &path)
-        .map_err(|e| Error::io("rename checkpoint", &path, e))?;
-    fs.sync_dir(root)
-        .map_err(|e| Error::io("sync database directory", root, e))?;
-    Ok(path)
+
+    fn append(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_at(bytes, self.len)
+            .map_err(|e| Error::io("write checkpoint", &self.temp, e))?;
+        self.len += bytes.len() as u64;
+        self.crc = crc32c::crc32c_append(self.crc, bytes);
+        Ok(())
+    }
+
+    /// Syncs the file, reads it back and checks it, renames it into place and syncs the
+    /// directory. Returns the checkpoint's path.
+    fn finish(self, fs: &dyn Fs, root: &Path, lsn: u64) -> Result<PathBuf> {
+        let Unsynced {
+            file,
+            temp,
+            len,
+            crc,
+        } = self;
+        file.sync()
+            .map_err(|e| Error::io("write checkpoint", &temp, e))?;
+        // Read it back before it replaces anything: a device that acknowledged a torn or
+        // misdirected write is caught here, while the previous checkpoint and log still
+        // exist. The read is chunked, so a large checkpoint is never in memory whole.
+        verify_file(file.as_ref(), &temp, Some((len, crc)))?;
+        drop(file);
+        let path = root.join(file_name(lsn));
+        fs.rename(&temp, &path)
+            .map_err(|e| Error::io("rename checkpoint", &path, e))?;
+        fs.sync_dir(root)
+            .map_err(|e| Error::io("sync database directory", root, e))?;
+        Ok(path)
+    }
+}
+
+/// Checks a checkpoint file's length, magics and checksum by reading it in chunks; with
+/// `expected`, also that its length and the CRC of all its bytes are what was written.
+/// Returns where its body ends.
+fn verify_file(
+    file: &dyn crate::env::File,
+    path: &Path,
+    expected: Option<(u64, u32)>,
+) -> Result<u64> {
+    let corrupt = |offset: u64, reason: String| Error::corruption(path, offset, reason);
+    let read = |buf: &mut [u8], offset: u64| {
+        file.read_exact_at(buf, offset)
+            .map_err(|e| Error::io("read back checkpoint", path, e))
+    };
+    let len = file
+        .len()
+        .map_err(|e| Error::io("read back checkpoint", path, e))?;
+    if let Some((written, _)) = expected {
+        if len != written {
+            return Err(corrupt(
+                len.min(written),
+                format!("{written} bytes written but {len} read back"),
+            ));
+        }
+    }
+    if len < (HEADER_BYTES + TRAILER_BYTES) as u64 {
+        return Err(corrupt(
+            0,
+            format!("checkpoint of {len} bytes is too short"),
+        ));
+    }
+    let body_end = len - TRAILER_BYTES as u64;
+    let mut trailer = [0u8; TRAILER_BYTES];
+    read(&mut trailer, body_end)?;
+    if trailer[4..] != END_MAGIC {
+        return Err(corrupt(
+            body_end + 4,
+            "missing end marker (truncated checkpoint)".into(),
+        ));
+    }
+    let stored_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+    let mut buf = vec![0u8; WRITE_CHUNK_BYTES];
+    let mut crc = 0u32;
+    let mut offset = 0u64;
+    while offset < body_end {
+        let n = (body_end - offset).min(WRITE_CHUNK_BYTES as u64) as usize;
+        read(&mut buf[..n], offset)?;
+        if offset == 0 && buf[0..8] != MAGIC {
+            return Err(corrupt(0, "bad checkpoint magic".into()));
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        offset += n as u64;
+    }
+    if crc != stored_crc {
+        return Err(corrupt(
+            body_end,
+            format!("checksum {stored_crc:#010x} != computed {crc:#010x}"),
+        ));
+    }
+    if let Some((_, written_crc)) = expected {
+        if crc32c::crc32c_append(crc, &trailer) != written_crc {
+            return Err(corrupt(
+                0,
+                "the bytes read back differ from those written".into(),
+            ));
+        }
+    }
+    Ok(body_end)
 }
 
 /// Checks a checkpoint's length, magics and checksum; returns where its body ends.
@@ -244,14 +409,24 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
                 format!("row count {row_count} exceeds what the file holds"),
             ));
         }
-        let mut rows = Vec::with_capacity(row_count as usize);
-        let rows_at = at(&dec);
-        for _ in 0..row_count {
-            rows.push(dec.row().map_err(|e| corrupt(8 + e.offset, e.reason))?);
+        // Rows go into the table a chunk at a time, so a large table is never held twice.
+        let mut left = row_count;
+        while left > 0 {
+            let chunk = left.min(RESTORE_CHUNK_ROWS);
+            left -= chunk;
+            let rows_at = at(&dec);
+            let mut rows = Vec::with_capacity(chunk as usize);
+            for _ in 0..chunk {
+                rows.push(dec.row().map_err(|e| corrupt(8 + e.offset, e.reason))?);
+            }
+            catalog
+                .restore_rows(id, rows)
+                .map_err(|e| corrupt(rows_at, format!("rows of table {:?}: {e}", def.name())))?;
         }
+        let rows_end = at(&dec);
         catalog
-            .restore_rows(id, rows)
-            .map_err(|e| corrupt(rows_at, format!("rows of table {:?}: {e}", def.name())))?;
+            .restore_finish(id)
+            .map_err(|e| corrupt(rows_end, format!("rows of table {:?}: {e}", def.name())))?;
         if version == VERSION_NO_COLD {
             continue;
         }

@@ -6,6 +6,7 @@
 //! caller turns into [`crate::Error::Corruption`] with the file.
 
 use crate::limits;
+use crate::rowstore::{RowRef, ValueRef};
 use crate::schema::{Column, DataType, Row, TableDef, Value};
 
 /// Why bytes could not be decoded, and where (offset from the start of the decoded slice).
@@ -57,36 +58,47 @@ impl Encoder {
     }
 
     pub fn value(&mut self, value: &Value) {
+        self.value_ref(ValueRef::from(value));
+    }
+
+    pub fn value_ref(&mut self, value: ValueRef<'_>) {
         match value {
-            Value::Null => self.u8(0),
-            Value::Int64(v) => {
+            ValueRef::Null => self.u8(0),
+            ValueRef::Int64(v) => {
                 self.u8(DataType::Int64.code());
-                self.i64(*v);
+                self.i64(v);
             }
-            Value::Float64(v) => {
+            ValueRef::Float64(v) => {
                 self.u8(DataType::Float64.code());
                 self.u64(v.to_bits());
             }
-            Value::Utf8(v) => {
+            ValueRef::Utf8(v) => {
                 self.u8(DataType::Utf8.code());
                 self.blob(v.as_bytes());
             }
-            Value::Binary(v) => {
+            ValueRef::Binary(v) => {
                 self.u8(DataType::Binary.code());
                 self.blob(v);
             }
-            Value::Bool(v) => {
+            ValueRef::Bool(v) => {
                 self.u8(DataType::Bool.code());
-                self.u8(u8::from(*v));
+                self.u8(u8::from(v));
             }
-            Value::Timestamp(v) => {
+            ValueRef::Timestamp(v) => {
                 self.u8(DataType::Timestamp.code());
-                self.i64(*v);
+                self.i64(v);
             }
         }
     }
 
-    /// A row: u16 value count, then the values.
+    /// A row read in place, encoded exactly as [`Encoder::row`] encodes its owned copy.
+    pub fn row_ref(&mut self, row: &RowRef<'_>) {
+        self.u16(row.len() as u16);
+        for value in row.values() {
+            self.value_ref(value);
+        }
+    }
+
     pub fn row(&mut self, row: &[Value]) {
         self.u16(row.len() as u16);
         for value in row {

@@ -27,6 +27,7 @@ use crate::cold;
 use crate::env::{Env, WorkerControl};
 use crate::error::{Error, Result};
 use crate::options::{Options, Sync as SyncMode};
+use crate::rowstore::RowRef;
 use crate::schema::{Row, TableDef};
 use crate::shard_lock::{ReadGuard, ShardedRwLock, WriteGuard};
 use crate::wal::{CommitWorker, RecoveryStats, Wal};
@@ -148,16 +149,26 @@ impl Shared {
         }
         // Every segment before the new one holds only records the snapshot covers.
         self.wal.roll()?;
-        let (lsn, snapshot) = {
+        let (lsn, pending) = {
             let state = self.read()?;
             // Append and apply happen under the write lock: the last LSN is the state's.
             let lsn = self.wal.lsns().0;
-            (lsn, checkpoint::encode(lsn, &state))
+            let _span = tracing::info_span!("checkpoint_copy", lsn).entered();
+            (
+                lsn,
+                checkpoint::start(
+                    fs.as_ref(),
+                    &self.root,
+                    lsn,
+                    &state,
+                    self.options.checkpoint_copy_bytes_max,
+                )?,
+            )
         };
-        // Writers wait only while the state is copied into memory, never for an fsync.
+        // Writers wait only while the state is copied (into memory, or for a large state
+        // into the file's page cache), never for an fsync.
         let _span = tracing::info_span!("checkpoint", lsn).entered();
-        checkpoint::write_encoded(fs.as_ref(), &self.root, lsn, &snapshot)?;
-        drop(snapshot);
+        pending.finish(fs.as_ref(), &self.root, lsn)?;
         checkpoint::remove_older(fs.as_ref(), &self.root, lsn)?;
         self.wal.remove_segments_through(lsn)?;
         Ok(lsn)
@@ -547,6 +558,19 @@ impl Database {
         self.read()?.table(table)?.get(key)
     }
 
+    /// Calls `read` with the row with key `key`, read in place without copying it, and
+    /// returns what `read` returns (`None` if there is no such row). The read lock is held
+    /// while `read` runs, so writers wait: keep it short, and do not write to this database
+    /// from inside it.
+    pub fn get_with<T>(
+        &self,
+        table: &str,
+        key: i64,
+        read: impl FnOnce(RowRef<'_>) -> T,
+    ) -> Result<Option<T>> {
+        self.read()?.table(table)?.get_with(key, read)
+    }
+
     /// The rows with keys in `range`, in key order.
     pub fn scan(&self, table: &str, range: impl RangeBounds<i64>) -> Result<Vec<Row>> {
         let state = self.read()?;
@@ -582,32 +606,34 @@ impl Database {
         )
     }
 
-    /// Calls `visit` with each row whose key is in `range`, in key order, without copying
-    /// rows (the analytic path over the hot tier). Writers wait while it runs.
+    /// Calls `visit` with each row whose key is in `range`, in key order; hot rows are read
+    /// in place without copying (the analytic path over the hot tier). Writers wait while
+    /// it runs; do not write to this database from inside it.
     pub fn for_each_row(
         &self,
         table: &str,
         range: impl RangeBounds<i64>,
-        mut visit: impl FnMut(&Row),
+        visit: impl FnMut(RowRef<'_>),
     ) -> Result<()> {
         let state = self.read()?;
         let table = state.table(table)?;
-        let (lower, upper) = (range.start_bound().cloned(), range.end_bound().cloned());
-        if table.cold.is_empty() {
-            for row in table.scan_hot(lower, upper) {
-                visit(row);
-            }
-        } else {
-            for row in &table.scan(lower, upper)? {
-                visit(row);
-            }
-        }
-        Ok(())
+        table.for_each_row(
+            range.start_bound().cloned(),
+            range.end_bound().cloned(),
+            visit,
+        )
     }
 
     /// Number of rows in `table`.
     pub fn row_count(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.len())
+    }
+
+    /// Memory the hot rows of `table` take in its row store, in bytes: pages (live rows,
+    /// free space, each page's unused tail) and free lists; the index is apart
+    /// ([`Database::index_bytes`]).
+    pub fn row_bytes(&self, table: &str) -> Result<usize> {
+        Ok(self.read()?.table(table)?.row_bytes())
     }
 
     /// Memory the cold tier of `table` keeps per cold row: its key columns, in bytes.
@@ -720,6 +746,11 @@ impl Table<'_> {
     /// See [`Database::get`].
     pub fn get(&self, key: i64) -> Result<Option<Row>> {
         self.db.get(&self.name, key)
+    }
+
+    /// See [`Database::get_with`].
+    pub fn get_with<T>(&self, key: i64, read: impl FnOnce(RowRef<'_>) -> T) -> Result<Option<T>> {
+        self.db.get_with(&self.name, key, read)
     }
 
     /// See [`Database::update`].

@@ -21,6 +21,11 @@ pub const BATCH_ROWS_MAX: usize = 1 << 20;
 /// encoding is larger is refused before anything is written.
 pub const RECORD_BYTES_MAX: usize = 256 << 20;
 
+/// Largest row in the hot tier's packed form, in bytes (inclusive): a row must fit in one
+/// log record, so this is [`RECORD_BYTES_MAX`]; packing is never larger than the log's
+/// encoding, so only a row the log refuses can reach it.
+pub const ROW_BYTES_MAX: usize = RECORD_BYTES_MAX;
+
 /// A log segment is closed and a new one started once it holds this many bytes. A single
 /// record larger than this still fits: it gets a segment to itself.
 pub const WAL_SEGMENT_BYTES_TARGET: u64 = 64 << 20;
@@ -40,3 +45,6 @@ pub const LOG_BUFFER_BYTES_SPARE: usize = 2 << 20;
 /// With `Sync::None`, how long the background worker lets records wait in the log buffer
 /// before writing them to the OS.
 pub const LOG_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Default of [`crate::Options::checkpoint_copy_bytes_max`]: 64 MiB.
+pub const CHECKPOINT_COPY_BYTES_MAX: usize = 64 << 20;

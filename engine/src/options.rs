@@ -46,6 +46,12 @@ pub struct Options {
     /// there is nothing to compact, then waits a second. Off by default: a step rewrites all
     /// of a table's cold rows.
     pub compaction_worker: bool,
+    /// A checkpoint taken while the database runs copies the state into memory under the
+    /// read lock, then writes and fsyncs it after releasing the lock, when the hot rows take
+    /// at most this many bytes; above it, the state streams to the file's page cache under
+    /// the read lock (writers wait for those writes, never for an fsync) so a large table
+    /// is not held twice. Default [`CHECKPOINT_COPY_BYTES_MAX`](crate::limits::CHECKPOINT_COPY_BYTES_MAX).
+    pub checkpoint_copy_bytes_max: usize,
 }
 
 impl Default for Options {
@@ -55,6 +61,7 @@ impl Default for Options {
             background_worker: true,
             hot_rows_max: None,
             compaction_worker: false,
+            checkpoint_copy_bytes_max: crate::limits::CHECKPOINT_COPY_BYTES_MAX,
         }
     }
 }

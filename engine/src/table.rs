@@ -1,27 +1,34 @@
 //! The hot tier of one table: rows in memory, addressed through the primary index.
 //!
-//! Rows live in a slab (`rows`); the index maps each primary key to the row's slot, so an
-//! index entry is a key and a `u64`, never a boxed value. Freed slots are reused.
+//! Rows live packed in a row store (`rows`, crate::rowstore); the index maps each primary
+//! key to the row's location there, so an index entry is a key and a `u64`, never a boxed
+//! value. Reads borrow the packed bytes through a `RowRef`; nothing is copied unless the
+//! caller asks for an owned row.
 //!
 //! Every mutation comes in two halves: `check_*` validates against the current state and
 //! changes nothing; `apply_*` mutates and must not fail after a successful check. The
 //! database logs a write between the two, so the log never holds a write that was refused,
 //! and replay calls `check_*` again to detect records that do not apply (corruption).
 //!
-//! Invariants (`check_invariants`): every index entry points at an occupied slot whose row
-//! has that key; every occupied slot is indexed once; free slots are empty.
+//! Invariants (`check_invariants`): every index entry points at a whole packed row inside a
+//! page, which reads back as a valid row with that key; no two rows overlap; the store's
+//! live and free byte counts match its rows and free lists.
 
 use crate::cold::ColdTier;
 use crate::env::Fs;
 use crate::error::{Error, Result};
 use crate::index::{PrimaryIndex, RowLocation};
-use crate::schema::{Row, TableDef};
-use std::collections::BTreeSet;
+use crate::limits;
+use crate::rowstore::{RowArena, RowLayout, RowRef, ValueRef};
+use crate::schema::{Row, TableDef, Value};
 use std::ops::Bound;
 use std::sync::Arc;
 
 /// The primary index every table uses.
 pub(crate) type Index = crate::index::alex::AlexIndex;
+
+/// The packing buffer is dropped after a row larger than this.
+const SCRATCH_BYTES_KEEP: usize = 1 << 20;
 
 /// Stable identity of a table in the log (names can be reused after a drop).
 pub(crate) type TableId = u32;
@@ -29,9 +36,13 @@ pub(crate) type TableId = u32;
 pub(crate) struct Table {
     pub id: TableId,
     pub def: Arc<TableDef>,
+    layout: RowLayout,
     index: Index,
-    rows: Vec<Option<Row>>,
-    free: Vec<RowLocation>,
+    rows: RowArena,
+    /// Reused buffer for packing rows.
+    scratch: Vec<u8>,
+    /// Keys and locations of rows restored so far, until `restore_finish` bulk-loads them.
+    restoring: Vec<(i64, RowLocation)>,
     /// Rows flushed to Parquet segments (crate::cold).
     pub cold: ColdTier,
 }
@@ -40,10 +51,12 @@ impl Table {
     pub fn new(id: TableId, def: Arc<TableDef>) -> Table {
         Table {
             id,
+            layout: RowLayout::new(&def),
             def,
             index: <Index as PrimaryIndex>::new(),
-            rows: Vec::new(),
-            free: Vec::new(),
+            rows: RowArena::default(),
+            scratch: Vec::new(),
+            restoring: Vec::new(),
             cold: ColdTier::default(),
         }
     }
@@ -58,10 +71,14 @@ impl Table {
         PrimaryIndex::len(&self.index)
     }
 
-    /// The hot version of `key`.
-    pub fn get_hot(&self, key: i64) -> Option<&Row> {
+    fn row_at(&self, key: i64, location: RowLocation) -> RowRef<'_> {
+        RowRef::new(&self.layout, key, self.rows.bytes(location))
+    }
+
+    /// The hot version of `key`, read in place.
+    pub fn get_hot(&self, key: i64) -> Option<RowRef<'_>> {
         let location = PrimaryIndex::get(&self.index, key)?;
-        self.rows.get(location as usize)?.as_ref()
+        Some(self.row_at(key, location))
     }
 
     fn hot_contains(&self, key: i64) -> bool {
@@ -82,30 +99,62 @@ impl Table {
 
     /// The row with `key`: the hot tier first, then the cold segments.
     pub fn get(&self, key: i64) -> Result<Option<Row>> {
+        self.get_with(key, |row| row.to_row())
+    }
+
+    /// Calls `read` with the row with `key`, read in place if it is hot; a cold row is read
+    /// from its segment first.
+    pub fn get_with<T>(&self, key: i64, read: impl FnOnce(RowRef<'_>) -> T) -> Result<Option<T>> {
         if let Some(row) = self.get_hot(key) {
-            return Ok(Some(row.clone()));
+            return Ok(Some(read(row)));
         }
         if self.cold.is_empty() {
             return Ok(None);
         }
-        self.cold.get(&self.def, key)
+        Ok(self
+            .cold
+            .get(&self.def, key)?
+            .map(|row| self.with_packed(key, &row, read)))
     }
 
-    /// Validates rows for insertion: schema, and keys new to the table and to the batch.
-    /// Returns the keys in row order.
+    /// Calls `read` with an owned row seen through a [`RowRef`].
+    fn with_packed<T>(&self, key: i64, row: &[Value], read: impl FnOnce(RowRef<'_>) -> T) -> T {
+        let mut packed = Vec::with_capacity(self.layout.packed_len(row) as usize);
+        self.layout.pack(row, &mut packed);
+        read(RowRef::new(&self.layout, key, &packed))
+    }
+
+    /// Checks that `row` (valid for the schema) fits the row store's per-row limit.
+    fn check_row_size(&self, key: i64, row: &[Value]) -> Result<()> {
+        let size_bytes = self.layout.packed_len(row);
+        if size_bytes > limits::ROW_BYTES_MAX as u64 {
+            tracing::debug!(table = self.def.name(), key, size_bytes, "row too large");
+            return Err(Error::LimitExceeded {
+                what: "packed row bytes",
+                size: size_bytes as usize,
+                limit: limits::ROW_BYTES_MAX,
+            });
+        }
+        Ok(())
+    }
+
+    /// Validates rows for insertion: schema, size, and keys new to the table and to the
+    /// batch. Returns the keys in row order.
     pub fn check_insert(&self, rows: &[Row]) -> Result<Vec<i64>> {
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
             let key = self.def.validate_row(row)?;
+            self.check_row_size(key, row)?;
             if self.contains(key) {
                 return Err(self.duplicate(key));
             }
             keys.push(key);
         }
         if keys.len() > 1 {
-            let mut seen = BTreeSet::new();
-            if let Some(&key) = keys.iter().find(|&&k| !seen.insert(k)) {
-                return Err(self.duplicate(key));
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+                return Err(self.duplicate(pair[0]));
             }
         }
         Ok(keys)
@@ -113,46 +162,62 @@ impl Table {
 
     pub fn apply_insert(&mut self, keys: &[i64], rows: Vec<Row>) {
         debug_assert_eq!(keys.len(), rows.len());
-        for (&key, row) in keys.iter().zip(rows) {
-            let location = match self.free.pop() {
-                Some(location) => {
-                    self.rows[location as usize] = Some(row);
-                    location
-                }
-                None => {
-                    self.rows.push(Some(row));
-                    (self.rows.len() - 1) as RowLocation
-                }
-            };
+        for (&key, row) in keys.iter().zip(&rows) {
+            self.scratch.clear();
+            self.layout.pack(row, &mut self.scratch);
+            let location = self.rows.insert(&self.scratch);
             let inserted = PrimaryIndex::insert(&mut self.index, key, location);
             debug_assert!(
                 inserted,
                 "insert of key {key} passed its check but was a duplicate"
             );
         }
+        self.shrink_scratch();
     }
 
-    /// Replaces the contents of an empty table with `rows`, which must fit the schema and be
-    /// in strictly ascending key order (a checkpoint's); builds the index by bulk load.
-    pub fn restore_sorted(&mut self, rows: Vec<Row>) -> std::result::Result<(), String> {
-        if !self.rows.is_empty() {
+    /// Keeps the packing buffer from holding on to the size of one huge row.
+    fn shrink_scratch(&mut self) {
+        if self.scratch.capacity() > SCRATCH_BYTES_KEEP {
+            self.scratch = Vec::new();
+        }
+    }
+
+    /// Appends `rows` to a table being restored from a checkpoint. The rows must fit the
+    /// schema and continue a strictly ascending key order; [`Table::restore_finish`] builds
+    /// the index once all are in.
+    pub fn restore_append(&mut self, rows: Vec<Row>) -> std::result::Result<(), String> {
+        if self.hot_len() > 0 {
             return Err("restore into a table that has rows".into());
         }
-        let mut pairs = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter().enumerate() {
+        for row in rows {
+            let i = self.restoring.len();
             let key = self
                 .def
-                .validate_row(row)
+                .validate_row(&row)
                 .map_err(|e| format!("row {i}: {e}"))?;
-            if let Some(&(previous, _)) = pairs.last() {
+            self.check_row_size(key, &row)
+                .map_err(|e| format!("row {i}: {e}"))?;
+            if let Some(&(previous, _)) = self.restoring.last() {
                 if previous >= key {
                     return Err(format!("row {i}: key {key} does not follow key {previous}"));
                 }
             }
-            pairs.push((key, i as RowLocation));
+            self.scratch.clear();
+            self.layout.pack(&row, &mut self.scratch);
+            let location = self.rows.insert(&self.scratch);
+            self.restoring.push((key, location));
+        }
+        self.shrink_scratch();
+        Ok(())
+    }
+
+    /// Builds the index of the rows restored by [`Table::restore_append`].
+    pub fn restore_finish(&mut self) -> std::result::Result<(), String> {
+        let pairs = std::mem::take(&mut self.restoring);
+        if pairs.is_empty() {
+            return Ok(());
         }
         self.index = <Index as PrimaryIndex>::bulk_load(&pairs)?;
-        self.rows = rows.into_iter().map(Some).collect();
         Ok(())
     }
 
@@ -167,6 +232,7 @@ impl Table {
                 new_key,
             });
         }
+        self.check_row_size(key, row)?;
         if !self.contains(key) {
             return Err(Error::KeyNotFound {
                 table: self.def.name().to_string(),
@@ -177,55 +243,86 @@ impl Table {
     }
 
     pub fn apply_update(&mut self, key: i64, row: Row) {
-        if !self.hot_contains(key) {
+        let Some(location) = PrimaryIndex::get(&self.index, key) else {
             // A cold row: the new version goes to the hot tier and shadows it.
             self.cold.on_shadow(key);
             self.apply_insert(&[key], vec![row]);
             return;
+        };
+        self.scratch.clear();
+        self.layout.pack(&row, &mut self.scratch);
+        let moved = self.rows.replace(&self.layout, location, &self.scratch);
+        if moved != location {
+            let replaced = PrimaryIndex::replace(&mut self.index, key, moved);
+            debug_assert_eq!(replaced, Some(location));
         }
-        let slot = PrimaryIndex::get(&self.index, key)
-            .and_then(|location| self.rows.get_mut(location as usize));
-        debug_assert!(
-            slot.is_some(),
-            "update of key {key} passed its check but is missing"
-        );
-        if let Some(slot) = slot {
-            *slot = Some(row);
-        }
+        self.shrink_scratch();
+        self.maybe_rebuild();
     }
 
     /// Removes `key`; returns whether it was there.
     pub fn apply_delete(&mut self, key: i64) -> bool {
         let in_hot = self.remove_hot(key);
         let in_cold = self.cold.on_delete(key, in_hot);
+        self.maybe_rebuild();
         in_hot || in_cold
     }
 
     fn remove_hot(&mut self, key: i64) -> bool {
         match PrimaryIndex::remove(&mut self.index, key) {
             Some(location) => {
-                self.rows[location as usize] = None;
-                self.free.push(location);
+                self.rows.remove(&self.layout, location);
                 true
             }
             None => false,
         }
     }
 
-    /// Hot rows with keys in the range, in key order.
+    /// Rebuilds the row store once it is mostly free space: copies the live rows, in key
+    /// order, into fresh pages and bulk-loads the index over their new locations.
+    fn maybe_rebuild(&mut self) {
+        if !self.rows.wants_rebuild() {
+            return;
+        }
+        let _span = tracing::debug_span!(
+            "rebuild_rows",
+            table = self.def.name(),
+            rows = self.hot_len()
+        )
+        .entered();
+        let mut fresh = RowArena::default();
+        let mut pairs = Vec::with_capacity(self.hot_len());
+        for (key, location) in PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded)
+        {
+            let len = self.rows.len_at(&self.layout, location);
+            let bytes = &self.rows.bytes(location)[..len];
+            pairs.push((key, fresh.insert(bytes)));
+        }
+        match <Index as PrimaryIndex>::bulk_load(&pairs) {
+            Ok(index) => {
+                self.index = index;
+                self.rows = fresh;
+            }
+            // The index yields sorted, distinct keys, so this cannot happen; keeping the old
+            // store is correct, only larger.
+            Err(e) => debug_assert!(false, "rebuild of the row store failed: {e}"),
+        }
+    }
+
+    /// Hot rows with keys in the range, in key order, read in place.
     pub fn scan_hot(
         &self,
         lower: Bound<i64>,
         upper: Bound<i64>,
-    ) -> impl Iterator<Item = &Row> + Clone + '_ {
+    ) -> impl Iterator<Item = RowRef<'_>> + Clone + '_ {
         PrimaryIndex::range(&self.index, lower, upper)
-            .filter_map(move |(_, location)| self.rows.get(location as usize)?.as_ref())
+            .map(move |(key, location)| self.row_at(key, location))
     }
 
     /// Rows (hot and cold) with keys in the range, in key order.
     pub fn scan(&self, lower: Bound<i64>, upper: Bound<i64>) -> Result<Vec<Row>> {
         if self.cold.is_empty() {
-            return Ok(self.scan_hot(lower, upper).cloned().collect());
+            return Ok(self.scan_hot(lower, upper).map(|r| r.to_row()).collect());
         }
         let mut rows = self.cold.rows(
             &self.def,
@@ -235,11 +332,33 @@ impl Table {
             |lo, hi| self.hot_any_in(lo, hi),
         )?;
         for row in self.scan_hot(lower, upper) {
-            if let Some(key) = self.def.key_of(row) {
-                rows.insert(key, row.clone());
-            }
+            rows.insert(row.key(), row.to_row());
         }
         Ok(rows.into_values().collect())
+    }
+
+    /// Calls `visit` with each row (hot and cold) with a key in the range, in key order; hot
+    /// rows are read in place.
+    pub fn for_each_row(
+        &self,
+        lower: Bound<i64>,
+        upper: Bound<i64>,
+        mut visit: impl FnMut(RowRef<'_>),
+    ) -> Result<()> {
+        if self.cold.is_empty() {
+            self.scan_hot(lower, upper).for_each(visit);
+            return Ok(());
+        }
+        let pk = self.def.primary_key_index();
+        let mut packed = Vec::new();
+        for row in self.scan(lower, upper)? {
+            let key = row.get(pk).and_then(|v| ValueRef::from(v).as_i64());
+            let Some(key) = key else { continue };
+            packed.clear();
+            self.layout.pack(&row, &mut packed);
+            visit(RowRef::new(&self.layout, key, &packed));
+        }
+        Ok(())
     }
 
     /// Rows (hot and cold) with keys in the range as Arrow batches of `columns`: the cold
@@ -266,7 +385,7 @@ impl Table {
                     reason: e.to_string(),
                 })?,
         );
-        let hot: Vec<&Row> = self.scan_hot(lower, upper).collect();
+        let hot: Vec<RowRef<'_>> = self.scan_hot(lower, upper).collect();
         for chunk in hot.chunks(crate::cold::segment::BATCH_ROWS) {
             batches.push(crate::cold::segment::rows_to_batch(
                 &self.def,
@@ -292,18 +411,19 @@ impl Table {
         if count == 0 {
             return Ok(false);
         }
-        let rows: Vec<Row> = self
-            .scan_hot(Bound::Unbounded, Bound::Unbounded)
-            .take(count)
-            .cloned()
-            .collect();
-        let segment = self
-            .cold
-            .write_segment(fs, dir, self.id, &self.def, &rows, lsn)?;
-        for row in &rows {
-            if let Some(key) = self.def.key_of(row) {
-                self.remove_hot(key);
-            }
+        let mut cold = std::mem::take(&mut self.cold);
+        let written = {
+            let rows: Vec<RowRef<'_>> = self
+                .scan_hot(Bound::Unbounded, Bound::Unbounded)
+                .take(count)
+                .collect();
+            cold.write_segment(fs, dir, self.id, &self.def, &rows, lsn)
+                .map(|segment| (segment, rows.iter().map(|r| r.key()).collect::<Vec<i64>>()))
+        };
+        self.cold = cold;
+        let (segment, keys) = written?;
+        for key in keys {
+            self.remove_hot(key);
         }
         self.cold.add(segment);
         Ok(true)
@@ -339,11 +459,14 @@ impl Table {
         });
     }
 
-    /// Hot rows in key order, with their keys (what a checkpoint stores as rows).
-    pub fn iter(&self) -> impl Iterator<Item = (i64, &Row)> + '_ {
-        PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded).filter_map(
-            move |(key, location)| Some((key, self.rows.get(location as usize)?.as_ref()?)),
-        )
+    /// Hot rows in key order (what a checkpoint stores as rows).
+    pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> + '_ {
+        self.scan_hot(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// Bytes the hot rows take in the row store (pages and free lists).
+    pub fn row_bytes(&self) -> usize {
+        self.rows.capacity_bytes()
     }
 
     pub fn index_bytes(&self) -> usize {
@@ -355,39 +478,40 @@ impl Table {
         self.cold.check_invariants(name, |k| self.hot_contains(k))?;
         PrimaryIndex::check_invariants(&self.index)
             .map_err(|e| format!("table {name:?}: index: {e}"))?;
-        let mut seen = 0usize;
+        if !self.restoring.is_empty() {
+            return Err(format!("table {name:?}: a restore was not finished"));
+        }
+        let mut live_bytes = 0u64;
+        let mut runs: Vec<(RowLocation, usize, i64)> = Vec::with_capacity(self.hot_len());
         for (key, location) in PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded)
         {
-            let row = self
+            let len = self
                 .rows
-                .get(location as usize)
-                .and_then(Option::as_ref)
-                .ok_or_else(|| {
-                    format!("table {name:?}: key {key} points at empty slot {location}")
-                })?;
-            let row_key = self.def.key_of(row);
-            if row_key != Some(key) {
+                .check_location(&self.layout, location)
+                .map_err(|e| format!("table {name:?}: key {key}: {e}"))?;
+            let row = self.row_at(key, location).to_row();
+            self.def
+                .validate_row(&row)
+                .map_err(|e| format!("table {name:?}: key {key}: stored row is invalid: {e}"))?;
+            if self.def.key_of(&row) != Some(key) {
+                return Err(format!("table {name:?}: key {key} reads back another key"));
+            }
+            live_bytes += len as u64;
+            runs.push((location, len, key));
+        }
+        runs.sort_unstable();
+        for pair in runs.windows(2) {
+            let ((a, a_len, a_key), (b, _, b_key)) = (pair[0], pair[1]);
+            // Zero-length rows (key-only tables) may share a location.
+            if a_len > 0 && a + a_len as u64 > b && (a >> 32) == (b >> 32) {
                 return Err(format!(
-                    "table {name:?}: key {key} points at a row with key {row_key:?}"
+                    "table {name:?}: rows of keys {a_key} and {b_key} overlap at {b:#x}"
                 ));
             }
-            seen += 1;
         }
-        let occupied = self.rows.iter().filter(|r| r.is_some()).count();
-        if occupied != seen || seen != PrimaryIndex::len(&self.index) {
-            return Err(format!(
-                "table {name:?}: {occupied} occupied slots, {seen} indexed keys, len {}",
-                PrimaryIndex::len(&self.index)
-            ));
-        }
-        if occupied + self.free.len() != self.rows.len() {
-            return Err(format!(
-                "table {name:?}: {occupied} rows + {} free slots != {} slots",
-                self.free.len(),
-                self.rows.len()
-            ));
-        }
-        Ok(())
+        self.rows
+            .check_accounting(live_bytes)
+            .map_err(|e| format!("table {name:?}: row store: {e}"))
     }
 
     fn duplicate(&self, key: i64) -> Error {

@@ -399,7 +399,14 @@ fn describe(write: &Write) -> String {
 impl Sim {
     fn new(seed: u64, config: RunConfig) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let workload = Workload::draw(&mut rng);
+        let mut workload = Workload::draw(&mut rng);
+        // Drawn from its own stream, so that adding it changed no other draw of a seed.
+        workload.checkpoint_copy_bytes_max =
+            if ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0de_0c0f_0001).random_bool(0.5) {
+                0
+            } else {
+                omendb::limits::CHECKPOINT_COPY_BYTES_MAX
+            };
         let mut plan = config.faults.apply(FaultPlan::from_seed(seed));
         if plan.space_limit_bytes.is_some() {
             // The plan draws limits for large disks; a simulated database is small, so
@@ -1011,6 +1018,7 @@ impl Sim {
                 hot_rows_max: self.workload.hot_rows_max,
                 // The simulator steps compaction itself (Action::Compact).
                 compaction_worker: false,
+                checkpoint_copy_bytes_max: self.workload.checkpoint_copy_bytes_max,
             };
             match Database::open_with_env(self.machine.env(), Path::new(DB_PATH), options) {
                 Ok(db) => break db,

@@ -183,6 +183,9 @@ pub struct Workload {
     /// The hot tier's row cap per table (checkpoints flush past it to Parquet segments);
     /// `None` keeps every row hot.
     pub hot_rows_max: Option<usize>,
+    /// `Options::checkpoint_copy_bytes_max`: 0 makes every running checkpoint stream to its
+    /// file under the read lock, the default copies (simulated tables are small).
+    pub checkpoint_copy_bytes_max: usize,
 }
 
 impl Workload {
@@ -235,6 +238,7 @@ impl Workload {
             } else {
                 None
             },
+            checkpoint_copy_bytes_max: omendb::limits::CHECKPOINT_COPY_BYTES_MAX,
         }
     }
 

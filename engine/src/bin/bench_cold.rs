@@ -73,6 +73,7 @@ fn main() -> omendb::Result<()> {
             background_worker: false,
             hot_rows_max: Some(hot),
             compaction_worker: false,
+            ..Options::default()
         },
     )?;
     db.create_table(TableDef::new(

@@ -27,8 +27,8 @@
 //! - Point gets: keys drawn at random from the inserted set (seeded, identical on both
 //!   sides), `--warmup` untimed gets first, then `--queries` gets each timed alone (the
 //!   clock's own cost is measured and reported as `timer_overhead_ns`, not subtracted). Both
-//!   return an owned row: our `get` clones it, SQLite's prepared SELECT reads every column
-//!   into Rust values.
+//!   return the same owned tuple `(k, v, f, s)`: ours through `get_with` (reads the row in
+//!   place, copies the four values out), SQLite's prepared SELECT reading every column.
 //! - Range scans: the same key ranges of about `--range-rows` rows, zero-copy on both sides
 //!   (our `for_each_row`, SQLite's row cursor with borrowed text), summing `v` and `len(s)`.
 //! - Full aggregate: `sum(v)` over the table (our `for_each_row`, SQLite's `SELECT sum(v)`),
@@ -39,7 +39,7 @@
 //! - Bytes on disk: after our `checkpoint` + `close` and SQLite's `close` (which checkpoints
 //!   its WAL into the database file), the sum of the files left.
 
-use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value, Write};
+use omendb::{Column, DataType, Database, Options, RowRef, Sync, TableDef, Value, ValueRef, Write};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Zipf};
@@ -695,6 +695,17 @@ fn common_measures(config: &Config, side: &str) -> Measures {
 // ---------------------------------------------------------------------------------------
 // OmenDB
 
+/// What a point get returns on both sides: every column, owned (SQLite's side reads the
+/// same four columns into the same tuple).
+fn read_row(row: RowRef<'_>) -> (i64, i64, f64, String) {
+    (
+        row.key(),
+        row.value(1).as_i64().unwrap_or(0),
+        row.value(2).as_f64().unwrap_or(0.0),
+        row.value(3).as_str().unwrap_or("").to_string(),
+    )
+}
+
 fn omendb_side(config: &Config) -> BenchResult<Measures> {
     let workload = Workload::new(config);
     let dir = config.dir.join("omendb");
@@ -785,8 +796,8 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
     let (warmup, timed) = keys.split_at(config.warmup_queries);
     let mut checksum = 0i64;
     for &key in warmup {
-        let row = db.get(TABLE, key).map_err(e("get"))?;
-        checksum = checksum.wrapping_add(black_box(row).map_or(0, |r| r.len() as i64));
+        let row = db.get_with(TABLE, key, read_row).map_err(e("get"))?;
+        checksum = checksum.wrapping_add(black_box(row).map_or(0, |r| r.1));
     }
     let sched_before = sched_seconds();
     let mut latencies_ns = Vec::with_capacity(timed.len());
@@ -794,11 +805,11 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
     let started_all = Instant::now();
     for &key in timed {
         let started = Instant::now();
-        let row = db.get(TABLE, key).map_err(e("get"))?;
+        let row = db.get_with(TABLE, key, read_row).map_err(e("get"))?;
         let row = black_box(row);
         latencies_ns.push(started.elapsed().as_nanos() as u64);
-        if let Some(Value::Int64(v)) = row.as_ref().and_then(|r| r.get(1)) {
-            checksum = checksum.wrapping_add(*v);
+        if let Some(row) = row {
+            checksum = checksum.wrapping_add(row.1);
             found += 1;
         }
     }
@@ -826,8 +837,8 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
     let (warmup, timed) = ranges.split_at(config.ranges / 10);
     let mut visit = |low: i64, high: i64, rows: &mut u64| -> BenchResult<()> {
         db.for_each_row(TABLE, low..high, |row| {
-            if let (Some(Value::Int64(v)), Some(Value::Utf8(s))) = (row.get(1), row.get(3)) {
-                checksum = checksum.wrapping_add(*v + s.len() as i64);
+            if let (Some(ValueRef::Int64(v)), Some(ValueRef::Utf8(s))) = (row.get(1), row.get(3)) {
+                checksum = checksum.wrapping_add(v + s.len() as i64);
             }
             *rows += 1;
         })
@@ -853,8 +864,8 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
         let mut sum = 0i64;
         let mut rows = 0u64;
         db.for_each_row(TABLE, .., |row| {
-            if let Some(Value::Int64(v)) = row.get(1) {
-                sum = sum.wrapping_add(*v);
+            if let Some(ValueRef::Int64(v)) = row.get(1) {
+                sum = sum.wrapping_add(v);
             }
             rows += 1;
         })

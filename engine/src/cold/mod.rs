@@ -29,6 +29,7 @@ pub(crate) mod segment;
 use crate::codec::{DecodeResult, Decoder, Encoder};
 use crate::env::{Fs, OpenMode};
 use crate::error::{Error, Result};
+use crate::rowstore::RowValues;
 use crate::schema::{Row, TableDef};
 use arrow_array::{Array, BooleanArray, Int64Array, RecordBatch, TimestampMicrosecondArray};
 use bytes::Bytes;
@@ -288,19 +289,20 @@ impl ColdTier {
 
     /// Writes `rows` (strictly ascending keys, valid for `def`) as a new segment file in
     /// `dir`, durably; the tier lists it only when [`ColdTier::add`] is called.
-    pub fn write_segment(
+    pub fn write_segment<'r, R: RowValues<'r>>(
         &mut self,
         fs: &dyn Fs,
         dir: &Path,
         table_id: u32,
         def: &TableDef,
-        rows: &[Row],
+        rows: &[R],
         lsn: u64,
     ) -> Result<Segment> {
         let id = self.next_segment_id;
         let path = dir.join(file_name(table_id, id));
         let bytes = segment::encode(def, rows)?;
-        let key_of = |row: Option<&Row>| row.and_then(|r| def.key_of(r));
+        let pk = def.primary_key_index();
+        let key_of = |row: Option<&R>| row.and_then(|r| r.value(pk).as_i64());
         let (Some(key_min), Some(key_max)) = (key_of(rows.first()), key_of(rows.last())) else {
             return Err(Error::EmptyBatch {
                 table: def.name().to_string(),
@@ -378,6 +380,7 @@ impl ColdTier {
             return Ok(None);
         }
         let lsn = self.segments.iter().map(|s| s.meta.lsn).max().unwrap_or(0);
+        let rows: Vec<&Row> = rows.iter().collect();
         self.write_segment(fs, dir, table_id, def, &rows, lsn)
             .map(Some)
     }

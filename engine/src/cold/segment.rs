@@ -16,6 +16,7 @@
 
 use crate::env::File;
 use crate::error::{Error, Result};
+use crate::rowstore::{RowValues, ValueRef};
 use crate::schema::{DataType, Row, TableDef, Value};
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
@@ -72,11 +73,11 @@ fn arrow_type(data_type: DataType) -> arrow_schema::DataType {
 
 /// Rows (validated for `def`) as one Arrow batch with `schema`'s columns, which are
 /// `columns` of the table, in that order.
-pub(crate) fn rows_to_batch<'r>(
+pub(crate) fn rows_to_batch<'r, R: RowValues<'r>>(
     def: &TableDef,
     schema: SchemaRef,
     columns: &[usize],
-    rows: impl Iterator<Item = &'r Row> + Clone,
+    rows: impl Iterator<Item = R> + Clone,
 ) -> Result<RecordBatch> {
     let arrays: Vec<ArrayRef> = columns
         .iter()
@@ -88,35 +89,23 @@ pub(crate) fn rows_to_batch<'r>(
     })
 }
 
-fn column_array<'r>(
+fn column_array<'r, R: RowValues<'r>>(
     data_type: DataType,
     i: usize,
-    rows: impl Iterator<Item = &'r Row>,
+    rows: impl Iterator<Item = R>,
 ) -> ArrayRef {
     match data_type {
-        DataType::Int64 => Arc::new(Int64Array::from_iter(rows.map(|r| match &r[i] {
-            Value::Int64(v) => Some(*v),
+        DataType::Int64 => Arc::new(Int64Array::from_iter(rows.map(|r| match r.value(i) {
+            ValueRef::Int64(v) => Some(v),
             _ => None,
         }))),
-        DataType::Float64 => Arc::new(Float64Array::from_iter(rows.map(|r| match &r[i] {
-            Value::Float64(v) => Some(*v),
-            _ => None,
-        }))),
-        DataType::Utf8 => Arc::new(StringArray::from_iter(rows.map(|r| match &r[i] {
-            Value::Utf8(v) => Some(v.as_str()),
-            _ => None,
-        }))),
-        DataType::Binary => Arc::new(BinaryArray::from_iter(rows.map(|r| match &r[i] {
-            Value::Binary(v) => Some(v.as_slice()),
-            _ => None,
-        }))),
-        DataType::Bool => Arc::new(BooleanArray::from_iter(rows.map(|r| match &r[i] {
-            Value::Bool(v) => Some(*v),
-            _ => None,
-        }))),
+        DataType::Float64 => Arc::new(Float64Array::from_iter(rows.map(|r| r.value(i).as_f64()))),
+        DataType::Utf8 => Arc::new(StringArray::from_iter(rows.map(|r| r.value(i).as_str()))),
+        DataType::Binary => Arc::new(BinaryArray::from_iter(rows.map(|r| r.value(i).as_bytes()))),
+        DataType::Bool => Arc::new(BooleanArray::from_iter(rows.map(|r| r.value(i).as_bool()))),
         DataType::Timestamp => Arc::new(
-            TimestampMicrosecondArray::from_iter(rows.map(|r| match &r[i] {
-                Value::Timestamp(v) => Some(*v),
+            TimestampMicrosecondArray::from_iter(rows.map(|r| match r.value(i) {
+                ValueRef::Timestamp(v) => Some(v),
                 _ => None,
             }))
             .with_timezone("UTC"),
@@ -144,7 +133,7 @@ pub(crate) fn value_at(array: &dyn Array, data_type: DataType, row: usize) -> Op
 }
 
 /// Encodes `rows` (valid for `def`, strictly ascending by key) as a Parquet file.
-pub(crate) fn encode(def: &TableDef, rows: &[Row]) -> Result<Vec<u8>> {
+pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result<Vec<u8>> {
     let schema = arrow_schema(def);
     let all: Vec<usize> = (0..def.columns().len()).collect();
     // No dictionary for the key column (all distinct: its dictionary would grow to the
@@ -167,7 +156,7 @@ pub(crate) fn encode(def: &TableDef, rows: &[Row]) -> Result<Vec<u8>> {
     };
     let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(fail)?;
     for chunk in rows.chunks(BATCH_ROWS) {
-        let batch = rows_to_batch(def, schema.clone(), &all, chunk.iter())?;
+        let batch = rows_to_batch(def, schema.clone(), &all, chunk.iter().copied())?;
         writer.write(&batch).map_err(fail)?;
     }
     writer.into_inner().map_err(fail)

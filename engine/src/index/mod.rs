@@ -35,6 +35,9 @@ pub trait PrimaryIndex: Send + std::marker::Sync {
     fn insert(&mut self, key: i64, location: RowLocation) -> bool;
     /// Removes `key`; returns its location if it was present.
     fn remove(&mut self, key: i64) -> Option<RowLocation>;
+    /// Points `key` at `location`; returns the old location, or `None` (and changes nothing)
+    /// if `key` is absent.
+    fn replace(&mut self, key: i64, location: RowLocation) -> Option<RowLocation>;
     /// The pairs with keys in `(lower, upper)`, ascending.
     fn range(&self, lower: Bound<i64>, upper: Bound<i64>) -> Self::Range<'_>;
     /// Number of keys.
@@ -93,6 +96,12 @@ impl PrimaryIndex for BTreeIndex {
 
     fn remove(&mut self, key: i64) -> Option<RowLocation> {
         self.map.remove(&key)
+    }
+
+    fn replace(&mut self, key: i64, location: RowLocation) -> Option<RowLocation> {
+        self.map
+            .get_mut(&key)
+            .map(|slot| std::mem::replace(slot, location))
     }
 
     fn range(&self, lower: Bound<i64>, upper: Bound<i64>) -> Self::Range<'_> {

@@ -485,6 +485,13 @@ impl<K: Key, P: Payload> DataNode<K, P> {
         self.find(key).map(|slot| self.slots[slot].payload)
     }
 
+    /// Sets the payload of `key` in its slot; gaps' payloads are never read, so only the
+    /// key's own slot changes.
+    pub fn replace(&mut self, key: K, payload: P) -> Option<P> {
+        let slot = self.find(key)?;
+        Some(std::mem::replace(&mut self.slots[slot].payload, payload))
+    }
+
     /// The first slot from which a scan yields exactly the keys `>= key` (`excluded`: `> key`).
     pub fn scan_start(&self, key: K, excluded: bool) -> usize {
         let upper = self.upper_bound_from(key, self.predict_slot(key));

@@ -79,6 +79,10 @@ impl PrimaryIndex for AlexIndex {
         Alex::remove(self, key)
     }
 
+    fn replace(&mut self, key: i64, location: RowLocation) -> Option<RowLocation> {
+        Alex::replace(self, key, location)
+    }
+
     fn range(&self, lower: Bound<i64>, upper: Bound<i64>) -> Self::Range<'_> {
         Alex::range(self, lower, upper)
     }

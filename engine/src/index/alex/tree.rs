@@ -187,6 +187,13 @@ impl<K: Key, P: Payload> Alex<K, P> {
         self.datas[self.leaf_for(key)].get(key)
     }
 
+    /// Sets the payload of `key`; returns the old one, or `None` (no change) if it is absent.
+    /// The structure does not change, so this never restructures.
+    pub fn replace(&mut self, key: K, payload: P) -> Option<P> {
+        let leaf = self.leaf_for(key);
+        self.datas[leaf].replace(key, payload)
+    }
+
     /// Inserts `key`; `false` (and no change) if it is already present.
     pub fn insert(&mut self, key: K, payload: P) -> bool {
         for _ in 0..RESTRUCTURE_ATTEMPTS_MAX {

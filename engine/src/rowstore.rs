@@ -1,0 +1,785 @@
+//! The hot tier's row storage: rows packed into byte pages, read in place through
+//! [`RowRef`].
+//!
+//! A `Vec<Value>` row costs a heap block per row plus one per string, and a read follows
+//! three pointers into three cache lines. Here a row is one contiguous run of bytes in a
+//! page of [`PAGE_BYTES`], and the primary index maps the key to its [`RowLocation`]
+//! (page number in the high 32 bits, byte offset in the low 32). A point read is then the
+//! index lookup plus one or two cache lines.
+//!
+//! Packed row layout (per table, from [`RowLayout`]); the primary key is not stored, the
+//! index has it:
+//!
+//! ```text
+//! [null bitmap: one bit per nullable non-key column, ceil(n / 8) bytes]
+//! [fixed slots, column order, key skipped: Int64/Float64/Timestamp 8 B, Bool 1 B,
+//!  Utf8/Binary a u32 end offset into the variable section]
+//! [variable section: the Utf8/Binary bytes, column order]
+//! ```
+//!
+//! All little-endian and unaligned. A row's length follows from its bytes (the fixed part
+//! plus the last variable column's end offset), so pages need no per-row header.
+//!
+//! Space from deleted rows and from updates that changed a row's length is kept on free
+//! lists by exact length and reused by the next row of that length. When free space passes
+//! both [`REBUILD_DEAD_BYTES_MIN`] and the live bytes, the table rebuilds its store (copies
+//! the live rows into fresh pages, in key order), so the store never holds more than about
+//! twice its live rows. The rebuild is O(live rows) under the state's write lock, amortised
+//! over at least as many bytes of writes.
+//!
+//! These bytes are produced by the engine from validated rows and never read from disk, so
+//! they are trusted: a malformed packed row is an engine bug, caught by `debug_assert` and by
+//! [`RowArena::check_location`] in the invariant checks.
+
+use crate::index::RowLocation;
+use crate::schema::{DataType, Row, TableDef, Value};
+use std::collections::BTreeMap;
+
+/// Bytes of one page. A row longer than this gets a page of its own.
+pub(crate) const PAGE_BYTES: usize = 1 << 20;
+
+/// The store is rebuilt only once free space passes this many bytes (and the live bytes).
+pub(crate) const REBUILD_DEAD_BYTES_MIN: u64 = 4 << 20;
+
+/// Where column `i`'s value lives in a packed row.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// The primary key: not stored.
+    Key,
+    /// A fixed-width value at `offset`.
+    Fixed {
+        offset: u32,
+        data_type: DataType,
+        null_bit: Option<u32>,
+    },
+    /// A variable-width value: its end offset (u32) is at `offset`; it starts where the
+    /// previous variable column ends (`previous`: that column's end-offset position).
+    Var {
+        offset: u32,
+        previous: Option<u32>,
+        data_type: DataType,
+        null_bit: Option<u32>,
+    },
+}
+
+/// How a table's rows are packed: computed once from its definition.
+#[derive(Debug, Clone)]
+pub(crate) struct RowLayout {
+    slots: Vec<Slot>,
+    key_type: DataType,
+    /// Bytes of the null bitmap and the fixed slots: where the variable section starts.
+    fixed_bytes: u32,
+    /// Position of the last variable column's end offset, if there is one.
+    last_var: Option<u32>,
+}
+
+impl RowLayout {
+    pub fn new(def: &TableDef) -> RowLayout {
+        let key = def.primary_key_index();
+        let nullable = def
+            .columns()
+            .iter()
+            .enumerate()
+            .filter(|&(i, c)| i != key && c.nullable)
+            .count();
+        let null_bytes = nullable.div_ceil(8) as u32;
+        let mut offset = null_bytes;
+        let mut next_bit = 0u32;
+        let mut last_var = None;
+        let mut slots = Vec::with_capacity(def.columns().len());
+        for (i, column) in def.columns().iter().enumerate() {
+            if i == key {
+                slots.push(Slot::Key);
+                continue;
+            }
+            let null_bit = column.nullable.then(|| {
+                next_bit += 1;
+                next_bit - 1
+            });
+            let data_type = column.data_type;
+            match data_type {
+                DataType::Utf8 | DataType::Binary => {
+                    slots.push(Slot::Var {
+                        offset,
+                        previous: last_var,
+                        data_type,
+                        null_bit,
+                    });
+                    last_var = Some(offset);
+                    offset += 4;
+                }
+                DataType::Bool => {
+                    slots.push(Slot::Fixed {
+                        offset,
+                        data_type,
+                        null_bit,
+                    });
+                    offset += 1;
+                }
+                DataType::Int64 | DataType::Float64 | DataType::Timestamp => {
+                    slots.push(Slot::Fixed {
+                        offset,
+                        data_type,
+                        null_bit,
+                    });
+                    offset += 8;
+                }
+            }
+        }
+        RowLayout {
+            slots,
+            key_type: def.columns()[key].data_type,
+            fixed_bytes: offset,
+            last_var,
+        }
+    }
+
+    /// Bytes `row` (valid for the table) takes packed.
+    pub fn packed_len(&self, row: &[Value]) -> u64 {
+        let var: u64 = self
+            .slots
+            .iter()
+            .zip(row)
+            .map(|(slot, value)| match (slot, value) {
+                (Slot::Var { .. }, Value::Utf8(s)) => s.len() as u64,
+                (Slot::Var { .. }, Value::Binary(b)) => b.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        u64::from(self.fixed_bytes) + var
+    }
+
+    /// Appends `row` packed to `out`. The row has been validated against the table and its
+    /// packed length checked against [`crate::limits::ROW_BYTES_MAX`].
+    pub fn pack(&self, row: &[Value], out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + self.fixed_bytes as usize, 0);
+        let mut var_end = 0u32;
+        for (slot, value) in self.slots.iter().zip(row) {
+            match *slot {
+                Slot::Key => {}
+                Slot::Fixed {
+                    offset, null_bit, ..
+                } => {
+                    let at = start + offset as usize;
+                    match value {
+                        Value::Int64(v) | Value::Timestamp(v) => {
+                            out[at..at + 8].copy_from_slice(&v.to_le_bytes());
+                        }
+                        Value::Float64(v) => {
+                            out[at..at + 8].copy_from_slice(&v.to_bits().to_le_bytes());
+                        }
+                        Value::Bool(v) => out[at] = u8::from(*v),
+                        _ => set_null(out, start, null_bit),
+                    }
+                }
+                Slot::Var {
+                    offset, null_bit, ..
+                } => {
+                    let bytes: &[u8] = match value {
+                        Value::Utf8(s) => s.as_bytes(),
+                        Value::Binary(b) => b,
+                        _ => {
+                            set_null(out, start, null_bit);
+                            &[]
+                        }
+                    };
+                    out.extend_from_slice(bytes);
+                    var_end = var_end.wrapping_add(bytes.len() as u32);
+                    let at = start + offset as usize;
+                    out[at..at + 4].copy_from_slice(&var_end.to_le_bytes());
+                }
+            }
+        }
+    }
+
+    /// Length of the packed row that starts `bytes`.
+    fn len_of(&self, bytes: &[u8]) -> usize {
+        let var = self.last_var.map_or(0, |at| read_u32(bytes, at as usize));
+        self.fixed_bytes as usize + var as usize
+    }
+}
+
+fn set_null(out: &mut [u8], start: usize, null_bit: Option<u32>) {
+    debug_assert!(null_bit.is_some(), "NULL in a non-nullable column");
+    if let Some(bit) = null_bit {
+        out[start + (bit / 8) as usize] |= 1 << (bit % 8);
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    match bytes.get(at..at + 4) {
+        Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        None => {
+            debug_assert!(false, "packed row too short for a u32 at {at}");
+            0
+        }
+    }
+}
+
+fn read_u64(bytes: &[u8], at: usize) -> u64 {
+    match bytes.get(at..at + 8) {
+        Some(b) => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+        None => {
+            debug_assert!(false, "packed row too short for a u64 at {at}");
+            0
+        }
+    }
+}
+
+/// One value of a row, borrowed from where the row is stored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    /// SQL NULL.
+    Null,
+    /// An Int64 value.
+    Int64(i64),
+    /// A Float64 value.
+    Float64(f64),
+    /// A Utf8 value.
+    Utf8(&'a str),
+    /// A Binary value.
+    Binary(&'a [u8]),
+    /// A Bool value.
+    Bool(bool),
+    /// A Timestamp value, microseconds since the Unix epoch.
+    Timestamp(i64),
+}
+
+impl<'a> ValueRef<'a> {
+    /// An owned copy.
+    pub fn to_value(self) -> Value {
+        match self {
+            ValueRef::Null => Value::Null,
+            ValueRef::Int64(v) => Value::Int64(v),
+            ValueRef::Float64(v) => Value::Float64(v),
+            ValueRef::Utf8(v) => Value::Utf8(v.to_string()),
+            ValueRef::Binary(v) => Value::Binary(v.to_vec()),
+            ValueRef::Bool(v) => Value::Bool(v),
+            ValueRef::Timestamp(v) => Value::Timestamp(v),
+        }
+    }
+
+    /// Whether this is NULL.
+    pub fn is_null(self) -> bool {
+        matches!(self, ValueRef::Null)
+    }
+
+    /// The integer of an Int64 or Timestamp value.
+    pub fn as_i64(self) -> Option<i64> {
+        match self {
+            ValueRef::Int64(v) | ValueRef::Timestamp(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The float of a Float64 value.
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            ValueRef::Float64(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The text of a Utf8 value.
+    pub fn as_str(self) -> Option<&'a str> {
+        match self {
+            ValueRef::Utf8(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a Binary value.
+    pub fn as_bytes(self) -> Option<&'a [u8]> {
+        match self {
+            ValueRef::Binary(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The flag of a Bool value.
+    pub fn as_bool(self) -> Option<bool> {
+        match self {
+            ValueRef::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> From<&'a Value> for ValueRef<'a> {
+    fn from(value: &'a Value) -> ValueRef<'a> {
+        match value {
+            Value::Null => ValueRef::Null,
+            Value::Int64(v) => ValueRef::Int64(*v),
+            Value::Float64(v) => ValueRef::Float64(*v),
+            Value::Utf8(v) => ValueRef::Utf8(v),
+            Value::Binary(v) => ValueRef::Binary(v),
+            Value::Bool(v) => ValueRef::Bool(*v),
+            Value::Timestamp(v) => ValueRef::Timestamp(*v),
+        }
+    }
+}
+
+/// A row read in place, without copying: valid while the read that produced it lasts
+/// (for example inside [`crate::Database::get_with`] or [`crate::Database::for_each_row`]).
+#[derive(Clone, Copy)]
+pub struct RowRef<'a> {
+    layout: &'a RowLayout,
+    key: i64,
+    bytes: &'a [u8],
+}
+
+impl std::fmt::Debug for RowRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries((0..self.len()).map(|i| self.value(i)))
+            .finish()
+    }
+}
+
+impl<'a> RowRef<'a> {
+    pub(crate) fn new(layout: &'a RowLayout, key: i64, bytes: &'a [u8]) -> RowRef<'a> {
+        RowRef { layout, key, bytes }
+    }
+
+    /// The primary key.
+    pub fn key(&self) -> i64 {
+        self.key
+    }
+
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.layout.slots.len()
+    }
+
+    /// Whether the row has no columns (never: a table has its key column).
+    pub fn is_empty(&self) -> bool {
+        self.layout.slots.is_empty()
+    }
+
+    /// The value of column `i` (in the table's column order); `None` past the last column.
+    pub fn get(&self, i: usize) -> Option<ValueRef<'a>> {
+        Some(self.value_at(*self.layout.slots.get(i)?))
+    }
+
+    /// The value of column `i`; NULL past the last column.
+    pub fn value(&self, i: usize) -> ValueRef<'a> {
+        self.get(i).unwrap_or(ValueRef::Null)
+    }
+
+    fn is_null(&self, null_bit: Option<u32>) -> bool {
+        null_bit.is_some_and(|bit| {
+            self.bytes
+                .get((bit / 8) as usize)
+                .is_some_and(|b| b & (1 << (bit % 8)) != 0)
+        })
+    }
+
+    fn value_at(&self, slot: Slot) -> ValueRef<'a> {
+        match slot {
+            Slot::Key => match self.layout.key_type {
+                DataType::Timestamp => ValueRef::Timestamp(self.key),
+                _ => ValueRef::Int64(self.key),
+            },
+            Slot::Fixed {
+                offset,
+                data_type,
+                null_bit,
+            } => {
+                if self.is_null(null_bit) {
+                    return ValueRef::Null;
+                }
+                let at = offset as usize;
+                match data_type {
+                    DataType::Int64 => ValueRef::Int64(read_u64(self.bytes, at) as i64),
+                    DataType::Timestamp => ValueRef::Timestamp(read_u64(self.bytes, at) as i64),
+                    DataType::Float64 => {
+                        ValueRef::Float64(f64::from_bits(read_u64(self.bytes, at)))
+                    }
+                    DataType::Bool => ValueRef::Bool(self.bytes.get(at).is_some_and(|&b| b != 0)),
+                    DataType::Utf8 | DataType::Binary => ValueRef::Null,
+                }
+            }
+            Slot::Var {
+                offset,
+                previous,
+                data_type,
+                null_bit,
+            } => {
+                if self.is_null(null_bit) {
+                    return ValueRef::Null;
+                }
+                let base = self.layout.fixed_bytes as usize;
+                let start = previous.map_or(0, |p| read_u32(self.bytes, p as usize)) as usize;
+                let end = read_u32(self.bytes, offset as usize) as usize;
+                let bytes = self.bytes.get(base + start..base + end).unwrap_or_else(|| {
+                    debug_assert!(false, "packed row's variable section is out of bounds");
+                    &[]
+                });
+                if data_type == DataType::Binary {
+                    return ValueRef::Binary(bytes);
+                }
+                match std::str::from_utf8(bytes) {
+                    Ok(s) => ValueRef::Utf8(s),
+                    Err(_) => {
+                        debug_assert!(false, "packed Utf8 value is not UTF-8");
+                        ValueRef::Null
+                    }
+                }
+            }
+        }
+    }
+
+    /// The values, in column order.
+    pub fn values(&self) -> impl Iterator<Item = ValueRef<'a>> + '_ {
+        self.layout
+            .slots
+            .iter()
+            .map(move |&slot| self.value_at(slot))
+    }
+
+    /// An owned copy of the row.
+    pub fn to_row(&self) -> Row {
+        self.values().map(ValueRef::to_value).collect()
+    }
+}
+
+/// A row whose values can be read by column: an owned row or a [`RowRef`]. Lets the
+/// Parquet and Arrow writers take either without copying.
+pub(crate) trait RowValues<'a>: Copy {
+    /// The value of column `i`; NULL past the last column.
+    fn value(self, i: usize) -> ValueRef<'a>;
+}
+
+impl<'a> RowValues<'a> for &'a Row {
+    fn value(self, i: usize) -> ValueRef<'a> {
+        self.get(i).map_or(ValueRef::Null, ValueRef::from)
+    }
+}
+
+impl<'a> RowValues<'a> for RowRef<'a> {
+    fn value(self, i: usize) -> ValueRef<'a> {
+        RowRef::value(&self, i)
+    }
+}
+
+/// A row location made of a page number and an offset in it.
+fn location(page: usize, offset: usize) -> RowLocation {
+    ((page as u64) << 32) | offset as u64
+}
+
+fn split(location: RowLocation) -> (usize, usize) {
+    ((location >> 32) as usize, (location & 0xffff_ffff) as usize)
+}
+
+/// Pages of packed rows, with free lists by row length.
+#[derive(Debug, Default)]
+pub(crate) struct RowArena {
+    pages: Vec<Vec<u8>>,
+    /// Locations of free runs, by their length.
+    free: BTreeMap<u32, Vec<RowLocation>>,
+    live_bytes: u64,
+    free_bytes: u64,
+}
+
+impl RowArena {
+    /// The packed row at `location` (from [`RowArena::insert`], still live).
+    pub fn bytes(&self, location: RowLocation) -> &[u8] {
+        let (page, offset) = split(location);
+        self.pages
+            .get(page)
+            .and_then(|p| p.get(offset..))
+            .unwrap_or_else(|| {
+                debug_assert!(false, "row location {location:#x} is out of the arena");
+                &[]
+            })
+    }
+
+    /// Stores a packed row; returns its location.
+    pub fn insert(&mut self, packed: &[u8]) -> RowLocation {
+        let len = packed.len();
+        self.live_bytes += len as u64;
+        if let Some(list) = self.free.get_mut(&(len as u32)) {
+            if let Some(location) = list.pop() {
+                if list.is_empty() {
+                    self.free.remove(&(len as u32));
+                }
+                self.free_bytes -= len as u64;
+                let (page, offset) = split(location);
+                if let Some(run) = self
+                    .pages
+                    .get_mut(page)
+                    .and_then(|p| p.get_mut(offset..offset + len))
+                {
+                    run.copy_from_slice(packed);
+                    return location;
+                }
+                debug_assert!(false, "free run {location:#x} is out of the arena");
+            }
+        }
+        let fits = self
+            .pages
+            .last()
+            .is_some_and(|p| p.capacity() - p.len() >= len);
+        if !fits {
+            self.pages.push(Vec::with_capacity(len.max(PAGE_BYTES)));
+        }
+        let page = self.pages.len() - 1;
+        let current = &mut self.pages[page];
+        let offset = current.len();
+        current.extend_from_slice(packed);
+        location(page, offset)
+    }
+
+    /// Overwrites the live row at `location` with `packed` if it has the same length;
+    /// otherwise frees it and stores `packed` elsewhere. Returns the row's location.
+    pub fn replace(
+        &mut self,
+        layout: &RowLayout,
+        location: RowLocation,
+        packed: &[u8],
+    ) -> RowLocation {
+        let old_len = layout.len_of(self.bytes(location));
+        if old_len == packed.len() {
+            let (page, offset) = split(location);
+            if let Some(run) = self
+                .pages
+                .get_mut(page)
+                .and_then(|p| p.get_mut(offset..offset + old_len))
+            {
+                run.copy_from_slice(packed);
+                return location;
+            }
+        }
+        self.remove(layout, location);
+        self.insert(packed)
+    }
+
+    /// Frees the live row at `location`.
+    pub fn remove(&mut self, layout: &RowLayout, location: RowLocation) {
+        let len = layout.len_of(self.bytes(location));
+        self.live_bytes -= len as u64;
+        if len == 0 {
+            return;
+        }
+        self.free_bytes += len as u64;
+        self.free.entry(len as u32).or_default().push(location);
+    }
+
+    /// Whether enough space is free that the table should rebuild its store.
+    pub fn wants_rebuild(&self) -> bool {
+        self.free_bytes > REBUILD_DEAD_BYTES_MIN && self.free_bytes > self.live_bytes
+    }
+
+    /// Bytes the pages hold (live, free, and the unused tail of each page).
+    pub fn capacity_bytes(&self) -> usize {
+        self.pages.iter().map(Vec::capacity).sum::<usize>()
+            + self
+                .free
+                .values()
+                .map(|l| l.capacity() * std::mem::size_of::<RowLocation>())
+                .sum::<usize>()
+    }
+
+    /// Checks that `location` holds a whole row inside a page, and returns its length.
+    pub fn check_location(
+        &self,
+        layout: &RowLayout,
+        location: RowLocation,
+    ) -> Result<usize, String> {
+        let (page, offset) = split(location);
+        let bytes = self
+            .pages
+            .get(page)
+            .and_then(|p| p.get(offset..))
+            .ok_or_else(|| format!("location {location:#x} is outside the pages"))?;
+        if bytes.len() < layout.fixed_bytes as usize {
+            return Err(format!(
+                "location {location:#x} is too close to its page's end"
+            ));
+        }
+        let len = layout.len_of(bytes);
+        if len > bytes.len() {
+            return Err(format!(
+                "row at {location:#x} of {len} bytes runs past its page"
+            ));
+        }
+        Ok(len)
+    }
+
+    /// Checks the byte accounting against the live rows' total length.
+    pub fn check_accounting(&self, live_bytes: u64) -> Result<(), String> {
+        if live_bytes != self.live_bytes {
+            return Err(format!(
+                "live rows hold {live_bytes} bytes, the arena counts {}",
+                self.live_bytes
+            ));
+        }
+        let free: u64 = self
+            .free
+            .iter()
+            .map(|(&len, list)| u64::from(len) * list.len() as u64)
+            .sum();
+        if free != self.free_bytes {
+            return Err(format!(
+                "free lists hold {free} bytes, the arena counts {}",
+                self.free_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The length of the packed row at `location`.
+    pub fn len_at(&self, layout: &RowLayout, location: RowLocation) -> usize {
+        layout.len_of(self.bytes(location))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Column;
+    use proptest::prelude::*;
+
+    fn def() -> TableDef {
+        TableDef::new(
+            "t",
+            vec![
+                Column::new("a", DataType::Utf8).nullable(),
+                Column::new("k", DataType::Int64).primary_key(),
+                Column::new("b", DataType::Binary),
+                Column::new("c", DataType::Float64).nullable(),
+                Column::new("d", DataType::Bool).nullable(),
+                Column::new("e", DataType::Timestamp),
+                Column::new("f", DataType::Utf8),
+                Column::new("g", DataType::Int64).nullable(),
+            ],
+        )
+        .expect("valid definition")
+    }
+
+    fn value_strategy(data_type: DataType, nullable: bool) -> BoxedStrategy<Value> {
+        let value = match data_type {
+            DataType::Int64 => any::<i64>().prop_map(Value::Int64).boxed(),
+            DataType::Timestamp => any::<i64>().prop_map(Value::Timestamp).boxed(),
+            DataType::Float64 => any::<u64>()
+                .prop_map(|b| Value::Float64(f64::from_bits(b)))
+                .boxed(),
+            DataType::Bool => any::<bool>().prop_map(Value::Bool).boxed(),
+            DataType::Utf8 => ".{0,40}".prop_map(Value::Utf8).boxed(),
+            DataType::Binary => proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(Value::Binary)
+                .boxed(),
+        };
+        if nullable {
+            prop_oneof![1 => Just(Value::Null), 3 => value].boxed()
+        } else {
+            value
+        }
+    }
+
+    fn row_strategy() -> impl Strategy<Value = Row> {
+        let def = def();
+        def.columns()
+            .iter()
+            .map(|c| value_strategy(c.data_type, c.nullable))
+            .collect::<Vec<_>>()
+    }
+
+    proptest! {
+        #[test]
+        fn packed_rows_read_back_exactly(row in row_strategy()) {
+            let def = def();
+            let key = def.validate_row(&row).expect("generated rows are valid");
+            let layout = RowLayout::new(&def);
+            let mut packed = vec![0xAA; 3];
+            layout.pack(&row, &mut packed);
+            let bytes = &packed[3..];
+            prop_assert_eq!(bytes.len() as u64, layout.packed_len(&row));
+            prop_assert_eq!(layout.len_of(bytes), bytes.len());
+            let read = RowRef::new(&layout, key, bytes);
+            prop_assert_eq!(read.to_row(), row.clone());
+            prop_assert_eq!(read.get(row.len()), None);
+            for (i, value) in row.iter().enumerate() {
+                prop_assert_eq!(read.value(i), ValueRef::from(value));
+            }
+        }
+
+        #[test]
+        fn arena_keeps_every_live_row(ops in proptest::collection::vec((0u8..3, 0usize..64, row_strategy()), 1..300)) {
+            let def = def();
+            let layout = RowLayout::new(&def);
+            let mut arena = RowArena::default();
+            let mut live: BTreeMap<usize, (RowLocation, Row)> = BTreeMap::new();
+            let mut packed = Vec::new();
+            for (op, slot, row) in ops {
+                packed.clear();
+                layout.pack(&row, &mut packed);
+                match (op, live.remove(&slot)) {
+                    (0, None) | (1, None) => {
+                        live.insert(slot, (arena.insert(&packed), row));
+                    }
+                    (0, Some((location, _))) | (1, Some((location, _))) => {
+                        live.insert(slot, (arena.replace(&layout, location, &packed), row));
+                    }
+                    (_, Some((location, _))) => arena.remove(&layout, location),
+                    (_, None) => {}
+                }
+                let mut total = 0u64;
+                for (location, row) in live.values() {
+                    let len = arena.check_location(&layout, *location).map_err(TestCaseError::fail)?;
+                    total += len as u64;
+                    let key = def.key_of(row).unwrap_or(0);
+                    prop_assert_eq!(&RowRef::new(&layout, key, arena.bytes(*location)).to_row(), row);
+                }
+                arena.check_accounting(total).map_err(TestCaseError::fail)?;
+            }
+        }
+    }
+
+    #[test]
+    fn free_runs_are_reused_by_rows_of_their_length() {
+        let def = TableDef::new(
+            "t",
+            vec![
+                Column::new("k", DataType::Int64).primary_key(),
+                Column::new("v", DataType::Int64),
+            ],
+        )
+        .expect("valid definition");
+        let layout = RowLayout::new(&def);
+        let mut arena = RowArena::default();
+        let mut packed = Vec::new();
+        layout.pack(&[Value::Int64(1), Value::Int64(7)], &mut packed);
+        assert_eq!(packed.len(), 8, "the key is not stored");
+        let first = arena.insert(&packed);
+        let second = arena.insert(&packed);
+        arena.remove(&layout, first);
+        assert_eq!(arena.insert(&packed), first);
+        assert_ne!(first, second);
+        arena
+            .check_accounting(16)
+            .expect("two live rows of 8 bytes");
+    }
+
+    #[test]
+    fn rows_larger_than_a_page_get_their_own() {
+        let def = TableDef::new(
+            "t",
+            vec![
+                Column::new("k", DataType::Int64).primary_key(),
+                Column::new("v", DataType::Binary),
+            ],
+        )
+        .expect("valid definition");
+        let layout = RowLayout::new(&def);
+        let mut arena = RowArena::default();
+        let big = vec![Value::Int64(1), Value::Binary(vec![7; PAGE_BYTES * 3])];
+        let mut packed = Vec::new();
+        layout.pack(&big, &mut packed);
+        let small = arena.insert(&packed[..4]);
+        let location = arena.insert(&packed);
+        assert_ne!(location >> 32, small >> 32);
+        assert_eq!(RowRef::new(&layout, 1, arena.bytes(location)).to_row(), big);
+    }
+}
