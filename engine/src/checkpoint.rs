@@ -24,7 +24,7 @@
 //! list is a leftover of a flush that crashed before its checkpoint landed, and is removed.
 
 use crate::catalog::Catalog;
-use crate::codec::{Decoder, Encoder};
+use crate::codec::{DecodeResult, Decoder, Encoder};
 use crate::cold::{self, Segment, SegmentMeta};
 use crate::env::{Fs, OpenMode};
 use crate::error::{Error, Result};
@@ -329,83 +329,116 @@ fn verify_file(
     Ok(body_end)
 }
 
-/// Checks a checkpoint's length, magics and checksum; returns where its body ends.
-fn verify(bytes: &[u8], path: &Path) -> Result<usize> {
-    let corrupt = |offset: usize, reason: String| Error::corruption(path, offset as u64, reason);
-    if bytes.len() < HEADER_BYTES + TRAILER_BYTES {
-        return Err(corrupt(
-            0,
-            format!("checkpoint of {} bytes is too short", bytes.len()),
-        ));
-    }
-    let body_end = bytes.len() - TRAILER_BYTES;
-    if bytes[body_end + 4..] != END_MAGIC {
-        return Err(corrupt(
-            body_end + 4,
-            "missing end marker (truncated checkpoint)".into(),
-        ));
-    }
-    let mut trailer = Decoder::new(&bytes[body_end..body_end + 4]);
-    let stored_crc = trailer.u32().map_err(|e| corrupt(body_end, e.reason))?;
-    let crc = crc32c::crc32c(&bytes[..body_end]);
-    if crc != stored_crc {
-        return Err(corrupt(
-            body_end,
-            format!("checksum {stored_crc:#010x} != computed {crc:#010x}"),
-        ));
-    }
-    if bytes[0..8] != MAGIC {
-        return Err(corrupt(0, "bad checkpoint magic".into()));
-    }
-    Ok(body_end)
+/// Reads a checked checkpoint file front to back through a window of about
+/// [`WRITE_CHUNK_BYTES`], so that loading never holds the whole file. A value cut by the
+/// window's end is decoded again once the window holds more.
+struct Reader<'f> {
+    file: &'f dyn crate::env::File,
+    path: &'f Path,
+    /// Bytes `start..start + window.len()` of the file.
+    window: Vec<u8>,
+    start: u64,
+    /// Position in `window` of the next value.
+    pos: usize,
+    /// Where the body ends (the trailer is not read).
+    end: u64,
 }
 
-/// Loads the checkpoint at `path` (whose name says `lsn`) into a new catalog.
+impl<'f> Reader<'f> {
+    /// The file offset of the next value.
+    fn at(&self) -> u64 {
+        self.start + self.pos as u64
+    }
+
+    fn remaining(&self) -> u64 {
+        self.end - self.at()
+    }
+
+    fn corrupt(&self, offset: u64, reason: impl Into<String>) -> Error {
+        Error::corruption(self.path, offset, reason)
+    }
+
+    /// Decodes one value with `f`; errors name the file offset.
+    fn decode<T>(&mut self, f: impl Fn(&mut Decoder<'_>) -> DecodeResult<T>) -> Result<T> {
+        loop {
+            let mut dec = Decoder::new(&self.window[self.pos..]);
+            match f(&mut dec) {
+                Ok(value) => {
+                    self.pos += dec.offset();
+                    return Ok(value);
+                }
+                Err(e) => {
+                    let window_end = self.start + self.window.len() as u64;
+                    if window_end >= self.end {
+                        return Err(self.corrupt(self.at() + e.offset as u64, e.reason));
+                    }
+                    self.refill()?;
+                }
+            }
+        }
+    }
+
+    /// Drops what was decoded and reads at least one more chunk (the window grows when a
+    /// single value is larger than a chunk).
+    fn refill(&mut self) -> Result<()> {
+        self.window.drain(..self.pos);
+        self.start += self.pos as u64;
+        self.pos = 0;
+        let window_end = self.start + self.window.len() as u64;
+        let more = (self.end - window_end).min(WRITE_CHUNK_BYTES.max(self.window.len()) as u64);
+        let old = self.window.len();
+        self.window.resize(old + more as usize, 0);
+        self.file
+            .read_exact_at(&mut self.window[old..], window_end)
+            .map_err(|e| Error::io("read checkpoint", self.path, e))
+    }
+}
+
+/// Loads the checkpoint at `path` (whose name says `lsn`) into a new catalog. The file is
+/// checked whole first (length, magics, CRC), then decoded through a window, and rows go
+/// into their tables a chunk at a time: memory holds the tables, not the file.
 pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> {
     let file = fs
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open checkpoint", path, e))?;
-    let bytes = file
-        .read_all()
-        .map_err(|e| Error::io("read checkpoint", path, e))?;
-    let corrupt = |offset: usize, reason: String| Error::corruption(path, offset as u64, reason);
-    let body_end = verify(&bytes, path)?;
-    let mut dec = Decoder::new(&bytes[8..body_end]);
-    let at = |dec: &Decoder<'_>| 8 + dec.offset();
-    let fail = |dec: &Decoder<'_>, reason: String| corrupt(at(dec), reason);
-    let version = dec.u32().map_err(|e| fail(&dec, e.reason))?;
+    let body_end = verify_file(file.as_ref(), path, None)?;
+    let mut r = Reader {
+        file: file.as_ref(),
+        path,
+        window: Vec::new(),
+        start: MAGIC.len() as u64,
+        pos: 0,
+        end: body_end,
+    };
+    let version = r.decode(|d| d.u32())?;
     if version != VERSION && version != VERSION_NO_COLD {
-        return Err(fail(
-            &dec,
-            format!("unsupported checkpoint version {version}"),
-        ));
+        return Err(r.corrupt(8, format!("unsupported checkpoint version {version}")));
     }
-    let _reserved = dec.u32().map_err(|e| fail(&dec, e.reason))?;
-    let lsn = dec.u64().map_err(|e| fail(&dec, e.reason))?;
+    let _reserved = r.decode(|d| d.u32())?;
+    let lsn_at = r.at();
+    let lsn = r.decode(|d| d.u64())?;
     if lsn != lsn_named {
-        return Err(fail(
-            &dec,
+        return Err(r.corrupt(
+            lsn_at,
             format!("checkpoint holds LSN {lsn} but is named {lsn_named}"),
         ));
     }
-    let next_table_id = dec.u32().map_err(|e| fail(&dec, e.reason))?;
-    let table_count = dec.u32().map_err(|e| fail(&dec, e.reason))?;
+    let next_table_id = r.decode(|d| d.u32())?;
+    let table_count = r.decode(|d| d.u32())?;
     let mut catalog = Catalog::new();
     for _ in 0..table_count {
-        let table_at = at(&dec);
-        let id = dec.u32().map_err(|e| fail(&dec, e.reason))?;
-        let def = dec
-            .table_def()
-            .map_err(|e| corrupt(8 + e.offset, e.reason))?;
+        let table_at = r.at();
+        let id = r.decode(|d| d.u32())?;
+        let def = r.decode(|d| d.table_def())?;
         catalog
             .restore_table(id, def.clone())
-            .map_err(|e| corrupt(table_at, format!("table cannot be restored: {e}")))?;
-        let row_count = dec.u64().map_err(|e| fail(&dec, e.reason))?;
+            .map_err(|e| r.corrupt(table_at, format!("table cannot be restored: {e}")))?;
+        let count_at = r.at();
+        let row_count = r.decode(|d| d.u64())?;
         // Each row needs at least 2 bytes, which bounds the count before allocating.
-        let remaining = body_end.saturating_sub(at(&dec)) as u64;
-        if row_count > remaining / 2 {
-            return Err(fail(
-                &dec,
+        if row_count > r.remaining() / 2 {
+            return Err(r.corrupt(
+                count_at,
                 format!("row count {row_count} exceeds what the file holds"),
             ));
         }
@@ -414,59 +447,59 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
         while left > 0 {
             let chunk = left.min(RESTORE_CHUNK_ROWS);
             left -= chunk;
-            let rows_at = at(&dec);
+            let rows_at = r.at();
             let mut rows = Vec::with_capacity(chunk as usize);
             for _ in 0..chunk {
-                rows.push(dec.row().map_err(|e| corrupt(8 + e.offset, e.reason))?);
+                rows.push(r.decode(|d| d.row())?);
             }
             catalog
                 .restore_rows(id, rows)
-                .map_err(|e| corrupt(rows_at, format!("rows of table {:?}: {e}", def.name())))?;
+                .map_err(|e| r.corrupt(rows_at, format!("rows of table {:?}: {e}", def.name())))?;
         }
-        let rows_end = at(&dec);
+        let rows_end = r.at();
         catalog
             .restore_finish(id)
-            .map_err(|e| corrupt(rows_end, format!("rows of table {:?}: {e}", def.name())))?;
+            .map_err(|e| r.corrupt(rows_end, format!("rows of table {:?}: {e}", def.name())))?;
         if version == VERSION_NO_COLD {
             continue;
         }
-        let next_segment_id = dec.u64().map_err(|e| fail(&dec, e.reason))?;
-        let segment_count = dec.u32().map_err(|e| fail(&dec, e.reason))?;
+        let next_segment_id = r.decode(|d| d.u64())?;
+        let segment_count = r.decode(|d| d.u32())?;
         let cold_dir = path
             .parent()
             .unwrap_or_else(|| Path::new(""))
             .join(cold::COLD_DIR);
         let mut segments = Vec::new();
         for _ in 0..segment_count {
-            let meta = SegmentMeta::decode(&mut dec).map_err(|e| fail(&dec, e.reason))?;
+            let meta_at = r.at();
+            let meta = r.decode(SegmentMeta::decode)?;
             if meta.id >= next_segment_id
                 || segments
                     .last()
                     .is_some_and(|s: &Segment| s.meta.id >= meta.id)
             {
-                return Err(fail(&dec, format!("segment id {} out of order", meta.id)));
+                return Err(r.corrupt(meta_at, format!("segment id {} out of order", meta.id)));
             }
             let segment_path = cold_dir.join(cold::file_name(id, meta.id));
             segments.push(Segment::load(fs, &segment_path, meta, &def)?);
         }
-        let tombstone_count = dec.u64().map_err(|e| fail(&dec, e.reason))?;
-        let remaining = body_end.saturating_sub(at(&dec)) as u64;
-        if tombstone_count > remaining / 16 {
-            return Err(fail(
-                &dec,
+        let count_at = r.at();
+        let tombstone_count = r.decode(|d| d.u64())?;
+        if tombstone_count > r.remaining() / 16 {
+            return Err(r.corrupt(
+                count_at,
                 format!("tombstone count {tombstone_count} exceeds what the file holds"),
             ));
         }
         let mut tombstones = BTreeMap::new();
         for _ in 0..tombstone_count {
-            let key = dec.i64().map_err(|e| fail(&dec, e.reason))?;
-            let segment_id = dec.u64().map_err(|e| fail(&dec, e.reason))?;
+            let (key, segment_id) = r.decode(|d| Ok((d.i64()?, d.u64()?)))?;
             tombstones.insert(key, segment_id);
         }
         catalog.restore_cold(id, segments, tombstones, next_segment_id);
     }
-    if !dec.is_empty() {
-        return Err(fail(&dec, "trailing bytes after the last table".into()));
+    if r.remaining() > 0 {
+        return Err(r.corrupt(r.at(), "trailing bytes after the last table"));
     }
     catalog.set_next_table_id(next_table_id);
     Ok(catalog)
