@@ -138,31 +138,36 @@ impl Table {
         Ok(())
     }
 
-    /// Validates rows for insertion: schema, size, and keys new to the table and to the
-    /// batch. Returns the keys in row order.
+    /// Validates rows for insertion: schema and size (errors in row order), keys new to the
+    /// batch and to the table (the smallest offending key is named). Returns the keys in row
+    /// order.
     pub fn check_insert(&self, rows: &[Row]) -> Result<Vec<i64>> {
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
             let key = self.def.validate_row(row)?;
             self.check_row_size(key, row)?;
-            if self.contains(key) {
-                return Err(self.duplicate(key));
-            }
             keys.push(key);
         }
-        if keys.len() > 1 {
-            let mut sorted = keys.clone();
-            sorted.sort_unstable();
-            if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
-                return Err(self.duplicate(pair[0]));
-            }
+        // Probe the index in key order: consecutive probes walk the same nodes.
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(self.duplicate(pair[0]));
+        }
+        if let Some(&key) = sorted.iter().find(|&&k| self.contains(k)) {
+            return Err(self.duplicate(key));
         }
         Ok(keys)
     }
 
     pub fn apply_insert(&mut self, keys: &[i64], rows: Vec<Row>) {
         debug_assert_eq!(keys.len(), rows.len());
-        for (&key, row) in keys.iter().zip(&rows) {
+        // In key order: consecutive index inserts land in the same node, and the batch's
+        // rows sit in the row store in key order. The state is the same in any order.
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by_key(|&i| keys[i]);
+        for i in order {
+            let (key, row) = (keys[i], &rows[i]);
             self.scratch.clear();
             self.layout.pack(row, &mut self.scratch);
             let location = self.rows.insert(&self.scratch);
