@@ -33,6 +33,7 @@ pub mod env;
 pub mod error;
 pub mod index;
 pub mod limits;
+mod mem;
 pub mod options;
 mod rowstore;
 pub mod schema;

@@ -3,7 +3,8 @@
 //!
 //! A `Vec<Value>` row costs a heap block per row plus one per string, and a read follows
 //! three pointers into three cache lines. Here a row is one contiguous run of bytes in a
-//! page of [`PAGE_BYTES`], and the primary index maps the key to its [`RowLocation`]
+//! page (64 KiB for a table's first, doubling to 16 MiB), and the primary index maps the key
+//! to its [`RowLocation`]
 //! (page number in the high 32 bits, byte offset in the low 32). A point read is then the
 //! index lookup plus one or two cache lines.
 //!
@@ -35,8 +36,13 @@ use crate::index::RowLocation;
 use crate::schema::{DataType, Row, TableDef, Value};
 use std::collections::BTreeMap;
 
-/// Bytes of one page. A row longer than this gets a page of its own.
-pub(crate) const PAGE_BYTES: usize = 1 << 20;
+/// Bytes of a table's first page; each new page doubles the last, up to
+/// [`PAGE_BYTES_MAX`], so a small table stays small and a large one gets pages the kernel can
+/// back with huge pages (crate::mem).
+pub(crate) const PAGE_BYTES_MIN: usize = 64 << 10;
+
+/// Bytes of the largest page. A row longer than this gets a page of its own.
+pub(crate) const PAGE_BYTES_MAX: usize = 16 << 20;
 
 /// The store is rebuilt only once free space passes this many bytes (and the live bytes).
 pub(crate) const REBUILD_DEAD_BYTES_MIN: u64 = 4 << 20;
@@ -522,7 +528,13 @@ impl RowArena {
             .last()
             .is_some_and(|p| p.capacity() - p.len() >= len);
         if !fits {
-            self.pages.push(Vec::with_capacity(len.max(PAGE_BYTES)));
+            let next = self
+                .pages
+                .last()
+                .map_or(PAGE_BYTES_MIN, |p| (p.capacity() * 2).min(PAGE_BYTES_MAX));
+            let page = Vec::with_capacity(len.max(next));
+            crate::mem::advise_huge_pages(&page);
+            self.pages.push(page);
         }
         let page = self.pages.len() - 1;
         let current = &mut self.pages[page];
@@ -774,7 +786,7 @@ mod tests {
         .expect("valid definition");
         let layout = RowLayout::new(&def);
         let mut arena = RowArena::default();
-        let big = vec![Value::Int64(1), Value::Binary(vec![7; PAGE_BYTES * 3])];
+        let big = vec![Value::Int64(1), Value::Binary(vec![7; PAGE_BYTES_MAX * 3])];
         let mut packed = Vec::new();
         layout.pack(&big, &mut packed);
         let small = arena.insert(&packed[..4]);

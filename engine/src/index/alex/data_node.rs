@@ -247,7 +247,10 @@ impl<K: Key, P: Payload> DataNode<K, P> {
             key: K::MAX,
             payload: P::default(),
         };
-        let mut node_slots = vec![gap; slots].into_boxed_slice();
+        let mut node_slots = Vec::with_capacity(slots);
+        crate::mem::advise_huge_pages(&node_slots);
+        node_slots.resize(slots, gap);
+        let mut node_slots = node_slots.into_boxed_slice();
         let mut bits = vec![0u64; bitmap::words_for(slots)].into_boxed_slice();
         let mut last_occupied = 0;
         let cost = place_by_model(keys, &model, slots, |rank, slot| {
@@ -315,6 +318,7 @@ impl<K: Key, P: Payload> DataNode<K, P> {
             payload: P::default(),
         };
         let mut grown = Vec::with_capacity(slots);
+        crate::mem::advise_huge_pages(&grown);
         let mut bits = vec![0u64; bitmap::words_for(slots)];
         if placement == Placement::KeepRight {
             let first = self.first_key().unwrap_or(K::MAX);
