@@ -431,6 +431,8 @@ impl Table {
             self.remove_hot(key);
         }
         self.cold.add(segment);
+        // The flushed rows' space is free now; a large flush leaves mostly free pages.
+        self.maybe_rebuild();
         Ok(true)
     }
 
