@@ -21,11 +21,12 @@
 //!
 //! **Reports.** A progress line per `--sample-every` on stderr (ops/s, RSS from
 //! /proc/self/statm); a watchdog names any thread whose current operation has run longer than
-//! `--stuck-after`, with that operation; heap bytes in use (glibc `mallinfo2`) beside RSS, so
-//! that a leak (heap grows) is told from allocator fragmentation (only RSS grows); a summary;
-//! and, as the last line on stdout, one JSON
-//! object. Exit status 1 if anything acknowledged was lost, any unexpected error happened or
-//! a thread got stuck.
+//! `--stuck-after`, with that operation; heap bytes in use (glibc `mallinfo2`) beside RSS, and
+//! with `--live-heap` the bytes the program itself holds allocated (a counting allocator); a
+//! summary; and, as the last line on stdout, one JSON object. Only the `live` figure tells a
+//! leak: glibc counts the chunks parked in its per-thread caches as in use, and with many
+//! threads those caches fill for many minutes. Exit status 1 if anything acknowledged was
+//! lost, any unexpected error happened or a thread got stuck.
 //!
 //! A benchmark binary, so it uses OS threads and clocks directly; the engine library does not.
 
@@ -96,6 +97,10 @@ struct Args {
     /// Keep the database directory.
     #[arg(long)]
     keep: bool,
+    /// Also count the bytes the program itself holds allocated (a counting global
+    /// allocator; costs an atomic add per allocation), reported as `live` beside the heap.
+    #[arg(long)]
+    live_heap: bool,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -348,7 +353,25 @@ struct Owned {
     versions: HashMap<i64, (usize, i64)>,
 }
 
+/// Most keys one thread owns: its inserts turn into deletes at this count.
+fn owned_max(keys: u64, threads: usize) -> usize {
+    (keys as usize / threads.max(1)).max(16)
+}
+
 impl Owned {
+    /// A record that never reallocates while it holds at most `max` keys, so the harness's
+    /// own memory is fixed from the start and does not show as growth during a soak. Without
+    /// this the map doubles whenever a thread's count first wanders past 7/8 of the map's
+    /// capacity, which at half the key space happens at random times for minutes. Twice
+    /// `max`: the map also reallocates to a larger size when deleted-entry markers use up its
+    /// spare room while it is over half full; at most half full it rehashes in place.
+    fn with_capacity(max: usize) -> Owned {
+        Owned {
+            keys: Vec::with_capacity(max),
+            versions: HashMap::with_capacity(max.saturating_mul(2)),
+        }
+    }
+
     fn insert(&mut self, key: i64, version: i64) {
         match self.versions.get_mut(&key) {
             Some(entry) => entry.1 = version,
@@ -474,7 +497,7 @@ fn run_thread(shared: &Shared, index: usize, mut owned: Owned, start: &Barrier) 
     let mut read_latency = Histogram::new();
     let mut write_latency = Histogram::new();
     let mut next_version = ((index as i64 + 1) << 40) + 1;
-    let owned_max = (shared.args.keys as usize / shared.progress.len()).max(16);
+    let owned_max = owned_max(shared.args.keys, shared.progress.len());
     let insert_cut = shared.write_mix[0];
     let update_cut = insert_cut + shared.write_mix[1];
     let write_total = update_cut + shared.write_mix[2];
@@ -684,6 +707,112 @@ fn heap_in_use_kib() -> u64 {
     ((info.uordblks + info.hblkhd) / 1024) as u64
 }
 
+/// Bytes the program holds allocated, exactly as it asked for them (`Layout::size`), kept by a
+/// counting global allocator over the system one once `--live-heap` switches it on. Unlike
+/// `mallinfo2`, which counts as in use every chunk glibc has not put back in its bins (chunks
+/// parked in the per-thread caches included: up to 7 of each size class up to 1 KiB per
+/// thread), this moves only when the program's own data grows or shrinks.
+mod live_heap {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
+
+    /// Counters on separate cache lines, so that threads on different cores rarely write
+    /// the same one; a thread keeps its shard for life.
+    const SHARDS: usize = 64;
+
+    #[repr(align(128))]
+    struct Shard(AtomicIsize);
+
+    static COUNTS: [Shard; SHARDS] = [const { Shard(AtomicIsize::new(0)) }; SHARDS];
+    static ENABLED: AtomicBool = AtomicBool::new(false);
+    static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+    thread_local! {
+        // Constant-initialised and without a destructor: reading it never allocates.
+        static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+
+    #[inline]
+    fn add(delta: isize) {
+        if !ENABLED.load(Ordering::Relaxed) {
+            return;
+        }
+        let shard = SHARD
+            .try_with(|cell| {
+                let mut shard = cell.get();
+                if shard == usize::MAX {
+                    shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+                    cell.set(shard);
+                }
+                shard
+            })
+            .unwrap_or(0);
+        COUNTS[shard].0.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    pub struct Counting;
+
+    // SAFETY: every call is forwarded to the system allocator unchanged; the counting only
+    // adds to atomics and never allocates.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: the caller's contract for `alloc` is passed on as it is.
+            let ptr = unsafe { System.alloc(layout) };
+            if !ptr.is_null() {
+                add(layout.size() as isize);
+            }
+            ptr
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: as for `alloc`.
+            let ptr = unsafe { System.alloc_zeroed(layout) };
+            if !ptr.is_null() {
+                add(layout.size() as isize);
+            }
+            ptr
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: `ptr` came from this allocator, that is from `System`, with `layout`.
+            unsafe { System.dealloc(ptr, layout) };
+            add(-(layout.size() as isize));
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: as for `dealloc`; on failure the old block is left as it was.
+            let new_ptr = unsafe { System.realloc(ptr, layout, new_size) };
+            if !new_ptr.is_null() {
+                add(new_size as isize - layout.size() as isize);
+            }
+            new_ptr
+        }
+    }
+
+    /// Starts counting; blocks allocated before and freed after make the figure low by
+    /// their size (a few KiB of argument parsing).
+    pub fn enable() {
+        ENABLED.store(true, Ordering::Relaxed);
+    }
+
+    pub fn enabled() -> bool {
+        ENABLED.load(Ordering::Relaxed)
+    }
+
+    /// Bytes allocated and not freed since `enable`, in KiB.
+    pub fn kib() -> u64 {
+        let bytes: isize = COUNTS
+            .iter()
+            .map(|shard| shard.0.load(Ordering::Relaxed))
+            .sum();
+        (bytes.max(0) / 1024) as u64
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: live_heap::Counting = live_heap::Counting;
+
 fn rss_kib() -> u64 {
     // /proc/self/statm: size resident shared text lib data dt, in pages.
     let Ok(text) = std::fs::read_to_string("/proc/self/statm") else {
@@ -721,6 +850,8 @@ struct Sample {
     writes: u64,
     rss_kib: u64,
     heap_kib: u64,
+    /// 0 unless `--live-heap`.
+    live_kib: u64,
 }
 
 fn main() {
@@ -732,6 +863,9 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    if args.live_heap {
+        live_heap::enable();
+    }
     let mix = parse_parts(&args.mix, 2, "--mix")?;
     let write_mix = parse_parts(&args.write_mix, 3, "--write-mix")?;
     let sync = parse_sync(&args.sync)?;
@@ -762,7 +896,10 @@ fn run(args: Args) -> Result<(), String> {
 
     // Preload half the key space; key k belongs to thread k % threads.
     let preload_started = Instant::now();
-    let mut owned: Vec<Owned> = (0..threads).map(|_| Owned::default()).collect();
+    let mut owned: Vec<Owned> = (0..threads)
+        // The preload gives a thread at most ceil(keys / threads) keys: one over its cap.
+        .map(|_| Owned::with_capacity(owned_max(args.keys, threads) + 1))
+        .collect();
     let mut batch = Vec::new();
     for key in (0..args.keys as i64).step_by(2) {
         let thread = key as usize % threads;
@@ -854,6 +991,7 @@ fn run(args: Args) -> Result<(), String> {
         writes: 0,
         rss_kib: rss_kib(),
         heap_kib: heap_in_use_kib(),
+        live_kib: live_heap::kib(),
     }];
     let mut stuck_reported = vec![false; threads];
     let mut stuck_threads = 0u64;
@@ -892,10 +1030,16 @@ fn run(args: Args) -> Result<(), String> {
             .sum();
         let rss = rss_kib();
         let heap = heap_in_use_kib();
+        let live = live_heap::kib();
         let previous = samples.last().expect("a first sample");
         let seconds = (at - previous.at).as_secs_f64().max(1e-9);
+        let live_text = if live_heap::enabled() {
+            format!(" live={:>7.1}MiB", live as f64 / 1024.0)
+        } else {
+            String::new()
+        };
         eprintln!(
-            "t={:>6.1}s ops/s={:>9.0} read/s={:>9.0} write/s={:>9.0} heap={:>7.1}MiB rss={:>7.1}MiB",
+            "t={:>6.1}s ops/s={:>9.0} read/s={:>9.0} write/s={:>9.0} heap={:>7.1}MiB{live_text} rss={:>7.1}MiB",
             at.as_secs_f64(),
             (reads + writes - previous.reads - previous.writes) as f64 / seconds,
             (reads - previous.reads) as f64 / seconds,
@@ -909,6 +1053,7 @@ fn run(args: Args) -> Result<(), String> {
             writes,
             rss_kib: rss,
             heap_kib: heap,
+            live_kib: live,
         });
         // Watchdog.
         let now_ns = shared.now_ns();
@@ -1031,6 +1176,17 @@ fn run(args: Args) -> Result<(), String> {
     } else {
         0.0
     };
+    let live_baseline = samples
+        .iter()
+        .find(|s| s.at >= warmup)
+        .or(samples.last())
+        .map_or(0, |s| s.live_kib);
+    let live_end = samples.last().map_or(0, |s| s.live_kib);
+    let live_growth_pct = if live_baseline > 0 {
+        (live_end as f64 - live_baseline as f64) * 100.0 / live_baseline as f64
+    } else {
+        0.0
+    };
     let window = (args.duration / 6).min(Duration::from_secs(300));
     let rate = |from: Duration, to: Duration| -> f64 {
         let first = samples
@@ -1100,6 +1256,13 @@ fn run(args: Args) -> Result<(), String> {
         heap_baseline as f64 / 1024.0,
         heap_end as f64 / 1024.0
     );
+    if live_heap::enabled() {
+        eprintln!(
+            "live (allocated by the program) baseline {:.1} MiB, end {:.1} MiB, growth {live_growth_pct:.2}%",
+            live_baseline as f64 / 1024.0,
+            live_end as f64 / 1024.0
+        );
+    }
     eprintln!(
         "throughput first {:.0}s {first_window:.0} ops/s, last {:.0}s {last_window:.0} ops/s ({throughput_change_pct:+.1}%)",
         window.as_secs_f64(),
@@ -1112,7 +1275,7 @@ fn run(args: Args) -> Result<(), String> {
         eprintln!("  error: {error}");
     }
     println!(
-        "{{\"threads\":{threads},\"sync\":\"{}\",\"mix\":\"{}\",\"write_mix\":\"{}\",\"keys\":{},\"dist\":\"{}\",\"soak\":{},\"duration_s\":{seconds:.3},\"cpu_s\":{cpu_s:.2},\"ops_per_cpu_s\":{:.0},\"ops\":{ops},\"ops_per_s\":{:.0},\"read_ops_per_s\":{:.0},\"write_ops_per_s\":{:.0},\"writes_applied\":{applied},\"duplicate_rejections\":{duplicates},\"p50_ns\":{},\"p99_ns\":{},\"max_ns\":{},\"read_p50_ns\":{},\"read_p99_ns\":{},\"write_p50_ns\":{},\"write_p99_ns\":{},\"lost_acknowledged\":{lost},\"unexpected_rows\":{unexpected},\"errors\":{errors},\"stuck_threads\":{stuck_threads},\"checkpoints\":{checkpoints},\"verifications\":{verifications_done},\"rss_baseline_kib\":{baseline},\"rss_end_kib\":{rss_end},\"rss_max_kib\":{rss_max},\"rss_growth_pct\":{rss_growth_pct:.2},\"heap_baseline_kib\":{heap_baseline},\"heap_end_kib\":{heap_end},\"heap_growth_pct\":{heap_growth_pct:.2},\"first_window_ops_per_s\":{first_window:.0},\"last_window_ops_per_s\":{last_window:.0},\"throughput_change_pct\":{throughput_change_pct:.2}}}",
+        "{{\"threads\":{threads},\"sync\":\"{}\",\"mix\":\"{}\",\"write_mix\":\"{}\",\"keys\":{},\"dist\":\"{}\",\"soak\":{},\"duration_s\":{seconds:.3},\"cpu_s\":{cpu_s:.2},\"ops_per_cpu_s\":{:.0},\"ops\":{ops},\"ops_per_s\":{:.0},\"read_ops_per_s\":{:.0},\"write_ops_per_s\":{:.0},\"writes_applied\":{applied},\"duplicate_rejections\":{duplicates},\"p50_ns\":{},\"p99_ns\":{},\"max_ns\":{},\"read_p50_ns\":{},\"read_p99_ns\":{},\"write_p50_ns\":{},\"write_p99_ns\":{},\"lost_acknowledged\":{lost},\"unexpected_rows\":{unexpected},\"errors\":{errors},\"stuck_threads\":{stuck_threads},\"checkpoints\":{checkpoints},\"verifications\":{verifications_done},\"rss_baseline_kib\":{baseline},\"rss_end_kib\":{rss_end},\"rss_max_kib\":{rss_max},\"rss_growth_pct\":{rss_growth_pct:.2},\"heap_baseline_kib\":{heap_baseline},\"heap_end_kib\":{heap_end},\"heap_growth_pct\":{heap_growth_pct:.2},\"live_baseline_kib\":{live_baseline},\"live_end_kib\":{live_end},\"live_growth_pct\":{live_growth_pct:.2},\"first_window_ops_per_s\":{first_window:.0},\"last_window_ops_per_s\":{last_window:.0},\"throughput_change_pct\":{throughput_change_pct:.2}}}",
         args.sync,
         args.mix,
         args.write_mix,

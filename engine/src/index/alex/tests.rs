@@ -134,3 +134,79 @@ fn u128_keys_work() {
     tree.check_invariants().unwrap();
     assert_eq!(tree.get(u128::MAX), Some(7));
 }
+
+/// SplitMix64, for tests that need many reproducible keys without a dependency.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Insert and delete churn over a fixed key set (what `omendb-stress` does to its table) must
+/// not make the tree grow: at a steady fill its shape settles, and after swings of the fill
+/// (to 90% of the key set and down to 30%) the nodes contract again, so the tree holding 30% is
+/// no larger than it was holding 50%.
+#[test]
+fn churn_over_a_fixed_key_set_stays_bounded() {
+    const KEYS: u64 = 20_000;
+    for config in [AlexConfig::default(), AlexConfig::tiny()] {
+        let mut tree: Alex<i64, u64> = Alex::with_config(config);
+        let mut model = BTreeMap::new();
+        for key in (0..KEYS as i64).step_by(2) {
+            assert!(tree.insert(key, key as u64));
+            model.insert(key, key as u64);
+        }
+        let mut rng = 7u64;
+        // Flip random keys: the fill stays near half.
+        let mut settled = None;
+        for round in 0..5 {
+            for _ in 0..200_000 {
+                let key = (splitmix(&mut rng) % KEYS) as i64;
+                if tree.remove(key).is_some() {
+                    model.remove(&key);
+                } else {
+                    assert!(tree.insert(key, key as u64));
+                    model.insert(key, key as u64);
+                }
+            }
+            let (bytes, nodes) = (tree.bytes_used(), tree.stats().data_nodes);
+            match settled {
+                None => settled = Some((bytes, nodes)),
+                Some((bytes_first, nodes_first)) => {
+                    assert!(
+                        bytes <= bytes_first + bytes_first / 10,
+                        "{config:?} round {round}: {bytes} bytes, {bytes_first} after round 0"
+                    );
+                    assert!(
+                        nodes <= nodes_first + nodes_first / 20,
+                        "{config:?} round {round}: {nodes} data nodes, {nodes_first} after round 0"
+                    );
+                }
+            }
+        }
+        let half_bytes = tree.bytes_used();
+        for swing in 0..3 {
+            while model.len() < (KEYS * 9 / 10) as usize {
+                let key = (splitmix(&mut rng) % KEYS) as i64;
+                if let std::collections::btree_map::Entry::Vacant(entry) = model.entry(key) {
+                    assert!(tree.insert(key, key as u64));
+                    entry.insert(key as u64);
+                }
+            }
+            while model.len() > (KEYS * 3 / 10) as usize {
+                let key = (splitmix(&mut rng) % KEYS) as i64;
+                if model.remove(&key).is_some() {
+                    assert_eq!(tree.remove(key), Some(key as u64));
+                }
+            }
+            let bytes = tree.bytes_used();
+            assert!(
+                bytes <= half_bytes,
+                "{config:?} swing {swing}: {bytes} bytes at 30% full, {half_bytes} at 50%"
+            );
+        }
+        check_against(&tree, &model);
+    }
+}
