@@ -162,15 +162,20 @@ impl Table {
 
     pub fn apply_insert(&mut self, keys: &[i64], rows: Vec<Row>) {
         debug_assert_eq!(keys.len(), rows.len());
-        // In key order: consecutive index inserts land in the same node, and the batch's
-        // rows sit in the row store in key order. The state is the same in any order.
+        // The rows go into the row store in key order, so a scan in key order reads each
+        // batch as one forward stream. The index takes them in the caller's order: a sorted
+        // run of keys with huge gaps between clusters sends ALEX's append handling into
+        // oversized nodes (docs/BENCHMARKS.md), and the caller's order is the one it is
+        // tuned and tested for. The state is the same either way.
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_unstable_by_key(|&i| keys[i]);
+        let mut locations = vec![0; keys.len()];
         for i in order {
-            let (key, row) = (keys[i], &rows[i]);
             self.scratch.clear();
-            self.layout.pack(row, &mut self.scratch);
-            let location = self.rows.insert(&self.scratch);
+            self.layout.pack(&rows[i], &mut self.scratch);
+            locations[i] = self.rows.insert(&self.scratch);
+        }
+        for (&key, location) in keys.iter().zip(locations) {
             let inserted = PrimaryIndex::insert(&mut self.index, key, location);
             debug_assert!(
                 inserted,
