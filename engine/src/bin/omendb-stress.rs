@@ -1152,41 +1152,26 @@ fn run(args: Args) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    // RSS after warm-up, and throughput of the first and last windows.
-    let baseline = samples
-        .iter()
-        .find(|s| s.at >= warmup)
-        .or(samples.last())
-        .map_or(0, |s| s.rss_kib);
-    let rss_end = samples.last().map_or(0, |s| s.rss_kib);
+    // RSS, heap in use and live bytes: after warm-up, at the end, and the growth between;
+    // then throughput of the first and last windows.
+    let growth = |kib: fn(&Sample) -> u64| -> (u64, u64, f64) {
+        let baseline = samples
+            .iter()
+            .find(|s| s.at >= warmup)
+            .or(samples.last())
+            .map_or(0, kib);
+        let end = samples.last().map_or(0, kib);
+        let pct = if baseline > 0 {
+            (end as f64 - baseline as f64) * 100.0 / baseline as f64
+        } else {
+            0.0
+        };
+        (baseline, end, pct)
+    };
+    let (baseline, rss_end, rss_growth_pct) = growth(|s| s.rss_kib);
     let rss_max = samples.iter().map(|s| s.rss_kib).max().unwrap_or(0);
-    let rss_growth_pct = if baseline > 0 {
-        (rss_end as f64 - baseline as f64) * 100.0 / baseline as f64
-    } else {
-        0.0
-    };
-    let heap_baseline = samples
-        .iter()
-        .find(|s| s.at >= warmup)
-        .or(samples.last())
-        .map_or(0, |s| s.heap_kib);
-    let heap_end = samples.last().map_or(0, |s| s.heap_kib);
-    let heap_growth_pct = if heap_baseline > 0 {
-        (heap_end as f64 - heap_baseline as f64) * 100.0 / heap_baseline as f64
-    } else {
-        0.0
-    };
-    let live_baseline = samples
-        .iter()
-        .find(|s| s.at >= warmup)
-        .or(samples.last())
-        .map_or(0, |s| s.live_kib);
-    let live_end = samples.last().map_or(0, |s| s.live_kib);
-    let live_growth_pct = if live_baseline > 0 {
-        (live_end as f64 - live_baseline as f64) * 100.0 / live_baseline as f64
-    } else {
-        0.0
-    };
+    let (heap_baseline, heap_end, heap_growth_pct) = growth(|s| s.heap_kib);
+    let (live_baseline, live_end, live_growth_pct) = growth(|s| s.live_kib);
     let window = (args.duration / 6).min(Duration::from_secs(300));
     let rate = |from: Duration, to: Duration| -> f64 {
         let first = samples
