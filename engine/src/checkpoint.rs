@@ -329,9 +329,11 @@ fn verify_file(
     Ok(body_end)
 }
 
-/// Reads a checked checkpoint file front to back through a window of about
-/// [`WRITE_CHUNK_BYTES`], so that loading never holds the whole file. A value cut by the
-/// window's end is decoded again once the window holds more.
+/// Reads a checkpoint file front to back through a window of about [`WRITE_CHUNK_BYTES`], so
+/// that loading never holds the whole file. A value cut by the window's end is decoded again
+/// once the window holds more. Every byte is read once and goes into a running CRC, so the
+/// checksum checked at the end covers exactly the bytes that were decoded (a second read
+/// could see different bytes).
 struct Reader<'f> {
     file: &'f dyn crate::env::File,
     path: &'f Path,
@@ -342,6 +344,8 @@ struct Reader<'f> {
     pos: usize,
     /// Where the body ends (the trailer is not read).
     end: u64,
+    /// CRC-32C of the bytes read so far (`0..start + window.len()`).
+    crc: u32,
 }
 
 impl<'f> Reader<'f> {
@@ -390,7 +394,9 @@ impl<'f> Reader<'f> {
         self.window.resize(old + more as usize, 0);
         self.file
             .read_exact_at(&mut self.window[old..], window_end)
-            .map_err(|e| Error::io("read checkpoint", self.path, e))
+            .map_err(|e| Error::io("read checkpoint", self.path, e))?;
+        self.crc = crc32c::crc32c_append(self.crc, &self.window[old..]);
+        Ok(())
     }
 }
 
@@ -401,15 +407,41 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
     let file = fs
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open checkpoint", path, e))?;
-    let body_end = verify_file(file.as_ref(), path, None)?;
+    let len = file
+        .len()
+        .map_err(|e| Error::io("read checkpoint", path, e))?;
+    if len < (HEADER_BYTES + TRAILER_BYTES) as u64 {
+        return Err(Error::corruption(
+            path,
+            0,
+            format!("checkpoint of {len} bytes is too short"),
+        ));
+    }
+    let body_end = len - TRAILER_BYTES as u64;
+    let mut trailer = [0u8; TRAILER_BYTES];
+    file.read_exact_at(&mut trailer, body_end)
+        .map_err(|e| Error::io("read checkpoint", path, e))?;
+    if trailer[4..] != END_MAGIC {
+        return Err(Error::corruption(
+            path,
+            body_end + 4,
+            "missing end marker (truncated checkpoint)",
+        ));
+    }
+    let stored_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
     let mut r = Reader {
         file: file.as_ref(),
         path,
         window: Vec::new(),
-        start: MAGIC.len() as u64,
+        start: 0,
         pos: 0,
         end: body_end,
+        crc: 0,
     };
+    let magic = r.decode(|d| d.take(MAGIC.len()).map(<[u8]>::to_vec))?;
+    if magic != MAGIC {
+        return Err(r.corrupt(0, "bad checkpoint magic"));
+    }
     let version = r.decode(|d| d.u32())?;
     if version != VERSION && version != VERSION_NO_COLD {
         return Err(r.corrupt(8, format!("unsupported checkpoint version {version}")));
@@ -426,6 +458,7 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
     let next_table_id = r.decode(|d| d.u32())?;
     let table_count = r.decode(|d| d.u32())?;
     let mut catalog = Catalog::new();
+    let mut cold_tables = Vec::new();
     for _ in 0..table_count {
         let table_at = r.at();
         let id = r.decode(|d| d.u32())?;
@@ -469,19 +502,14 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
             .parent()
             .unwrap_or_else(|| Path::new(""))
             .join(cold::COLD_DIR);
-        let mut segments = Vec::new();
+        let mut metas: Vec<SegmentMeta> = Vec::new();
         for _ in 0..segment_count {
             let meta_at = r.at();
             let meta = r.decode(SegmentMeta::decode)?;
-            if meta.id >= next_segment_id
-                || segments
-                    .last()
-                    .is_some_and(|s: &Segment| s.meta.id >= meta.id)
-            {
+            if meta.id >= next_segment_id || metas.last().is_some_and(|m| m.id >= meta.id) {
                 return Err(r.corrupt(meta_at, format!("segment id {} out of order", meta.id)));
             }
-            let segment_path = cold_dir.join(cold::file_name(id, meta.id));
-            segments.push(Segment::load(fs, &segment_path, meta, &def)?);
+            metas.push(meta);
         }
         let count_at = r.at();
         let tombstone_count = r.decode(|d| d.u64())?;
@@ -496,10 +524,27 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
             let (key, segment_id) = r.decode(|d| Ok((d.i64()?, d.u64()?)))?;
             tombstones.insert(key, segment_id);
         }
-        catalog.restore_cold(id, segments, tombstones, next_segment_id);
+        // Segments are opened only once the checksum has vouched for their manifest.
+        cold_tables.push((id, def, cold_dir, metas, tombstones, next_segment_id));
     }
     if r.remaining() > 0 {
         return Err(r.corrupt(r.at(), "trailing bytes after the last table"));
+    }
+    // Everything decoded was read once, into the running CRC: nothing loaded is trusted
+    // until it matches.
+    if r.crc != stored_crc {
+        return Err(r.corrupt(
+            body_end,
+            format!("checksum {stored_crc:#010x} != computed {:#010x}", r.crc),
+        ));
+    }
+    for (id, def, cold_dir, metas, tombstones, next_segment_id) in cold_tables {
+        let mut segments = Vec::with_capacity(metas.len());
+        for meta in metas {
+            let segment_path = cold_dir.join(cold::file_name(id, meta.id));
+            segments.push(Segment::load(fs, &segment_path, meta, &def)?);
+        }
+        catalog.restore_cold(id, segments, tombstones, next_segment_id);
     }
     catalog.set_next_table_id(next_table_id);
     Ok(catalog)
