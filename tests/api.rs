@@ -149,6 +149,62 @@ fn duplicate_keys_are_rejected_and_change_nothing() {
         .unwrap_err();
     assert!(matches!(err, Error::DuplicateKey { key: 2, .. }), "{err}");
     assert_eq!(db.scan("t", ..).unwrap(), vec![row(1, 1), row(2, 2)]);
+    // A batch goes into the index before the duplicate shows; the keys before it are taken
+    // out again, and the smallest duplicate is named whatever the batch's order.
+    db.insert_batch("t", (10..20).map(|k| row(k, k)).collect())
+        .unwrap();
+    let mut batch: Vec<_> = (30..40).map(|k| row(k, k)).collect();
+    batch.extend([row(15, 0), row(41, 41), row(12, 0), row(42, 42)]);
+    let err = db.insert_batch("t", batch).unwrap_err();
+    assert!(matches!(err, Error::DuplicateKey { key: 12, .. }), "{err}");
+    assert_eq!(db.row_count("t").unwrap(), 12);
+    for k in 30..43 {
+        assert_eq!(db.get("t", k).unwrap(), None, "key {k}");
+    }
+    db.insert_batch("t", (30..43).map(|k| row(k, k)).collect())
+        .unwrap();
+    assert_eq!(db.get("t", 35).unwrap(), Some(row(35, 35)));
+    db.check_invariants().unwrap();
+}
+
+#[test]
+fn an_insert_the_log_refuses_is_undone() {
+    // Seventeen 16 MiB values pass every row check, but their log record is over the log's
+    // 256 MiB limit: the rows are in the table when the log refuses them, and must come out.
+    let (_dir, db) = fresh();
+    db.insert("t", row(100, 1)).unwrap();
+    let big = |k: i64| {
+        vec![
+            Value::Int64(k),
+            Value::Int64(k),
+            Value::Null,
+            Value::Binary(vec![7; omendb::limits::VALUE_BYTES_MAX]),
+        ]
+    };
+    let err = db
+        .insert_batch("t", (0..17).map(big).collect())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LimitExceeded {
+                what: "log record bytes",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(db.scan("t", ..).unwrap(), vec![row(100, 1)]);
+    // The space is given back, and the keys are free again.
+    assert!(
+        db.row_bytes("t").unwrap() < 16 << 20,
+        "{} bytes kept",
+        db.row_bytes("t").unwrap()
+    );
+    db.insert_batch("t", (0..17).map(|k| row(k, k)).collect())
+        .unwrap();
+    assert_eq!(db.row_count("t").unwrap(), 18);
+    db.check_invariants().unwrap();
 }
 
 #[test]

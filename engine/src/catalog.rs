@@ -4,7 +4,9 @@
 //! A change is a [`LoggedOp`]: what the log stores (tables by id, since names can be
 //! reused after a drop). [`Catalog::check`] validates it against the current state and turns
 //! it into a [`CheckedOp`]; [`Catalog::apply`] applies a checked op and cannot fail. Live
-//! writes go check, log, apply; recovery goes decode, check, apply, so a logged record that
+//! writes go check, log, apply (inserts, the hot path, go validate, insert, log, and undo the
+//! insert if a key turns out present or logging fails: one index descent per key instead of
+//! a probe and then an insert); recovery goes decode, check, apply, so a logged record that
 //! does not apply is found and reported as corruption, never half-applied.
 //!
 //! Catalog changes (create and drop table) are log records like any other, and checkpoints
@@ -63,8 +65,13 @@ pub(crate) enum CheckedOp {
 }
 
 impl LoggedOp {
-    pub fn encode(&self) -> (u8, Vec<u8>) {
-        let mut enc = Encoder::new();
+    /// Encodes the op into `out` (cleared first) and returns its record kind. Live writes
+    /// pass the catalog's reused buffer, so a write allocates nothing to be logged.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> u8 {
+        out.clear();
+        let mut enc = Encoder {
+            bytes: std::mem::take(out),
+        };
         let kind = match self {
             LoggedOp::CreateTable { id, def } => {
                 enc.u32(*id);
@@ -95,7 +102,8 @@ impl LoggedOp {
                 kind::DELETE
             }
         };
-        (kind, enc.bytes)
+        *out = enc.bytes;
+        kind
     }
 
     pub fn decode(kind: u8, payload: &[u8]) -> DecodeResult<LoggedOp> {
@@ -141,7 +149,12 @@ pub(crate) struct Catalog {
     names: BTreeMap<String, TableId>,
     tables: BTreeMap<TableId, Table>,
     next_table_id: TableId,
+    /// The buffer live writes encode their log record into, kept between writes.
+    pub log_scratch: Vec<u8>,
 }
+
+/// A log scratch buffer grown past this by one large write is dropped afterwards.
+const LOG_SCRATCH_BYTES_KEEP: usize = 1 << 20;
 
 impl Catalog {
     pub fn new() -> Catalog {
@@ -149,6 +162,14 @@ impl Catalog {
             names: BTreeMap::new(),
             tables: BTreeMap::new(),
             next_table_id: 1,
+            log_scratch: Vec::new(),
+        }
+    }
+
+    /// Keeps the log scratch buffer from holding on to the size of one huge write.
+    pub fn shrink_log_scratch(&mut self) {
+        if self.log_scratch.capacity() > LOG_SCRATCH_BYTES_KEEP {
+            self.log_scratch = Vec::new();
         }
     }
 
@@ -190,6 +211,26 @@ impl Catalog {
         })
     }
 
+    /// A live insert: validates `rows`, inserts them into table `id` and calls `log` to log
+    /// them, undoing the inserts if a key is present or `log` fails (see
+    /// [`Table::insert_logged`]). The same outcome as check, log, apply, with one index
+    /// descent per key instead of two.
+    pub fn insert_logged(
+        &mut self,
+        id: TableId,
+        rows: Vec<Row>,
+        log: impl FnOnce() -> Result<u64>,
+    ) -> Result<u64> {
+        let table = self
+            .tables
+            .get_mut(&id)
+            .ok_or_else(|| Error::TableNotFound {
+                table: format!("#{id}"),
+            })?;
+        check_batch_len(table, &rows)?;
+        table.insert_logged(rows, log)
+    }
+
     /// Validates `op` against the current state. `Ok(None)`: valid but changes nothing.
     pub fn check(&self, op: LoggedOp) -> Result<Option<CheckedOp>> {
         Ok(Some(match op {
@@ -220,18 +261,7 @@ impl Catalog {
             }
             LoggedOp::Insert { id, rows } => {
                 let table = self.by_id(id)?;
-                if rows.is_empty() {
-                    return Err(Error::EmptyBatch {
-                        table: table.def.name().to_string(),
-                    });
-                }
-                if rows.len() > limits::BATCH_ROWS_MAX {
-                    return Err(Error::LimitExceeded {
-                        what: "batch rows",
-                        size: rows.len(),
-                        limit: limits::BATCH_ROWS_MAX,
-                    });
-                }
+                check_batch_len(table, &rows)?;
                 let keys = table.check_insert(&rows)?;
                 CheckedOp::Insert { id, keys, rows }
             }
@@ -351,4 +381,21 @@ impl Catalog {
         }
         Ok(())
     }
+}
+
+/// An insert batch holds at least one row and at most [`limits::BATCH_ROWS_MAX`].
+fn check_batch_len(table: &Table, rows: &[Row]) -> Result<()> {
+    if rows.is_empty() {
+        return Err(Error::EmptyBatch {
+            table: table.def.name().to_string(),
+        });
+    }
+    if rows.len() > limits::BATCH_ROWS_MAX {
+        return Err(Error::LimitExceeded {
+            what: "batch rows",
+            size: rows.len(),
+            limit: limits::BATCH_ROWS_MAX,
+        });
+    }
+    Ok(())
 }

@@ -249,7 +249,7 @@ impl Unsynced {
         // Read it back before it replaces anything: a device that acknowledged a torn or
         // misdirected write is caught here, while the previous checkpoint and log still
         // exist. The read is chunked, so a large checkpoint is never in memory whole.
-        verify_file(file.as_ref(), &temp, Some((len, crc)))?;
+        verify_file(file.as_ref(), &temp, len, crc)?;
         drop(file);
         let path = root.join(file_name(lsn));
         fs.rename(&temp, &path)
@@ -260,14 +260,15 @@ impl Unsynced {
     }
 }
 
-/// Checks a checkpoint file's length, magics and checksum by reading it in chunks; with
-/// `expected`, also that its length and the CRC of all its bytes are what was written.
-/// Returns where its body ends.
+/// Checks a just-written checkpoint file by reading it back in chunks: its magics and
+/// checksum, and that its length and the CRC of all its bytes are `written_len` and
+/// `written_crc`, what was written.
 fn verify_file(
     file: &dyn crate::env::File,
     path: &Path,
-    expected: Option<(u64, u32)>,
-) -> Result<u64> {
+    written_len: u64,
+    written_crc: u32,
+) -> Result<()> {
     let corrupt = |offset: u64, reason: String| Error::corruption(path, offset, reason);
     let read = |buf: &mut [u8], offset: u64| {
         file.read_exact_at(buf, offset)
@@ -276,13 +277,11 @@ fn verify_file(
     let len = file
         .len()
         .map_err(|e| Error::io("read back checkpoint", path, e))?;
-    if let Some((written, _)) = expected {
-        if len != written {
-            return Err(corrupt(
-                len.min(written),
-                format!("{written} bytes written but {len} read back"),
-            ));
-        }
+    if len != written_len {
+        return Err(corrupt(
+            len.min(written_len),
+            format!("{written_len} bytes written but {len} read back"),
+        ));
     }
     if len < (HEADER_BYTES + TRAILER_BYTES) as u64 {
         return Err(corrupt(
@@ -318,15 +317,13 @@ fn verify_file(
             format!("checksum {stored_crc:#010x} != computed {crc:#010x}"),
         ));
     }
-    if let Some((_, written_crc)) = expected {
-        if crc32c::crc32c_append(crc, &trailer) != written_crc {
-            return Err(corrupt(
-                0,
-                "the bytes read back differ from those written".into(),
-            ));
-        }
+    if crc32c::crc32c_append(crc, &trailer) != written_crc {
+        return Err(corrupt(
+            0,
+            "the bytes read back differ from those written".into(),
+        ));
     }
-    Ok(body_end)
+    Ok(())
 }
 
 /// Reads a checkpoint file front to back through a window of about [`WRITE_CHUNK_BYTES`], so

@@ -429,14 +429,27 @@ impl Database {
                 key,
             },
         };
-        // Validate first: the checked op borrows nothing, so encode from the logged form.
-        let (kind, payload) = op.encode();
-        let Some(checked) = state.check(op)? else {
-            return Ok(Ticket { lsn: 0 });
+        // Encode before the check consumes the op (the checked form borrows nothing), into
+        // the catalog's reused buffer.
+        let mut payload = std::mem::take(&mut state.log_scratch);
+        let kind = op.encode_into(&mut payload);
+        let wal = &self.shared.wal;
+        let result = match op {
+            LoggedOp::Insert { id, rows } => state
+                .insert_logged(id, rows, || wal.append(kind, &payload))
+                .map(|lsn| Ticket { lsn }),
+            op => match state.check(op) {
+                Ok(Some(checked)) => wal.append(kind, &payload).map(|lsn| {
+                    state.apply(checked);
+                    Ticket { lsn }
+                }),
+                Ok(None) => Ok(Ticket { lsn: 0 }),
+                Err(e) => Err(e),
+            },
         };
-        let lsn = self.shared.wal.append(kind, &payload)?;
-        state.apply(checked);
-        Ok(Ticket { lsn })
+        state.log_scratch = payload;
+        state.shrink_log_scratch();
+        result
     }
 
     /// Blocks until `ticket` is acknowledged under the durability mode: with

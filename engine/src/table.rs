@@ -142,26 +142,122 @@ impl Table {
     /// batch and to the table (the smallest offending key is named). Returns the keys in row
     /// order.
     pub fn check_insert(&self, rows: &[Row]) -> Result<Vec<i64>> {
+        let keys = self.check_rows(rows)?;
+        match self.smallest_present(&keys) {
+            Some(key) => Err(self.duplicate(key)),
+            None => Ok(keys),
+        }
+    }
+
+    /// Schema and size (errors in row order) and keys distinct within the batch (the smallest
+    /// repeated key is named); the table is not consulted. Returns the keys in row order.
+    fn check_rows(&self, rows: &[Row]) -> Result<Vec<i64>> {
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
             let key = self.def.validate_row(row)?;
             self.check_row_size(key, row)?;
             keys.push(key);
         }
-        // Probe the index in key order: consecutive probes walk the same nodes.
-        let mut sorted = keys.clone();
-        sorted.sort_unstable();
-        if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
-            return Err(self.duplicate(pair[0]));
-        }
-        if let Some(&key) = sorted.iter().find(|&&k| self.contains(k)) {
-            return Err(self.duplicate(key));
+        if keys.len() > 1 {
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+                return Err(self.duplicate(pair[0]));
+            }
         }
         Ok(keys)
     }
 
+    /// The smallest of `keys` already in the table, probing in key order (consecutive probes
+    /// walk the same nodes).
+    fn smallest_present(&self, keys: &[i64]) -> Option<i64> {
+        if let [key] = keys[..] {
+            return self.contains(key).then_some(key);
+        }
+        let mut sorted = keys.to_vec();
+        sorted.sort_unstable();
+        sorted.into_iter().find(|&key| self.contains(key))
+    }
+
+    /// A live insert of `rows` as one all-or-nothing batch: validates them, inserts them with
+    /// one index descent per key that both finds a duplicate and inserts, then calls `log`
+    /// (which appends the batch to the log). A key already in the table, or a failed `log`,
+    /// undoes every change of the batch and returns the error; duplicates name the smallest
+    /// such key, as [`Table::check_insert`] does. Returns what `log` returned.
+    pub fn insert_logged(
+        &mut self,
+        rows: Vec<Row>,
+        log: impl FnOnce() -> Result<u64>,
+    ) -> Result<u64> {
+        let keys = self.check_rows(&rows)?;
+        if !self.cold.is_empty() && keys.iter().any(|&key| self.cold.contains(key)) {
+            return Err(self.duplicate_among(&keys));
+        }
+        if let ([key], [row]) = (&keys[..], &rows[..]) {
+            // The row is packed and stored only once the index has found the key absent.
+            let (scratch, layout, store) = (&mut self.scratch, &self.layout, &mut self.rows);
+            let inserted = PrimaryIndex::insert_with(&mut self.index, *key, || {
+                scratch.clear();
+                layout.pack(row, scratch);
+                store.insert(scratch)
+            });
+            if !inserted {
+                return Err(self.duplicate(*key));
+            }
+        } else {
+            let locations = self.store_rows(&keys, &rows);
+            let inserted = keys
+                .iter()
+                .zip(&locations)
+                .take_while(|&(&key, &location)| {
+                    PrimaryIndex::insert(&mut self.index, key, location)
+                })
+                .count();
+            if inserted < keys.len() {
+                for &key in &keys[..inserted] {
+                    PrimaryIndex::remove(&mut self.index, key);
+                }
+                for &location in &locations {
+                    self.rows.remove(&self.layout, location);
+                }
+                self.maybe_rebuild();
+                return Err(self.duplicate_among(&keys));
+            }
+        }
+        self.shrink_scratch();
+        log().inspect_err(|_| {
+            for &key in &keys {
+                self.remove_hot(key);
+            }
+            self.maybe_rebuild();
+        })
+    }
+
+    /// The duplicate-key error for a batch known to hold a key already in the table.
+    fn duplicate_among(&self, keys: &[i64]) -> Error {
+        let key = self.smallest_present(keys);
+        self.duplicate(key.or(keys.first().copied()).unwrap_or_default())
+    }
+
+    /// Applies an insert that passed [`Table::check_insert`] (recovery's path).
     pub fn apply_insert(&mut self, keys: &[i64], rows: Vec<Row>) {
         debug_assert_eq!(keys.len(), rows.len());
+        let locations = self.store_rows(keys, &rows);
+        for (&key, location) in keys.iter().zip(locations) {
+            let inserted = PrimaryIndex::insert(&mut self.index, key, location);
+            debug_assert!(
+                inserted,
+                "insert of key {key} passed its check but was a duplicate"
+            );
+        }
+        self.shrink_scratch();
+    }
+
+    /// Packs a batch's rows into the row store; returns their locations in row order.
+    fn store_rows(&mut self, keys: &[i64], rows: &[Row]) -> Vec<RowLocation> {
+        if let [row] = rows {
+            return vec![self.store_row(row)];
+        }
         // The rows go into the row store in key order, so a scan in key order reads each
         // batch as one forward stream. The index takes them in the caller's order: a sorted
         // run of keys with huge gaps between clusters sends ALEX's append handling into
@@ -171,18 +267,16 @@ impl Table {
         order.sort_unstable_by_key(|&i| keys[i]);
         let mut locations = vec![0; keys.len()];
         for i in order {
-            self.scratch.clear();
-            self.layout.pack(&rows[i], &mut self.scratch);
-            locations[i] = self.rows.insert(&self.scratch);
+            locations[i] = self.store_row(&rows[i]);
         }
-        for (&key, location) in keys.iter().zip(locations) {
-            let inserted = PrimaryIndex::insert(&mut self.index, key, location);
-            debug_assert!(
-                inserted,
-                "insert of key {key} passed its check but was a duplicate"
-            );
-        }
-        self.shrink_scratch();
+        locations
+    }
+
+    /// Packs `row` into the row store and returns its location.
+    fn store_row(&mut self, row: &Row) -> RowLocation {
+        self.scratch.clear();
+        self.layout.pack(row, &mut self.scratch);
+        self.rows.insert(&self.scratch)
     }
 
     /// Keeps the packing buffer from holding on to the size of one huge row.

@@ -33,6 +33,10 @@ pub trait PrimaryIndex: Send + std::marker::Sync {
     fn get(&self, key: i64) -> Option<RowLocation>;
     /// Inserts `key`; returns `false` and changes nothing if it is already present.
     fn insert(&mut self, key: i64, location: RowLocation) -> bool;
+    /// Inserts `key` at the location `location` returns, calling it once and only if the key
+    /// was absent (one search both checks and inserts); `false`, without calling it, if the
+    /// key is present.
+    fn insert_with(&mut self, key: i64, location: impl FnMut() -> RowLocation) -> bool;
     /// Removes `key`; returns its location if it was present.
     fn remove(&mut self, key: i64) -> Option<RowLocation>;
     /// Points `key` at `location`; returns the old location, or `None` (and changes nothing)
@@ -85,10 +89,14 @@ impl PrimaryIndex for BTreeIndex {
     }
 
     fn insert(&mut self, key: i64, location: RowLocation) -> bool {
+        self.insert_with(key, || location)
+    }
+
+    fn insert_with(&mut self, key: i64, mut location: impl FnMut() -> RowLocation) -> bool {
         match self.map.entry(key) {
             std::collections::btree_map::Entry::Occupied(_) => false,
             std::collections::btree_map::Entry::Vacant(slot) => {
-                slot.insert(location);
+                slot.insert(location());
                 true
             }
         }

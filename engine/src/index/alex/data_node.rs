@@ -533,9 +533,23 @@ impl<K: Key, P: Payload> DataNode<K, P> {
         }
     }
 
-    /// Inserts `key`. With `respect_limits`, reports `Full` at the density threshold or when
-    /// the node's cost is catastrophic; without, only when there is no gap at all.
+    /// [`DataNode::insert_with`] with a payload at hand.
+    #[cfg(test)]
     pub fn insert(&mut self, key: K, payload: P, respect_limits: bool) -> InsertOutcome {
+        self.insert_with(key, &mut || payload, respect_limits)
+    }
+
+    /// Inserts `key` with the payload `payload` makes, called once and only when the key goes
+    /// in (not for a duplicate or a full node). With `respect_limits`, reports `Full` at the
+    /// density threshold or when the node's cost is catastrophic; without, only when there is
+    /// no gap at all.
+    #[inline]
+    pub fn insert_with(
+        &mut self,
+        key: K,
+        payload: &mut impl FnMut() -> P,
+        respect_limits: bool,
+    ) -> InsertOutcome {
         let slots = self.capacity();
         let predicted_raw = self.model.predict(key);
         let predicted = clamp_slot(predicted_raw, slots);
@@ -628,7 +642,10 @@ impl<K: Key, P: Payload> DataNode<K, P> {
                 slot = upper - 1;
             }
         }
-        self.slots[slot] = Slot { key, payload };
+        self.slots[slot] = Slot {
+            key,
+            payload: payload(),
+        };
         if !bitmap::get(&self.bitmap, slot) {
             bitmap::set(&mut self.bitmap, slot);
         }

@@ -75,6 +75,10 @@ impl PrimaryIndex for AlexIndex {
         Alex::insert(self, key, location)
     }
 
+    fn insert_with(&mut self, key: i64, location: impl FnMut() -> RowLocation) -> bool {
+        Alex::insert_with(self, key, location)
+    }
+
     fn remove(&mut self, key: i64) -> Option<RowLocation> {
         Alex::remove(self, key)
     }

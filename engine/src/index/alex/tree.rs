@@ -196,9 +196,16 @@ impl<K: Key, P: Payload> Alex<K, P> {
 
     /// Inserts `key`; `false` (and no change) if it is already present.
     pub fn insert(&mut self, key: K, payload: P) -> bool {
+        self.insert_with(key, || payload)
+    }
+
+    /// Inserts `key` with the payload `payload` makes, called once and only if the key was
+    /// absent; `false` (no change, `payload` not called) if it is already present. One
+    /// descent both checks for the key and inserts it.
+    pub fn insert_with(&mut self, key: K, mut payload: impl FnMut() -> P) -> bool {
         for _ in 0..RESTRUCTURE_ATTEMPTS_MAX {
             let leaf = self.leaf_for(key);
-            match self.datas[leaf].insert(key, payload, true) {
+            match self.datas[leaf].insert_with(key, &mut payload, true) {
                 InsertOutcome::Inserted => {
                     self.len += 1;
                     return true;
@@ -211,7 +218,7 @@ impl<K: Key, P: Payload> Alex<K, P> {
         // of its size limit. An expanded node always has a gap, so this insert succeeds.
         let leaf = self.leaf_for(key);
         self.expand_data(leaf);
-        match self.datas[leaf].insert(key, payload, false) {
+        match self.datas[leaf].insert_with(key, &mut payload, false) {
             InsertOutcome::Inserted => {
                 self.len += 1;
                 true
@@ -578,19 +585,33 @@ impl<K: Key, P: Payload> Alex<K, P> {
                 _ => Placement::Spread,
             };
             let ((first_slot, low), (end_slot, high)) = (bounds[0], bounds[1]);
-            let node = DataNode::from_sorted(
+            made.push(self.place_leaf(
+                parent,
+                first_slot..end_slot,
                 &keys[low..high],
                 &payloads[low..high],
-                DENSITY_INIT,
                 placement,
-            );
-            let index = self.alloc_data(node);
-            self.inners[parent].children[first_slot..end_slot].fill(NodeRef::data(index));
-            made.push(index);
+            ));
         }
         let (prev, next) = (self.datas[leaf].prev, self.datas[leaf].next);
         self.free_data(leaf);
         self.splice(prev, &made, next);
+    }
+
+    /// Builds a data node over `keys` and their `payloads` and points `inner`'s child slots
+    /// `slots` at it; returns the node's index.
+    fn place_leaf(
+        &mut self,
+        inner: usize,
+        slots: std::ops::Range<usize>,
+        keys: &[K],
+        payloads: &[P],
+        placement: Placement,
+    ) -> u32 {
+        let node = DataNode::from_sorted(keys, payloads, DENSITY_INIT, placement);
+        let index = self.alloc_data(node);
+        self.inners[inner].children[slots].fill(NodeRef::data(index));
+        index
     }
 
     /// Replaces `leaf` by a new inner node with `2^depth` slots over new data nodes.
@@ -627,15 +648,13 @@ impl<K: Key, P: Payload> Alex<K, P> {
             let routing = &self.inners[inner_index];
             let low = keys.partition_point(|key| routing.route(*key) < first);
             let high = keys.partition_point(|key| routing.route(*key) < first + count);
-            let node = DataNode::from_sorted(
+            made.push(self.place_leaf(
+                inner_index,
+                first..first + count,
                 &keys[low..high],
                 &payloads[low..high],
-                DENSITY_INIT,
                 Placement::Spread,
-            );
-            let index = self.alloc_data(node);
-            self.inners[inner_index].children[first..first + count].fill(NodeRef::data(index));
-            made.push(index);
+            ));
         }
         let replacement = NodeRef::inner(inner_index as u32);
         match parent_slot {
@@ -828,15 +847,13 @@ impl<K: Key, P: Payload> Alex<K, P> {
             } else {
                 keys.partition_point(|key| routing.route(*key) < block + width)
             };
-            let node = DataNode::from_sorted(
+            made.push(self.place_leaf(
+                root,
+                block..block + width,
                 &keys[low..high],
                 &payloads[low..high],
-                DENSITY_INIT,
                 Placement::Spread,
-            );
-            let index = self.alloc_data(node);
-            self.inners[root].children[block..block + width].fill(NodeRef::data(index));
-            made.push(index);
+            ));
             low = high;
             block += width;
         }
