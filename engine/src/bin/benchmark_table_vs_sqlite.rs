@@ -183,6 +183,7 @@ struct Config {
     range_rows: u64,
     batch_delay_ms: u64,
     sqlite_cache_mib: u64,
+    repeat_gets: bool,
     dir: PathBuf,
     keep: bool,
     side: Option<Side>,
@@ -195,7 +196,7 @@ const USAGE: &str = "usage: benchmark_table_vs_sqlite --rows N \
 --dist sequential|uniform|zipf|skewed|clustered|timeseries --sync always|batch|none --seed S \
 [--batch ROWS=10000] [--queries N=1000000] [--warmup N=100000] [--ranges N=1000] \
 [--range-rows N=1000] [--batch-delay-ms MS=10] [--sqlite-cache-mib MIB=1024] \
-[--dir PATH=/tmp/omendb-bench] [--keep] [--only omendb|sqlite]\n   or: benchmark_table_vs_sqlite --report RESULTS.jsonl [--svg OUT.svg]";
+[--dir PATH=/tmp/omendb-bench] [--keep] [--only omendb|sqlite] [--repeat-gets]\n   or: benchmark_table_vs_sqlite --report RESULTS.jsonl [--svg OUT.svg]";
 
 impl Config {
     fn parse(args: &[String]) -> BenchResult<Config> {
@@ -211,6 +212,7 @@ impl Config {
             range_rows: 1_000,
             batch_delay_ms: 10,
             sqlite_cache_mib: 1024,
+            repeat_gets: false,
             dir: std::env::temp_dir().join("omendb-bench"),
             keep: false,
             side: None,
@@ -221,8 +223,9 @@ impl Config {
         let mut i = 0;
         while i < args.len() {
             let flag = args[i].as_str();
-            if flag == "--keep" {
-                config.keep = true;
+            if flag == "--keep" || flag == "--repeat-gets" {
+                config.keep |= flag == "--keep";
+                config.repeat_gets |= flag == "--repeat-gets";
                 i += 1;
                 continue;
             }
@@ -614,6 +617,48 @@ fn percentiles(latencies_ns: &mut [u64], measures: &mut Measures) {
     measures.set("get_mean_ns", sum as f64 / n as f64);
 }
 
+/// `--repeat-gets`: times the same gets again, in the same order, to tell a slow key from a
+/// slow moment. Sets `get_repeat_p50_ns`/`_p99_ns`/`_p999_ns`, and `get_slow_repeat_fraction`:
+/// of the gets at or above the first round's p99, the fraction at or above the second
+/// round's p99 again (about 0.01 if slowness is the moment's, near 1 if it is the key's).
+fn repeat_gets(
+    db: &Database,
+    keys: &[i64],
+    first_ns: &[u64],
+    measures: &mut Measures,
+) -> BenchResult<()> {
+    let mut again_ns = Vec::with_capacity(keys.len());
+    for &key in keys {
+        let started = Instant::now();
+        let row = db
+            .get_with(TABLE, key, read_row)
+            .map_err(|err| format!("omendb get: {err}"))?;
+        black_box(row);
+        again_ns.push(started.elapsed().as_nanos() as u64);
+    }
+    let quantile = |latencies: &[u64], q: f64| {
+        let mut sorted = latencies.to_vec();
+        sorted.sort_unstable();
+        sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+    };
+    let (first_p99, again_p99) = (quantile(first_ns, 0.99), quantile(&again_ns, 0.99));
+    let slow_first: Vec<usize> = (0..keys.len())
+        .filter(|&i| first_ns[i] >= first_p99)
+        .collect();
+    let slow_both = slow_first
+        .iter()
+        .filter(|&&i| again_ns[i] >= again_p99)
+        .count();
+    measures.set("get_repeat_p50_ns", quantile(&again_ns, 0.50) as f64);
+    measures.set("get_repeat_p99_ns", again_p99 as f64);
+    measures.set("get_repeat_p999_ns", quantile(&again_ns, 0.999) as f64);
+    measures.set(
+        "get_slow_repeat_fraction",
+        slow_both as f64 / slow_first.len().max(1) as f64,
+    );
+    Ok(())
+}
+
 /// Median cost of reading the clock once (`Instant::now` pairs back to back).
 fn timer_overhead_ns() -> f64 {
     let mut samples: Vec<u64> = (0..10_001)
@@ -821,6 +866,9 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
         return Err(format!("omendb found {found} of {} keys", timed.len()));
     }
     set_sched(&mut measures, "get", sched_before);
+    if config.repeat_gets {
+        repeat_gets(&db, timed, &latencies_ns, &mut measures)?;
+    }
     percentiles(&mut latencies_ns, &mut measures);
     drop(keys);
     measures.set("rss_after_gets_bytes", proc_status_bytes("VmRSS"));
