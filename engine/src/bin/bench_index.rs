@@ -4,6 +4,7 @@
 //! cargo run --release -p omendb --bin bench_index -- --keys 10000000 --dist uniform --seed 1
 //!     [--build bulk|insert] [--lookups 1000000] [--inserts 1000000] [--scans 100000]
 //!     [--scan-len 100]
+//! cargo run --release -p omendb --bin bench_index -- --chase-mib 1024
 //! ```
 //!
 //! Phases, each timed for both structures: build (bulk load from sorted pairs, or inserts in
@@ -129,6 +130,8 @@ struct Args {
     inserts: usize,
     scans: usize,
     scan_len: usize,
+    /// `--chase-mib N`: only measure a dependent random load over N MiB (see [`chase`]).
+    chase_mib: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -141,6 +144,7 @@ fn parse_args() -> Result<Args, String> {
         inserts: 1_000_000,
         scans: 100_000,
         scan_len: 100,
+        chase_mib: 0,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -168,10 +172,11 @@ fn parse_args() -> Result<Args, String> {
             "--inserts" => args.inserts = number()? as usize,
             "--scans" => args.scans = number()? as usize,
             "--scan-len" => args.scan_len = number()? as usize,
+            "--chase-mib" => args.chase_mib = number()? as usize,
             other => return Err(format!("unknown flag {other}")),
         }
     }
-    if args.keys == 0 {
+    if args.keys == 0 && args.chase_mib == 0 {
         return Err("--keys must be positive".into());
     }
     Ok(args)
@@ -225,6 +230,52 @@ fn ns_per(elapsed: std::time::Duration, operations: usize) -> f64 {
     elapsed.as_nanos() as f64 / operations.max(1) as f64
 }
 
+/// The machine's floor for a get: nanoseconds per load when each load's address comes from
+/// the previous one (a pointer chase), over `mib` MiB in one random cycle through its 64-byte
+/// lines, like an index slot then a row in a table far larger than the caches. With `huge`,
+/// the buffer is advised onto transparent huge pages before it is touched, as the engine's
+/// index and row pages are. The median of five passes of a million loads each.
+fn chase(mib: usize, huge: bool, rng: &mut SplitMix) -> f64 {
+    const WORDS_PER_LINE: usize = 8;
+    let lines = (mib << 20) / 64;
+    let mut memory: Vec<u64> = Vec::with_capacity(lines * WORDS_PER_LINE);
+    if huge {
+        let start = (memory.as_ptr() as usize).next_multiple_of(2 << 20);
+        let end = (memory.as_ptr() as usize + lines * 64) / (2 << 20) * (2 << 20);
+        if end > start {
+            // SAFETY: the range is 2 MiB-aligned and inside `memory`'s allocation, which is
+            // not yet touched; MADV_HUGEPAGE changes only how the kernel backs it.
+            let _ = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE)
+            };
+        }
+    }
+    memory.resize(lines * WORDS_PER_LINE, 0);
+    // Sattolo's shuffle: one cycle through every line.
+    let mut order: Vec<usize> = (0..lines).collect();
+    for i in (1..lines).rev() {
+        order.swap(i, rng.below(i));
+    }
+    for i in 0..lines {
+        memory[order[i] * WORDS_PER_LINE] = (order[(i + 1) % lines] * WORDS_PER_LINE) as u64;
+    }
+    drop(order);
+    let mut at = 0usize;
+    let loads = 1_000_000;
+    let mut passes: Vec<f64> = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..loads {
+                at = memory[at] as usize;
+            }
+            started.elapsed().as_nanos() as f64 / loads as f64
+        })
+        .collect();
+    std::hint::black_box(at);
+    passes.sort_by(f64::total_cmp);
+    passes[passes.len() / 2]
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(args) => args,
@@ -234,6 +285,18 @@ fn main() {
         }
     };
     let mut rng = SplitMix(args.seed);
+    if args.chase_mib > 0 {
+        let (huge, small) = (
+            chase(args.chase_mib, true, &mut rng),
+            chase(args.chase_mib, false, &mut rng),
+        );
+        println!("dependent random load over {} MiB: {huge:.1} ns with huge pages advised, {small:.1} ns without", args.chase_mib);
+        println!(
+            "{{\"chase_mib\":{},\"chase_ns_huge_pages\":{huge:.1},\"chase_ns_small_pages\":{small:.1}}}",
+            args.chase_mib
+        );
+        return;
+    }
 
     // Keys: `keys` to build with, `inserts` more (absent at build) to insert later.
     let all = distinct_keys(args.dist, args.keys + args.inserts, &mut rng);
