@@ -28,12 +28,6 @@
 //! threads those caches fill for many minutes. Exit status 1 if anything acknowledged was
 //! lost, any unexpected error happened or a thread got stuck.
 //!
-//! **Allocator.** glibc's malloc by default; built with `--features mimalloc`, mimalloc
-//! underneath the same counting wrapper. The engine does not choose the allocator: the
-//! application does, and glibc's arenas keep the high-water mark of short-lived buffers
-//! resident under a hundred threads (docs/BENCHMARKS.md). Under mimalloc the `heap` figure
-//! is glibc's leftover use only; read `live`.
-//!
 //! A benchmark binary, so it uses OS threads and clocks directly; the engine library does not.
 
 use clap::Parser;
@@ -719,12 +713,7 @@ fn heap_in_use_kib() -> u64 {
 /// parked in the per-thread caches included: up to 7 of each size class up to 1 KiB per
 /// thread), this moves only when the program's own data grows or shrinks.
 mod live_heap {
-    // The allocator underneath: glibc's malloc, or with `--features mimalloc`, mimalloc.
-    #[cfg(feature = "mimalloc")]
-    use mimalloc::MiMalloc as Backing;
-    #[cfg(not(feature = "mimalloc"))]
-    use std::alloc::System as Backing;
-    use std::alloc::{GlobalAlloc, Layout};
+    use std::alloc::{GlobalAlloc, Layout, System};
     use std::cell::Cell;
     use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 
@@ -764,12 +753,12 @@ mod live_heap {
 
     pub struct Counting;
 
-    // SAFETY: every call is forwarded to the backing allocator unchanged; the counting only
+    // SAFETY: every call is forwarded to the system allocator unchanged; the counting only
     // adds to atomics and never allocates.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             // SAFETY: the caller's contract for `alloc` is passed on as it is.
-            let ptr = unsafe { Backing.alloc(layout) };
+            let ptr = unsafe { System.alloc(layout) };
             if !ptr.is_null() {
                 add(layout.size() as isize);
             }
@@ -778,7 +767,7 @@ mod live_heap {
 
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
             // SAFETY: as for `alloc`.
-            let ptr = unsafe { Backing.alloc_zeroed(layout) };
+            let ptr = unsafe { System.alloc_zeroed(layout) };
             if !ptr.is_null() {
                 add(layout.size() as isize);
             }
@@ -786,14 +775,14 @@ mod live_heap {
         }
 
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            // SAFETY: `ptr` came from this allocator, that is from `Backing`, with `layout`.
-            unsafe { Backing.dealloc(ptr, layout) };
+            // SAFETY: `ptr` came from this allocator, that is from `System`, with `layout`.
+            unsafe { System.dealloc(ptr, layout) };
             add(-(layout.size() as isize));
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             // SAFETY: as for `dealloc`; on failure the old block is left as it was.
-            let new_ptr = unsafe { Backing.realloc(ptr, layout, new_size) };
+            let new_ptr = unsafe { System.realloc(ptr, layout, new_size) };
             if !new_ptr.is_null() {
                 add(new_size as isize - layout.size() as isize);
             }
