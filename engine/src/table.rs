@@ -143,14 +143,16 @@ impl Table {
     /// order.
     pub fn check_insert(&self, rows: &[Row]) -> Result<Vec<i64>> {
         let keys = self.check_rows(rows)?;
-        match self.smallest_present(&keys) {
+        let order = key_order(&keys);
+        self.check_distinct(&keys, &order)?;
+        match self.smallest_present(&keys, &order) {
             Some(key) => Err(self.duplicate(key)),
             None => Ok(keys),
         }
     }
 
-    /// Schema and size (errors in row order) and keys distinct within the batch (the smallest
-    /// repeated key is named); the table is not consulted. Returns the keys in row order.
+    /// Schema and size (errors in row order); the table is not consulted. Returns the keys in
+    /// row order.
     fn check_rows(&self, rows: &[Row]) -> Result<Vec<i64>> {
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
@@ -158,25 +160,25 @@ impl Table {
             self.check_row_size(key, row)?;
             keys.push(key);
         }
-        if keys.len() > 1 {
-            let mut sorted = keys.clone();
-            sorted.sort_unstable();
-            if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
-                return Err(self.duplicate(pair[0]));
-            }
-        }
         Ok(keys)
     }
 
-    /// The smallest of `keys` already in the table, probing in key order (consecutive probes
-    /// walk the same nodes).
-    fn smallest_present(&self, keys: &[i64]) -> Option<i64> {
-        if let [key] = keys[..] {
-            return self.contains(key).then_some(key);
+    /// Keys distinct within the batch (the smallest repeated key is named); `order` is from
+    /// [`key_order`].
+    fn check_distinct(&self, keys: &[i64], order: &[usize]) -> Result<()> {
+        match order.windows(2).find(|pair| keys[pair[0]] == keys[pair[1]]) {
+            Some(pair) => Err(self.duplicate(keys[pair[0]])),
+            None => Ok(()),
         }
-        let mut sorted = keys.to_vec();
-        sorted.sort_unstable();
-        sorted.into_iter().find(|&key| self.contains(key))
+    }
+
+    /// The smallest of `keys` already in the table, probing in key order (consecutive probes
+    /// walk the same nodes); `order` is from [`key_order`].
+    fn smallest_present(&self, keys: &[i64], order: &[usize]) -> Option<i64> {
+        order
+            .iter()
+            .map(|&i| keys[i])
+            .find(|&key| self.contains(key))
     }
 
     /// A live insert of `rows` as one all-or-nothing batch: validates them, inserts them with
@@ -190,10 +192,10 @@ impl Table {
         log: impl FnOnce() -> Result<u64>,
     ) -> Result<u64> {
         let keys = self.check_rows(&rows)?;
-        if !self.cold.is_empty() && keys.iter().any(|&key| self.cold.contains(key)) {
-            return Err(self.duplicate_among(&keys));
-        }
         if let ([key], [row]) = (&keys[..], &rows[..]) {
+            if self.cold.contains(*key) {
+                return Err(self.duplicate(*key));
+            }
             // The row is packed and stored only once the index has found the key absent.
             let (scratch, layout, store) = (&mut self.scratch, &self.layout, &mut self.rows);
             let inserted = PrimaryIndex::insert_with(&mut self.index, *key, || {
@@ -205,7 +207,12 @@ impl Table {
                 return Err(self.duplicate(*key));
             }
         } else {
-            let locations = self.store_rows(&keys, &rows);
+            let order = key_order(&keys);
+            self.check_distinct(&keys, &order)?;
+            if !self.cold.is_empty() && keys.iter().any(|&key| self.cold.contains(key)) {
+                return Err(self.duplicate_among(&keys, &order));
+            }
+            let locations = self.store_rows(&rows, &order);
             let inserted = keys
                 .iter()
                 .zip(&locations)
@@ -221,7 +228,7 @@ impl Table {
                     self.rows.remove(&self.layout, location);
                 }
                 self.maybe_rebuild();
-                return Err(self.duplicate_among(&keys));
+                return Err(self.duplicate_among(&keys, &order));
             }
         }
         self.shrink_scratch();
@@ -234,15 +241,15 @@ impl Table {
     }
 
     /// The duplicate-key error for a batch known to hold a key already in the table.
-    fn duplicate_among(&self, keys: &[i64]) -> Error {
-        let key = self.smallest_present(keys);
+    fn duplicate_among(&self, keys: &[i64], order: &[usize]) -> Error {
+        let key = self.smallest_present(keys, order);
         self.duplicate(key.or(keys.first().copied()).unwrap_or_default())
     }
 
     /// Applies an insert that passed [`Table::check_insert`] (recovery's path).
     pub fn apply_insert(&mut self, keys: &[i64], rows: Vec<Row>) {
         debug_assert_eq!(keys.len(), rows.len());
-        let locations = self.store_rows(keys, &rows);
+        let locations = self.store_rows(&rows, &key_order(keys));
         for (&key, location) in keys.iter().zip(locations) {
             let inserted = PrimaryIndex::insert(&mut self.index, key, location);
             debug_assert!(
@@ -253,20 +260,15 @@ impl Table {
         self.shrink_scratch();
     }
 
-    /// Packs a batch's rows into the row store; returns their locations in row order.
-    fn store_rows(&mut self, keys: &[i64], rows: &[Row]) -> Vec<RowLocation> {
-        if let [row] = rows {
-            return vec![self.store_row(row)];
-        }
-        // The rows go into the row store in key order, so a scan in key order reads each
-        // batch as one forward stream. The index takes them in the caller's order: a sorted
-        // run of keys with huge gaps between clusters sends ALEX's append handling into
-        // oversized nodes (docs/BENCHMARKS.md), and the caller's order is the one it is
-        // tuned and tested for. The state is the same either way.
-        let mut order: Vec<usize> = (0..keys.len()).collect();
-        order.sort_unstable_by_key(|&i| keys[i]);
-        let mut locations = vec![0; keys.len()];
-        for i in order {
+    /// Packs a batch's rows into the row store in key order (`order`, from [`key_order`]);
+    /// returns their locations in row order. A scan in key order then reads each batch as
+    /// one forward stream. The index takes the keys in the caller's order: a sorted run of
+    /// keys with huge gaps between clusters sends ALEX's append handling into oversized
+    /// nodes (docs/BENCHMARKS.md), and the caller's order is the one it is tuned and tested
+    /// for. The state is the same either way.
+    fn store_rows(&mut self, rows: &[Row], order: &[usize]) -> Vec<RowLocation> {
+        let mut locations = vec![0; rows.len()];
+        for &i in order {
             locations[i] = self.store_row(&rows[i]);
         }
         locations
@@ -626,4 +628,13 @@ impl Table {
             key,
         }
     }
+}
+
+/// The indices of `keys` in ascending key order (equal keys adjacent).
+fn key_order(keys: &[i64]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    if keys.len() > 1 {
+        order.sort_unstable_by_key(|&i| keys[i]);
+    }
+    order
 }
