@@ -45,6 +45,22 @@ fn advise(start: usize, len: usize) {
 #[cfg(not(target_os = "linux"))]
 fn advise(_start: usize, _len: usize) {}
 
+/// Asks the CPU to start loading the cache line holding `value`, so that a later read of it
+/// overlaps with other work instead of stalling on memory. A hint only: a prefetch never
+/// faults, never changes memory, and may be dropped by the CPU.
+#[inline]
+pub(crate) fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: `value` is a live reference, so the address is valid; a prefetch reads
+        // nothing into the program and cannot fault even on an invalid address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,9 @@ pub(crate) type Index = crate::index::alex::AlexIndex;
 /// The packing buffer is dropped after a row larger than this.
 const SCRATCH_BYTES_KEEP: usize = 1 << 20;
 
+/// How many keys ahead a batch insert prefetches the index slot of.
+const INSERT_PREFETCH_AHEAD: usize = 8;
+
 /// Stable identity of a table in the log (names can be reused after a drop).
 pub(crate) type TableId = u32;
 
@@ -213,11 +216,15 @@ impl Table {
                 return Err(self.duplicate_among(&keys, &order));
             }
             let locations = self.store_rows(&rows, &order);
-            let inserted = keys
-                .iter()
-                .zip(&locations)
-                .take_while(|&(&key, &location)| {
-                    PrimaryIndex::insert(&mut self.index, key, location)
+            // Each insert's slot is usually a cache miss; asking for the slot of the key a few
+            // places ahead overlaps those misses instead of taking them one after another.
+            let index = &mut self.index;
+            let inserted = (0..keys.len())
+                .take_while(|&i| {
+                    if let Some(&ahead) = keys.get(i + INSERT_PREFETCH_AHEAD) {
+                        PrimaryIndex::prefetch(index, ahead);
+                    }
+                    PrimaryIndex::insert(index, keys[i], locations[i])
                 })
                 .count();
             if inserted < keys.len() {

@@ -477,6 +477,14 @@ impl<K: Key, P: Payload> DataNode<K, P> {
             .then_some(self.last_occupied)
     }
 
+    /// Starts loading the slot the model predicts for `key` (see [`crate::mem::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, key: K) {
+        if let Some(slot) = self.slots.get(self.predict_slot(key)) {
+            crate::mem::prefetch(slot);
+        }
+    }
+
     /// The slot holding `key`.
     #[inline]
     pub fn find(&self, key: K) -> Option<usize> {

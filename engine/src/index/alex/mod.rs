@@ -79,6 +79,10 @@ impl PrimaryIndex for AlexIndex {
         Alex::insert_with(self, key, location)
     }
 
+    fn prefetch(&self, key: i64) {
+        Alex::prefetch(self, key)
+    }
+
     fn remove(&mut self, key: i64) -> Option<RowLocation> {
         Alex::remove(self, key)
     }

@@ -187,6 +187,13 @@ impl<K: Key, P: Payload> Alex<K, P> {
         self.datas[self.leaf_for(key)].get(key)
     }
 
+    /// Starts loading the data-node slot where `key` would be, for a lookup or insert of it a
+    /// little later; the inner nodes on the way are read now.
+    #[inline]
+    pub fn prefetch(&self, key: K) {
+        self.datas[self.leaf_for(key)].prefetch(key);
+    }
+
     /// Sets the payload of `key`; returns the old one, or `None` (no change) if it is absent.
     /// The structure does not change, so this never restructures.
     pub fn replace(&mut self, key: K, payload: P) -> Option<P> {
