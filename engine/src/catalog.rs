@@ -206,9 +206,11 @@ impl Catalog {
     }
 
     fn by_id(&self, id: TableId) -> Result<&Table> {
-        self.tables.get(&id).ok_or_else(|| Error::TableNotFound {
-            table: format!("#{id}"),
-        })
+        self.tables.get(&id).ok_or_else(|| id_not_found(id))
+    }
+
+    fn by_id_mut(&mut self, id: TableId) -> Result<&mut Table> {
+        self.tables.get_mut(&id).ok_or_else(|| id_not_found(id))
     }
 
     /// A live insert: validates `rows`, inserts them into table `id` and calls `log` to log
@@ -221,12 +223,7 @@ impl Catalog {
         rows: Vec<Row>,
         log: impl FnOnce() -> Result<u64>,
     ) -> Result<u64> {
-        let table = self
-            .tables
-            .get_mut(&id)
-            .ok_or_else(|| Error::TableNotFound {
-                table: format!("#{id}"),
-            })?;
+        let table = self.by_id_mut(id)?;
         check_batch_len(table, &rows)?;
         table.insert_logged(rows, log)
     }
@@ -380,6 +377,13 @@ impl Catalog {
             table.check_invariants()?;
         }
         Ok(())
+    }
+}
+
+/// A table named by id (in the log) that does not exist.
+fn id_not_found(id: TableId) -> Error {
+    Error::TableNotFound {
+        table: format!("#{id}"),
     }
 }
 

@@ -202,9 +202,7 @@ impl Table {
             // The row is packed and stored only once the index has found the key absent.
             let (scratch, layout, store) = (&mut self.scratch, &self.layout, &mut self.rows);
             let inserted = PrimaryIndex::insert_with(&mut self.index, *key, || {
-                scratch.clear();
-                layout.pack(row, scratch);
-                store.insert(scratch)
+                pack_and_store(scratch, layout, store, row)
             });
             if !inserted {
                 return Err(self.duplicate(*key));
@@ -283,9 +281,7 @@ impl Table {
 
     /// Packs `row` into the row store and returns its location.
     fn store_row(&mut self, row: &Row) -> RowLocation {
-        self.scratch.clear();
-        self.layout.pack(row, &mut self.scratch);
-        self.rows.insert(&self.scratch)
+        pack_and_store(&mut self.scratch, &self.layout, &mut self.rows, row)
     }
 
     /// Keeps the packing buffer from holding on to the size of one huge row.
@@ -644,4 +640,17 @@ fn key_order(keys: &[i64]) -> Vec<usize> {
         order.sort_unstable_by_key(|&i| keys[i]);
     }
     order
+}
+
+/// Packs `row` through `scratch` into `store`; returns its location. A free function over the
+/// fields, so that it can run inside an index insert that holds the index borrowed.
+fn pack_and_store(
+    scratch: &mut Vec<u8>,
+    layout: &RowLayout,
+    store: &mut RowArena,
+    row: &Row,
+) -> RowLocation {
+    scratch.clear();
+    layout.pack(row, scratch);
+    store.insert(scratch)
 }

@@ -605,10 +605,16 @@ impl Measures {
 }
 
 /// Latency percentiles (nearest rank) of `latencies_ns`, which it sorts.
+/// The `q` quantile of ascending `sorted` (nearest rank); `sorted` is not empty.
+fn quantile(sorted: &[u64], q: f64) -> u64 {
+    let n = sorted.len();
+    sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1]
+}
+
 fn percentiles(latencies_ns: &mut [u64], measures: &mut Measures) {
     latencies_ns.sort_unstable();
     let n = latencies_ns.len();
-    let at = |q: f64| latencies_ns[((q * n as f64).ceil() as usize).clamp(1, n) - 1] as f64;
+    let at = |q: f64| quantile(latencies_ns, q) as f64;
     measures.set("get_p50_ns", at(0.50));
     measures.set("get_p99_ns", at(0.99));
     measures.set("get_p999_ns", at(0.999));
@@ -636,12 +642,13 @@ fn repeat_gets(
         black_box(row);
         again_ns.push(started.elapsed().as_nanos() as u64);
     }
-    let quantile = |latencies: &[u64], q: f64| {
+    let sorted = |latencies: &[u64]| {
         let mut sorted = latencies.to_vec();
         sorted.sort_unstable();
-        sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+        sorted
     };
-    let (first_p99, again_p99) = (quantile(first_ns, 0.99), quantile(&again_ns, 0.99));
+    let (first_sorted, again_sorted) = (sorted(first_ns), sorted(&again_ns));
+    let (first_p99, again_p99) = (quantile(&first_sorted, 0.99), quantile(&again_sorted, 0.99));
     let slow_first: Vec<usize> = (0..keys.len())
         .filter(|&i| first_ns[i] >= first_p99)
         .collect();
@@ -649,9 +656,9 @@ fn repeat_gets(
         .iter()
         .filter(|&&i| again_ns[i] >= again_p99)
         .count();
-    measures.set("get_repeat_p50_ns", quantile(&again_ns, 0.50) as f64);
+    measures.set("get_repeat_p50_ns", quantile(&again_sorted, 0.50) as f64);
     measures.set("get_repeat_p99_ns", again_p99 as f64);
-    measures.set("get_repeat_p999_ns", quantile(&again_ns, 0.999) as f64);
+    measures.set("get_repeat_p999_ns", quantile(&again_sorted, 0.999) as f64);
     measures.set(
         "get_slow_repeat_fraction",
         slow_both as f64 / slow_first.len().max(1) as f64,
