@@ -338,6 +338,12 @@ impl File for FaultyFile {
         lock(&self.injector).begin();
         self.inner.len()
     }
+
+    /// Passed through without a fault draw: the hint changes no result, so the fault
+    /// schedule (and every recorded seed) stays as it was.
+    fn drop_cached(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        self.inner.drop_cached(offset, len_bytes)
+    }
 }
 
 #[cfg(test)]

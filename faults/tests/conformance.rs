@@ -97,7 +97,13 @@ fn step(subject: &mut Subject, choice: &Choice) -> String {
             None => "no handle".to_owned(),
         },
         4 => match &subject.handles[handle] {
-            Some(f) => format!("{} {}", show(f.len()), show(f.sync())),
+            // The page-cache hint after the sync must leave every later read unchanged.
+            Some(f) => format!(
+                "{} {} {}",
+                show(f.len()),
+                show(f.sync()),
+                show(f.drop_cached(choice.offset / 2, choice.len as u64))
+            ),
             None => "no handle".to_owned(),
         },
         5 => show(subject.fs.rename(&subject.path(name), &subject.path(other))),

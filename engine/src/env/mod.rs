@@ -53,6 +53,15 @@ pub trait File: Send + std::marker::Sync {
     fn set_len(&self, len_bytes: u64) -> io::Result<()>;
     /// The current length in bytes, as this process sees it.
     fn len(&self) -> io::Result<u64>;
+    /// A hint that `len_bytes` bytes from `offset` (to the end if `len_bytes` is 0) will not
+    /// be read again soon, so the OS may drop them from its page cache once they are on disk.
+    /// Never changes the file's contents or what a later read returns; may do nothing (the
+    /// default). The log calls it on what it has synced: a log is read only at recovery, and
+    /// left cached it would grow the page cache by its whole length.
+    fn drop_cached(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        let _ = (offset, len_bytes);
+        Ok(())
+    }
 
     /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {

@@ -60,6 +60,36 @@ impl File for OsFile {
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
+
+    #[cfg(target_os = "linux")]
+    fn drop_cached(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off_t::try_from(offset),
+            libc::off_t::try_from(len_bytes),
+        ) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cache range {offset}+{len_bytes} is past the largest file offset"),
+            ));
+        };
+        // SAFETY: the descriptor is this file's own and open for as long as `self` lives;
+        // POSIX_FADV_DONTNEED reads and writes no memory of ours and never changes the file,
+        // only whether the kernel keeps clean pages of it cached.
+        let rc = unsafe {
+            libc::posix_fadvise(
+                self.file.as_raw_fd(),
+                offset,
+                len,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(rc))
+        }
+    }
 }
 
 impl Fs for OsEnv {

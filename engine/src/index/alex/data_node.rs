@@ -477,11 +477,18 @@ impl<K: Key, P: Payload> DataNode<K, P> {
             .then_some(self.last_occupied)
     }
 
-    /// Starts loading the slot the model predicts for `key` (see [`crate::mem::prefetch`]).
+    /// Starts loading what an insert of `key` reads first (see [`crate::mem::prefetch`]): the
+    /// slot the model predicts, and the bitmap word saying whether the slot is a gap. The
+    /// bitmap is a separate array, 1/128 the size of the slots; in a 100M-key index it is
+    /// 19 MB, no longer cache-resident, and without this its load was where inserts stalled.
     #[inline]
     pub fn prefetch(&self, key: K) {
-        if let Some(slot) = self.slots.get(self.predict_slot(key)) {
+        let predicted = self.predict_slot(key);
+        if let Some(slot) = self.slots.get(predicted) {
             crate::mem::prefetch(slot);
+        }
+        if let Some(word) = self.bitmap.get(predicted >> 6) {
+            crate::mem::prefetch(word);
         }
     }
 
