@@ -5,6 +5,7 @@
 //!     [--build bulk|insert] [--lookups 1000000] [--inserts 1000000] [--scans 100000]
 //!     [--scan-len 100]
 //! cargo run --release -p omendb --bin bench_index -- --chase-mib 1024
+//! cargo run --release -p omendb --bin bench_index -- --touch-mib 4096
 //! ```
 //!
 //! Phases, each timed for both structures: build (bulk load from sorted pairs, or inserts in
@@ -132,6 +133,8 @@ struct Args {
     scan_len: usize,
     /// `--chase-mib N`: only measure a dependent random load over N MiB (see [`chase`]).
     chase_mib: usize,
+    /// `--touch-mib N`: only measure the first write to N MiB of fresh memory (see [`touch`]).
+    touch_mib: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -145,6 +148,7 @@ fn parse_args() -> Result<Args, String> {
         scans: 100_000,
         scan_len: 100,
         chase_mib: 0,
+        touch_mib: 0,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -173,10 +177,11 @@ fn parse_args() -> Result<Args, String> {
             "--scans" => args.scans = number()? as usize,
             "--scan-len" => args.scan_len = number()? as usize,
             "--chase-mib" => args.chase_mib = number()? as usize,
+            "--touch-mib" => args.touch_mib = number()? as usize,
             other => return Err(format!("unknown flag {other}")),
         }
     }
-    if args.keys == 0 && args.chase_mib == 0 {
+    if args.keys == 0 && args.chase_mib == 0 && args.touch_mib == 0 {
         return Err("--keys must be positive".into());
     }
     Ok(args)
@@ -240,15 +245,7 @@ fn chase(mib: usize, huge: bool, rng: &mut SplitMix) -> f64 {
     let lines = (mib << 20) / 64;
     let mut memory: Vec<u64> = Vec::with_capacity(lines * WORDS_PER_LINE);
     if huge {
-        let start = (memory.as_ptr() as usize).next_multiple_of(2 << 20);
-        let end = (memory.as_ptr() as usize + lines * 64) / (2 << 20) * (2 << 20);
-        if end > start {
-            // SAFETY: the range is 2 MiB-aligned and inside `memory`'s allocation, which is
-            // not yet touched; MADV_HUGEPAGE changes only how the kernel backs it.
-            let _ = unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE)
-            };
-        }
+        advise_huge_pages(memory.as_ptr() as usize, lines * 64);
     }
     memory.resize(lines * WORDS_PER_LINE, 0);
     // Sattolo's shuffle: one cycle through every line.
@@ -276,6 +273,46 @@ fn chase(mib: usize, huge: bool, rng: &mut SplitMix) -> f64 {
     passes[passes.len() / 2]
 }
 
+/// Asks for transparent huge pages under the whole 2 MiB pages of `bytes` bytes at `start`,
+/// as the engine does for its large arrays before they are touched.
+fn advise_huge_pages(start: usize, bytes: usize) {
+    let (first, end) = (
+        start.next_multiple_of(2 << 20),
+        (start + bytes) / (2 << 20) * (2 << 20),
+    );
+    if end > first {
+        // SAFETY: the range is 2 MiB-aligned and inside one live allocation of ours that is
+        // not yet touched; MADV_HUGEPAGE changes only how the kernel backs it.
+        let _ =
+            unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
+    }
+}
+
+/// What first touching fresh memory costs: GB/s writing one byte per 4 KiB page of a new
+/// `mib` MiB allocation (advised onto huge pages, as the engine's arrays are), so nearly all
+/// the time is the kernel's page fault and zeroing. Run twice: `fresh` first, then `again`,
+/// a second allocation right after the first is freed. In a VM whose host lends memory
+/// lazily and takes back what the guest frees (virtio-balloon free page reporting), `fresh`
+/// after an idle spell pays a host fault per page and `again` reuses pages the host still
+/// backs; on bare metal the two are alike. Returns (fresh, again).
+fn touch(mib: usize) -> (f64, f64) {
+    let pass = || {
+        let bytes = mib << 20;
+        let mut memory: Vec<u8> = Vec::with_capacity(bytes);
+        advise_huge_pages(memory.as_ptr() as usize, bytes);
+        let started = Instant::now();
+        let base = memory.as_mut_ptr();
+        for page in (0..bytes).step_by(4096) {
+            // SAFETY: `page < bytes`, the allocation's capacity; the byte is written before
+            // it is ever read, and `memory` keeps length 0, so nothing reads it as a u8.
+            unsafe { base.add(page).write_volatile(1) };
+        }
+        bytes as f64 / started.elapsed().as_secs_f64() / 1e9
+    };
+    let fresh = pass();
+    (fresh, pass())
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(args) => args,
@@ -285,6 +322,18 @@ fn main() {
         }
     };
     let mut rng = SplitMix(args.seed);
+    if args.touch_mib > 0 {
+        let (fresh, again) = touch(args.touch_mib);
+        println!(
+            "first write to {} MiB: {fresh:.2} GB/s fresh, {again:.2} GB/s right after freeing it",
+            args.touch_mib
+        );
+        println!(
+            "{{\"touch_mib\":{},\"touch_fresh_gb_per_s\":{fresh:.2},\"touch_again_gb_per_s\":{again:.2}}}",
+            args.touch_mib
+        );
+        return;
+    }
     if args.chase_mib > 0 {
         let (huge, small) = (
             chase(args.chase_mib, true, &mut rng),

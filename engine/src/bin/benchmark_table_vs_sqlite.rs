@@ -38,6 +38,13 @@
 //!   in the OS page cache after the load. Cold-cache reads are not measured.
 //! - Bytes on disk: after our `checkpoint` + `close` and SQLite's `close` (which checkpoints
 //!   its WAL into the database file), the sum of the files left.
+//! - Memory the machine lends: `--settle-secs S` waits S seconds before each side starts.
+//!   In a VM whose host takes back the memory a guest frees (virtio-balloon free page
+//!   reporting, as on the machine of docs/BENCHMARKS.md), memory freed a few seconds ago is
+//!   still backed and costs about 25x less to touch first than memory freed longer ago
+//!   (`bench_index --touch-mib`). Without the pause a side that starts right after another
+//!   process loads faster than one that starts after an idle spell; with it, every side
+//!   starts from the same state (20 s was enough there). The pause is outside every timer.
 
 use omendb::{Column, DataType, Database, Options, RowRef, Sync, TableDef, Value, ValueRef, Write};
 use rand::{Rng, SeedableRng};
@@ -184,6 +191,7 @@ struct Config {
     batch_delay_ms: u64,
     sqlite_cache_mib: u64,
     repeat_gets: bool,
+    settle_secs: u64,
     dir: PathBuf,
     keep: bool,
     side: Option<Side>,
@@ -196,7 +204,8 @@ const USAGE: &str = "usage: benchmark_table_vs_sqlite --rows N \
 --dist sequential|uniform|zipf|skewed|clustered|timeseries --sync always|batch|none --seed S \
 [--batch ROWS=10000] [--queries N=1000000] [--warmup N=100000] [--ranges N=1000] \
 [--range-rows N=1000] [--batch-delay-ms MS=10] [--sqlite-cache-mib MIB=1024] \
-[--dir PATH=/tmp/omendb-bench] [--keep] [--only omendb|sqlite] [--repeat-gets]\n   or: benchmark_table_vs_sqlite --report RESULTS.jsonl [--svg OUT.svg]";
+[--dir PATH=/tmp/omendb-bench] [--keep] [--only omendb|sqlite] [--repeat-gets] \
+[--settle-secs S=0]\n   or: benchmark_table_vs_sqlite --report RESULTS.jsonl [--svg OUT.svg]";
 
 impl Config {
     fn parse(args: &[String]) -> BenchResult<Config> {
@@ -213,6 +222,7 @@ impl Config {
             batch_delay_ms: 10,
             sqlite_cache_mib: 1024,
             repeat_gets: false,
+            settle_secs: 0,
             dir: std::env::temp_dir().join("omendb-bench"),
             keep: false,
             side: None,
@@ -253,6 +263,7 @@ impl Config {
                 "--range-rows" => config.range_rows = number()?,
                 "--batch-delay-ms" => config.batch_delay_ms = number()?,
                 "--sqlite-cache-mib" => config.sqlite_cache_mib = number()?,
+                "--settle-secs" => config.settle_secs = number()?,
                 "--dir" => config.dir = PathBuf::from(value),
                 "--report" => config.report = Some(PathBuf::from(value)),
                 "--svg" => config.svg = Some(PathBuf::from(value)),
@@ -1163,7 +1174,11 @@ fn load_average_1m() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn run_side(args: &[String], side: &str) -> BenchResult<Measures> {
+fn run_side(args: &[String], side: &str, settle_secs: u64) -> BenchResult<Measures> {
+    if settle_secs > 0 {
+        eprintln!("benchmark_table_vs_sqlite: settling {settle_secs} s before the {side} side");
+        std::thread::sleep(Duration::from_secs(settle_secs));
+    }
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let output = Command::new(exe)
         .args(args)
@@ -1230,11 +1245,11 @@ fn compare(args: &[String], config: &Config) -> BenchResult<()> {
     // ratios are then null.
     let ours = match config.only {
         Some(Side::Sqlite) => Measures::default(),
-        _ => run_side(args, "omendb")?,
+        _ => run_side(args, "omendb", config.settle_secs)?,
     };
     let theirs = match config.only {
         Some(Side::Omendb) => Measures::default(),
-        _ => run_side(args, "sqlite")?,
+        _ => run_side(args, "sqlite", config.settle_secs)?,
     };
     let mut all = Measures::default();
     all.set("rows", config.rows as f64);
@@ -1254,6 +1269,7 @@ fn compare(args: &[String], config: &Config) -> BenchResult<()> {
         );
     }
     all.set("sqlite_cache_mib", config.sqlite_cache_mib as f64);
+    all.set("settle_s", config.settle_secs as f64);
     all.set_text("index", &index_label());
     all.set("seed", config.seed as f64);
     all.set("batch_rows", config.batch_rows as f64);
