@@ -84,8 +84,10 @@ impl Table {
         let bytes = self.rows.bytes(location);
         // A row starts anywhere in a cache line, so about half of the rows up to 64 bytes
         // spill into the next line; asking for it now overlaps its miss with the first one.
-        if let Some(last) = bytes.get(63) {
-            crate::mem::prefetch(last);
+        // `bytes` runs to the end of the page and the row's length is only known once its
+        // first line arrives, so the next line is asked for every row, spilling or not.
+        if let Some(next_line) = bytes.get(63) {
+            crate::mem::prefetch(next_line);
         }
         Some(RowRef::new(&self.layout, key, bytes))
     }

@@ -6,7 +6,9 @@
 //!
 //! **Counting calls.** Every `Fs` and `File` method call on a live disk is one I/O call
 //! and gets the next number (1-based, never reset, not even by a restart); the default
-//! methods `read_exact_at` and `read_all` count as the calls they make. Calls on a frozen
+//! methods `read_exact_at` and `read_all` count as the calls they make. The exception is
+//! `File::drop_cached`, a page-cache hint with no effect on a simulated disk: it is left
+//! to the trait's no-op and not counted, so adding it moved no seed's crash point. Calls on a frozen
 //! disk, and calls through a dead handle, are not counted: they never reach the disk.
 //!
 //! **Crash.** At the planned call ([`SimFs::crash_at_op`]), or on [`SimFs::freeze`], the

@@ -16,7 +16,8 @@
 //! need the simulated medium ([`SimFs`](crate::SimFs)). After an injected sync error the
 //! real kernel may still write the data back; what this wrapper checks is the engine's
 //! error path (the failure is reported and never acknowledged), while the loss itself is
-//! modelled by `SimFs`. Calls are counted and faults logged as `SimFs` does.
+//! modelled by `SimFs`. Calls are counted and faults logged as `SimFs` does (the page-cache
+//! hint `drop_cached` is passed through uncounted, as `SimFs` leaves it uncounted).
 
 use crate::error::injected;
 use crate::file_data::sector_pieces;
@@ -341,8 +342,8 @@ impl File for FaultyFile {
 
     /// Passed through without a fault draw: the hint changes no result, so the fault
     /// schedule (and every recorded seed) stays as it was.
-    fn drop_cached(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
-        self.inner.drop_cached(offset, len_bytes)
+    fn drop_cached(&self, range: std::ops::Range<u64>) -> io::Result<()> {
+        self.inner.drop_cached(range)
     }
 }
 

@@ -97,12 +97,13 @@ fn step(subject: &mut Subject, choice: &Choice) -> String {
             None => "no handle".to_owned(),
         },
         4 => match &subject.handles[handle] {
-            // The page-cache hint after the sync must leave every later read unchanged.
+            // The page-cache hint on synced bytes: accepted on both sides, and the later reads
+            // of the script, compared with SimFs's, show that it changed nothing.
             Some(f) => format!(
                 "{} {} {}",
                 show(f.len()),
                 show(f.sync()),
-                show(f.drop_cached(choice.offset / 2, choice.len as u64))
+                show(f.drop_cached(choice.offset / 2..choice.offset / 2 + choice.len as u64))
             ),
             None => "no handle".to_owned(),
         },

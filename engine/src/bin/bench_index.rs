@@ -181,6 +181,14 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown flag {other}")),
         }
     }
+    if args.chase_mib > 0 && args.touch_mib > 0 {
+        return Err("--chase-mib and --touch-mib are separate runs; give one".into());
+    }
+    for mib in [args.chase_mib, args.touch_mib] {
+        if mib.checked_mul(1 << 20).is_none() {
+            return Err(format!("{mib} MiB is more than this machine can address"));
+        }
+    }
     if args.keys == 0 && args.chase_mib == 0 && args.touch_mib == 0 {
         return Err("--keys must be positive".into());
     }
@@ -303,8 +311,9 @@ fn touch(mib: usize) -> (f64, f64) {
         let started = Instant::now();
         let base = memory.as_mut_ptr();
         for page in (0..bytes).step_by(4096) {
-            // SAFETY: `page < bytes`, the allocation's capacity; the byte is written before
-            // it is ever read, and `memory` keeps length 0, so nothing reads it as a u8.
+            // SAFETY: `Vec::as_mut_ptr` may be written through anywhere below the capacity,
+            // and `page < bytes`, the capacity; `memory` keeps length 0 and no reference to
+            // the spare capacity is made, so the bytes are never read.
             unsafe { base.add(page).write_volatile(1) };
         }
         bytes as f64 / started.elapsed().as_secs_f64() / 1e9

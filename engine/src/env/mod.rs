@@ -53,13 +53,16 @@ pub trait File: Send + std::marker::Sync {
     fn set_len(&self, len_bytes: u64) -> io::Result<()>;
     /// The current length in bytes, as this process sees it.
     fn len(&self) -> io::Result<u64>;
-    /// A hint that `len_bytes` bytes from `offset` (to the end if `len_bytes` is 0) will not
-    /// be read again soon, so the OS may drop them from its page cache once they are on disk.
-    /// Never changes the file's contents or what a later read returns; may do nothing (the
-    /// default). The log calls it on what it has synced: a log is read only at recovery, and
-    /// left cached it would grow the page cache by its whole length.
-    fn drop_cached(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
-        let _ = (offset, len_bytes);
+    /// A hint that the bytes in `range` will not be read again soon, so the OS may drop
+    /// them from its page cache; may do nothing (the default, and `SimFs`, which does not
+    /// count it as an I/O call). Call it only on bytes whose last sync succeeded: after a
+    /// failed sync Linux can hold bytes that never reached the disk as clean cached pages,
+    /// and dropping those would make later reads return the old bytes. On synced bytes it
+    /// changes no content and no later read. A dirty range is not dropped (Linux starts its
+    /// write-back instead). The log calls it on what it has synced: a log is read only at
+    /// recovery, and left cached it would grow the page cache by its whole length.
+    fn drop_cached(&self, range: std::ops::Range<u64>) -> io::Result<()> {
+        let _ = range;
         Ok(())
     }
 

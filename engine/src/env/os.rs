@@ -62,15 +62,22 @@ impl File for OsFile {
     }
 
     #[cfg(target_os = "linux")]
-    fn drop_cached(&self, offset: u64, len_bytes: u64) -> io::Result<()> {
+    fn drop_cached(&self, range: std::ops::Range<u64>) -> io::Result<()> {
         use std::os::fd::AsRawFd;
+        if range.is_empty() {
+            // posix_fadvise reads a length of 0 as "to the end of the file".
+            return Ok(());
+        }
         let (Ok(offset), Ok(len)) = (
-            libc::off_t::try_from(offset),
-            libc::off_t::try_from(len_bytes),
+            libc::off_t::try_from(range.start),
+            libc::off_t::try_from(range.end - range.start),
         ) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("cache range {offset}+{len_bytes} is past the largest file offset"),
+                format!(
+                    "cache range {}..{} does not fit the platform's file offsets",
+                    range.start, range.end
+                ),
             ));
         };
         // SAFETY: the descriptor is this file's own and open for as long as `self` lives;

@@ -27,6 +27,11 @@
 //! is made durable (file and directory entry) before any record in it is acknowledged. So
 //! only the last segment can have a torn tail; see [`format`] for how damage is classified.
 //!
+//! **Page cache.** After a sync that succeeded, the log writer tells the OS it may drop the
+//! synced whole pages of the segment (one hint per MiB, and all of a finished segment): a
+//! log is read only at recovery, so keeping it cached would only grow the page cache by
+//! every byte logged. The partial last page stays, since the next append writes into it.
+//!
 //! **Rolls** happen only in the log writer with no lock held: when the buffer does not fit
 //! in the current segment (sync the old one, create the new one, write the buffer there) and
 //! for checkpoints ([`Wal::roll`]). A writer that must not fsync (an appender emptying a full
@@ -67,6 +72,9 @@ struct WalState {
     segments: Vec<SegmentInfo>,
     /// Bytes of the current segment that reached the file (header included).
     write_offset: u64,
+    /// Bytes at the start of the current segment already synced and dropped from the OS
+    /// page cache (see [`drop_synced`]); a multiple of [`CACHE_PAGE_BYTES`].
+    cache_dropped_to: u64,
     /// Frames appended but not yet written to the file: LSNs `lsn_written + 1 ..=
     /// lsn_appended`, in order. At most `LOG_BUFFER_BYTES_MAX` (one larger frame alone).
     buffer: Vec<u8>,
@@ -305,6 +313,7 @@ impl Wal {
                 segment,
                 segments: vec![info],
                 write_offset: SEGMENT_HEADER_BYTES as u64,
+                cache_dropped_to: 0,
                 buffer: Vec::new(),
                 spare: Vec::new(),
                 lsn_next,
@@ -447,6 +456,7 @@ impl Wal {
         let lsn_target = state.lsn_appended;
         let lsn_before = state.lsn_written;
         let offset = state.write_offset;
+        let cache_dropped_to = state.cache_dropped_to;
         let segment = state.segment.clone();
         let seq_next = state.segments.last().map_or(1, |s| s.seq + 1);
         let path = self.current_path(&state);
@@ -460,6 +470,7 @@ impl Wal {
             &segment,
             &path,
             offset,
+            cache_dropped_to,
             &bytes,
             seq_next,
             lsn_before,
@@ -476,6 +487,7 @@ impl Wal {
             state.segments.push(info);
         }
         state.write_offset = outcome.offset_end;
+        state.cache_dropped_to = outcome.cache_dropped_to;
         if outcome.written {
             state.lsn_written = lsn_target;
         }
@@ -531,6 +543,7 @@ impl Wal {
         segment: &Arc<dyn File>,
         path: &Path,
         offset: u64,
+        cache_dropped_to: u64,
         bytes: &[u8],
         seq_next: u64,
         lsn_before: u64,
@@ -542,6 +555,7 @@ impl Wal {
         let mut outcome = WriteOutcome {
             written: false,
             offset_end: offset,
+            cache_dropped_to,
             lsn_durable: 0,
             new_segment: None,
             failure: None,
@@ -567,12 +581,14 @@ impl Wal {
                 return outcome;
             }
             outcome.lsn_durable = lsn_before;
-            drop_synced(segment.as_ref(), path, 0);
+            // The segment is finished: all of it, its last partial page too.
+            drop_synced(segment.as_ref(), path, cache_dropped_to..offset);
             match create_segment(self.fs.as_ref(), &self.dir, seq_next, lsn_before + 1) {
                 Ok(made) => {
                     file = made.0.clone();
                     file_path = made.1.path.clone();
                     outcome.offset_end = SEGMENT_HEADER_BYTES as u64;
+                    outcome.cache_dropped_to = 0;
                     outcome.new_segment = Some(made);
                 }
                 Err(failed) => {
@@ -616,13 +632,29 @@ impl Wal {
                 return outcome;
             }
             outcome.lsn_durable = lsn_target;
-            drop_synced(file.as_ref(), &file_path, outcome.offset_end);
+            // Whole pages only: the next append writes into the partial last page, and a
+            // dropped one would have to be read back from the disk first.
+            let whole_pages = outcome.offset_end / CACHE_PAGE_BYTES * CACHE_PAGE_BYTES;
+            if whole_pages >= outcome.cache_dropped_to + CACHE_DROP_BYTES_MIN {
+                drop_synced(
+                    file.as_ref(),
+                    &file_path,
+                    outcome.cache_dropped_to..whole_pages,
+                );
+                outcome.cache_dropped_to = whole_pages;
+            }
         }
         if roll_after {
             debug_assert!(outcome.new_segment.is_none() && sync);
             match create_segment(self.fs.as_ref(), &self.dir, seq_next, lsn_target + 1) {
                 Ok(made) => {
+                    drop_synced(
+                        file.as_ref(),
+                        &file_path,
+                        outcome.cache_dropped_to..outcome.offset_end,
+                    );
                     outcome.offset_end = SEGMENT_HEADER_BYTES as u64;
+                    outcome.cache_dropped_to = 0;
                     outcome.new_segment = Some(made);
                 }
                 // The old segment stays current, with the buffer written and synced.
@@ -808,6 +840,8 @@ impl Wal {
 struct WriteOutcome {
     written: bool,
     offset_end: u64,
+    /// `WalState::cache_dropped_to` for the segment that ends at `offset_end`.
+    cache_dropped_to: u64,
     lsn_durable: u64,
     new_segment: Option<(Arc<dyn File>, SegmentInfo)>,
     failure: Option<WriteFailure>,
@@ -828,12 +862,20 @@ struct CreateFailed {
     stray: bool,
 }
 
-/// Tells the OS that the synced bytes of a segment (up to `end`, or all of it if `end` is 0)
-/// need not stay in its page cache. The log is read back only at recovery, and a cached log
-/// would grow the page cache by every byte ever logged (4.6 GB in a 100M-row load), pushing
-/// out the application's own pages. A hint: its failure changes nothing and is only traced.
-fn drop_synced(file: &dyn File, path: &Path, end: u64) {
-    if let Err(e) = file.drop_cached(0, end) {
+/// Page size assumed when keeping a segment's partial last page cached; on a system with
+/// larger pages the kernel itself keeps partial pages that are not at the end of the file.
+const CACHE_PAGE_BYTES: u64 = 4096;
+/// Synced bytes that build up before the log drops them: one hint per MiB of log, not one
+/// per group commit.
+const CACHE_DROP_BYTES_MIN: u64 = 1 << 20;
+
+/// Tells the OS that `range` of a segment, synced, need not stay in its page cache. The log
+/// is read back only at recovery, and a cached log would grow the page cache by every byte
+/// ever logged (4.6 GB in a 100M-row load), pushing out the application's own pages and, on
+/// a VM, making every page of it a fresh one. Called only after a sync that succeeded (see
+/// [`File::drop_cached`]). A hint: its failure changes nothing and is only traced.
+fn drop_synced(file: &dyn File, path: &Path, range: std::ops::Range<u64>) {
+    if let Err(e) = file.drop_cached(range) {
         tracing::debug!(path = %path.display(), error = %e, "log page-cache hint refused");
     }
 }

@@ -479,8 +479,9 @@ impl<K: Key, P: Payload> DataNode<K, P> {
 
     /// Starts loading what an insert of `key` reads first (see [`crate::mem::prefetch`]): the
     /// slot the model predicts, and the bitmap word saying whether the slot is a gap. The
-    /// bitmap is a separate array, 1/128 the size of the slots; in a 100M-key index it is
-    /// 19 MB, no longer cache-resident, and without this its load was where inserts stalled.
+    /// bitmap is a separate array of one bit per slot; in a 100M-key index it is 19 MB, no
+    /// longer cache-resident, and without this its load was where inserts stalled. (A
+    /// lookup reads the bitmap only for `Key::MAX`, so for lookups the second line is waste.)
     #[inline]
     pub fn prefetch(&self, key: K) {
         let predicted = self.predict_slot(key);
