@@ -454,6 +454,11 @@ impl Sim {
         ));
         self.open_checked(Reopen::Process)?;
         for i in 0..self.workload.tables.len() {
+            // Damage found by a reopen ends the run here too: there is no database to
+            // create the next table in.
+            if self.detected_damage.is_some() {
+                break;
+            }
             if i == 0 || self.rng.random_bool(0.5) {
                 let def = self.workload.tables[i].def.clone();
                 self.submit(Write::CreateTable(def))?;
