@@ -517,3 +517,26 @@ fn get_with_reads_in_place_and_matches_get() {
         Err(Error::TableNotFound { .. })
     ));
 }
+
+#[test]
+fn a_directory_holds_one_open_database_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path(), Sync::Always);
+    first.create_table(table_def("t")).unwrap();
+    first.insert("t", row(1, 1)).unwrap();
+    match Database::open(dir.path(), omendb::Options::with_sync(Sync::Always)) {
+        Err(Error::Locked { path }) => assert_eq!(path, dir.path()),
+        other => panic!("a second open must be refused, got {other:?}"),
+    }
+    // The refused open changed nothing: the first goes on, and a drop frees the directory.
+    first.insert("t", row(2, 2)).unwrap();
+    drop(first);
+    let second = open(dir.path(), Sync::Always);
+    assert_eq!(second.row_count("t").unwrap(), 2);
+    // `close` frees it too; another directory was never affected.
+    second.close().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let _elsewhere = open(other.path(), Sync::Always);
+    let third = open(dir.path(), Sync::Always);
+    assert_eq!(third.get("t", 2).unwrap(), Some(row(2, 2)));
+}

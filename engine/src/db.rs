@@ -24,7 +24,7 @@
 use crate::catalog::{Catalog, LoggedOp};
 use crate::checkpoint;
 use crate::cold;
-use crate::env::{Env, WorkerControl};
+use crate::env::{DirLock, Env, WorkerControl};
 use crate::error::{Error, Result};
 use crate::options::{Options, Sync as SyncMode};
 use crate::rowstore::RowRef;
@@ -241,6 +241,9 @@ pub struct Database {
     worker: Mutex<Option<Arc<dyn WorkerControl>>>,
     compactor: Mutex<Option<Arc<dyn WorkerControl>>>,
     open_stats: OpenStats,
+    /// The directory's one-writer lock. Declared last, so that it is released only after
+    /// `Drop` has handed the log buffer to the OS and stopped the workers.
+    _dir_lock: DirLock,
 }
 
 impl std::fmt::Debug for Database {
@@ -260,7 +263,10 @@ impl Database {
     }
 
     /// Opens (creating if needed) the database in `path` through `env`, recovering from the
-    /// latest checkpoint and the log after it.
+    /// latest checkpoint and the log after it. A directory holds one open database at a
+    /// time: while one is open (until it is closed or dropped), another open of the same
+    /// directory, from this process or another, fails with [`Error::Locked`] and touches
+    /// nothing.
     pub fn open_with_env(env: Env, path: impl AsRef<Path>, options: Options) -> Result<Database> {
         let root = path.as_ref().to_path_buf();
         let span = tracing::info_span!("open", path = %root.display());
@@ -268,6 +274,12 @@ impl Database {
         let fs = env.fs.clone();
         fs.create_dir(&root.join(WAL_DIR))
             .map_err(|e| Error::io("create database directory", &root, e))?;
+        // One open database per directory: two logs appending to the same segments, or one
+        // recovering while the other writes, would destroy acknowledged data.
+        let dir_lock = fs
+            .lock_dir(&root)
+            .map_err(|e| Error::io("lock database directory", &root, e))?
+            .ok_or_else(|| Error::Locked { path: root.clone() })?;
         // Make the directories themselves durable, every time: a previous open may have
         // created them and failed before its sync, and a crash would then take them away
         // with everything later written inside.
@@ -377,6 +389,7 @@ impl Database {
                 checkpoint_lsn,
                 recovery,
             },
+            _dir_lock: dir_lock,
         })
     }
 

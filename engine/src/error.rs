@@ -177,6 +177,13 @@ pub enum Error {
     /// The database was closed.
     #[error("the database is closed")]
     Closed,
+
+    /// Another open [`crate::Database`], in this process or another, holds the directory.
+    #[error("database directory {path} is in use by another open database")]
+    Locked {
+        /// The database directory.
+        path: std::path::PathBuf,
+    },
 }
 
 impl Error {

@@ -6,9 +6,11 @@
 //!
 //! **Counting calls.** Every `Fs` and `File` method call on a live disk is one I/O call
 //! and gets the next number (1-based, never reset, not even by a restart); the default
-//! methods `read_exact_at` and `read_all` count as the calls they make. The exception is
-//! `File::drop_cached`, a page-cache hint with no effect on a simulated disk: it is left
-//! to the trait's no-op and not counted, so adding it moved no seed's crash point. Calls on a frozen
+//! methods `read_exact_at` and `read_all` count as the calls they make. Two exceptions,
+//! neither a disk operation, are not counted, so adding them moved no seed's crash point:
+//! `File::drop_cached`, a page-cache hint left to the trait's no-op, and `Fs::lock_dir`,
+//! the one-writer lock of a directory, held by the (simulated) process and released by a
+//! restart. Calls on a frozen
 //! disk, and calls through a dead handle, are not counted: they never reach the disk.
 //!
 //! **Crash.** At the planned call ([`SimFs::crash_at_op`]), or on [`SimFs::freeze`], the
@@ -55,7 +57,7 @@ use crate::hash::Hash64;
 use crate::log::{FaultKind, FaultLog, FaultRecord, Stats};
 use crate::namespace::{components, path_text, Found, Ino, Namespace, ROOT};
 use crate::plan::FaultPlan;
-use omendb::env::{File, Fs, OpenMode};
+use omendb::env::{DirLock, File, Fs, OpenMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -102,6 +104,28 @@ struct Disk {
     stats: Stats,
     /// Set when some inode may have become unreferenced; the next sweep clears it.
     garbage_possible: bool,
+    /// Directories locked with `Fs::lock_dir` (path components), and the lock's number.
+    /// Held by the process, not stored on the disk: a restart clears them.
+    dir_locks: BTreeMap<Vec<String>, u64>,
+    next_dir_lock: u64,
+}
+
+/// A held [`Fs::lock_dir`] lock of a simulated disk.
+struct SimDirLock {
+    disk: Arc<Mutex<Disk>>,
+    dir: Vec<String>,
+    id: u64,
+    epoch: u64,
+}
+
+impl Drop for SimDirLock {
+    fn drop(&mut self) {
+        let mut disk = lock(&self.disk);
+        // A lock from before a restart died with its process; never release a newer one.
+        if disk.epoch == self.epoch && disk.dir_locks.get(&self.dir) == Some(&self.id) {
+            disk.dir_locks.remove(&self.dir);
+        }
+    }
 }
 
 /// The simulated disk: an in-memory, deterministic [`Fs`] with a seeded fault model.
@@ -155,6 +179,8 @@ impl Disk {
             log: FaultLog::default(),
             stats: Stats::default(),
             garbage_possible: false,
+            dir_locks: BTreeMap::new(),
+            next_dir_lock: 0,
         }
     }
 
@@ -868,6 +894,7 @@ impl Disk {
             self.record(record);
         }
         self.epoch += 1;
+        self.dir_locks.clear();
         self.frozen_at = None;
         if self.plan.crash_at_op.is_some_and(|op| op <= self.op_count) {
             self.plan.crash_at_op = None;
@@ -1195,6 +1222,37 @@ impl Fs for SimFs {
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
         self.lock().exists(path)
+    }
+
+    /// Not an I/O call: not counted, no fault drawn, so it moves no seed's crash point. A
+    /// frozen disk refuses it as it refuses every call; a restart releases every lock.
+    fn lock_dir(&self, dir: &Path) -> io::Result<Option<DirLock>> {
+        let mut disk = self.lock();
+        if let Some(op) = disk.frozen_at {
+            return Err(crashed(op));
+        }
+        let parts = components(dir)?;
+        match disk.ns.lookup(&parts)? {
+            Found::Dir(_) => {}
+            Found::File(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", dir.display()),
+                ))
+            }
+        }
+        if disk.dir_locks.contains_key(&parts) {
+            return Ok(None);
+        }
+        disk.next_dir_lock += 1;
+        let (id, epoch) = (disk.next_dir_lock, disk.epoch);
+        disk.dir_locks.insert(parts.clone(), id);
+        Ok(Some(DirLock(Box::new(SimDirLock {
+            disk: self.disk.clone(),
+            dir: parts,
+            id,
+            epoch,
+        }))))
     }
 }
 

@@ -223,6 +223,11 @@ impl Fs for FaultyFs {
         lock(&self.injector).begin();
         self.inner.exists(path)
     }
+
+    /// Passed through uncounted and without a fault draw, like `SimFs`: not an I/O call.
+    fn lock_dir(&self, dir: &Path) -> io::Result<Option<omendb::env::DirLock>> {
+        self.inner.lock_dir(dir)
+    }
 }
 
 impl File for FaultyFile {

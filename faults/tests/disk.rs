@@ -809,3 +809,47 @@ fn swarm_plans_keep_the_disk_consistent() {
         );
     }
 }
+
+#[test]
+fn a_directory_lock_is_exclusive_uncounted_and_released_by_drop_or_restart() {
+    let fs = SimFs::new(FaultPlan::none());
+    fs.create_dir(p("/db")).unwrap();
+    fs.create_dir(p("/other")).unwrap();
+    fs.sync_dir(p("/")).unwrap();
+    let ops = fs.op_count();
+    let held = fs.lock_dir(p("/db")).unwrap().expect("free at first");
+    assert!(
+        fs.lock_dir(p("/db")).unwrap().is_none(),
+        "held once already"
+    );
+    assert!(
+        fs.lock_dir(p("/db/../db")).unwrap().is_none(),
+        "same directory"
+    );
+    let other = fs
+        .lock_dir(p("/other"))
+        .unwrap()
+        .expect("another directory");
+    drop(held);
+    let again = fs.lock_dir(p("/db")).unwrap().expect("free after the drop");
+    // Not I/O calls: the crash points of every saved seed stay where they were.
+    assert_eq!(fs.op_count(), ops, "lock_dir is not counted");
+    assert_eq!(
+        fs.lock_dir(p("/missing")).err().map(|e| e.kind()),
+        Some(io::ErrorKind::NotFound)
+    );
+    // A crash kills the process that held the locks.
+    fs.freeze();
+    assert!(fs.lock_dir(p("/db")).is_err_and(|e| is_crash(&e)));
+    fs.restart();
+    let after = fs
+        .lock_dir(p("/db"))
+        .unwrap()
+        .expect("a restart releases it");
+    // The dead process's guards, dropped late, must not release the new holder's lock.
+    drop(again);
+    drop(other);
+    assert!(fs.lock_dir(p("/db")).unwrap().is_none());
+    drop(after);
+    assert!(fs.lock_dir(p("/db")).unwrap().is_some());
+}

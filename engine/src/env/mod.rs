@@ -109,6 +109,24 @@ pub trait Fs: Send + std::marker::Sync {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Whether `path` exists (file or directory).
     fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// Takes an exclusive lock on the existing directory `dir` for as long as the returned
+    /// guard lives: `Ok(None)` if someone else holds it, in this process or another. It is
+    /// the one-writer guard of a database directory, not a disk operation: nothing is
+    /// written, and a crash (of the process, or of a simulated disk) releases it. The
+    /// default takes no lock and always succeeds, for test doubles that need none.
+    fn lock_dir(&self, dir: &Path) -> io::Result<Option<DirLock>> {
+        let _ = dir;
+        Ok(Some(DirLock(Box::new(()))))
+    }
+}
+
+/// A held [`Fs::lock_dir`] lock; dropping it releases the lock.
+pub struct DirLock(pub Box<dyn std::any::Any + Send + std::marker::Sync>);
+
+impl fmt::Debug for DirLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DirLock")
+    }
 }
 
 /// Time. Monotonic time drives timeouts and group commit; wall time only stamps data.

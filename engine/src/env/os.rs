@@ -1,7 +1,7 @@
 //! `OsEnv`: the production [`Env`](super::Env) on std. The only file in the engine that
 //! touches `std::fs`, the system clocks and `std::thread`.
 
-use super::{Clock, File, Fs, OpenMode, Spawn, StepResult, Worker, WorkerControl};
+use super::{Clock, DirLock, File, Fs, OpenMode, Spawn, StepResult, Worker, WorkerControl};
 use std::fs;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -148,6 +148,28 @@ impl Fs for OsEnv {
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
         path.try_exists()
+    }
+
+    /// `flock(LOCK_EX | LOCK_NB)` on the directory itself. The lock belongs to the open file
+    /// description, so a second open of the same directory, even in this process, is refused
+    /// until the guard (which owns that descriptor) is dropped; the kernel releases it when
+    /// the process ends, however it ends.
+    #[cfg(unix)]
+    fn lock_dir(&self, dir: &Path) -> io::Result<Option<DirLock>> {
+        use std::os::fd::AsRawFd;
+        let handle = fs::File::open(dir)?;
+        // SAFETY: the descriptor is `handle`'s own and open for the whole call; flock reads
+        // and writes no memory of ours.
+        let rc = unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(DirLock(Box::new(handle))));
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::WouldBlock {
+            Ok(None)
+        } else {
+            Err(error)
+        }
     }
 }
 
