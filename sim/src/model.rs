@@ -54,6 +54,7 @@ pub fn error_class(error: &Error) -> &'static str {
         Error::Poisoned { .. } => "poisoned",
         Error::Closed => "closed",
         Error::InvalidTicket { .. } => "invalid_ticket",
+        Error::Locked { .. } => "locked",
         _ => "other",
     }
 }

@@ -37,7 +37,7 @@ pub trait PrimaryIndex: Send + std::marker::Sync {
     /// was absent (one search both checks and inserts); `false`, without calling it, if the
     /// key is present.
     fn insert_with(&mut self, key: i64, location: impl FnMut() -> RowLocation) -> bool;
-    /// A hint that `key` will be looked up or inserted soon: start loading where it goes.
+    /// A hint that `key` will be inserted soon: start loading where it goes.
     fn prefetch(&self, _key: i64) {}
     /// Removes `key`; returns its location if it was present.
     fn remove(&mut self, key: i64) -> Option<RowLocation>;

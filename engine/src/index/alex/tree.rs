@@ -187,8 +187,8 @@ impl<K: Key, P: Payload> Alex<K, P> {
         self.datas[self.leaf_for(key)].get(key)
     }
 
-    /// Starts loading the data-node slot where `key` would be, for a lookup or insert of it a
-    /// little later; the inner nodes on the way are read now.
+    /// Starts loading what an insert of `key` a little later reads first (see
+    /// [`DataNode::prefetch`]); the inner nodes on the way are read now.
     #[inline]
     pub fn prefetch(&self, key: K) {
         self.datas[self.leaf_for(key)].prefetch(key);
