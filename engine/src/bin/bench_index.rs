@@ -6,6 +6,7 @@
 //!     [--scan-len 100]
 //! cargo run --release -p omendb --bin bench_index -- --chase-mib 1024
 //! cargo run --release -p omendb --bin bench_index -- --touch-mib 4096
+//! cargo run --release -p omendb --bin bench_index -- --layout-probe 1 --keys 10000000
 //! ```
 //!
 //! Phases, each timed for both structures: build (bulk load from sorted pairs, or inserts in
@@ -25,7 +26,7 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use omendb::index::alex::AlexIndex;
+use omendb::index::alex::{Alex, AlexIndex};
 
 /// Heap bytes currently allocated, as seen by the global allocator.
 struct CountingAllocator;
@@ -135,6 +136,9 @@ struct Args {
     chase_mib: usize,
     /// `--touch-mib N`: only measure the first write to N MiB of fresh memory (see [`touch`]).
     touch_mib: usize,
+    /// `--layout-probe 1`: only compare a get's cost with the row in the slot and apart
+    /// (see [`layout_probe`]).
+    layout_probe: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -149,6 +153,7 @@ fn parse_args() -> Result<Args, String> {
         scan_len: 100,
         chase_mib: 0,
         touch_mib: 0,
+        layout_probe: false,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -178,6 +183,7 @@ fn parse_args() -> Result<Args, String> {
             "--scan-len" => args.scan_len = number()? as usize,
             "--chase-mib" => args.chase_mib = number()? as usize,
             "--touch-mib" => args.touch_mib = number()? as usize,
+            "--layout-probe" => args.layout_probe = number()? != 0,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -322,6 +328,164 @@ fn touch(mib: usize) -> (f64, f64) {
     (fresh, pass())
 }
 
+/// Inline bytes of a clustered slot in the layout probe: enough for the table benchmark's
+/// rows (`v` Int64, `f` Float64, `s` Utf8 of 8-16 bytes) packed as
+/// `[v 8][f 8][s length 1][s bytes]`, at most 33 bytes, padded so that a slot (key + payload)
+/// is 48 bytes.
+const PROBE_INLINE_BYTES: usize = 40;
+
+/// A row stored in the index slot itself: the clustered layout of the probe.
+#[derive(Clone, Copy)]
+struct InlineRow([u8; PROBE_INLINE_BYTES]);
+
+impl Default for InlineRow {
+    fn default() -> Self {
+        InlineRow([0; PROBE_INLINE_BYTES])
+    }
+}
+
+/// The probe's row for `key`: the table benchmark's shape, `s` 8 to 16 bytes long.
+fn probe_row(key: i64) -> (i64, f64, Vec<u8>) {
+    let h = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let len = 8 + (h % 9) as usize;
+    let s = (0..len)
+        .map(|i| b'a' + ((h >> (i * 3)) % 26) as u8)
+        .collect();
+    (key.wrapping_mul(3), key as f64 * 0.5, s)
+}
+
+/// Reads a packed probe row the way a get does: the two numbers, and `s` copied into an
+/// owned `String` (the table benchmark's reader does the same on both sides).
+#[inline]
+fn read_probe_row(bytes: &[u8], s_at: usize, s_len: usize) -> (i64, f64, String) {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&bytes[..8]);
+    let mut f = [0u8; 8];
+    f.copy_from_slice(&bytes[8..16]);
+    let s = String::from_utf8_lossy(&bytes[s_at..s_at + s_len]).into_owned();
+    (i64::from_le_bytes(v), f64::from_le_bytes(f), s)
+}
+
+/// Percentiles of per-get latencies, each get timed on its own as the table benchmark does.
+fn latency_summary(mut ns: Vec<u64>) -> (u64, u64, f64) {
+    ns.sort_unstable();
+    let at = |q: f64| ns[((ns.len() as f64 * q) as usize).min(ns.len() - 1)];
+    let mean = ns.iter().sum::<u64>() as f64 / ns.len().max(1) as f64;
+    (at(0.5), at(0.99), mean)
+}
+
+/// `--layout-probe`: what a get costs with the row beside its key in the index slot (one
+/// dependent miss) against the engine's layout, where the slot holds the row's location in a
+/// separate packed row store (two dependent misses). Both ALEX indexes are built by inserting
+/// the same keys in the same random order; each get is timed on its own and copies the row
+/// out, like `benchmark_table_vs_sqlite`, but without the table layer (lock, table lookup,
+/// decoding by schema), so the difference between the two is the layout's alone.
+fn layout_probe(args: &Args, rng: &mut SplitMix) {
+    let mut keys = distinct_keys(Dist::Uniform, args.keys, rng);
+    rng.shuffle(&mut keys);
+    let lookups: Vec<i64> = (0..args.lookups)
+        .map(|_| keys[rng.below(keys.len())])
+        .collect();
+    let time_gets = |get: &dyn Fn(i64) -> Option<(i64, f64, String)>| {
+        let mut ns = Vec::with_capacity(lookups.len());
+        let mut missing = 0usize;
+        for &key in &lookups {
+            let started = Instant::now();
+            let row = black_box(get(key));
+            ns.push(started.elapsed().as_nanos() as u64);
+            missing += usize::from(row.is_none());
+        }
+        if missing > 0 {
+            eprintln!("bench_index: layout probe: {missing} present keys not found");
+            std::process::exit(1);
+        }
+        latency_summary(ns)
+    };
+    let mut report = Vec::new();
+
+    // The timer alone: two clock reads around a get that does no work.
+    {
+        let (p50, _, mean) = time_gets(&|key| Some((key, 0.0, String::new())));
+        println!("timer alone: p50 {p50} ns, mean {mean:.0} ns");
+        report.push(format!("\"timer_p50_ns\":{p50}"));
+    }
+
+    // Separate: packed rows appended to a row store in insertion order, the slot holds the
+    // byte offset. Rows are `[v 8][f 8][s end offset u32][s bytes]`, as in the engine.
+    {
+        let heap_before = heap_bytes();
+        let started = Instant::now();
+        let mut store: Vec<u8> = Vec::with_capacity(keys.len() * 37);
+        advise_huge_pages(store.as_ptr() as usize, store.capacity());
+        let mut index = Alex::<i64, u64>::new();
+        for &key in &keys {
+            let (v, f, s) = probe_row(key);
+            let at = store.len() as u64;
+            store.extend_from_slice(&v.to_le_bytes());
+            store.extend_from_slice(&f.to_le_bytes());
+            store.extend_from_slice(&(20 + s.len() as u32).to_le_bytes());
+            store.extend_from_slice(&s);
+            index.insert(key, at);
+        }
+        let build_ns = ns_per(started.elapsed(), keys.len());
+        let bytes = heap_bytes() - heap_before;
+        let (p50, p99, mean) = time_gets(&|key| {
+            let at = index.get(key)? as usize;
+            let row = &store[at..];
+            let mut end = [0u8; 4];
+            end.copy_from_slice(&row[16..20]);
+            let end = u32::from_le_bytes(end) as usize;
+            Some(read_probe_row(row, 20, end - 20))
+        });
+        println!(
+            "separate (slot -> row store): get p50 {p50} ns, p99 {p99} ns, mean {mean:.0} ns; \
+             insert {build_ns:.0} ns/key; {:.1} bytes/key ({:.1} index + {:.1} rows)",
+            bytes as f64 / keys.len() as f64,
+            index.bytes_used() as f64 / keys.len() as f64,
+            store.len() as f64 / keys.len() as f64,
+        );
+        report.push(format!(
+            "\"separate_get_p50_ns\":{p50},\"separate_get_p99_ns\":{p99},\"separate_get_mean_ns\":{mean:.0},\"separate_insert_ns\":{build_ns:.0},\"separate_index_bytes_per_key\":{:.1},\"separate_row_bytes_per_key\":{:.1}",
+            index.bytes_used() as f64 / keys.len() as f64,
+            store.len() as f64 / keys.len() as f64,
+        ));
+    }
+
+    // Clustered: the packed row inside the slot, `[v 8][f 8][s length 1][s bytes]`.
+    {
+        let started = Instant::now();
+        let mut index = Alex::<i64, InlineRow>::new();
+        for &key in &keys {
+            let (v, f, s) = probe_row(key);
+            let mut row = InlineRow::default();
+            row.0[..8].copy_from_slice(&v.to_le_bytes());
+            row.0[8..16].copy_from_slice(&f.to_le_bytes());
+            row.0[16] = s.len() as u8;
+            row.0[17..17 + s.len()].copy_from_slice(&s);
+            index.insert(key, row);
+        }
+        let build_ns = ns_per(started.elapsed(), keys.len());
+        let (p50, p99, mean) = time_gets(&|key| {
+            let row = index.get(key)?;
+            Some(read_probe_row(&row.0, 17, row.0[16] as usize))
+        });
+        let per_key = index.bytes_used() as f64 / keys.len() as f64;
+        println!(
+            "clustered (row in the slot, {}-byte slots): get p50 {p50} ns, p99 {p99} ns, \
+             mean {mean:.0} ns; insert {build_ns:.0} ns/key; {per_key:.1} bytes/key",
+            std::mem::size_of::<(i64, InlineRow)>(),
+        );
+        report.push(format!(
+            "\"clustered_get_p50_ns\":{p50},\"clustered_get_p99_ns\":{p99},\"clustered_get_mean_ns\":{mean:.0},\"clustered_insert_ns\":{build_ns:.0},\"clustered_bytes_per_key\":{per_key:.1}"
+        ));
+    }
+    println!(
+        "{{\"layout_probe_keys\":{},{}}}",
+        keys.len(),
+        report.join(",")
+    );
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(args) => args,
@@ -341,6 +505,10 @@ fn main() {
             "{{\"touch_mib\":{},\"touch_fresh_gb_per_s\":{fresh:.2},\"touch_again_gb_per_s\":{again:.2}}}",
             args.touch_mib
         );
+        return;
+    }
+    if args.layout_probe {
+        layout_probe(&args, &mut rng);
         return;
     }
     if args.chase_mib > 0 {
