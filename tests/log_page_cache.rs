@@ -186,6 +186,7 @@ fn the_log_drops_what_it_synced_in_whole_pages_and_keeps_up() {
         let db = Database::open_with_env(env, dir.path(), Options::with_sync(sync)).unwrap();
         db.create_table(table_def("t")).unwrap();
         // 6,000 rows of ~1 KiB in batches of 100: about 6 MiB of log.
+        let mut last = None;
         for batch in 0..60i64 {
             let rows = (0..100).map(|i| big_row(batch * 100 + i)).collect();
             let ticket = db
@@ -195,6 +196,19 @@ fn the_log_drops_what_it_synced_in_whole_pages_and_keeps_up() {
                 })
                 .unwrap();
             db.wait(ticket).unwrap();
+            last = Some(ticket);
+        }
+        // `wait` returns at once under Batch (the write is acknowledged in the buffer); the
+        // log writer syncs, and drops what it synced, up to `max_delay` later, or later still
+        // on a busy machine. Look at the journal only once everything is synced.
+        let last = last.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !db.is_durable(last).unwrap() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sync:?}: the last write was not durable within 30 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         let journal = journal.lock().unwrap().clone();
         let segment = journal
