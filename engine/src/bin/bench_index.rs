@@ -7,6 +7,7 @@
 //! cargo run --release -p omendb --bin bench_index -- --chase-mib 1024
 //! cargo run --release -p omendb --bin bench_index -- --touch-mib 4096
 //! cargo run --release -p omendb --bin bench_index -- --layout-probe 1 --keys 10000000
+//! cargo run --release -p omendb --bin bench_index -- --window 100000 --keys 30000000
 //! ```
 //!
 //! Phases, each timed for both structures: build (bulk load from sorted pairs, or inserts in
@@ -139,6 +140,9 @@ struct Args {
     /// `--layout-probe 1`: only compare a get's cost with the row in the slot and apart
     /// (see [`layout_probe`]).
     layout_probe: bool,
+    /// `--window W`: only slide a window of W live keys over `keys` sequential keys (see
+    /// [`sliding_window`]).
+    window: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -154,6 +158,7 @@ fn parse_args() -> Result<Args, String> {
         chase_mib: 0,
         touch_mib: 0,
         layout_probe: false,
+        window: 0,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -184,6 +189,7 @@ fn parse_args() -> Result<Args, String> {
             "--chase-mib" => args.chase_mib = number()? as usize,
             "--touch-mib" => args.touch_mib = number()? as usize,
             "--layout-probe" => args.layout_probe = number()? != 0,
+            "--window" => args.window = number()? as usize,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -486,6 +492,45 @@ fn layout_probe(args: &Args, rng: &mut SplitMix) {
     );
 }
 
+/// `--window W`: the index's memory under a sliding key window, the shape of a time-series
+/// table with retention. Inserts keys `0..keys` in order and, once `window` are live, removes
+/// the oldest with each insert; prints the index's bytes and data nodes ten times along the
+/// way. The size should follow the live keys, not the keys inserted so far.
+fn sliding_window(keys: usize, window: usize) {
+    let mut index = AlexIndex::new();
+    let started = Instant::now();
+    let (mut bytes_max, mut nodes_max) = (0usize, 0usize);
+    let mut late_bytes_min = usize::MAX;
+    let step = (keys / 10).max(1);
+    for key in 0..keys {
+        index.insert(key as i64, key as u64);
+        if key >= window {
+            index.remove((key - window) as i64);
+        }
+        if key % step == step - 1 {
+            let (bytes, nodes) = (index.bytes_used(), index.stats().data_nodes);
+            println!(
+                "{} keys inserted, {} live: {bytes} index bytes ({:.1} per live key), {nodes} data nodes",
+                key + 1,
+                index.len(),
+                bytes as f64 / index.len().max(1) as f64,
+            );
+            if key + 1 > window {
+                bytes_max = bytes_max.max(bytes);
+                nodes_max = nodes_max.max(nodes);
+                if key + 1 >= keys / 2 {
+                    late_bytes_min = late_bytes_min.min(bytes);
+                }
+            }
+        }
+    }
+    let elapsed = ns_per(started.elapsed(), keys);
+    println!(
+        "{{\"window\":{window},\"window_keys\":{keys},\"window_ns_per_key\":{elapsed:.0},\"window_bytes_final\":{},\"window_bytes_max\":{bytes_max},\"window_bytes_late_min\":{late_bytes_min},\"window_data_nodes_max\":{nodes_max}}}",
+        index.bytes_used()
+    );
+}
+
 fn main() {
     let args = match parse_args() {
         Ok(args) => args,
@@ -509,6 +554,10 @@ fn main() {
     }
     if args.layout_probe {
         layout_probe(&args, &mut rng);
+        return;
+    }
+    if args.window > 0 {
+        sliding_window(args.keys, args.window);
         return;
     }
     if args.chase_mib > 0 {

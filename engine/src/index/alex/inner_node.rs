@@ -71,6 +71,15 @@ impl<K: Key> InnerNode<K> {
         }
     }
 
+    /// A node with no slots: what a freed arena entry keeps.
+    pub fn vacant() -> Self {
+        InnerNode {
+            model: LinearModel::flat(),
+            slot_shift: 0,
+            children: Vec::new(),
+        }
+    }
+
     /// The slot before clamping: below 0 or at/after `children.len()` means outside the
     /// node's key domain.
     #[inline]

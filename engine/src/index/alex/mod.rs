@@ -18,6 +18,11 @@
 //! - **Growth** ([`tree`]): splits go sideways into the node's own parent slots (doubling the
 //!   parent if needed) or down under a new inner node; the root grows its key domain left or
 //!   right when keys arrive outside it, so sequential and time-series appends stay cheap.
+//! - **Shrinking** ([`tree`]): removes contract a node that falls below `DENSITY_MIN`; a node
+//!   emptied by removes gives its parent slots to a data node beside it, a parent left with
+//!   one child is replaced by it, and the root drops a half of its slots that holds no key. A
+//!   sliding key window (time-series retention) therefore keeps the tree the size of its live
+//!   keys.
 //! - **Bulk load** builds the tree top-down, each inner node's fan-out chosen by a fan-out tree.
 //!
 //! # Invariants

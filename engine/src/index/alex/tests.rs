@@ -210,3 +210,83 @@ fn churn_over_a_fixed_key_set_stays_bounded() {
         check_against(&tree, &model);
     }
 }
+
+/// A sliding window (insert the newest key, remove the oldest), the shape of a time-series
+/// table with a retention limit: the nodes the window leaves behind are given back, so the
+/// tree's size follows the live keys, not every key ever inserted.
+#[test]
+fn a_sliding_window_leaves_no_empty_nodes_behind() {
+    let mut tree = Alex::with_config(AlexConfig::tiny());
+    let mut model = BTreeMap::new();
+    let window = 500i64;
+    let keys = 200_000i64;
+    let mut settled_bytes = None;
+    for key in 0..keys {
+        assert!(tree.insert(key * 7, key as u64));
+        model.insert(key * 7, key as u64);
+        if key >= window {
+            assert_eq!(tree.remove((key - window) * 7), Some((key - window) as u64));
+            model.remove(&((key - window) * 7));
+        }
+        if key % 10_000 == 9_999 {
+            check_against(&tree, &model);
+            let stats = tree.stats();
+            // 500 live keys fit in a few dozen nodes of at most 64 slots. Without reclaiming
+            // emptied nodes it had 558 data nodes and 12 levels (the limit) after 10,000 keys.
+            assert!(stats.data_nodes <= 64, "after {key}: {stats:?}");
+            assert!(stats.depth_max <= 5, "after {key}: {stats:?}");
+            let bytes = tree.bytes_used();
+            let settled = *settled_bytes.get_or_insert(bytes);
+            assert!(
+                bytes <= settled * 3 / 2,
+                "after {key}: {bytes} bytes, {settled} at first"
+            );
+        }
+    }
+    // Emptying the tree entirely leaves one usable node.
+    for key in keys - window..keys {
+        assert_eq!(tree.remove(key * 7), Some(key as u64));
+        model.remove(&(key * 7));
+    }
+    check_against(&tree, &model);
+    assert!(tree.stats().data_nodes <= 2, "{:?}", tree.stats());
+    assert!(tree.insert(3, 3));
+    model.insert(3, 3);
+    check_against(&tree, &model);
+}
+
+/// Removing every key in a random order from a tree of many nodes and levels keeps every
+/// invariant, and the tree shrinks back to a handful of nodes.
+#[test]
+fn removing_everything_collapses_the_tree() {
+    let mut tree = Alex::with_config(AlexConfig::tiny());
+    let mut model = BTreeMap::new();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let key = (next() % 1_000_000) as i64;
+        tree.insert(key, key as u64);
+        model.insert(key, key as u64);
+    }
+    let before = tree.stats();
+    let mut keys: Vec<i64> = model.keys().copied().collect();
+    for i in (1..keys.len()).rev() {
+        keys.swap(i, (next() % (i as u64 + 1)) as usize);
+    }
+    for (done, key) in keys.iter().enumerate() {
+        assert_eq!(tree.remove(*key), Some(*key as u64));
+        model.remove(key);
+        if done % 997 == 0 {
+            check_against(&tree, &model);
+        }
+    }
+    check_against(&tree, &model);
+    let after = tree.stats();
+    assert!(before.data_nodes > 100, "{before:?}");
+    assert!(after.data_nodes <= 4, "{after:?}");
+}

@@ -240,6 +240,10 @@ impl<K: Key, P: Payload> Alex<K, P> {
         let payload = self.datas[leaf].remove(key)?;
         self.len -= 1;
         let node = &self.datas[leaf];
+        if node.num_keys == 0 && self.reclaim_empty(key, leaf) {
+            return Some(payload);
+        }
+        let node = &self.datas[leaf];
         if node.num_keys < node.contract_threshold
             && slots_for(node.num_keys, DENSITY_INIT) < node.capacity()
         {
@@ -342,6 +346,11 @@ impl<K: Key, P: Payload> Alex<K, P> {
     fn free_data(&mut self, index: usize) {
         self.datas[index] = DataNode::vacant();
         self.free_datas.push(index as u32);
+    }
+
+    fn free_inner(&mut self, index: usize) {
+        self.inners[index] = InnerNode::vacant();
+        self.free_inners.push(index as u32);
     }
 
     fn alloc_inner(&mut self, node: InnerNode<K>) -> u32 {
@@ -454,6 +463,162 @@ impl<K: Key, P: Payload> Alex<K, P> {
         if plan.depth == 0 || !self.split(leaf, &path, plan.depth, Some(&plan)) {
             self.expand_data(leaf);
         }
+    }
+
+    /// Frees data node `leaf`, just emptied by removing `key`, and what that leaves
+    /// reclaimable above it. Without this, a sliding key window (the newest keys inserted,
+    /// the oldest removed, as in a time-series table with retention) leaves an empty node, and
+    /// in time empty inner nodes, behind for every node it passes: the tree grows with every
+    /// key ever inserted instead of with the live ones.
+    ///
+    /// Level by level from `leaf`'s parent up: an empty node gives its parent slots to a data
+    /// node beside it (an empty one if there is one, so a run of emptied nodes becomes one
+    /// node; else the left one); a node with keys takes the slots of the empty data nodes
+    /// beside it. A parent left with a single child is replaced by that child, and the walk
+    /// goes on one level up. No key moves: a freed node holds none, and a node's model still
+    /// places its own keys when it owns more slots. `false` if nothing changed (`leaf` is the
+    /// root, or neither neighbour is a data node).
+    fn reclaim_empty(&mut self, key: K, leaf: usize) -> bool {
+        let (mut path, routed) = self.path_to(key);
+        debug_assert_eq!(routed, leaf);
+        let mut focus = leaf;
+        let mut changed = false;
+        while let Some(&(parent, slot)) = path.last() {
+            let heir = if self.datas[focus].num_keys == 0 {
+                match self.give_slots_away(parent, slot, focus) {
+                    Some(heir) => heir,
+                    None => break,
+                }
+            } else if self.take_empty_neighbours(parent, slot, focus) {
+                focus
+            } else {
+                break;
+            };
+            changed = true;
+            let heir_ref = NodeRef::data(heir as u32);
+            if self.inners[parent]
+                .children
+                .iter()
+                .any(|child| *child != heir_ref)
+            {
+                break;
+            }
+            path.pop();
+            match path.last() {
+                Some(&(grandparent, slot)) => {
+                    let (start, end) = self.inners[grandparent].block_of(slot);
+                    self.inners[grandparent].children[start..end].fill(heir_ref);
+                }
+                None => self.root = heir_ref,
+            }
+            self.free_inner(parent);
+            focus = heir;
+        }
+        if changed {
+            self.shrink_root();
+        }
+        changed
+    }
+
+    /// Halves the root while one half of its slots holds no key: a single data node whose
+    /// keys (if any) all route to the other half. That is the key range a sliding window has
+    /// left behind. The root grows its key domain toward new keys (doubling, or a new root
+    /// above at the fan-out limit); without this it would also keep every range it ever
+    /// covered, and a window sliding forever would lengthen the root, and then deepen the
+    /// tree, without bound. Keys beyond the remaining slots route to the edge child, as keys
+    /// beyond the root's domain always do.
+    fn shrink_root(&mut self) {
+        while let Some(root) = self.root.inner_index() {
+            let inner = &self.inners[root];
+            let slots = inner.children.len();
+            if slots <= 2 {
+                return;
+            }
+            let half = slots / 2;
+            // The edge half's only child, if it has one whose keys all route past the half.
+            let keyless = |range: &[NodeRef], left: bool| {
+                let child = range[0];
+                let node = &self.datas[child.data_index()?];
+                let edge_key = if left {
+                    node.first_key()
+                } else {
+                    node.last_key()
+                };
+                let outside = edge_key.is_none_or(|key| (inner.route(key) >= half) == left);
+                (outside && range.iter().all(|other| *other == child)).then_some(child)
+            };
+            let (gone, left) = if let Some(child) = keyless(&inner.children[..half], true) {
+                (child, true)
+            } else if let Some(child) = keyless(&inner.children[half..], false) {
+                (child, false)
+            } else {
+                return;
+            };
+            let inner = &mut self.inners[root];
+            if left {
+                inner.children.drain(..half);
+                inner.slot_shift -= half as i64;
+            } else {
+                inner.children.truncate(half);
+            }
+            inner.children.shrink_to_fit();
+            if !inner.children.contains(&gone) {
+                if let Some(index) = gone.data_index() {
+                    self.unlink_and_free(index);
+                }
+            }
+        }
+    }
+
+    /// Gives the slots of `empty` (a data node without keys, child of `parent` at `slot`) to
+    /// a data node beside it and frees it; returns the heir, or `None` (nothing changed) if
+    /// neither neighbour is a data node.
+    fn give_slots_away(&mut self, parent: usize, slot: usize, empty: usize) -> Option<usize> {
+        let (start, end) = self.inners[parent].block_of(slot);
+        let children = &self.inners[parent].children;
+        let left = start.checked_sub(1).and_then(|s| children[s].data_index());
+        let right = children.get(end).and_then(|child| child.data_index());
+        let heir = match (left, right) {
+            (Some(left), Some(right))
+                if self.datas[left].num_keys > 0 && self.datas[right].num_keys == 0 =>
+            {
+                right
+            }
+            (Some(left), _) => left,
+            (None, Some(right)) => right,
+            (None, None) => return None,
+        };
+        self.inners[parent].children[start..end].fill(NodeRef::data(heir as u32));
+        self.unlink_and_free(empty);
+        Some(heir)
+    }
+
+    /// Gives `node` (child of `parent` at `slot`) the slots of the empty data nodes beside
+    /// it, freeing them; whether there were any.
+    fn take_empty_neighbours(&mut self, parent: usize, slot: usize, node: usize) -> bool {
+        let mut took = false;
+        loop {
+            let (start, end) = self.inners[parent].block_of(slot);
+            let children = &self.inners[parent].children;
+            let beside = [start.checked_sub(1), Some(end)];
+            let Some((at, empty)) = beside.into_iter().flatten().find_map(|at| {
+                let index = children.get(at)?.data_index()?;
+                (self.datas[index].num_keys == 0).then_some((at, index))
+            }) else {
+                return took;
+            };
+            let (from, to) = self.inners[parent].block_of(at);
+            self.inners[parent].children[from..to].fill(NodeRef::data(node as u32));
+            self.unlink_and_free(empty);
+            took = true;
+        }
+    }
+
+    /// Takes data node `index` out of the leaf chain and frees it.
+    fn unlink_and_free(&mut self, index: usize) {
+        let (prev, next) = (self.datas[index].prev, self.datas[index].next);
+        self.free_data(index);
+        self.splice(prev, &[], next);
     }
 
     /// For a node at its size limit that is being appended to: leaves it as it is and gives
