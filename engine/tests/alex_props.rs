@@ -39,6 +39,18 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Mostly removes: drains a tree so that data nodes empty out and the reclaiming paths
+/// (slots given to a neighbour, single-child parents replaced, the root halved) run often.
+fn draining_op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        2 => any::<u64>().prop_map(Op::Insert),
+        1 => any::<u64>().prop_map(Op::Remove),
+        8 => any::<usize>().prop_map(Op::RemovePresent),
+        1 => any::<usize>().prop_map(Op::GetPresent),
+        1 => (any::<u64>(), any::<u64>(), 0u8..3, 0u8..3).prop_map(|(a, b, c, d)| Op::Range(a, b, c, d)),
+    ]
+}
+
 fn config_strategy() -> impl Strategy<Value = AlexConfig> {
     prop_oneof![
         3 => Just(AlexConfig::tiny()),
@@ -190,6 +202,15 @@ macro_rules! distribution_props {
                         config in config_strategy(),
                         initial in prop::collection::vec(any::<u64>(), 0..600),
                         ops in prop::collection::vec(op_strategy(), 1..200),
+                    ) {
+                        bulk_then_ops($dist, config, initial, ops)?;
+                    }
+
+                    #[test]
+                    fn draining_matches_btreemap(
+                        config in config_strategy(),
+                        initial in prop::collection::vec(any::<u64>(), 0..1500),
+                        ops in prop::collection::vec(draining_op_strategy(), 1..1200),
                     ) {
                         bulk_then_ops($dist, config, initial, ops)?;
                     }
