@@ -213,6 +213,7 @@ fn set_null(out: &mut [u8], start: usize, null_bit: Option<u32>) {
     }
 }
 
+#[inline]
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
     match bytes.get(at..at + 4) {
         Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
@@ -223,6 +224,7 @@ fn read_u32(bytes: &[u8], at: usize) -> u32 {
     }
 }
 
+#[inline]
 fn read_u64(bytes: &[u8], at: usize) -> u64 {
     match bytes.get(at..at + 8) {
         Some(b) => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
@@ -267,11 +269,13 @@ impl<'a> ValueRef<'a> {
     }
 
     /// Whether this is NULL.
+    #[inline]
     pub fn is_null(self) -> bool {
         matches!(self, ValueRef::Null)
     }
 
     /// The integer of an Int64 or Timestamp value.
+    #[inline]
     pub fn as_i64(self) -> Option<i64> {
         match self {
             ValueRef::Int64(v) | ValueRef::Timestamp(v) => Some(v),
@@ -280,6 +284,7 @@ impl<'a> ValueRef<'a> {
     }
 
     /// The float of a Float64 value.
+    #[inline]
     pub fn as_f64(self) -> Option<f64> {
         match self {
             ValueRef::Float64(v) => Some(v),
@@ -288,6 +293,7 @@ impl<'a> ValueRef<'a> {
     }
 
     /// The text of a Utf8 value.
+    #[inline]
     pub fn as_str(self) -> Option<&'a str> {
         match self {
             ValueRef::Utf8(v) => Some(v),
@@ -296,6 +302,7 @@ impl<'a> ValueRef<'a> {
     }
 
     /// The bytes of a Binary value.
+    #[inline]
     pub fn as_bytes(self) -> Option<&'a [u8]> {
         match self {
             ValueRef::Binary(v) => Some(v),
@@ -344,11 +351,13 @@ impl std::fmt::Debug for RowRef<'_> {
 }
 
 impl<'a> RowRef<'a> {
+    #[inline]
     pub(crate) fn new(layout: &'a RowLayout, key: i64, bytes: &'a [u8]) -> RowRef<'a> {
         RowRef { layout, key, bytes }
     }
 
     /// The primary key.
+    #[inline]
     pub fn key(&self) -> i64 {
         self.key
     }
@@ -364,15 +373,18 @@ impl<'a> RowRef<'a> {
     }
 
     /// The value of column `i` (in the table's column order); `None` past the last column.
+    #[inline]
     pub fn get(&self, i: usize) -> Option<ValueRef<'a>> {
         Some(self.value_at(*self.layout.slots.get(i)?))
     }
 
     /// The value of column `i`; NULL past the last column.
+    #[inline]
     pub fn value(&self, i: usize) -> ValueRef<'a> {
         self.get(i).unwrap_or(ValueRef::Null)
     }
 
+    #[inline]
     fn is_null(&self, null_bit: Option<u32>) -> bool {
         null_bit.is_some_and(|bit| {
             self.bytes
@@ -381,6 +393,7 @@ impl<'a> RowRef<'a> {
         })
     }
 
+    #[inline]
     fn value_at(&self, slot: Slot) -> ValueRef<'a> {
         match slot {
             Slot::Key => match self.layout.key_type {
