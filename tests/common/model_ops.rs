@@ -11,6 +11,7 @@ pub enum Op {
     Insert(i64, i64),
     InsertBatch(Vec<i64>, i64),
     Get(i64),
+    GetMany(Vec<i64>),
     Update(i64, i64),
     Delete(i64),
     Scan(i64, i64),
@@ -31,6 +32,7 @@ pub fn op() -> impl Strategy<Value = Op> {
         6 => (key(), any::<i64>()).prop_map(|(k, v)| Op::Insert(k, v)),
         2 => (prop::collection::vec(key(), 1..8), any::<i64>()).prop_map(|(ks, v)| Op::InsertBatch(ks, v)),
         4 => key().prop_map(Op::Get),
+        2 => prop::collection::vec(key(), 0..40).prop_map(Op::GetMany),
         3 => (key(), any::<i64>()).prop_map(|(k, v)| Op::Update(k, v)),
         3 => key().prop_map(Op::Delete),
         2 => (key(), key()).prop_map(|(a, b)| Op::Scan(a, b)),
@@ -94,6 +96,21 @@ pub fn check_against_model(
                 }
             }
             Op::Get(k) => prop_assert_eq!(db.get("t", k).unwrap(), model.get(&k).cloned()),
+            Op::GetMany(ks) => {
+                let want: Vec<Option<Row>> = ks.iter().map(|k| model.get(k).cloned()).collect();
+                prop_assert_eq!(db.get_many("t", &ks).unwrap(), want);
+                // The visitor sees the found keys once each, in the order asked.
+                let mut seen = Vec::new();
+                db.get_many_with("t", &ks, |i, row| seen.push((i, row.key())))
+                    .unwrap();
+                let found: Vec<(usize, i64)> = ks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, k)| model.contains_key(k))
+                    .map(|(i, k)| (i, *k))
+                    .collect();
+                prop_assert_eq!(seen, found);
+            }
             Op::Update(k, v) => {
                 let got = db.update("t", k, row(k, v));
                 if let Some(slot) = model.get_mut(&k) {

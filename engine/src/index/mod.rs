@@ -39,6 +39,8 @@ pub trait PrimaryIndex: Send + std::marker::Sync {
     fn insert_with(&mut self, key: i64, location: impl FnMut() -> RowLocation) -> bool;
     /// A hint that `key` will be inserted soon: start loading where it goes.
     fn prefetch(&self, _key: i64) {}
+    /// A hint that `key` will be looked up soon: start loading where it would be.
+    fn prefetch_lookup(&self, _key: i64) {}
     /// Removes `key`; returns its location if it was present.
     fn remove(&mut self, key: i64) -> Option<RowLocation>;
     /// Points `key` at `location`; returns the old location, or `None` (and changes nothing)

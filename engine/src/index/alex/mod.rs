@@ -88,6 +88,10 @@ impl PrimaryIndex for AlexIndex {
         Alex::prefetch(self, key)
     }
 
+    fn prefetch_lookup(&self, key: i64) {
+        Alex::prefetch_lookup(self, key)
+    }
+
     fn remove(&mut self, key: i64) -> Option<RowLocation> {
         Alex::remove(self, key)
     }

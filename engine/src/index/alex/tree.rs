@@ -194,6 +194,13 @@ impl<K: Key, P: Payload> Alex<K, P> {
         self.datas[self.leaf_for(key)].prefetch(key);
     }
 
+    /// Starts loading what a lookup of `key` a little later reads (see
+    /// [`DataNode::prefetch_lookup`]); the inner nodes on the way are read now.
+    #[inline]
+    pub fn prefetch_lookup(&self, key: K) {
+        self.datas[self.leaf_for(key)].prefetch_lookup(key);
+    }
+
     /// Sets the payload of `key`; returns the old one, or `None` (no change) if it is absent.
     /// The structure does not change, so this never restructures.
     pub fn replace(&mut self, key: K, payload: P) -> Option<P> {
