@@ -235,8 +235,9 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
     }
 }
 
-/// One value of a row, borrowed from where the row is stored.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One value of a row, borrowed from where the row is stored. Equality is [`Value`]'s:
+/// floats compare by their bits, so a stored NaN equals itself and `0.0 != -0.0`.
+#[derive(Debug, Clone, Copy)]
 pub enum ValueRef<'a> {
     /// SQL NULL.
     Null,
@@ -253,6 +254,23 @@ pub enum ValueRef<'a> {
     /// A Timestamp value, microseconds since the Unix epoch.
     Timestamp(i64),
 }
+
+impl PartialEq for ValueRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (ValueRef::Null, ValueRef::Null) => true,
+            (ValueRef::Int64(a), ValueRef::Int64(b)) => a == b,
+            (ValueRef::Float64(a), ValueRef::Float64(b)) => a.to_bits() == b.to_bits(),
+            (ValueRef::Utf8(a), ValueRef::Utf8(b)) => a == b,
+            (ValueRef::Binary(a), ValueRef::Binary(b)) => a == b,
+            (ValueRef::Bool(a), ValueRef::Bool(b)) => a == b,
+            (ValueRef::Timestamp(a), ValueRef::Timestamp(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ValueRef<'_> {}
 
 impl<'a> ValueRef<'a> {
     /// An owned copy.
