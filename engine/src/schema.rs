@@ -77,18 +77,10 @@ pub enum Value {
     Timestamp(i64),
 }
 
+/// Exact equality (see [`Value`]), shared with [`crate::ValueRef`] by borrowing as one.
 impl PartialEq for Value {
     fn eq(&self, other: &Value) -> bool {
-        match (self, other) {
-            (Value::Null, Value::Null) => true,
-            (Value::Int64(a), Value::Int64(b)) => a == b,
-            (Value::Float64(a), Value::Float64(b)) => a.to_bits() == b.to_bits(),
-            (Value::Utf8(a), Value::Utf8(b)) => a == b,
-            (Value::Binary(a), Value::Binary(b)) => a == b,
-            (Value::Bool(a), Value::Bool(b)) => a == b,
-            (Value::Timestamp(a), Value::Timestamp(b)) => a == b,
-            _ => false,
-        }
+        crate::rowstore::ValueRef::from(self) == crate::rowstore::ValueRef::from(other)
     }
 }
 
