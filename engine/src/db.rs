@@ -612,7 +612,8 @@ impl Database {
     /// misses overlap: a batch of point reads (a lookup join, a list of ids) costs a fraction
     /// of the same gets one by one. One read lock covers the whole call, so the rows are one
     /// consistent state and writers wait until it returns: keep batches modest (thousands,
-    /// not millions), and do not write to this database from inside `read`.
+    /// not millions), and do not write to this database from inside `read`. An `Err` (a cold
+    /// segment that cannot be read) can come after `read` has seen some of the keys.
     pub fn get_many_with(
         &self,
         table: &str,
