@@ -114,15 +114,16 @@ struct Disk {
 struct SimDirLock {
     disk: Arc<Mutex<Disk>>,
     dir: Vec<String>,
+    /// Unique over the disk's life (restarts included), so a guard dropped after a restart
+    /// cannot release a lock taken since.
     id: u64,
-    epoch: u64,
 }
 
 impl Drop for SimDirLock {
     fn drop(&mut self) {
         let mut disk = lock(&self.disk);
         // A lock from before a restart died with its process; never release a newer one.
-        if disk.epoch == self.epoch && disk.dir_locks.get(&self.dir) == Some(&self.id) {
+        if disk.dir_locks.get(&self.dir) == Some(&self.id) {
             disk.dir_locks.remove(&self.dir);
         }
     }
@@ -1245,13 +1246,12 @@ impl Fs for SimFs {
             return Ok(None);
         }
         disk.next_dir_lock += 1;
-        let (id, epoch) = (disk.next_dir_lock, disk.epoch);
+        let id = disk.next_dir_lock;
         disk.dir_locks.insert(parts.clone(), id);
         Ok(Some(DirLock(Box::new(SimDirLock {
             disk: self.disk.clone(),
             dir: parts,
             id,
-            epoch,
         }))))
     }
 }
