@@ -607,10 +607,10 @@ impl Database {
     }
 
     /// Calls `read(i, row)` for each `keys[i]` that has a row, in the order of `keys`,
-    /// reading rows in place; keys without a row are skipped. The lookups go through in
-    /// small groups whose index and row accesses are requested together, so their cache
-    /// misses overlap: a batch of point reads (a lookup join, a list of ids) costs a fraction
-    /// of the same gets one by one. One read lock covers the whole call, so the rows are one
+    /// reading rows in place; keys without a row are skipped. The lookups run as a pipeline
+    /// (each key's index slot, then its row, requested a few keys before it is read), so
+    /// their cache misses overlap: a batch of point reads (a lookup join, a list of ids)
+    /// costs a fraction of the same gets one by one. One read lock covers the whole call, so the rows are one
     /// consistent state and writers wait until it returns: keep batches modest (thousands,
     /// not millions), and do not write to this database from inside `read`. An `Err` (a cold
     /// segment that cannot be read) can come after `read` has seen some of the keys.

@@ -31,7 +31,7 @@
 //!   place, copies the four values out), SQLite's prepared SELECT reading every column.
 //! - Batched gets: the same timed keys again, [`GET_BATCH_KEYS`] per call, the pass timed as
 //!   a whole (no clock per get) and reported per key: ours through `get_many_with` (a
-//!   batch's index and row accesses are requested together so their cache misses overlap);
+//!   pipeline that requests each key's index slot and row ahead, so the misses overlap);
 //!   SQLite has no multi-key lookup, so its figure is the same prepared SELECT back to back.
 //! - Range scans: the same key ranges of about `--range-rows` rows, zero-copy on both sides
 //!   (our `for_each_row`, SQLite's row cursor with borrowed text), summing `v` and `len(s)`.
