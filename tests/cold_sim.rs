@@ -67,9 +67,10 @@ fn check(machine: &SimMachine, db: &Database, model: &BTreeMap<i64, Row>, what: 
         .iter()
         .filter(|p| p.starts_with("/db/cold/"))
         .count();
+    // Each listed segment is a Parquet file and its sidecar index.
     assert_eq!(
         segment_files,
-        db.cold_segment_count("t").unwrap(),
+        2 * db.cold_segment_count("t").unwrap(),
         "{what}: unlisted segment files after open: {:?}",
         machine.disk.files()
     );

@@ -53,14 +53,17 @@ pub(crate) enum CheckedOp {
         keys: Vec<i64>,
         rows: Vec<Row>,
     },
+    /// `located`: where the current version is (found by the check, under the same lock).
     Update {
         id: TableId,
         key: i64,
         row: Row,
+        located: crate::table::Located,
     },
     Delete {
         id: TableId,
         key: i64,
+        located: crate::table::Located,
     },
 }
 
@@ -205,6 +208,11 @@ impl Catalog {
         self.names.keys().cloned().collect()
     }
 
+    /// The table with id `id`, if any.
+    pub fn table_by_id(&self, id: TableId) -> Option<&Table> {
+        self.tables.get(&id)
+    }
+
     fn by_id(&self, id: TableId) -> Result<&Table> {
         self.tables.get(&id).ok_or_else(|| id_not_found(id))
     }
@@ -263,14 +271,19 @@ impl Catalog {
                 CheckedOp::Insert { id, keys, rows }
             }
             LoggedOp::Update { id, key, row } => {
-                self.by_id(id)?.check_update(key, &row)?;
-                CheckedOp::Update { id, key, row }
+                let located = self.by_id(id)?.check_update(key, &row)?;
+                CheckedOp::Update {
+                    id,
+                    key,
+                    row,
+                    located,
+                }
             }
             LoggedOp::Delete { id, key } => {
-                if !self.by_id(id)?.contains(key) {
+                let Some(located) = self.by_id(id)?.locate(key)? else {
                     return Ok(None);
-                }
-                CheckedOp::Delete { id, key }
+                };
+                CheckedOp::Delete { id, key, located }
             }
         }))
     }
@@ -293,14 +306,19 @@ impl Catalog {
                     table.apply_insert(&keys, rows);
                 }
             }
-            CheckedOp::Update { id, key, row } => {
+            CheckedOp::Update {
+                id,
+                key,
+                row,
+                located,
+            } => {
                 if let Some(table) = self.tables.get_mut(&id) {
-                    table.apply_update(key, row);
+                    table.apply_update(key, row, located);
                 }
             }
-            CheckedOp::Delete { id, key } => {
+            CheckedOp::Delete { id, key, located } => {
                 if let Some(table) = self.tables.get_mut(&id) {
-                    table.apply_delete(key);
+                    table.apply_delete(key, located);
                 }
             }
         }
@@ -338,12 +356,11 @@ impl Catalog {
     pub fn restore_cold(
         &mut self,
         id: TableId,
-        segments: Vec<crate::cold::Segment>,
-        tombstones: BTreeMap<i64, u64>,
+        segments: Vec<(crate::cold::Segment, roaring::RoaringBitmap)>,
         next_segment_id: u64,
     ) {
         if let Some(table) = self.tables.get_mut(&id) {
-            table.restore_cold(segments, tombstones, next_segment_id);
+            table.restore_cold(segments, next_segment_id);
         }
     }
 

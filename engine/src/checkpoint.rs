@@ -4,12 +4,13 @@
 //! ```text
 //! checkpoint-<lsn, 20 digits>.ckpt
 //!   0  magic          b"OMENCKPT"
-//!   8  version        u32 = 1
+//!   8  version        u32 = 3
 //!  12  reserved       u32 = 0
 //!  16  lsn            u64   every record with LSN <= this is in the file
 //!  24  next_table_id  u32
 //!  28  table_count    u32
-//!  32  tables: table_count x { id u32, table definition, row_count u64, rows in key order }
+//!  32  tables: table_count x { id u32, table definition, row_count u64, rows in key order,
+//!                               cold manifest (segments with their deletion vectors) }
 //!  end-12  crc32c     u32 of every byte before it
 //!  end-8   magic      b"OMENCEND"
 //! ```
@@ -19,7 +20,8 @@
 //! removed. A damaged checkpoint is reported as corruption, never skipped for an older one
 //! (the log that older one needs may be gone).
 //!
-//! Version 1 files (no cold manifest) are still read. The segment files a checkpoint lists
+//! Version 1 files (no cold manifest) and version 2 files (tombstones, segments without a
+//! sidecar index; migrated at load, crate::cold::migrate_legacy) are still read. The segment files a checkpoint lists
 //! live in `cold/` (crate::cold); at open, any file there that the loaded checkpoint does not
 //! list is a leftover of a flush that crashed before its checkpoint landed, and is removed.
 
@@ -33,7 +35,10 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 8] = *b"OMENCKPT";
 const END_MAGIC: [u8; 8] = *b"OMENCEND";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// The version whose cold manifest had tombstones and no segment indexes or deletion
+/// vectors; read, and migrated at load (docs/FORMAT.md).
+const VERSION_TOMBSTONES: u32 = 2;
 /// The version before the cold manifest.
 const VERSION_NO_COLD: u32 = 1;
 const HEADER_BYTES: usize = 32;
@@ -185,13 +190,9 @@ fn encode_into(
         }
         enc.u64(table.cold.next_segment_id());
         enc.u32(table.cold.segments().count() as u32);
-        for meta in table.cold.segments() {
+        for (meta, deleted) in table.cold.manifest() {
             meta.encode(&mut enc);
-        }
-        enc.u64(table.cold.tombstones().len() as u64);
-        for (&key, &segment_id) in table.cold.tombstones() {
-            enc.i64(key);
-            enc.u64(segment_id);
+            cold::encode_deleted(deleted, &mut enc)?;
             flush(&mut enc, &mut crc, WRITE_CHUNK_BYTES)?;
         }
     }
@@ -440,7 +441,7 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
         return Err(r.corrupt(0, "bad checkpoint magic"));
     }
     let version = r.decode(|d| d.u32())?;
-    if version != VERSION && version != VERSION_NO_COLD {
+    if version != VERSION && version != VERSION_TOMBSTONES && version != VERSION_NO_COLD {
         return Err(r.corrupt(8, format!("unsupported checkpoint version {version}")));
     }
     let _reserved = r.decode(|d| d.u32())?;
@@ -499,30 +500,53 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
             .parent()
             .unwrap_or_else(|| Path::new(""))
             .join(cold::COLD_DIR);
-        let mut metas: Vec<SegmentMeta> = Vec::new();
+        let mut manifest = Vec::new();
+        let mut legacy = Vec::new();
+        let mut last_id: Option<u64> = None;
         for _ in 0..segment_count {
             let meta_at = r.at();
-            let meta = r.decode(SegmentMeta::decode)?;
-            if meta.id >= next_segment_id || metas.last().is_some_and(|m| m.id >= meta.id) {
-                return Err(r.corrupt(meta_at, format!("segment id {} out of order", meta.id)));
+            let id = if version == VERSION_TOMBSTONES {
+                let meta = r.decode(cold::LegacySegmentMeta::decode)?;
+                let id = meta.id;
+                legacy.push(meta);
+                id
+            } else {
+                let meta = r.decode(SegmentMeta::decode)?;
+                let deleted = r.decode(|d| cold::decode_deleted(d, meta.row_count))?;
+                let id = meta.id;
+                manifest.push((meta, deleted));
+                id
+            };
+            if id >= next_segment_id || last_id.is_some_and(|p| p >= id) {
+                return Err(r.corrupt(meta_at, format!("segment id {id} out of order")));
             }
-            metas.push(meta);
-        }
-        let count_at = r.at();
-        let tombstone_count = r.decode(|d| d.u64())?;
-        if tombstone_count > r.remaining() / 16 {
-            return Err(r.corrupt(
-                count_at,
-                format!("tombstone count {tombstone_count} exceeds what the file holds"),
-            ));
+            last_id = Some(id);
         }
         let mut tombstones = BTreeMap::new();
-        for _ in 0..tombstone_count {
-            let (key, segment_id) = r.decode(|d| Ok((d.i64()?, d.u64()?)))?;
-            tombstones.insert(key, segment_id);
+        if version == VERSION_TOMBSTONES {
+            let count_at = r.at();
+            let tombstone_count = r.decode(|d| d.u64())?;
+            if tombstone_count > r.remaining() / 16 {
+                return Err(r.corrupt(
+                    count_at,
+                    format!("tombstone count {tombstone_count} exceeds what the file holds"),
+                ));
+            }
+            for _ in 0..tombstone_count {
+                let (key, segment_id) = r.decode(|d| Ok((d.i64()?, d.u64()?)))?;
+                tombstones.insert(key, segment_id);
+            }
         }
         // Segments are opened only once the checksum has vouched for their manifest.
-        cold_tables.push((id, def, cold_dir, metas, tombstones, next_segment_id));
+        cold_tables.push(ColdToLoad {
+            id,
+            def,
+            cold_dir,
+            manifest,
+            legacy,
+            tombstones,
+            next_segment_id,
+        });
     }
     if r.remaining() > 0 {
         return Err(r.corrupt(r.at(), "trailing bytes after the last table"));
@@ -535,16 +559,44 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
             format!("checksum {stored_crc:#010x} != computed {:#010x}", r.crc),
         ));
     }
-    for (id, def, cold_dir, metas, tombstones, next_segment_id) in cold_tables {
-        let mut segments = Vec::with_capacity(metas.len());
-        for meta in metas {
-            let segment_path = cold_dir.join(cold::file_name(id, meta.id));
-            segments.push(Segment::load(fs, &segment_path, meta, &def)?);
+    for table in cold_tables {
+        if !table.legacy.is_empty() {
+            let hot = catalog
+                .table_by_id(table.id)
+                .ok_or_else(|| r.corrupt(0, format!("table #{} was not restored", table.id)))?;
+            let segments = cold::migrate_legacy(
+                fs,
+                &table.cold_dir,
+                table.id,
+                &table.def,
+                table.legacy,
+                &table.tombstones,
+                |k| hot.hot_contains(k),
+            )?;
+            catalog.restore_cold(table.id, segments, table.next_segment_id);
+            continue;
         }
-        catalog.restore_cold(id, segments, tombstones, next_segment_id);
+        let mut segments = Vec::with_capacity(table.manifest.len());
+        for (meta, deleted) in table.manifest {
+            let segment = Segment::load(fs, &table.cold_dir, table.id, meta, &table.def)?;
+            segments.push((segment, deleted));
+        }
+        catalog.restore_cold(table.id, segments, table.next_segment_id);
     }
     catalog.set_next_table_id(next_table_id);
     Ok(catalog)
+}
+
+/// One table's cold manifest, decoded, waiting for the checksum before its files open.
+struct ColdToLoad {
+    id: u32,
+    def: crate::schema::TableDef,
+    cold_dir: PathBuf,
+    manifest: Vec<(SegmentMeta, roaring::RoaringBitmap)>,
+    /// Version 2 entries (no index, tombstones instead of deletion vectors).
+    legacy: Vec<cold::LegacySegmentMeta>,
+    tombstones: BTreeMap<i64, u64>,
+    next_segment_id: u64,
 }
 
 /// Removes every file in `cold_dir` that no table of `catalog` lists (segments of a flush
@@ -557,7 +609,14 @@ pub(crate) fn remove_unlisted_segments(
 ) -> Result<()> {
     let listed: BTreeSet<String> = catalog
         .tables()
-        .flat_map(|t| t.cold.segments().map(|m| cold::file_name(t.id, m.id)))
+        .flat_map(|t| {
+            t.cold.segments().flat_map(|m| {
+                [
+                    cold::file_name(t.id, m.id),
+                    cold::index_file_name(t.id, m.id),
+                ]
+            })
+        })
         .collect();
     let names = fs
         .list(cold_dir)

@@ -30,6 +30,7 @@ use crate::options::{Options, Sync as SyncMode};
 use crate::rowstore::RowRef;
 use crate::schema::{Row, TableDef};
 use crate::shard_lock::{ReadGuard, ShardedRwLock, WriteGuard};
+use crate::table::TableScan;
 use crate::wal::{CommitWorker, RecoveryStats, Wal};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
@@ -632,16 +633,31 @@ impl Database {
 
     /// The rows with keys in `range` as Arrow batches of the columns named in `projection`
     /// (all columns if `None`), hot and cold merged: the newest version of each key, deleted
-    /// keys gone. This is the analytic path: the cold tier is read column by column and
-    /// row groups whose key statistics miss the range are skipped. Batches come segment by
-    /// segment, then the hot rows; each part is in key order (rows are not globally sorted
-    /// when segments overlap).
+    /// keys gone. All at once; [`Database::scan_stream`] is the same as a stream. Batches
+    /// come segment by segment, then the hot rows; each part is in key order (rows are not
+    /// globally sorted when segments overlap).
     pub fn scan_batches(
         &self,
         table: &str,
         range: impl RangeBounds<i64>,
         projection: Option<&[&str]>,
     ) -> Result<Vec<crate::RecordBatch>> {
+        self.scan_stream(table, range, projection)?.collect()
+    }
+
+    /// The analytic path: a stream of Arrow batches of the rows with keys in `range` (see
+    /// [`Database::scan_batches`] for what it yields). The hot rows in the range are copied
+    /// into Arrow batches under the read lock when the stream is made; the cold segments
+    /// are read as it is consumed, from a snapshot of the segment list and their deletion
+    /// vectors, holding no lock, so writers, flushes and compactions go on meanwhile and the
+    /// stream still sees the state of the moment it was made. Only the projected columns
+    /// are decoded, the key column only at the range's two edges.
+    pub fn scan_stream(
+        &self,
+        table: &str,
+        range: impl RangeBounds<i64>,
+        projection: Option<&[&str]>,
+    ) -> Result<TableScan> {
         let state = self.read()?;
         let table = state.table(table)?;
         let columns: Vec<usize> = match projection {
@@ -651,11 +667,20 @@ impl Database {
                 .collect::<Result<_>>()?,
             None => (0..table.def.columns().len()).collect(),
         };
-        table.scan_batches(
+        table.scan_stream(
             range.start_bound().cloned(),
             range.end_bound().cloned(),
             &columns,
         )
+    }
+
+    /// Reads every cold segment of `table` whole and checks it: its bytes against the
+    /// checksums in its index, its keys against the manifest (ascending, range, count) and
+    /// against the membership filter, its pages and index against the file. Open and reads
+    /// check only what they touch; this scrubs everything. Returns the cold rows checked.
+    pub fn verify(&self, table: &str) -> Result<u64> {
+        let state = self.read()?;
+        state.table(table)?.cold.verify(&state.table(table)?.def)
     }
 
     /// Calls `visit` with each row whose key is in `range`, in key order; hot rows are read
@@ -688,9 +713,11 @@ impl Database {
         Ok(self.read()?.table(table)?.row_bytes())
     }
 
-    /// Memory the cold tier of `table` keeps per cold row: its key columns, in bytes.
-    pub fn cold_key_bytes(&self, table: &str) -> Result<usize> {
-        Ok(self.read()?.table(table)?.cold.key_bytes())
+    /// Memory the cold tier of `table` keeps for its rows, in bytes: membership filters,
+    /// key page directories, page checksums and deletion vectors (about 1.2 bytes a cold
+    /// row; not the bounded cache of decoded key pages nor the Parquet footers).
+    pub fn cold_memory_bytes(&self, table: &str) -> Result<usize> {
+        Ok(self.read()?.table(table)?.cold.memory_bytes())
     }
 
     /// Number of cold segments of `table`.

@@ -48,3 +48,4 @@ pub use error::{Error, Result};
 pub use options::{Options, Sync};
 pub use rowstore::{RowRef, ValueRef};
 pub use schema::{Column, DataType, Row, TableDef, Value};
+pub use table::TableScan;

@@ -14,7 +14,7 @@
 //! page, which reads back as a valid row with that key; no two rows overlap; the store's
 //! live and free byte counts match its rows and free lists.
 
-use crate::cold::ColdTier;
+use crate::cold::{ColdPosition, ColdScan, ColdTier};
 use crate::env::Fs;
 use crate::error::{Error, Result};
 use crate::index::{PrimaryIndex, RowLocation};
@@ -97,20 +97,34 @@ impl Table {
         Some(RowRef::new(&self.layout, key, bytes))
     }
 
-    fn hot_contains(&self, key: i64) -> bool {
+    pub fn hot_contains(&self, key: i64) -> bool {
         PrimaryIndex::get(&self.index, key).is_some()
     }
 
-    /// Whether the hot tier holds any key in `lo..=hi`.
-    fn hot_any_in(&self, lo: i64, hi: i64) -> bool {
-        self.scan_hot(Bound::Included(lo), Bound::Included(hi))
-            .next()
-            .is_some()
+    /// Where the row with `key` is, if the table has one. A cold key costs a filter probe
+    /// per segment whose range covers it, and a key page read (usually cached) for each
+    /// segment that may hold it.
+    pub fn locate(&self, key: i64) -> Result<Option<Located>> {
+        if self.hot_contains(key) {
+            return Ok(Some(Located::Hot));
+        }
+        if self.cold.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.cold.find(&self.def, key)?.map(Located::Cold))
     }
 
-    /// Whether the table has a row with `key` (never reads the disk).
-    pub fn contains(&self, key: i64) -> bool {
-        self.hot_contains(key) || self.cold.contains(key)
+    /// Whether the table has a row with `key`.
+    pub fn contains(&self, key: i64) -> Result<bool> {
+        Ok(self.locate(key)?.is_some())
+    }
+
+    /// Whether the cold tier has a visible row with `key`.
+    fn cold_contains(&self, key: i64) -> Result<bool> {
+        if self.cold.is_empty() {
+            return Ok(false);
+        }
+        Ok(self.cold.find(&self.def, key)?.is_some())
     }
 
     /// The row with `key`: the hot tier first, then the cold segments.
@@ -210,7 +224,7 @@ impl Table {
         let keys = self.check_rows(rows)?;
         let order = key_order(&keys);
         self.check_distinct(&keys, &order)?;
-        match self.smallest_present(&keys, &order) {
+        match self.smallest_present(&keys, &order)? {
             Some(key) => Err(self.duplicate(key)),
             None => Ok(keys),
         }
@@ -239,11 +253,13 @@ impl Table {
 
     /// The smallest of `keys` already in the table, probing in key order (consecutive probes
     /// walk the same nodes); `order` is from [`key_order`].
-    fn smallest_present(&self, keys: &[i64], order: &[usize]) -> Option<i64> {
-        order
-            .iter()
-            .map(|&i| keys[i])
-            .find(|&key| self.contains(key))
+    fn smallest_present(&self, keys: &[i64], order: &[usize]) -> Result<Option<i64>> {
+        for key in order.iter().map(|&i| keys[i]) {
+            if self.contains(key)? {
+                return Ok(Some(key));
+            }
+        }
+        Ok(None)
     }
 
     /// A live insert of `rows` as one all-or-nothing batch: validates them, inserts them with
@@ -258,7 +274,7 @@ impl Table {
     ) -> Result<u64> {
         let keys = self.check_rows(&rows)?;
         if let ([key], [row]) = (&keys[..], &rows[..]) {
-            if self.cold.contains(*key) {
+            if self.cold_contains(*key)? {
                 return Err(self.duplicate(*key));
             }
             // The row is packed and stored only once the index has found the key absent.
@@ -272,8 +288,12 @@ impl Table {
         } else {
             let order = key_order(&keys);
             self.check_distinct(&keys, &order)?;
-            if !self.cold.is_empty() && keys.iter().any(|&key| self.cold.contains(key)) {
-                return Err(self.duplicate_among(&keys, &order));
+            if !self.cold.is_empty() {
+                for &i in &order {
+                    if self.cold_contains(keys[i])? {
+                        return Err(self.duplicate_among(&keys, &order));
+                    }
+                }
             }
             let locations = self.store_rows(&rows, &order);
             // Each insert's slot is usually a cache miss; asking for the slot of the key a few
@@ -309,8 +329,10 @@ impl Table {
 
     /// The duplicate-key error for a batch known to hold a key already in the table.
     fn duplicate_among(&self, keys: &[i64], order: &[usize]) -> Error {
-        let key = self.smallest_present(keys, order);
-        self.duplicate(key.or(keys.first().copied()).unwrap_or_default())
+        match self.smallest_present(keys, order) {
+            Ok(key) => self.duplicate(key.or(keys.first().copied()).unwrap_or_default()),
+            Err(e) => e,
+        }
     }
 
     /// Applies an insert that passed [`Table::check_insert`] (recovery's path).
@@ -393,8 +415,8 @@ impl Table {
     }
 
     /// Validates an update of `key` to `row`: the row fits the schema, keeps its key, and
-    /// the key exists.
-    pub fn check_update(&self, key: i64, row: &Row) -> Result<()> {
+    /// the key exists. Returns where the current version is.
+    pub fn check_update(&self, key: i64, row: &Row) -> Result<Located> {
         let new_key = self.def.validate_row(row)?;
         if new_key != key {
             return Err(Error::KeyChanged {
@@ -404,19 +426,21 @@ impl Table {
             });
         }
         self.check_row_size(key, row)?;
-        if !self.contains(key) {
-            return Err(Error::KeyNotFound {
-                table: self.def.name().to_string(),
-                key,
-            });
-        }
-        Ok(())
+        self.locate(key)?.ok_or_else(|| Error::KeyNotFound {
+            table: self.def.name().to_string(),
+            key,
+        })
     }
 
-    pub fn apply_update(&mut self, key: i64, row: Row) {
+    /// Applies an update that passed [`Table::check_update`], which found the current
+    /// version at `located` (under the same lock).
+    pub fn apply_update(&mut self, key: i64, row: Row, located: Located) {
         let Some(location) = PrimaryIndex::get(&self.index, key) else {
-            // A cold row: the new version goes to the hot tier and shadows it.
-            self.cold.on_shadow(key);
+            // A cold row: the new version goes to the hot tier and the cold one is hidden.
+            debug_assert!(matches!(located, Located::Cold(_)));
+            if let Located::Cold(position) = located {
+                self.cold.hide(position);
+            }
             self.apply_insert(&[key], vec![row]);
             return;
         };
@@ -431,12 +455,16 @@ impl Table {
         self.maybe_rebuild();
     }
 
-    /// Removes `key`; returns whether it was there.
-    pub fn apply_delete(&mut self, key: i64) -> bool {
-        let in_hot = self.remove_hot(key);
-        let in_cold = self.cold.on_delete(key, in_hot);
+    /// Removes `key`, found at `located` (by [`Table::locate`], under the same lock).
+    pub fn apply_delete(&mut self, key: i64, located: Located) {
+        match located {
+            Located::Hot => {
+                let removed = self.remove_hot(key);
+                debug_assert!(removed, "delete of hot key {key} found no row");
+            }
+            Located::Cold(position) => self.cold.hide(position),
+        }
         self.maybe_rebuild();
-        in_hot || in_cold
     }
 
     fn remove_hot(&mut self, key: i64) -> bool {
@@ -495,14 +523,13 @@ impl Table {
         if self.cold.is_empty() {
             return Ok(self.scan_hot(lower, upper).map(|r| r.to_row()).collect());
         }
-        let mut rows = self.cold.rows(
-            &self.def,
-            lower,
-            upper,
-            |k| self.hot_contains(k),
-            |lo, hi| self.hot_any_in(lo, hi),
-        )?;
+        let mut rows = self.cold.rows(&self.def, lower, upper)?;
         for row in self.scan_hot(lower, upper) {
+            debug_assert!(
+                !rows.contains_key(&row.key()),
+                "key {} hot and cold",
+                row.key()
+            );
             rows.insert(row.key(), row.to_row());
         }
         Ok(rows.into_values().collect())
@@ -532,22 +559,17 @@ impl Table {
         Ok(())
     }
 
-    /// Rows (hot and cold) with keys in the range as Arrow batches of `columns`: the cold
-    /// segments' visible rows segment by segment, then the hot rows, each part in key order.
-    pub fn scan_batches(
+    /// Rows (hot and cold) with keys in the range as a stream of Arrow batches of
+    /// `columns`: the cold segments' visible rows segment by segment, then the hot rows,
+    /// each part in key order. The hot rows in the range are exported now (the caller holds
+    /// the state's lock); the cold segments are read as the stream is consumed, from a
+    /// snapshot that needs no lock.
+    pub fn scan_stream(
         &self,
         lower: Bound<i64>,
         upper: Bound<i64>,
         columns: &[usize],
-    ) -> Result<Vec<arrow_array::RecordBatch>> {
-        let mut batches = self.cold.scan_batches(
-            &self.def,
-            lower,
-            upper,
-            columns,
-            |k| self.hot_contains(k),
-            |lo, hi| self.hot_any_in(lo, hi),
-        )?;
+    ) -> Result<TableScan> {
         let schema = std::sync::Arc::new(
             crate::cold::segment::arrow_schema(&self.def)
                 .project(columns)
@@ -556,16 +578,24 @@ impl Table {
                     reason: e.to_string(),
                 })?,
         );
-        let hot: Vec<RowRef<'_>> = self.scan_hot(lower, upper).collect();
-        for chunk in hot.chunks(crate::cold::segment::BATCH_ROWS) {
-            batches.push(crate::cold::segment::rows_to_batch(
+        let mut hot = std::collections::VecDeque::new();
+        let mut rows = self.scan_hot(lower, upper).peekable();
+        let mut chunk = Vec::with_capacity(crate::cold::segment::BATCH_ROWS);
+        while rows.peek().is_some() {
+            chunk.clear();
+            chunk.extend(rows.by_ref().take(crate::cold::segment::BATCH_ROWS));
+            hot.push_back(crate::cold::segment::rows_to_batch(
                 &self.def,
                 schema.clone(),
                 columns,
                 chunk.iter().copied(),
             )?);
         }
-        Ok(batches)
+        Ok(TableScan {
+            schema,
+            cold: self.cold.scan(&self.def, lower, upper, columns),
+            hot,
+        })
     }
 
     /// Moves the lowest-key hot rows into a new cold segment in `dir`, keeping `keep_rows`
@@ -613,23 +643,16 @@ impl Table {
             return Ok(None);
         }
         let merged = self.cold.write_compacted(fs, dir, self.id, &self.def)?;
-        let index = &self.index;
-        Ok(Some(self.cold.replace_all(merged, |k| {
-            PrimaryIndex::get(index, k).is_some()
-        })))
+        Ok(Some(self.cold.replace_all(merged)))
     }
 
     /// Gives this table (restored from a checkpoint) its cold tier.
     pub fn restore_cold(
         &mut self,
-        segments: Vec<crate::cold::Segment>,
-        tombstones: std::collections::BTreeMap<i64, u64>,
+        segments: Vec<(crate::cold::Segment, roaring::RoaringBitmap)>,
         next_segment_id: u64,
     ) {
-        let index = &self.index;
-        self.cold = ColdTier::restore(segments, tombstones, next_segment_id, |k| {
-            PrimaryIndex::get(index, k).is_some()
-        });
+        self.cold = ColdTier::restore(segments, next_segment_id);
     }
 
     /// Hot rows in key order (what a checkpoint stores as rows).
@@ -648,7 +671,7 @@ impl Table {
 
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         let name = self.def.name();
-        self.cold.check_invariants(name, |k| self.hot_contains(k))?;
+        self.cold.check_invariants(name)?;
         PrimaryIndex::check_invariants(&self.index)
             .map_err(|e| format!("table {name:?}: index: {e}"))?;
         if !self.restoring.is_empty() {
@@ -692,6 +715,41 @@ impl Table {
             table: self.def.name().to_string(),
             key,
         }
+    }
+}
+
+/// Where a table's row with some key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Located {
+    /// In the hot tier.
+    Hot,
+    /// The visible cold version, at this position.
+    Cold(ColdPosition),
+}
+
+/// A streaming scan of a table (see [`Table::scan_stream`]): the cold part, then the hot
+/// rows exported when it started.
+pub struct TableScan {
+    schema: arrow_schema::SchemaRef,
+    cold: ColdScan,
+    hot: std::collections::VecDeque<arrow_array::RecordBatch>,
+}
+
+impl TableScan {
+    /// The schema of every batch.
+    pub fn schema(&self) -> arrow_schema::SchemaRef {
+        self.schema.clone()
+    }
+}
+
+impl Iterator for TableScan {
+    type Item = Result<arrow_array::RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(batch) = self.cold.next() {
+            return Some(batch);
+        }
+        self.hot.pop_front().map(Ok)
     }
 }
 

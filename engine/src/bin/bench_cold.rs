@@ -111,7 +111,7 @@ fn main() -> omendb::Result<()> {
     db.checkpoint()?;
     let load_s = started.elapsed().as_secs_f64();
     let segments = db.cold_segment_count("t")?;
-    let key_bytes = db.cold_key_bytes("t")?;
+    let key_bytes = db.cold_memory_bytes("t")?;
     eprintln!(
         "loaded {rows} rows in {load_s:.1} s ({checkpoints} checkpoints, {segments} segments)"
     );
@@ -149,10 +149,10 @@ fn main() -> omendb::Result<()> {
     let disk_bytes = dir_bytes(Path::new(&dir));
     let rss = peak_rss_bytes();
     eprintln!(
-        "cold point read {get_us:.1} us; disk {disk_bytes} bytes; peak RSS {rss} bytes; cold keys in memory {key_bytes} bytes"
+        "cold point read {get_us:.1} us; disk {disk_bytes} bytes; peak RSS {rss} bytes; cold tier memory {key_bytes} bytes"
     );
     println!(
-        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"segments\":{segments},\"scan_sum_s\":{scan_s:.3},\"scan_rows_per_s\":{scan_rows_per_s:.0},\"cold_get_us\":{get_us:.2},\"disk_bytes\":{disk_bytes},\"peak_rss_bytes\":{rss},\"cold_key_bytes\":{key_bytes}}}"
+        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"segments\":{segments},\"scan_sum_s\":{scan_s:.3},\"scan_rows_per_s\":{scan_rows_per_s:.0},\"cold_get_us\":{get_us:.2},\"disk_bytes\":{disk_bytes},\"peak_rss_bytes\":{rss},\"cold_memory_bytes\":{key_bytes}}}"
     );
     db.close()
 }

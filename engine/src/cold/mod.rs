@@ -1,29 +1,44 @@
-//! The cold tier of one table: immutable, key-sorted Parquet segments, and tombstones.
+//! The cold tier of one table: immutable, key-sorted Parquet segments, each with a sidecar
+//! index and a deletion vector.
 //!
 //! **Flush** moves the hot tier's lowest-key rows into a new segment (lowest key, not
 //! oldest insert: the index hands them over already sorted, and for the time-ordered keys an
-//! HTAP table usually has, the lowest keys are the oldest rows). The file is written as
-//! `<name>.tmp`, synced, read back and checked, renamed, and the `cold/` directory synced;
-//! only then does the table forget those hot rows and list the segment. The manifest (the
-//! segments' ids, key ranges, row counts, LSNs and CRC-32C of each file) is part of the
-//! checkpoint, which is itself written atomically: a crash before the checkpoint lands
-//! leaves an unlisted file that the next open removes, while the log still holds the rows.
+//! HTAP table usually has, the lowest keys are the oldest rows). The Parquet file and its
+//! sidecar index (crate::cold::index) are written as `<name>.tmp`, synced, read back and
+//! checked, renamed, and the `cold/` directory synced; only then does the table forget
+//! those hot rows and list the segment. The manifest (the segments' ids, key ranges, row
+//! counts, LSNs, the sizes and CRC-32C of both files, and each deletion vector) is part of
+//! the checkpoint, which is itself written atomically: a crash before the checkpoint lands
+//! leaves unlisted files that the next open removes, while the log still holds the rows.
 //!
-//! **Visibility.** A key may be in several segments (an update re-inserts the row in the
-//! hot tier, which a later flush moves to a newer segment). The version that counts is the
-//! hot one, else the one in the newest segment holding the key. A tombstone `key -> id`
-//! hides the key in every segment with an id up to `id` (the newest segment when it was
-//! deleted), so a key deleted and inserted again is visible once flushed again.
+//! **Visibility.** A key may sit in several segments (an update re-inserts the row in the
+//! hot tier, which a later flush moves to a newer segment), but at most one of its versions
+//! is visible: each segment carries a **deletion vector**, a roaring bitmap of the row
+//! positions hidden by an update (the new version lives in the hot tier, later in a newer
+//! segment) or a delete. The bit is set when the write applies, so the rule "a version is
+//! visible unless its bit is set" never needs the hot tier or the other segments: a scan of
+//! an insert-only table reads its columns and nothing else. Invariant: for every key, at
+//! most one visible version across the hot tier and all segments.
 //!
-//! **Memory.** Each segment keeps its key column in memory (8 bytes per cold row), so
-//! existence checks (inserts, updates, deletes, log replay) never touch the disk and a point
-//! read knows the row's position before reading; plus the footer and page index (a few
-//! bytes per page) and a CRC per page. Tombstones cost 16 bytes each until compaction.
+//! **Membership and point reads.** Nothing per cold key is in memory but the segment's
+//! membership filter (about 1.13 bytes a key): an insert of a key a segment does not hold
+//! costs one filter probe per segment and no I/O, except for the filter's false positives
+//! (about 0.4%), which read one key page. A point read probes the filters newest first,
+//! binary-searches the key page directory in memory, decodes one key page (kept in a
+//! byte-bounded cache of decoded key pages shared by the table's segments), and then reads
+//! the row's page of each other column.
 //!
-//! Invariants (`check_invariants`): each segment's keys are strictly ascending, match its
-//! listed range and row count; segment ids ascend; `visible_rows` is the number of keys
-//! visible in the cold tier and absent from the hot tier.
+//! **Scans** stream ([`ColdScan`]): they hold `Arc`s of the segments and a copy of each
+//! deletion vector (copy on write: a snapshot costs a reference count until a write changes
+//! the bitmap), not the table's lock. A range scan decodes the key column only at its two
+//! edges (to find the first and last row) and reads only the projected columns of the row
+//! groups in between, with the deleted rows deselected.
+//!
+//! Invariants (`check_invariants`): segment ids ascend and stay below `next_segment_id`;
+//! each deletion vector lies inside its segment; `visible_rows` is the sum over segments of
+//! rows minus deleted ones.
 
+pub(crate) mod index;
 pub(crate) mod segment;
 
 use crate::codec::{DecodeResult, Decoder, Encoder};
@@ -31,16 +46,26 @@ use crate::env::{Fs, OpenMode};
 use crate::error::{Error, Result};
 use crate::rowstore::RowValues;
 use crate::schema::{Row, TableDef};
-use arrow_array::{Array, BooleanArray, Int64Array, RecordBatch, TimestampMicrosecondArray};
-use bytes::Bytes;
-use segment::SegmentReader;
+use arrow_array::RecordBatch;
+use index::SegmentIndex;
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use roaring::RoaringBitmap;
+use segment::{BatchReader, SegmentReader};
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Directory of segment files, under the database root.
 pub(crate) const COLD_DIR: &str = "cold";
+
+/// Bytes of decoded key pages a table keeps cached (8 KiB each).
+pub(crate) const KEY_PAGE_CACHE_BYTES_MAX: usize = 64 << 20;
+
+/// Largest deletion vector the manifest accepts, serialised (a bitmap of every row of a
+/// segment of `u32::MAX` rows is about 512 MiB; this bounds what a damaged length makes
+/// the loader allocate).
+const DELETION_VECTOR_BYTES_MAX: u64 = 1 << 30;
 
 /// What the manifest says of one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +76,12 @@ pub(crate) struct SegmentMeta {
     pub row_count: u64,
     /// Every write to the rows of this segment has an LSN at most this.
     pub lsn: u64,
+    /// Length and CRC-32C of the Parquet file.
     pub size_bytes: u64,
     pub crc32c: u32,
+    /// Length and CRC-32C of the sidecar index.
+    pub index_size_bytes: u64,
+    pub index_crc32c: u32,
 }
 
 impl SegmentMeta {
@@ -64,10 +93,12 @@ impl SegmentMeta {
         enc.u64(self.lsn);
         enc.u64(self.size_bytes);
         enc.u32(self.crc32c);
+        enc.u64(self.index_size_bytes);
+        enc.u32(self.index_crc32c);
     }
 
     pub fn decode(dec: &mut Decoder<'_>) -> DecodeResult<SegmentMeta> {
-        Ok(SegmentMeta {
+        let meta = SegmentMeta {
             id: dec.u64()?,
             key_min: dec.i64()?,
             key_max: dec.i64()?,
@@ -75,18 +106,45 @@ impl SegmentMeta {
             lsn: dec.u64()?,
             size_bytes: dec.u64()?,
             crc32c: dec.u32()?,
-        })
+            index_size_bytes: dec.u64()?,
+            index_crc32c: dec.u32()?,
+        };
+        if meta.key_min > meta.key_max || meta.row_count == 0 || meta.row_count > u32::MAX as u64 {
+            return Err(dec.error(format!(
+                "segment {}: key range {}..={} or row count {} is impossible",
+                meta.id, meta.key_min, meta.key_max, meta.row_count
+            )));
+        }
+        Ok(meta)
     }
 }
 
-/// The values of a key column (Int64 or Timestamp).
-fn key_values(array: &dyn Array) -> Option<&[i64]> {
-    let any = array.as_any();
-    if let Some(a) = any.downcast_ref::<Int64Array>() {
-        return Some(a.values());
+/// Encodes a deletion vector for the manifest: `len u32` then roaring's portable format.
+pub(crate) fn encode_deleted(deleted: &RoaringBitmap, enc: &mut Encoder) -> Result<()> {
+    let mut bytes = Vec::with_capacity(deleted.serialized_size());
+    deleted
+        .serialize_into(&mut bytes)
+        .map_err(|e| Error::io("encode deletion vector", COLD_DIR, e))?;
+    enc.u32(bytes.len() as u32);
+    enc.bytes.extend_from_slice(&bytes);
+    Ok(())
+}
+
+/// Decodes a deletion vector of a segment of `row_count` rows.
+pub(crate) fn decode_deleted(dec: &mut Decoder<'_>, row_count: u64) -> DecodeResult<RoaringBitmap> {
+    let len = dec.u32()?;
+    if u64::from(len) > DELETION_VECTOR_BYTES_MAX {
+        return Err(dec.error(format!("deletion vector of {len} bytes")));
     }
-    any.downcast_ref::<TimestampMicrosecondArray>()
-        .map(|a| &a.values()[..])
+    let bytes = dec.take(len as usize)?;
+    let deleted = RoaringBitmap::deserialize_from(bytes)
+        .map_err(|e| dec.error(format!("unreadable deletion vector: {e}")))?;
+    if deleted.max().is_some_and(|m| u64::from(m) >= row_count) {
+        return Err(dec.error(format!(
+            "deletion vector names a row past the segment's {row_count}"
+        )));
+    }
+    Ok(deleted)
 }
 
 /// The file name of segment `segment_id` of table `table_id`.
@@ -94,56 +152,92 @@ pub(crate) fn file_name(table_id: u32, segment_id: u64) -> String {
     format!("{table_id:010}-{segment_id:020}.parquet")
 }
 
+/// The file name of the sidecar index of segment `segment_id` of table `table_id`.
+pub(crate) fn index_file_name(table_id: u32, segment_id: u64) -> String {
+    format!("{table_id:010}-{segment_id:020}.idx")
+}
+
+/// One listed segment: its manifest entry, its index and its open file.
 pub(crate) struct Segment {
     pub meta: SegmentMeta,
-    /// The key column, ascending.
-    keys: Vec<i64>,
+    index: SegmentIndex,
     reader: SegmentReader,
+    index_path: PathBuf,
 }
 
 impl Segment {
-    fn position(&self, key: i64) -> Option<usize> {
-        if key < self.meta.key_min || key > self.meta.key_max {
-            return None;
-        }
-        self.keys.binary_search(&key).ok()
-    }
-
-    /// Opens a segment listed in the manifest: reads it whole once, checks its length and
-    /// CRC against the manifest, and loads its key column.
-    pub fn load(fs: &dyn Fs, path: &Path, meta: SegmentMeta, def: &TableDef) -> Result<Segment> {
-        let file = fs
-            .open(path, OpenMode::Read)
-            .map_err(|e| Error::io("open segment", path, e))?;
-        let bytes = file
-            .read_all()
-            .map_err(|e| Error::io("read segment", path, e))?;
-        Segment::from_bytes(path, Arc::from(file), bytes, meta, def)
-    }
-
-    fn from_bytes(
-        path: &Path,
-        file: Arc<dyn crate::env::File>,
-        bytes: Vec<u8>,
+    /// Opens a segment listed in the manifest: reads its sidecar index whole and checks it
+    /// against the manifest, then reads the Parquet file's tail (checked against the
+    /// index). The data pages are not read; each is checked when a read needs it.
+    pub fn load(
+        fs: &dyn Fs,
+        dir: &Path,
+        table_id: u32,
         meta: SegmentMeta,
         def: &TableDef,
     ) -> Result<Segment> {
-        let corrupt = |reason: String| Error::corruption(path, 0, reason);
-        if bytes.len() as u64 != meta.size_bytes {
+        let index_path = dir.join(index_file_name(table_id, meta.id));
+        let file = fs
+            .open(&index_path, OpenMode::Read)
+            .map_err(|e| Error::io("open segment index", &index_path, e))?;
+        let bytes = file
+            .read_all()
+            .map_err(|e| Error::io("read segment index", &index_path, e))?;
+        drop(file);
+        let corrupt = |reason: String| Error::corruption(&index_path, 0, reason);
+        if bytes.len() as u64 != meta.index_size_bytes {
             return Err(corrupt(format!(
-                "segment is {} bytes, the manifest says {}",
+                "segment index is {} bytes, the manifest says {}",
                 bytes.len(),
-                meta.size_bytes
+                meta.index_size_bytes
             )));
         }
         let crc = crc32c::crc32c(&bytes);
-        if crc != meta.crc32c {
+        if crc != meta.index_crc32c {
             return Err(corrupt(format!(
                 "checksum {crc:#010x} != manifest's {:#010x}",
-                meta.crc32c
+                meta.index_crc32c
             )));
         }
-        let reader = SegmentReader::new(path, file, Bytes::from(bytes))?;
+        let index = SegmentIndex::decode(&bytes)
+            .map_err(|e| Error::corruption(&index_path, e.offset as u64, e.reason))?;
+        Segment::open(fs, dir, table_id, meta, index, def)
+    }
+
+    fn open(
+        fs: &dyn Fs,
+        dir: &Path,
+        table_id: u32,
+        meta: SegmentMeta,
+        index: SegmentIndex,
+        def: &TableDef,
+    ) -> Result<Segment> {
+        let meta_id = meta.id;
+        let path = dir.join(file_name(table_id, meta.id));
+        let corrupt = |reason: String| Error::corruption(&path, 0, reason);
+        if index.row_count != meta.row_count
+            || index.data_size_bytes != meta.size_bytes
+            || index.data_crc32c != meta.crc32c
+        {
+            return Err(corrupt(
+                "the segment's index disagrees with the manifest on rows, size or checksum".into(),
+            ));
+        }
+        if index.key_pages.first().map(|p| p.first_key) != Some(meta.key_min)
+            || index
+                .key_pages
+                .last()
+                .is_some_and(|p| p.first_key > meta.key_max)
+        {
+            return Err(corrupt(format!(
+                "key pages do not fit the manifest's range {}..={}",
+                meta.key_min, meta.key_max
+            )));
+        }
+        let file = fs
+            .open(&path, OpenMode::Read)
+            .map_err(|e| Error::io("open segment", &path, e))?;
+        let reader = SegmentReader::open(&path, Arc::from(file), &index)?;
         let expected = segment::arrow_schema(def);
         let found = reader.metadata.schema();
         if found.fields().len() != expected.fields().len()
@@ -157,34 +251,137 @@ impl Segment {
                 "schema {found:?} is not the table's {expected:?}"
             )));
         }
+        Ok(Segment {
+            meta,
+            index,
+            reader,
+            index_path: dir.join(index_file_name(table_id, meta_id)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.reader.path
+    }
+
+    fn covers(&self, key: i64) -> bool {
+        key >= self.meta.key_min && key <= self.meta.key_max
+    }
+
+    /// Reads the whole segment: its bytes against the index's CRC, its key column against
+    /// the manifest (ascending, the listed range and count) and the filter (no false
+    /// negative), every page through its region CRC. Returns the rows checked.
+    fn verify(&self, def: &TableDef) -> Result<u64> {
+        let bytes = self.reader.verify_bytes(&self.index)?;
+        let corrupt = |reason: String| Error::corruption(self.path(), 0, reason);
         let pk = def.primary_key_index();
-        let groups = (0..reader.metadata.metadata().num_row_groups()).collect();
-        let mut keys = Vec::with_capacity(meta.row_count as usize);
-        for batch in reader.read(&[pk], groups, None)? {
-            let column = key_values(batch.column(0).as_ref())
+        let all: Vec<usize> = (0..def.columns().len()).collect();
+        let groups = (0..self.reader.row_groups()).collect();
+        let mut keys: Vec<i64> = Vec::with_capacity(self.meta.row_count as usize);
+        for batch in self.reader.batches(&all, groups, None)? {
+            let batch = batch?;
+            let column = segment::key_values(batch.column(pk).as_ref())
                 .ok_or_else(|| corrupt("key column is not Int64".into()))?;
             keys.extend_from_slice(column);
         }
-        if keys.len() as u64 != meta.row_count {
+        if keys.len() as u64 != self.meta.row_count {
             return Err(corrupt(format!(
                 "{} rows, the manifest says {}",
                 keys.len(),
-                meta.row_count
+                self.meta.row_count
             )));
         }
         if keys.windows(2).any(|w| w[0] >= w[1]) {
             return Err(corrupt("keys are not strictly ascending".into()));
         }
-        if keys.first() != Some(&meta.key_min) || keys.last() != Some(&meta.key_max) {
+        if keys.first() != Some(&self.meta.key_min) || keys.last() != Some(&self.meta.key_max) {
             return Err(corrupt(format!(
                 "key range {:?}..{:?} is not the manifest's {}..{}",
                 keys.first(),
                 keys.last(),
-                meta.key_min,
-                meta.key_max
+                self.meta.key_min,
+                self.meta.key_max
             )));
         }
-        Ok(Segment { meta, keys, reader })
+        if let Some(&missing) = keys.iter().find(|&&k| !self.index.may_contain(k)) {
+            return Err(corrupt(format!("the filter misses key {missing}")));
+        }
+        let rebuilt = segment::index_of(def, &bytes, &keys).map_err(corrupt)?;
+        if rebuilt.key_pages != self.index.key_pages
+            || rebuilt.region_crcs != self.index.region_crcs
+        {
+            return Err(corrupt(
+                "the index's key pages or checksums do not match the file".into(),
+            ));
+        }
+        Ok(keys.len() as u64)
+    }
+}
+
+/// Where the visible cold version of a key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ColdPosition {
+    /// Index into the tier's segments (stable while the state lock is held).
+    pub segment: usize,
+    /// Row of the segment.
+    pub row: u32,
+}
+
+/// A key page: (segment id, page number).
+type PageId = (u64, u32);
+
+/// Decoded key pages, by (segment id, page), evicted least recently used first once their
+/// bytes pass the limit. Deterministic: ordered maps and a use counter, no clock.
+#[derive(Default)]
+struct KeyPageCache {
+    /// (segment id, page) -> the page's keys and its last use.
+    pages: BTreeMap<PageId, (Arc<[i64]>, u64)>,
+    by_use: BTreeMap<u64, PageId>,
+    uses: u64,
+    bytes: usize,
+}
+
+impl KeyPageCache {
+    fn get(&mut self, key: PageId) -> Option<Arc<[i64]>> {
+        let (page, used) = self.pages.get_mut(&key)?;
+        self.by_use.remove(used);
+        self.uses += 1;
+        *used = self.uses;
+        self.by_use.insert(self.uses, key);
+        Some(page.clone())
+    }
+
+    fn insert(&mut self, key: PageId, page: Arc<[i64]>) {
+        self.uses += 1;
+        self.bytes += page.len() * 8;
+        if let Some((old, used)) = self.pages.insert(key, (page, self.uses)) {
+            self.bytes -= old.len() * 8;
+            self.by_use.remove(&used);
+        }
+        self.by_use.insert(self.uses, key);
+        while self.bytes > KEY_PAGE_CACHE_BYTES_MAX {
+            let Some((_, oldest)) = self.by_use.pop_first() else {
+                break;
+            };
+            if let Some((page, _)) = self.pages.remove(&oldest) {
+                self.bytes -= page.len() * 8;
+            }
+        }
+    }
+
+    /// Drops the pages of segments no longer listed.
+    fn retain(&mut self, live: impl Fn(u64) -> bool) {
+        let dead: Vec<(u64, u32)> = self
+            .pages
+            .keys()
+            .filter(|(segment, _)| !live(*segment))
+            .copied()
+            .collect();
+        for key in dead {
+            if let Some((page, used)) = self.pages.remove(&key) {
+                self.bytes -= page.len() * 8;
+                self.by_use.remove(&used);
+            }
+        }
     }
 }
 
@@ -192,12 +389,13 @@ impl Segment {
 #[derive(Default)]
 pub(crate) struct ColdTier {
     /// By id ascending (oldest first).
-    segments: Vec<Segment>,
-    /// key -> the newest segment id it hides.
-    tombstones: BTreeMap<i64, u64>,
+    segments: Vec<Arc<Segment>>,
+    /// Each segment's deletion vector (same order). Shared with scans until changed.
+    deleted: Vec<Arc<RoaringBitmap>>,
     next_segment_id: u64,
-    /// Keys visible in the cold tier and absent from the hot tier.
+    /// Rows visible in the cold tier: rows minus deleted ones.
     visible_rows: usize,
+    key_pages: Mutex<KeyPageCache>,
 }
 
 impl ColdTier {
@@ -205,8 +403,12 @@ impl ColdTier {
         self.segments.iter().map(|s| &s.meta)
     }
 
-    pub fn tombstones(&self) -> &BTreeMap<i64, u64> {
-        &self.tombstones
+    /// Each segment's manifest entry and deletion vector.
+    pub fn manifest(&self) -> impl Iterator<Item = (&SegmentMeta, &RoaringBitmap)> + '_ {
+        self.segments
+            .iter()
+            .zip(&self.deleted)
+            .map(|(s, d)| (&s.meta, d.as_ref()))
     }
 
     pub fn next_segment_id(&self) -> u64 {
@@ -221,74 +423,107 @@ impl ColdTier {
         self.segments.is_empty()
     }
 
-    /// Bytes of memory per cold row: the key column.
-    pub fn key_bytes(&self) -> usize {
-        self.segments.iter().map(|s| s.keys.capacity() * 8).sum()
+    /// Bytes of memory the cold tier keeps for its rows: filters, key page directories,
+    /// region checksums and deletion vectors (not the Parquet footers, nor the key page
+    /// cache, which is bounded by [`KEY_PAGE_CACHE_BYTES_MAX`]).
+    pub fn memory_bytes(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| s.index.memory_bytes())
+            .sum::<usize>()
+            + self
+                .deleted
+                .iter()
+                .map(|d| d.serialized_size())
+                .sum::<usize>()
     }
 
-    /// The segment index and row position of the visible cold version of `key`.
-    pub fn find(&self, key: i64) -> Option<(usize, usize)> {
-        for (i, segment) in self.segments.iter().enumerate().rev() {
-            if let Some(position) = segment.position(key) {
-                if self
-                    .tombstones
-                    .get(&key)
-                    .is_some_and(|&hidden| hidden >= segment.meta.id)
-                {
-                    return None;
+    /// The decoded key page `page` of segment `i`, from the cache or the file.
+    fn key_page(&self, i: usize, page: usize, pk: usize) -> Result<Arc<[i64]>> {
+        let segment = &self.segments[i];
+        let cache_key = (segment.meta.id, page as u32);
+        if let Some(keys) = self
+            .key_pages
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(cache_key))
+        {
+            return Ok(keys);
+        }
+        let keys: Arc<[i64]> = segment
+            .reader
+            .read_key_page(&segment.index, pk, page)?
+            .into();
+        if keys.windows(2).any(|w| w[0] >= w[1])
+            || keys.first() != Some(&segment.index.key_pages[page].first_key)
+        {
+            return Err(Error::corruption(
+                segment.path(),
+                0,
+                format!("key page {page} is not ascending from its listed first key"),
+            ));
+        }
+        if let Ok(mut cache) = self.key_pages.lock() {
+            cache.insert(cache_key, keys.clone());
+        }
+        Ok(keys)
+    }
+
+    /// The row of `key` in segment `i`, if it holds it (visible or not).
+    fn row_in(&self, i: usize, key: i64, pk: usize) -> Result<Option<u32>> {
+        let segment = &self.segments[i];
+        if !segment.covers(key) || !segment.index.may_contain(key) {
+            return Ok(None);
+        }
+        let Some(page) = segment.index.page_of(key) else {
+            return Ok(None);
+        };
+        let keys = self.key_page(i, page, pk)?;
+        Ok(keys
+            .binary_search(&key)
+            .ok()
+            .map(|at| (segment.index.key_pages[page].first_row + at as u64) as u32))
+    }
+
+    /// Where the visible cold version of `key` is, if there is one.
+    pub fn find(&self, def: &TableDef, key: i64) -> Result<Option<ColdPosition>> {
+        let pk = def.primary_key_index();
+        for i in (0..self.segments.len()).rev() {
+            if let Some(row) = self.row_in(i, key, pk)? {
+                if !self.deleted[i].contains(row) {
+                    return Ok(Some(ColdPosition { segment: i, row }));
                 }
-                return Some((i, position));
             }
         }
-        None
-    }
-
-    pub fn contains(&self, key: i64) -> bool {
-        self.find(key).is_some()
+        Ok(None)
     }
 
     /// Reads the visible cold version of `key`.
     pub fn get(&self, def: &TableDef, key: i64) -> Result<Option<Row>> {
-        let Some((i, position)) = self.find(key) else {
+        let Some(position) = self.find(def, key)? else {
             return Ok(None);
         };
-        let segment = &self.segments[i];
-        let row = segment.reader.read_row(def, position as u64)?;
-        let found = def.key_of(&row);
-        if found != Some(key) {
-            return Err(Error::corruption(
-                &segment.reader.path,
-                0,
-                format!("row {position} holds key {found:?}, the key column says {key}"),
-            ));
-        }
-        Ok(Some(row))
+        let segment = &self.segments[position.segment];
+        segment
+            .reader
+            .read_row(def, u64::from(position.row), key)
+            .map(Some)
     }
 
-    /// The hot tier took `key` (update of a cold row): the cold version is shadowed.
-    pub fn on_shadow(&mut self, key: i64) {
-        if self.contains(key) {
+    /// Hides the cold version at `position` (found by [`ColdTier::find`] under the same
+    /// lock): an update moved the key to the hot tier, or a delete removed it.
+    pub fn hide(&mut self, position: ColdPosition) {
+        let deleted = Arc::make_mut(&mut self.deleted[position.segment]);
+        let inserted = deleted.insert(position.row);
+        debug_assert!(inserted, "row {} hidden twice", position.row);
+        if inserted {
             self.visible_rows -= 1;
         }
     }
 
-    /// `key` was deleted; `in_hot` says whether the hot tier had it (and shadowed the cold
-    /// version). Returns whether a cold version was visible.
-    pub fn on_delete(&mut self, key: i64, in_hot: bool) -> bool {
-        if !self.contains(key) {
-            return false;
-        }
-        if !in_hot {
-            self.visible_rows -= 1;
-        }
-        if let Some(newest) = self.segments.last() {
-            self.tombstones.insert(key, newest.meta.id);
-        }
-        true
-    }
-
-    /// Writes `rows` (strictly ascending keys, valid for `def`) as a new segment file in
-    /// `dir`, durably; the tier lists it only when [`ColdTier::add`] is called.
+    /// Writes `rows` (strictly ascending keys, valid for `def`) as a new segment in `dir`,
+    /// durably: its Parquet file and its sidecar index; the tier lists it only when
+    /// [`ColdTier::add`] is called.
     pub fn write_segment<'r, R: RowValues<'r>>(
         &mut self,
         fs: &dyn Fs,
@@ -299,8 +534,6 @@ impl ColdTier {
         lsn: u64,
     ) -> Result<Segment> {
         let id = self.next_segment_id;
-        let path = dir.join(file_name(table_id, id));
-        let bytes = segment::encode(def, rows)?;
         let pk = def.primary_key_index();
         let key_of = |row: Option<&R>| row.and_then(|r| r.value(pk).as_i64());
         let (Some(key_min), Some(key_max)) = (key_of(rows.first()), key_of(rows.last())) else {
@@ -308,57 +541,48 @@ impl ColdTier {
                 table: def.name().to_string(),
             });
         };
+        if rows.len() as u64 > u64::from(u32::MAX) {
+            return Err(Error::LimitExceeded {
+                what: "rows in one cold segment",
+                size: rows.len(),
+                limit: u32::MAX as usize,
+            });
+        }
+        let encoded = segment::encode(def, rows)?;
+        let index_bytes = encoded.index.encode();
         let meta = SegmentMeta {
             id,
             key_min,
             key_max,
             row_count: rows.len() as u64,
             lsn,
-            size_bytes: bytes.len() as u64,
-            crc32c: crc32c::crc32c(&bytes),
+            size_bytes: encoded.bytes.len() as u64,
+            crc32c: encoded.index.data_crc32c,
+            index_size_bytes: index_bytes.len() as u64,
+            index_crc32c: crc32c::crc32c(&index_bytes),
         };
-        let temp = dir.join(format!("{}.tmp", file_name(table_id, id)));
-        let file = fs
-            .open(&temp, OpenMode::Create)
-            .map_err(|e| Error::io("create segment", &temp, e))?;
-        file.set_len(0)
-            .and_then(|()| file.write_at(&bytes, 0))
-            .and_then(|()| file.sync())
-            .map_err(|e| Error::io("write segment", &temp, e))?;
-        // Read back before it is named: a torn or misdirected write shows here.
-        let written = file
-            .read_all()
-            .map_err(|e| Error::io("read back segment", &temp, e))?;
-        drop(file);
-        if written != bytes {
-            return Err(Error::corruption(
-                &temp,
-                0,
-                "segment read back differs from what was written",
-            ));
+        let data_path = dir.join(file_name(table_id, id));
+        let index_path = dir.join(index_file_name(table_id, id));
+        write_durable_temp(fs, &data_path, &encoded.bytes)?;
+        write_durable_temp(fs, &index_path, &index_bytes)?;
+        for path in [&data_path, &index_path] {
+            fs.rename(&temp_path(path), path)
+                .map_err(|e| Error::io("rename segment", path, e))?;
         }
-        fs.rename(&temp, &path)
-            .map_err(|e| Error::io("rename segment", &path, e))?;
         fs.sync_dir(dir)
             .map_err(|e| Error::io("sync cold directory", dir, e))?;
-        let file = fs
-            .open(&path, OpenMode::Read)
-            .map_err(|e| Error::io("open segment", &path, e))?;
         self.next_segment_id = id + 1;
-        Segment::from_bytes(&path, Arc::from(file), bytes, meta, def)
+        Segment::open(fs, dir, table_id, meta, encoded.index, def)
     }
 
-    /// Whether compaction has work: two or more segments, or tombstones to drop.
+    /// Whether compaction has work: two or more segments, or deleted rows to drop.
     pub fn needs_compaction(&self) -> bool {
-        self.segments.len() >= 2 || (!self.segments.is_empty() && !self.tombstones.is_empty())
+        self.segments.len() >= 2 || self.deleted.iter().any(|d| !d.is_empty())
     }
 
-    /// Compaction, first half: writes every visible cold row (the newest version of each
-    /// key; deleted keys dropped) as one new segment file, durably. The tier is unchanged
-    /// until [`ColdTier::replace_all`]. `None` if no cold row is visible.
-    ///
-    /// All segments merge into one, so the new segment (the newest id) can never wrongly
-    /// shadow a newer one, and every tombstone becomes moot.
+    /// Compaction, first half: writes every visible cold row as one new segment, durably.
+    /// The tier is unchanged until [`ColdTier::replace_all`]. `None` if no cold row is
+    /// visible.
     pub fn write_compacted(
         &mut self,
         fs: &dyn Fs,
@@ -367,13 +591,7 @@ impl ColdTier {
         def: &TableDef,
     ) -> Result<Option<Segment>> {
         let rows: Vec<Row> = self
-            .rows(
-                def,
-                Bound::Unbounded,
-                Bound::Unbounded,
-                |_| false,
-                |_, _| false,
-            )?
+            .rows(def, Bound::Unbounded, Bound::Unbounded)?
             .into_values()
             .collect();
         if rows.is_empty() {
@@ -385,22 +603,23 @@ impl ColdTier {
             .map(Some)
     }
 
-    /// Compaction, second half: `merged` replaces every segment and the tombstones go.
-    /// Returns the paths of the replaced files (to remove once a checkpoint no longer lists
-    /// them).
-    pub fn replace_all(
-        &mut self,
-        merged: Option<Segment>,
-        hot_contains: impl Fn(i64) -> bool,
-    ) -> Vec<PathBuf> {
-        let old: Vec<PathBuf> = self
-            .segments
-            .drain(..)
-            .map(|s| s.reader.path.clone())
-            .collect();
-        self.tombstones.clear();
-        self.segments.extend(merged);
-        self.visible_rows = self.count_visible(hot_contains);
+    /// Compaction, second half: `merged` replaces every segment. Returns the paths of the
+    /// replaced files (to remove once a checkpoint no longer lists them).
+    pub fn replace_all(&mut self, merged: Option<Segment>) -> Vec<PathBuf> {
+        let mut old = Vec::new();
+        for segment in self.segments.drain(..) {
+            old.push(segment.path().to_path_buf());
+            old.push(segment.index_path.clone());
+        }
+        self.deleted.clear();
+        self.visible_rows = 0;
+        if let Some(segment) = merged {
+            self.add(segment);
+        }
+        let live: Vec<u64> = self.segments.iter().map(|s| s.meta.id).collect();
+        if let Ok(mut cache) = self.key_pages.lock() {
+            cache.retain(|id| live.contains(&id));
+        }
         old
     }
 
@@ -410,168 +629,66 @@ impl ColdTier {
             .segments
             .last()
             .is_none_or(|s| s.meta.id < segment.meta.id));
-        self.visible_rows += segment.keys.len();
-        self.segments.push(segment);
+        self.visible_rows += segment.meta.row_count as usize;
+        self.segments.push(Arc::new(segment));
+        self.deleted.push(Arc::new(RoaringBitmap::new()));
     }
 
-    /// Restores from a checkpoint; `hot_contains` says which keys the hot tier holds.
-    pub fn restore(
-        segments: Vec<Segment>,
-        tombstones: BTreeMap<i64, u64>,
-        next_segment_id: u64,
-        hot_contains: impl Fn(i64) -> bool,
-    ) -> ColdTier {
+    /// Restores from a checkpoint: the segments with their deletion vectors.
+    pub fn restore(segments: Vec<(Segment, RoaringBitmap)>, next_segment_id: u64) -> ColdTier {
         let mut tier = ColdTier {
-            segments,
-            tombstones,
             next_segment_id,
-            visible_rows: 0,
+            ..ColdTier::default()
         };
-        tier.visible_rows = tier.count_visible(hot_contains);
+        for (segment, deleted) in segments {
+            tier.visible_rows += segment.meta.row_count as usize - deleted.len() as usize;
+            tier.segments.push(Arc::new(segment));
+            tier.deleted.push(Arc::new(deleted));
+        }
         tier
     }
 
-    fn count_visible(&self, hot_contains: impl Fn(i64) -> bool) -> usize {
-        let mut keys: Vec<i64> = self
-            .segments
-            .iter()
-            .flat_map(|s| s.keys.iter().copied())
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        keys.into_iter()
-            .filter(|&k| !hot_contains(k) && self.contains(k))
-            .count()
-    }
-
-    /// The cold rows visible with keys in the range, not shadowed by the hot tier, as
-    /// Arrow batches of `columns` (table column indices), segment by segment (each in key
-    /// order). Row groups whose key statistics miss the range are not read.
-    pub fn scan_batches(
+    /// A streaming scan of the visible cold rows with keys in the range, as Arrow batches of
+    /// `columns` (table column indices), segment by segment (each in key order). It holds
+    /// the segments and a snapshot of their deletion vectors, not the table.
+    pub fn scan(
         &self,
-        def: &TableDef,
+        def: &Arc<TableDef>,
         lower: Bound<i64>,
         upper: Bound<i64>,
         columns: &[usize],
-        hot_contains: impl Fn(i64) -> bool,
-        hot_any_in: impl Fn(i64, i64) -> bool,
-    ) -> Result<Vec<RecordBatch>> {
-        let pk = def.primary_key_index();
-        let in_range = |k: i64| {
-            (match lower {
-                Bound::Included(l) => k >= l,
-                Bound::Excluded(l) => k > l,
-                Bound::Unbounded => true,
-            }) && (match upper {
-                Bound::Included(u) => k <= u,
-                Bound::Excluded(u) => k < u,
-                Bound::Unbounded => true,
-            })
-        };
-        let overlaps = |min: i64, max: i64| {
-            (match lower {
-                Bound::Included(l) => max >= l,
-                Bound::Excluded(l) => max > l,
-                Bound::Unbounded => true,
-            }) && (match upper {
-                Bound::Included(u) => min <= u,
-                Bound::Excluded(u) => min < u,
-                Bound::Unbounded => true,
-            })
-        };
-        // Read the key column too, to filter; project it away after.
-        let mut read_columns: Vec<usize> = columns.to_vec();
-        if !read_columns.contains(&pk) {
-            read_columns.push(pk);
-        }
-        let mut sorted = read_columns.clone();
-        sorted.sort_unstable();
-        // Parquet returns projected columns in file order.
-        let key_at = sorted.iter().position(|&c| c == pk).unwrap_or(0);
-        let output: Vec<usize> = columns
+    ) -> ColdScan {
+        let segments = self
+            .segments
             .iter()
-            .filter_map(|c| sorted.iter().position(|s| s == c))
+            .zip(&self.deleted)
+            .filter(|(s, _)| overlaps(lower, upper, s.meta.key_min, s.meta.key_max))
+            .map(|(s, d)| (s.clone(), d.clone()))
             .collect();
-        let mut out = Vec::new();
-        for (i, segment) in self.segments.iter().enumerate() {
-            if !overlaps(segment.meta.key_min, segment.meta.key_max) {
-                continue;
-            }
-            let newer = &self.segments[i + 1..];
-            let groups: Vec<usize> = (0..segment.reader.metadata.metadata().num_row_groups())
-                .filter(|&rg| {
-                    segment
-                        .reader
-                        .int_stats(rg, pk)
-                        .is_none_or(|(min, max)| overlaps(min, max))
-                })
-                .collect();
-            if groups.is_empty() {
-                continue;
-            }
-            let id = segment.meta.id;
-            let simple = newer.iter().all(|n| {
-                n.meta.key_min > segment.meta.key_max || n.meta.key_max < segment.meta.key_min
-            });
-            for batch in segment.reader.read(&sorted, groups, None)? {
-                let keys = key_values(batch.column(key_at).as_ref()).ok_or_else(|| {
-                    Error::corruption(&segment.reader.path, 0, "key column is not Int64")
-                })?;
-                // Keys ascend within a batch: when no hot key, tombstone or newer segment
-                // falls in its key range and it lies inside the scan's range, every row is
-                // visible and no per-row check is needed (the common case of an aggregate).
-                let (Some(&first), Some(&last)) = (keys.first(), keys.last()) else {
-                    continue;
-                };
-                if simple
-                    && in_range(first)
-                    && in_range(last)
-                    && !hot_any_in(first, last)
-                    && self.tombstones.range(first..=last).next().is_none()
-                {
-                    let projected = batch.project(&output).map_err(|e| {
-                        Error::corruption(&segment.reader.path, 0, format!("project failed: {e}"))
-                    })?;
-                    out.push(projected);
-                    continue;
-                }
-                let mask: BooleanArray = keys
-                    .iter()
-                    .map(|&k| {
-                        Some(
-                            in_range(k)
-                                && !hot_contains(k)
-                                && self.tombstones.get(&k).is_none_or(|&t| t < id)
-                                && (simple || newer.iter().all(|n| n.position(k).is_none())),
-                        )
-                    })
-                    .collect();
-                let filtered = arrow_select::filter::filter_record_batch(&batch, &mask)
-                    .and_then(|b| b.project(&output))
-                    .map_err(|e| {
-                        Error::corruption(&segment.reader.path, 0, format!("filter failed: {e}"))
-                    })?;
-                if filtered.num_rows() > 0 {
-                    out.push(filtered);
-                }
-            }
+        ColdScan {
+            def: def.clone(),
+            segments,
+            next: 0,
+            lower,
+            upper,
+            columns: columns.to_vec(),
+            current: None,
         }
-        Ok(out)
     }
 
-    /// Every visible cold row with key in the range and not in the hot tier, keyed.
+    /// Every visible cold row with key in the range, keyed.
     pub fn rows(
         &self,
         def: &TableDef,
         lower: Bound<i64>,
         upper: Bound<i64>,
-        hot_contains: impl Fn(i64) -> bool,
-        hot_any_in: impl Fn(i64, i64) -> bool,
     ) -> Result<BTreeMap<i64, Row>> {
         let all: Vec<usize> = (0..def.columns().len()).collect();
         let mut rows = BTreeMap::new();
         let path = PathBuf::from(COLD_DIR);
-        for batch in self.scan_batches(def, lower, upper, &all, hot_contains, hot_any_in)? {
+        let def_arc = Arc::new(def.clone());
+        for batch in self.scan(&def_arc, lower, upper, &all) {
+            let batch = batch?;
             for i in 0..batch.num_rows() {
                 let row = segment::batch_row(def, &batch, i, &path)?;
                 if let Some(key) = def.key_of(&row) {
@@ -582,32 +699,49 @@ impl ColdTier {
         Ok(rows)
     }
 
-    pub fn check_invariants(
-        &self,
-        name: &str,
-        hot_contains: impl Fn(i64) -> bool,
-    ) -> std::result::Result<(), String> {
+    /// Reads every listed segment whole and checks it (see `Segment::verify`). Returns the
+    /// rows checked.
+    pub fn verify(&self, def: &TableDef) -> Result<u64> {
+        let mut rows = 0;
+        for segment in &self.segments {
+            rows += segment.verify(def)?;
+        }
+        Ok(rows)
+    }
+
+    pub fn check_invariants(&self, name: &str) -> std::result::Result<(), String> {
         for pair in self.segments.windows(2) {
             if pair[0].meta.id >= pair[1].meta.id {
                 return Err(format!("table {name:?}: segment ids not ascending"));
             }
         }
-        for s in &self.segments {
-            if s.keys.windows(2).any(|w| w[0] >= w[1])
-                || s.keys.len() as u64 != s.meta.row_count
-                || s.keys.first() != Some(&s.meta.key_min)
-                || s.keys.last() != Some(&s.meta.key_max)
-            {
-                return Err(format!(
-                    "table {name:?}: segment {} keys disagree with its manifest entry",
-                    s.meta.id
-                ));
-            }
+        if self.segments.len() != self.deleted.len() {
+            return Err(format!(
+                "table {name:?}: a segment without a deletion vector"
+            ));
+        }
+        let mut visible = 0usize;
+        for (s, deleted) in self.segments.iter().zip(&self.deleted) {
             if s.meta.id >= self.next_segment_id {
                 return Err(format!("table {name:?}: segment id {} >= next", s.meta.id));
             }
+            if deleted
+                .max()
+                .is_some_and(|m| u64::from(m) >= s.meta.row_count)
+            {
+                return Err(format!(
+                    "table {name:?}: segment {} deletes a row past its end",
+                    s.meta.id
+                ));
+            }
+            if s.index.row_count != s.meta.row_count {
+                return Err(format!(
+                    "table {name:?}: segment {} index and manifest disagree on rows",
+                    s.meta.id
+                ));
+            }
+            visible += (s.meta.row_count - deleted.len()) as usize;
         }
-        let visible = self.count_visible(hot_contains);
         if visible != self.visible_rows {
             return Err(format!(
                 "table {name:?}: {} visible cold rows counted, {visible} found",
@@ -616,4 +750,325 @@ impl ColdTier {
         }
         Ok(())
     }
+}
+
+/// `path` with `.tmp` appended.
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// Writes `bytes` to `<path>.tmp`, syncs it and reads it back (a torn or misdirected write
+/// shows here, before the file is named).
+fn write_durable_temp(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> Result<()> {
+    let temp = temp_path(path);
+    let file = fs
+        .open(&temp, OpenMode::Create)
+        .map_err(|e| Error::io("create segment", &temp, e))?;
+    file.set_len(0)
+        .and_then(|()| file.write_at(bytes, 0))
+        .and_then(|()| file.sync())
+        .map_err(|e| Error::io("write segment", &temp, e))?;
+    let written = file
+        .read_all()
+        .map_err(|e| Error::io("read back segment", &temp, e))?;
+    if written != bytes {
+        return Err(Error::corruption(
+            &temp,
+            0,
+            "segment read back differs from what was written",
+        ));
+    }
+    Ok(())
+}
+
+fn overlaps(lower: Bound<i64>, upper: Bound<i64>, min: i64, max: i64) -> bool {
+    (match lower {
+        Bound::Included(l) => max >= l,
+        Bound::Excluded(l) => max > l,
+        Bound::Unbounded => true,
+    }) && (match upper {
+        Bound::Included(u) => min <= u,
+        Bound::Excluded(u) => min < u,
+        Bound::Unbounded => true,
+    })
+}
+
+/// A streaming scan of the cold tier (see [`ColdTier::scan`]).
+pub(crate) struct ColdScan {
+    def: Arc<TableDef>,
+    segments: Vec<(Arc<Segment>, Arc<RoaringBitmap>)>,
+    next: usize,
+    lower: Bound<i64>,
+    upper: Bound<i64>,
+    columns: Vec<usize>,
+    current: Option<SegmentScan>,
+}
+
+/// The scan of one segment under way.
+struct SegmentScan {
+    batches: BatchReader,
+    /// Positions of the output columns among those read (file order).
+    output: Vec<usize>,
+    path: PathBuf,
+}
+
+impl ColdScan {
+    /// The first row of `segment` whose key is at least `key` (the key page of `key` is the
+    /// only one decoded).
+    fn first_row_at_least(&self, segment: &Segment, key: i64) -> Result<u64> {
+        let index = &segment.index;
+        let Some(page) = index.page_of(key) else {
+            return Ok(0);
+        };
+        let pk = self.def.primary_key_index();
+        let keys = segment.reader.read_key_page(index, pk, page)?;
+        Ok(index.key_pages[page].first_row + keys.partition_point(|&k| k < key) as u64)
+    }
+
+    /// The rows of `segment` whose keys are in the scan's range: `start..end`.
+    fn row_range(&self, segment: &Segment) -> Result<std::ops::Range<u64>> {
+        let rows = segment.meta.row_count;
+        let start = match self.lower {
+            Bound::Included(l) if l > segment.meta.key_min => {
+                self.first_row_at_least(segment, l)?
+            }
+            Bound::Excluded(l) if l >= segment.meta.key_min => match l.checked_add(1) {
+                Some(l) => self.first_row_at_least(segment, l)?,
+                None => rows,
+            },
+            _ => 0,
+        };
+        let end = match self.upper {
+            Bound::Included(u) if u < segment.meta.key_max => match u.checked_add(1) {
+                Some(u) => self.first_row_at_least(segment, u)?,
+                None => rows,
+            },
+            Bound::Excluded(u) if u <= segment.meta.key_max => {
+                self.first_row_at_least(segment, u)?
+            }
+            _ => rows,
+        };
+        Ok(start..end.max(start))
+    }
+
+    /// Starts reading `segment`: the row groups holding the range's rows, with a selection
+    /// when the range cuts a row group or rows are deleted.
+    fn start(&self, segment: &Segment, deleted: &RoaringBitmap) -> Result<Option<SegmentScan>> {
+        let rows = self.row_range(segment)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let reader = &segment.reader;
+        let (Some(rg_first), Some(rg_last)) = (
+            reader.row_group_of(rows.start),
+            reader.row_group_of(rows.end - 1),
+        ) else {
+            return Err(Error::corruption(segment.path(), 0, "rows in no row group"));
+        };
+        let base = reader.row_group_rows(rg_first).start;
+        let top = reader.row_group_rows(rg_last).end;
+        let cut = rows.start != base || rows.end != top;
+        let deleted_in = deleted.range(rows.start as u32..rows.end as u32);
+        let selection = if cut || deleted_in.clone().next().is_some() {
+            let mut selectors = Vec::new();
+            let mut at = base;
+            let skip_to = |to: u64, selectors: &mut Vec<RowSelector>, at: &mut u64| {
+                if to > *at {
+                    selectors.push(RowSelector::skip((to - *at) as usize));
+                    *at = to;
+                }
+            };
+            skip_to(rows.start, &mut selectors, &mut at);
+            for row in deleted_in {
+                let row = u64::from(row);
+                if row > at {
+                    selectors.push(RowSelector::select((row - at) as usize));
+                }
+                selectors.push(RowSelector::skip(1));
+                at = row + 1;
+            }
+            if rows.end > at {
+                selectors.push(RowSelector::select((rows.end - at) as usize));
+                at = rows.end;
+            }
+            skip_to(top, &mut selectors, &mut at);
+            Some(RowSelection::from(selectors))
+        } else {
+            None
+        };
+        // Parquet returns projected columns in file order; with no column asked for, read
+        // the key (the smallest) so batches still carry their row counts.
+        let mut read: Vec<usize> = if self.columns.is_empty() {
+            vec![self.def.primary_key_index()]
+        } else {
+            self.columns.clone()
+        };
+        read.sort_unstable();
+        read.dedup();
+        let output = self
+            .columns
+            .iter()
+            .filter_map(|c| read.iter().position(|r| r == c))
+            .collect();
+        let batches = reader.batches(&read, (rg_first..=rg_last).collect(), selection)?;
+        Ok(Some(SegmentScan {
+            batches,
+            output,
+            path: segment.path().to_path_buf(),
+        }))
+    }
+}
+
+impl Iterator for ColdScan {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        loop {
+            if let Some(current) = &mut self.current {
+                match current.batches.next() {
+                    Some(Ok(batch)) if batch.num_rows() == 0 => continue,
+                    Some(Ok(batch)) => {
+                        let projected = batch.project(&current.output).map_err(|e| {
+                            Error::corruption(&current.path, 0, format!("project failed: {e}"))
+                        });
+                        return Some(projected);
+                    }
+                    Some(Err(e)) => {
+                        self.current = None;
+                        self.next = self.segments.len();
+                        return Some(Err(e));
+                    }
+                    None => self.current = None,
+                }
+            }
+            let (segment, deleted) = self.segments.get(self.next)?.clone();
+            self.next += 1;
+            if deleted.len() == segment.meta.row_count {
+                continue;
+            }
+            match self.start(&segment, &deleted) {
+                Ok(scan) => self.current = scan,
+                Err(e) => {
+                    self.next = self.segments.len();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// A segment entry of a version-2 checkpoint's manifest: no sidecar index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LegacySegmentMeta {
+    pub id: u64,
+    pub key_min: i64,
+    pub key_max: i64,
+    pub row_count: u64,
+    pub lsn: u64,
+    pub size_bytes: u64,
+    pub crc32c: u32,
+}
+
+impl LegacySegmentMeta {
+    pub fn decode(dec: &mut Decoder<'_>) -> DecodeResult<LegacySegmentMeta> {
+        Ok(LegacySegmentMeta {
+            id: dec.u64()?,
+            key_min: dec.i64()?,
+            key_max: dec.i64()?,
+            row_count: dec.u64()?,
+            lsn: dec.u64()?,
+            size_bytes: dec.u64()?,
+            crc32c: dec.u32()?,
+        })
+    }
+}
+
+/// Opens the segments of a version-2 manifest, once: reads each file whole (checked
+/// against the manifest, as version 2 did), writes its sidecar index durably, and turns the
+/// old visibility rule (a key's version counts unless the hot tier holds the key, a
+/// tombstone `key -> id` covers the segment, or a newer segment holds the key) into
+/// deletion vectors. The next checkpoint is a version-3 one listing the indexes.
+pub(crate) fn migrate_legacy(
+    fs: &dyn Fs,
+    dir: &Path,
+    table_id: u32,
+    def: &TableDef,
+    metas: Vec<LegacySegmentMeta>,
+    tombstones: &BTreeMap<i64, u64>,
+    hot_contains: impl Fn(i64) -> bool,
+) -> Result<Vec<(Segment, RoaringBitmap)>> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::arrow::ProjectionMask;
+    let pk = def.primary_key_index();
+    let mut loaded = Vec::with_capacity(metas.len());
+    // Newest version of each key seen so far, scanning segments newest first.
+    let mut seen = std::collections::BTreeSet::new();
+    for old in metas.into_iter().rev() {
+        let path = dir.join(file_name(table_id, old.id));
+        let corrupt = |reason: String| Error::corruption(&path, 0, reason);
+        let bytes = fs
+            .open(&path, OpenMode::Read)
+            .and_then(|f| f.read_all())
+            .map_err(|e| Error::io("read segment", &path, e))?;
+        if bytes.len() as u64 != old.size_bytes || crc32c::crc32c(&bytes) != old.crc32c {
+            return Err(corrupt(
+                "segment's length or checksum is not the manifest's".into(),
+            ));
+        }
+        let data = bytes::Bytes::from(bytes);
+        let builder = ParquetRecordBatchReaderBuilder::try_new(data.clone())
+            .map_err(|e| corrupt(format!("unreadable Parquet: {e}")))?;
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [pk]);
+        let mut keys = Vec::with_capacity(old.row_count as usize);
+        for batch in builder
+            .with_projection(mask)
+            .build()
+            .map_err(|e| corrupt(format!("unreadable Parquet: {e}")))?
+        {
+            let batch = batch.map_err(|e| corrupt(format!("unreadable Parquet: {e}")))?;
+            let column = segment::key_values(batch.column(0).as_ref())
+                .ok_or_else(|| corrupt("key column is not Int64".into()))?;
+            keys.extend_from_slice(column);
+        }
+        if keys.len() as u64 != old.row_count
+            || keys.windows(2).any(|w| w[0] >= w[1])
+            || keys.first() != Some(&old.key_min)
+            || keys.last() != Some(&old.key_max)
+        {
+            return Err(corrupt("keys disagree with the manifest".into()));
+        }
+        let index = segment::index_of(def, &data, &keys).map_err(corrupt)?;
+        let index_bytes = index.encode();
+        let index_path = dir.join(index_file_name(table_id, old.id));
+        write_durable_temp(fs, &index_path, &index_bytes)?;
+        fs.rename(&temp_path(&index_path), &index_path)
+            .map_err(|e| Error::io("rename segment index", &index_path, e))?;
+        let mut deleted = RoaringBitmap::new();
+        for (row, &key) in keys.iter().enumerate() {
+            let hidden = hot_contains(key)
+                || tombstones.get(&key).is_some_and(|&t| t >= old.id)
+                || !seen.insert(key);
+            if hidden {
+                deleted.insert(row as u32);
+            }
+        }
+        let meta = SegmentMeta {
+            id: old.id,
+            key_min: old.key_min,
+            key_max: old.key_max,
+            row_count: old.row_count,
+            lsn: old.lsn,
+            size_bytes: old.size_bytes,
+            crc32c: old.crc32c,
+            index_size_bytes: index_bytes.len() as u64,
+            index_crc32c: crc32c::crc32c(&index_bytes),
+        };
+        loaded.push((Segment::open(fs, dir, table_id, meta, index, def)?, deleted));
+    }
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("sync cold directory", dir, e))?;
+    loaded.reverse();
+    Ok(loaded)
 }

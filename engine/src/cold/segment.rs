@@ -4,16 +4,22 @@
 //! Bytes are encoded in memory by the parquet crate's `ArrowWriter` and written through the
 //! `Env` file (parquet never opens a file itself). Reads go through [`VerifiedReader`], a
 //! `ChunkReader` over `File::read_at` that checks every byte range it hands to parquet
-//! against a CRC-32C computed when the segment was written or loaded (whose whole-file
-//! checksum is in the manifest): a damaged page is a `Corruption` error naming the file,
-//! never a wrong row. The footer is parsed once, from verified bytes, and kept in memory.
+//! against the CRC-32C of the regions (pages and dictionary prefixes) that cover it, taken
+//! when the segment was written and kept in its sidecar index (crate::cold::index): a
+//! damaged page is a `Corruption` error naming the file, never a wrong row, and opening a
+//! segment reads only its sidecar and its tail (page index and footer), never its data.
 //!
 //! Layout choices (docs/FORMAT.md): one column per table column, Arrow types mapped 1:1
-//! (Timestamp as microseconds UTC), the key column sorted ascending and unique; row groups of
-//! [`ROW_GROUP_ROWS`] rows with min/max statistics for pruning; data pages of at most
-//! [`PAGE_ROWS`] rows with the page index (offset index) written, so a point read decodes
-//! one page per column; Snappy compression (pure Rust, fast to decode, no C build).
+//! (Timestamp as microseconds UTC), the key column sorted ascending and unique and
+//! plain-encoded (a point read decodes its page directly); row groups of
+//! [`ROW_GROUP_ROWS`] rows with min/max statistics; data pages of [`PAGE_ROWS`] rows with the
+//! page index written, so a point read touches one small page per column. Each column's
+//! dictionary and compression are chosen from a sample of its values: a dictionary only
+//! where the sample has few distinct values, LZ4 only where it shrinks the sample by a
+//! fifth; otherwise the column is stored plain and uncompressed, which scans decode at
+//! memory speed.
 
+use crate::cold::index::{self, KeyPage, SegmentIndex};
 use crate::env::File;
 use crate::error::{Error, Result};
 use crate::rowstore::{RowValues, ValueRef};
@@ -25,29 +31,36 @@ use arrow_array::{
 use arrow_schema::{Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
-    RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::basic::Compression;
+use parquet::basic::{Compression, Encoding};
+use parquet::column::page::{Page, PageReader};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::{ChunkReader, Length};
-use parquet::file::statistics::Statistics;
+use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::schema::types::ColumnPath;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// Rows per Parquet row group: the unit of statistics pruning in scans.
+/// Rows per Parquet row group: the unit of statistics pruning and of a scan's reads.
 pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
-/// Rows per data page at most: the unit a point read decodes.
-pub(crate) const PAGE_ROWS: usize = 4096;
+/// Rows per data page: the unit a point read decodes (8 KiB of an Int64 column).
+pub(crate) const PAGE_ROWS: usize = 1024;
 /// Largest dictionary page; past it a column chunk falls back to plain encoding.
 pub(crate) const DICTIONARY_BYTES_MAX: usize = 64 * 1024;
 /// Rows per Arrow batch when reading.
 pub(crate) const BATCH_ROWS: usize = 8192;
+/// Rows a column's encoding choice is drawn from.
+const SAMPLE_ROWS: usize = 4096;
+/// A dictionary is used when the sample has at most one distinct value in this many.
+const DICTIONARY_DISTINCT_RATIO: usize = 4;
+/// LZ4 is used when it shrinks the sample to at most this fraction (in percent).
+const LZ4_PERCENT_MAX: usize = 80;
 
 /// The Arrow schema of a table's segments.
 pub(crate) fn arrow_schema(def: &TableDef) -> SchemaRef {
@@ -132,114 +145,367 @@ pub(crate) fn value_at(array: &dyn Array, data_type: DataType, row: usize) -> Op
     })
 }
 
-/// Encodes `rows` (valid for `def`, strictly ascending by key) as a Parquet file.
-pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result<Vec<u8>> {
+/// The values of a key column (Int64 or Timestamp).
+pub(crate) fn key_values(array: &dyn Array) -> Option<&[i64]> {
+    let any = array.as_any();
+    if let Some(a) = any.downcast_ref::<Int64Array>() {
+        return Some(a.values());
+    }
+    any.downcast_ref::<TimestampMicrosecondArray>()
+        .map(|a| &a.values()[..])
+}
+
+/// How one column is stored, drawn from a sample of its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ColumnChoice {
+    dictionary: bool,
+    compression: Compression,
+}
+
+/// The plain bytes of a value, as a sample for the encoding choice.
+fn sample_bytes(value: ValueRef<'_>, out: &mut Vec<u8>) {
+    match value {
+        ValueRef::Null => {}
+        ValueRef::Int64(v) | ValueRef::Timestamp(v) => out.extend_from_slice(&v.to_le_bytes()),
+        ValueRef::Float64(v) => out.extend_from_slice(&v.to_bits().to_le_bytes()),
+        ValueRef::Bool(v) => out.push(u8::from(v)),
+        ValueRef::Utf8(s) => {
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        ValueRef::Binary(b) => {
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// Chooses dictionary and compression for column `column` from the first rows.
+fn choose<'r, R: RowValues<'r>>(rows: &[R], column: usize, is_key: bool) -> ColumnChoice {
+    let sample = &rows[..rows.len().min(SAMPLE_ROWS)];
+    let mut plain = Vec::new();
+    let mut distinct = BTreeSet::new();
+    for row in sample {
+        let start = plain.len();
+        sample_bytes(row.value(column), &mut plain);
+        if !is_key && distinct.len() * DICTIONARY_DISTINCT_RATIO <= sample.len() {
+            distinct.insert(plain[start..].to_vec());
+        }
+    }
+    let dictionary = !is_key && distinct.len() * DICTIONARY_DISTINCT_RATIO <= sample.len();
+    let compressed = lz4_flex::block::compress(&plain).len();
+    let compression = if !dictionary && compressed * 100 <= plain.len() * LZ4_PERCENT_MAX {
+        Compression::LZ4_RAW
+    } else if dictionary {
+        // Dictionary indices are small already; LZ4 on them is a cheap extra.
+        Compression::LZ4_RAW
+    } else {
+        Compression::UNCOMPRESSED
+    };
+    ColumnChoice {
+        dictionary,
+        compression,
+    }
+}
+
+/// A freshly encoded segment: the Parquet bytes and their sidecar index.
+pub(crate) struct Encoded {
+    pub bytes: Vec<u8>,
+    pub index: SegmentIndex,
+}
+
+/// Encodes `rows` (valid for `def`, strictly ascending by key, at least one) as a Parquet
+/// file and its sidecar index.
+pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result<Encoded> {
     let schema = arrow_schema(def);
     let all: Vec<usize> = (0..def.columns().len()).collect();
-    // No dictionary for the key column (all distinct: its dictionary would grow to the
-    // page-size limit and every point read would decompress it), and small dictionaries
-    // elsewhere, so a point read decodes little more than its pages.
-    let key_column = ColumnPath::from(def.columns()[def.primary_key_index()].name.as_str());
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_column_dictionary_enabled(key_column, false)
+    let pk = def.primary_key_index();
+    let mut builder = WriterProperties::builder()
         .set_dictionary_page_size_limit(DICTIONARY_BYTES_MAX)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
-        .set_write_batch_size(PAGE_ROWS.min(1024))
+        .set_write_batch_size(PAGE_ROWS)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_created_by(format!("omendb {}", env!("CARGO_PKG_VERSION")))
-        .build();
+        .set_created_by(format!("omendb {}", env!("CARGO_PKG_VERSION")));
+    for (i, column) in def.columns().iter().enumerate() {
+        let path = ColumnPath::from(column.name.as_str());
+        let choice = choose(rows, i, i == pk);
+        builder = builder
+            .set_column_dictionary_enabled(path.clone(), choice.dictionary)
+            .set_column_compression(path.clone(), choice.compression);
+        if i == pk {
+            builder = builder.set_column_encoding(path, Encoding::PLAIN);
+        }
+    }
     let fail = |e: ParquetError| Error::InvalidSchema {
         table: def.name().to_string(),
         reason: format!("parquet encoding failed: {e}"),
     };
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(fail)?;
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), schema.clone(), Some(builder.build())).map_err(fail)?;
     for chunk in rows.chunks(BATCH_ROWS) {
         let batch = rows_to_batch(def, schema.clone(), &all, chunk.iter().copied())?;
         writer.write(&batch).map_err(fail)?;
     }
-    writer.into_inner().map_err(fail)
+    let bytes = writer.into_inner().map_err(fail)?;
+    let keys: Vec<i64> = rows.iter().filter_map(|r| r.value(pk).as_i64()).collect();
+    let index = index_of(def, &bytes, &keys)
+        .map_err(|reason| Error::corruption(Path::new("<new segment>"), 0, reason))?;
+    Ok(Encoded { bytes, index })
+}
+
+/// The sidecar index of a whole Parquet file `bytes` whose key column holds `keys`.
+pub(crate) fn index_of(
+    def: &TableDef,
+    bytes: &[u8],
+    keys: &[i64],
+) -> std::result::Result<SegmentIndex, String> {
+    let data = Bytes::copy_from_slice(bytes);
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+    let metadata = ArrowReaderMetadata::load(&data, options)
+        .map_err(|e| format!("unreadable Parquet footer: {e}"))?;
+    let meta = metadata.metadata();
+    let regions = regions(meta, bytes.len() as u64)?;
+    let tail_offset = data_end(meta);
+    let region_crcs = regions
+        .iter()
+        .map(|&(offset, len)| crc32c::crc32c(&bytes[offset as usize..(offset + len) as usize]))
+        .collect();
+    let pk = def.primary_key_index();
+    let mut key_pages = Vec::new();
+    let mut rg_start = 0u64;
+    for (rg_index, rg) in meta.row_groups().iter().enumerate() {
+        let pages = meta
+            .offset_index()
+            .and_then(|index| index.get(rg_index)?.get(pk))
+            .ok_or("no offset index for the key column")?;
+        for page in pages.page_locations() {
+            let first_row = rg_start + page.first_row_index as u64;
+            let first_key = *keys
+                .get(first_row as usize)
+                .ok_or("a key page starts past the last key")?;
+            key_pages.push(KeyPage {
+                first_key,
+                first_row,
+            });
+        }
+        rg_start += rg.num_rows() as u64;
+    }
+    if rg_start != keys.len() as u64 {
+        return Err(format!("{rg_start} rows in the file, {} keys", keys.len()));
+    }
+    Ok(SegmentIndex {
+        data_size_bytes: bytes.len() as u64,
+        data_crc32c: crc32c::crc32c(bytes),
+        tail_offset,
+        tail_crc32c: crc32c::crc32c(&bytes[tail_offset as usize..]),
+        row_count: keys.len() as u64,
+        key_pages,
+        region_crcs,
+        filter: index::build_filter(keys),
+    })
+}
+
+/// Where the data pages end: everything after is the tail (page index and footer).
+fn data_end(meta: &ParquetMetaData) -> u64 {
+    meta.row_groups()
+        .iter()
+        .flat_map(|rg| rg.columns())
+        .map(|c| {
+            let (start, len) = c.byte_range();
+            start + len
+        })
+        .max()
+        .unwrap_or(4)
+}
+
+/// Every byte region a reader asks for, in file order: per row group and column, the bytes
+/// before the first data page (a dictionary page) if any, then each data page.
+pub(crate) fn regions(
+    meta: &ParquetMetaData,
+    len_bytes: u64,
+) -> std::result::Result<Vec<(u64, u64)>, String> {
+    let mut regions = Vec::new();
+    for (rg_index, rg) in meta.row_groups().iter().enumerate() {
+        for (col_index, column) in rg.columns().iter().enumerate() {
+            let (start, len) = column.byte_range();
+            let end = start
+                .checked_add(len)
+                .filter(|&e| e <= len_bytes)
+                .ok_or_else(|| format!("column chunk {start}+{len} past the end"))?;
+            let pages = meta
+                .offset_index()
+                .and_then(|index| index.get(rg_index)?.get(col_index))
+                .ok_or_else(|| format!("no offset index for row group {rg_index}"))?;
+            let mut at = start;
+            for page in pages.page_locations() {
+                let (offset, size) = (page.offset as u64, page.compressed_page_size as u64);
+                if offset < at || page.compressed_page_size <= 0 {
+                    return Err(format!("page at {offset} overlaps the one before"));
+                }
+                if offset > at {
+                    regions.push((at, offset - at));
+                }
+                regions.push((offset, size));
+                at = offset + size;
+            }
+            if at != end {
+                return Err(format!(
+                    "pages of row group {rg_index} column {col_index} end at {at}, the chunk at {end}"
+                ));
+            }
+        }
+    }
+    regions.sort_unstable();
+    if regions.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0) {
+        return Err("regions overlap".into());
+    }
+    Ok(regions)
+}
+
+/// A checked byte region of the file.
+#[derive(Debug, Clone, Copy)]
+struct Region {
+    offset: u64,
+    len: u64,
+    crc32c: u32,
 }
 
 /// A segment open for reading: its file, its parsed footer and page index, and the CRC of
-/// every byte range the reader may ask for.
+/// every region a reader may ask for.
 pub(crate) struct SegmentReader {
     pub path: PathBuf,
     file: Arc<dyn File>,
     len_bytes: u64,
     pub metadata: ArrowReaderMetadata,
-    /// (offset, length) of each column chunk, page and dictionary region -> CRC-32C.
-    regions: Arc<BTreeMap<(u64, u64), u32>>,
-    /// Column chunks (offset, length), for ranges that are no exact region.
-    chunks: Arc<Vec<(u64, u64)>>,
+    /// Sorted by offset, not overlapping.
+    regions: Arc<Vec<Region>>,
+    /// The first row of each row group, and the row count at the end.
+    rg_starts: Vec<u64>,
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
     Error::corruption(path, 0, reason)
 }
 
+/// A `ChunkReader` over the verified tail of a file: only the footer and page index are in
+/// it, which is all that loading the metadata reads.
+struct TailReader {
+    tail: Bytes,
+    tail_offset: u64,
+}
+
+impl Length for TailReader {
+    fn len(&self) -> u64 {
+        self.tail_offset + self.tail.len() as u64
+    }
+}
+
+impl ChunkReader for TailReader {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        use bytes::Buf;
+        Ok(self
+            .get_bytes(start, (self.len() - start) as usize)?
+            .reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let from = start
+            .checked_sub(self.tail_offset)
+            .filter(|&f| f + length as u64 <= self.tail.len() as u64)
+            .ok_or_else(|| {
+                ParquetError::General(format!(
+                    "metadata asks for bytes {start}+{length} outside the tail"
+                ))
+            })? as usize;
+        Ok(self.tail.slice(from..from + length))
+    }
+}
+
 impl SegmentReader {
-    /// Opens a segment whose whole content is `bytes` (already checked against the
-    /// manifest's CRC) and which stays readable through `file`.
-    pub fn new(path: &Path, file: Arc<dyn File>, bytes: Bytes) -> Result<SegmentReader> {
+    /// Opens a segment through `file` with its sidecar `index` (already checked against the
+    /// manifest): reads the tail (page index and footer) and checks it against the index.
+    pub fn open(path: &Path, file: Arc<dyn File>, index: &SegmentIndex) -> Result<SegmentReader> {
+        let len_bytes = file.len().map_err(|e| Error::io("size segment", path, e))?;
+        if len_bytes != index.data_size_bytes {
+            return Err(corrupt(
+                path,
+                format!(
+                    "segment is {len_bytes} bytes, its index says {}",
+                    index.data_size_bytes
+                ),
+            ));
+        }
+        if index.tail_offset >= len_bytes {
+            return Err(corrupt(path, "the index's tail offset is past the end"));
+        }
+        let mut tail = vec![0u8; (len_bytes - index.tail_offset) as usize];
+        file.read_exact_at(&mut tail, index.tail_offset)
+            .map_err(|e| Error::io("read segment footer", path, e))?;
+        let crc = crc32c::crc32c(&tail);
+        if crc != index.tail_crc32c {
+            return Err(Error::corruption(
+                path,
+                index.tail_offset,
+                format!(
+                    "footer checksum {crc:#010x} != the index's {:#010x}",
+                    index.tail_crc32c
+                ),
+            ));
+        }
+        let reader = TailReader {
+            tail: Bytes::from(tail),
+            tail_offset: index.tail_offset,
+        };
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
-        let metadata = ArrowReaderMetadata::load(&bytes, options)
+        let metadata = ArrowReaderMetadata::load(&reader, options)
             .map_err(|e| corrupt(path, format!("unreadable Parquet footer: {e}")))?;
         let meta = metadata.metadata().clone();
-        let mut regions = BTreeMap::new();
-        let mut chunks = Vec::new();
-        let len_bytes = bytes.len() as u64;
-        let add = |offset: u64, len: u64, regions: &mut BTreeMap<(u64, u64), u32>| {
-            let end = offset.checked_add(len).filter(|&e| e <= len_bytes);
-            match end {
-                Some(end) => {
-                    regions.insert(
-                        (offset, len),
-                        crc32c::crc32c(&bytes[offset as usize..end as usize]),
-                    );
-                    Ok(())
-                }
-                None => Err(corrupt(
-                    path,
-                    format!("region {offset}+{len} past the end ({len_bytes} bytes)"),
-                )),
-            }
-        };
-        for (rg_index, rg) in meta.row_groups().iter().enumerate() {
-            for (col_index, column) in rg.columns().iter().enumerate() {
-                let (start, len) = column.byte_range();
-                add(start, len, &mut regions)?;
-                chunks.push((start, len));
-                let pages = meta
-                    .offset_index()
-                    .and_then(|index| index.get(rg_index)?.get(col_index));
-                if let Some(pages) = pages {
-                    let locations = pages.page_locations();
-                    if let Some(first) = locations.first() {
-                        let first = first.offset as u64;
-                        if first > start {
-                            add(start, first - start, &mut regions)?;
-                        }
-                    }
-                    for page in locations {
-                        add(
-                            page.offset as u64,
-                            page.compressed_page_size as u64,
-                            &mut regions,
-                        )?;
-                    }
-                }
-            }
+        let spans = regions(&meta, len_bytes).map_err(|e| corrupt(path, e))?;
+        if spans.len() != index.region_crcs.len() {
+            return Err(corrupt(
+                path,
+                format!(
+                    "{} regions in the file, {} checksums in its index",
+                    spans.len(),
+                    index.region_crcs.len()
+                ),
+            ));
         }
-        chunks.sort_unstable();
+        if data_end(&meta) != index.tail_offset {
+            return Err(corrupt(path, "data pages do not end where the index says"));
+        }
+        let regions = spans
+            .iter()
+            .zip(&index.region_crcs)
+            .map(|(&(offset, len), &crc32c)| Region {
+                offset,
+                len,
+                crc32c,
+            })
+            .collect();
+        let mut rg_starts = Vec::with_capacity(meta.num_row_groups() + 1);
+        let mut start = 0u64;
+        for rg in meta.row_groups() {
+            rg_starts.push(start);
+            start += rg.num_rows() as u64;
+        }
+        rg_starts.push(start);
+        if start != index.row_count {
+            return Err(corrupt(
+                path,
+                format!("{start} rows, the index says {}", index.row_count),
+            ));
+        }
         Ok(SegmentReader {
             path: path.to_path_buf(),
             file,
             len_bytes,
             metadata,
             regions: Arc::new(regions),
-            chunks: Arc::new(chunks),
+            rg_starts,
         })
     }
 
@@ -250,65 +516,43 @@ impl SegmentReader {
             file: self.file.clone(),
             len_bytes: self.len_bytes,
             regions: self.regions.clone(),
-            chunks: self.chunks.clone(),
         }
     }
 
-    /// The first and last row index of each row group.
-    pub fn row_group_rows(&self) -> Vec<(u64, u64)> {
-        let mut start = 0u64;
-        self.metadata
-            .metadata()
-            .row_groups()
-            .iter()
-            .map(|rg| {
-                let rows = rg.num_rows() as u64;
-                let range = (start, start + rows);
-                start += rows;
-                range
-            })
-            .collect()
+    /// Number of row groups.
+    pub fn row_groups(&self) -> usize {
+        self.rg_starts.len() - 1
     }
 
-    /// The min and max of Int64 column `column` in row group `rg`, from the statistics.
-    pub fn int_stats(&self, rg: usize, column: usize) -> Option<(i64, i64)> {
-        let stats = self
-            .metadata
-            .metadata()
-            .row_groups()
-            .get(rg)?
-            .columns()
-            .get(column)?
-            .statistics()?;
-        match stats {
-            Statistics::Int64(s) => Some((*s.min_opt()?, *s.max_opt()?)),
-            _ => None,
-        }
+    /// Rows of row group `rg`: `start..end`, segment-wide.
+    pub fn row_group_rows(&self, rg: usize) -> std::ops::Range<u64> {
+        self.rg_starts[rg]..self.rg_starts[rg + 1]
     }
 
-    /// Reads `columns` (table column indices) of the rows of row groups `row_groups`, with
-    /// `selection` (relative to those row groups) if given.
-    pub fn read(
+    /// The row group holding segment row `row`.
+    pub fn row_group_of(&self, row: u64) -> Option<usize> {
+        let rg = self
+            .rg_starts
+            .partition_point(|&s| s <= row)
+            .checked_sub(1)?;
+        (rg < self.row_groups()).then_some(rg)
+    }
+
+    /// A streaming reader of `columns` (table column indices; Parquet yields them in file
+    /// order) of row groups `row_groups`, with `selection` (relative to those row groups)
+    /// if given. Its errors go through [`BatchReader::next`].
+    pub fn batches(
         &self,
         columns: &[usize],
         row_groups: Vec<usize>,
         selection: Option<RowSelection>,
-    ) -> Result<Vec<RecordBatch>> {
+    ) -> Result<BatchReader> {
         let mask = ProjectionMask::roots(
             self.metadata.metadata().file_metadata().schema_descr(),
             columns.iter().copied(),
         );
         let chunk_reader = self.chunk_reader();
-        // Parquet flattens errors to text; an I/O failure of the disk is kept aside so it is
-        // reported as I/O, and anything else as corruption.
         let io_failure = chunk_reader.io_failure.clone();
-        let fail = |reason: String| {
-            let taken = io_failure.lock().ok().and_then(|mut slot| slot.take());
-            match taken {
-                Some(e) => Error::io("read segment", &self.path, e),
-                None => corrupt(&self.path, format!("unreadable Parquet: {reason}")),
-            }
-        };
         let mut builder =
             ParquetRecordBatchReaderBuilder::new_with_metadata(chunk_reader, self.metadata.clone())
                 .with_projection(mask)
@@ -317,38 +561,230 @@ impl SegmentReader {
         if let Some(selection) = selection {
             builder = builder.with_row_selection(selection);
         }
-        let reader = builder.build().map_err(|e| fail(e.to_string()))?;
-        let mut batches = Vec::new();
-        for batch in reader {
-            batches.push(batch.map_err(|e| fail(e.to_string()))?);
-        }
-        Ok(batches)
+        let failure = ReadFailure {
+            path: self.path.clone(),
+            io_failure,
+        };
+        let inner = builder.build().map_err(|e| failure.error(e.to_string()))?;
+        Ok(BatchReader { inner, failure })
     }
 
-    /// Reads the one row at index `row` (of the whole segment), all columns.
-    pub fn read_row(&self, def: &TableDef, row: u64) -> Result<Row> {
-        let groups = self.row_group_rows();
-        let rg = groups
+    /// Reads `columns` of the rows of `row_groups` with `selection`, all at once.
+    pub fn read(
+        &self,
+        columns: &[usize],
+        row_groups: Vec<usize>,
+        selection: Option<RowSelection>,
+    ) -> Result<Vec<RecordBatch>> {
+        self.batches(columns, row_groups, selection)?.collect()
+    }
+
+    /// Decodes key page `page` (of `index`'s directory) of key column `pk`: its keys, in
+    /// order. A plain-encoded page (what this engine writes) is decoded directly; any other
+    /// through the Arrow reader.
+    pub fn read_key_page(&self, index: &SegmentIndex, pk: usize, page: usize) -> Result<Vec<i64>> {
+        let rows = index.page_rows(page);
+        let rg = self
+            .row_group_of(rows.start)
+            .ok_or_else(|| corrupt(&self.path, format!("key page {page} is in no row group")))?;
+        let rg_rows = self.row_group_rows(rg);
+        let meta = self.metadata.metadata();
+        let locations = meta
+            .offset_index()
+            .and_then(|i| i.get(rg)?.get(pk))
+            .map(|i| i.page_locations().clone())
+            .ok_or_else(|| corrupt(&self.path, "no offset index for the key column"))?;
+        let within = rows.start - rg_rows.start;
+        let skip = locations
             .iter()
-            .position(|&(start, end)| row >= start && row < end)
+            .position(|p| p.first_row_index as u64 == within)
+            .ok_or_else(|| {
+                corrupt(
+                    &self.path,
+                    format!("key page {page} is not a page of row group {rg}"),
+                )
+            })?;
+        let chunk = meta.row_group(rg).column(pk);
+        let failure = ReadFailure {
+            path: self.path.clone(),
+            io_failure: Arc::new(Mutex::new(None)),
+        };
+        let mut chunk_reader = self.chunk_reader();
+        chunk_reader.io_failure = failure.io_failure.clone();
+        let fail = |e: ParquetError| failure.error(e.to_string());
+        let mut pages = SerializedPageReader::new(
+            Arc::new(chunk_reader),
+            chunk,
+            (rg_rows.end - rg_rows.start) as usize,
+            Some(locations),
+        )
+        .map_err(fail)?;
+        for _ in 0..skip {
+            pages.skip_next_page().map_err(fail)?;
+        }
+        let want = (rows.end - rows.start) as usize;
+        let page_data = pages
+            .get_next_page()
+            .map_err(fail)?
+            .ok_or_else(|| corrupt(&self.path, format!("key page {page} is missing")))?;
+        if let Page::DataPage {
+            buf,
+            num_values,
+            encoding: Encoding::PLAIN,
+            ..
+        } = &page_data
+        {
+            if *num_values as usize == want && buf.len() == want * 8 {
+                return Ok(buf
+                    .chunks_exact(8)
+                    .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                    .collect());
+            }
+        }
+        // Another encoding (a file written by another writer): the general path.
+        let selection = select_range(within, within + want as u64, rg_rows.end - rg_rows.start);
+        let mut keys = Vec::with_capacity(want);
+        for batch in self.read(&[pk], vec![rg], Some(selection))? {
+            let column = key_values(batch.column(0).as_ref())
+                .ok_or_else(|| corrupt(&self.path, "key column is not Int64"))?;
+            keys.extend_from_slice(column);
+        }
+        if keys.len() != want {
+            return Err(corrupt(
+                &self.path,
+                format!("key page {page} has {} keys, expected {want}", keys.len()),
+            ));
+        }
+        Ok(keys)
+    }
+
+    /// Reads the row at segment row `row` whose key is `key`: every column but the key
+    /// decoded from the one page of each that holds the row.
+    pub fn read_row(&self, def: &TableDef, row: u64, key: i64) -> Result<Row> {
+        let rg = self
+            .row_group_of(row)
             .ok_or_else(|| corrupt(&self.path, format!("row {row} is in no row group")))?;
-        let within = (row - groups[rg].0) as usize;
-        let rest = (groups[rg].1 - row - 1) as usize;
-        let mut selectors = Vec::with_capacity(3);
-        if within > 0 {
-            selectors.push(RowSelector::skip(within));
+        let rg_rows = self.row_group_rows(rg);
+        let pk = def.primary_key_index();
+        let others: Vec<usize> = (0..def.columns().len()).filter(|&c| c != pk).collect();
+        if others.is_empty() {
+            return Ok(vec![key_value(def, key)]);
         }
-        selectors.push(RowSelector::select(1));
-        if rest > 0 {
-            selectors.push(RowSelector::skip(rest));
-        }
-        let all: Vec<usize> = (0..def.columns().len()).collect();
-        let batches = self.read(&all, vec![rg], Some(RowSelection::from(selectors)))?;
+        let within = row - rg_rows.start;
+        let selection = select_range(within, within + 1, rg_rows.end - rg_rows.start);
+        let batches = self.read(&others, vec![rg], Some(selection))?;
         let batch = batches
             .iter()
             .find(|b| b.num_rows() > 0)
             .ok_or_else(|| corrupt(&self.path, format!("row {row} missing")))?;
-        batch_row(def, batch, 0, &self.path)
+        let mut values = Vec::with_capacity(def.columns().len());
+        for (c, column) in def.columns().iter().enumerate() {
+            if c == pk {
+                values.push(key_value(def, key));
+                continue;
+            }
+            let at = values.len() - usize::from(c > pk);
+            let array = batch
+                .columns()
+                .get(at)
+                .ok_or_else(|| corrupt(&self.path, format!("missing column {:?}", column.name)))?;
+            values.push(
+                value_at(array.as_ref(), column.data_type, 0).ok_or_else(|| {
+                    corrupt(
+                        &self.path,
+                        format!(
+                            "column {:?} is not of type {:?}",
+                            column.name, column.data_type
+                        ),
+                    )
+                })?,
+            );
+        }
+        Ok(values)
+    }
+
+    /// Reads the whole file and checks it against the index's length and CRC-32C.
+    pub fn verify_bytes(&self, index: &SegmentIndex) -> Result<Vec<u8>> {
+        let bytes = self
+            .file
+            .read_all()
+            .map_err(|e| Error::io("read segment", &self.path, e))?;
+        if bytes.len() as u64 != index.data_size_bytes {
+            return Err(corrupt(
+                &self.path,
+                format!(
+                    "segment is {} bytes, its index says {}",
+                    bytes.len(),
+                    index.data_size_bytes
+                ),
+            ));
+        }
+        let crc = crc32c::crc32c(&bytes);
+        if crc != index.data_crc32c {
+            return Err(corrupt(
+                &self.path,
+                format!(
+                    "checksum {crc:#010x} != its index's {:#010x}",
+                    index.data_crc32c
+                ),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+/// The key column's value `key` for a table.
+fn key_value(def: &TableDef, key: i64) -> Value {
+    match def.columns()[def.primary_key_index()].data_type {
+        DataType::Timestamp => Value::Timestamp(key),
+        _ => Value::Int64(key),
+    }
+}
+
+/// A selection of rows `start..end` of a row group of `rows` rows.
+pub(crate) fn select_range(start: u64, end: u64, rows: u64) -> RowSelection {
+    let mut selectors = Vec::with_capacity(3);
+    if start > 0 {
+        selectors.push(RowSelector::skip(start as usize));
+    }
+    if end > start {
+        selectors.push(RowSelector::select((end - start) as usize));
+    }
+    if rows > end {
+        selectors.push(RowSelector::skip((rows - end) as usize));
+    }
+    RowSelection::from(selectors)
+}
+
+/// Parquet flattens errors to text; an I/O failure of the disk is kept aside so it is
+/// reported as I/O, and anything else as corruption.
+struct ReadFailure {
+    path: PathBuf,
+    io_failure: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl ReadFailure {
+    fn error(&self, reason: String) -> Error {
+        let taken = self.io_failure.lock().ok().and_then(|mut slot| slot.take());
+        match taken {
+            Some(e) => Error::io("read segment", &self.path, e),
+            None => corrupt(&self.path, format!("unreadable Parquet: {reason}")),
+        }
+    }
+}
+
+/// Batches of one segment read as they are decoded.
+pub(crate) struct BatchReader {
+    inner: ParquetRecordBatchReader,
+    failure: ReadFailure,
+}
+
+impl Iterator for BatchReader {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        let next = self.inner.next()?;
+        Some(next.map_err(|e| self.failure.error(e.to_string())))
     }
 }
 
@@ -375,22 +811,45 @@ pub(crate) fn batch_row(def: &TableDef, batch: &RecordBatch, i: usize, path: &Pa
         .collect()
 }
 
-/// A `ChunkReader` over an `Env` file that checks each range against the CRCs taken from
-/// verified bytes.
+/// A `ChunkReader` over an `Env` file that checks each range against the CRCs of the
+/// regions covering it.
 struct VerifiedReader {
     /// The last I/O error of the file (not a checksum mismatch).
     io_failure: Arc<Mutex<Option<std::io::Error>>>,
     path: PathBuf,
     file: Arc<dyn File>,
     len_bytes: u64,
-    regions: Arc<BTreeMap<(u64, u64), u32>>,
-    chunks: Arc<Vec<(u64, u64)>>,
+    regions: Arc<Vec<Region>>,
 }
 
 impl VerifiedReader {
-    fn read_checked(&self, offset: u64, len: u64, crc: u32) -> parquet::errors::Result<Bytes> {
-        let mut buf = vec![0u8; len as usize];
-        if let Err(e) = self.file.read_exact_at(&mut buf, offset) {
+    /// Reads `start..start + len`, which must lie inside consecutive regions: reads the
+    /// whole regions, checks each, and returns the asked-for part.
+    fn read_verified(&self, start: u64, len: u64) -> parquet::errors::Result<Bytes> {
+        let end = start + len;
+        let first = self.regions.partition_point(|r| r.offset + r.len <= start);
+        let mut last = first;
+        let outside = || {
+            ParquetError::General(format!(
+                "bytes {start}..{end} of {} are in no checked region",
+                self.path.display()
+            ))
+        };
+        let head = self.regions.get(first).ok_or_else(outside)?;
+        if head.offset > start {
+            return Err(outside());
+        }
+        while self.regions[last].offset + self.regions[last].len < end {
+            let next = self.regions.get(last + 1).ok_or_else(outside)?;
+            if next.offset != self.regions[last].offset + self.regions[last].len {
+                return Err(outside());
+            }
+            last += 1;
+        }
+        let from = head.offset;
+        let to = self.regions[last].offset + self.regions[last].len;
+        let mut buf = vec![0u8; (to - from) as usize];
+        if let Err(e) = self.file.read_exact_at(&mut buf, from) {
             let text = e.to_string();
             if let Ok(mut slot) = self.io_failure.lock() {
                 *slot = Some(e);
@@ -400,15 +859,21 @@ impl VerifiedReader {
                 self.path.display()
             )));
         }
-        let actual = crc32c::crc32c(&buf);
-        if actual != crc {
-            return Err(ParquetError::General(format!(
-                "checksum of bytes {offset}..{} of {} is {actual:#010x}, expected {crc:#010x}",
-                offset + len,
-                self.path.display()
-            )));
+        for region in &self.regions[first..=last] {
+            let at = (region.offset - from) as usize;
+            let actual = crc32c::crc32c(&buf[at..at + region.len as usize]);
+            if actual != region.crc32c {
+                return Err(ParquetError::General(format!(
+                    "checksum of bytes {}..{} of {} is {actual:#010x}, expected {:#010x}",
+                    region.offset,
+                    region.offset + region.len,
+                    self.path.display(),
+                    region.crc32c
+                )));
+            }
         }
-        Ok(Bytes::from(buf))
+        let bytes = Bytes::from(buf);
+        Ok(bytes.slice((start - from) as usize..(end - from) as usize))
     }
 }
 
@@ -422,37 +887,20 @@ impl ChunkReader for VerifiedReader {
     type T = std::io::Cursor<Bytes>;
 
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        // Only page readers without a page index use this; serve the rest of the column
-        // chunk holding `start`.
-        let &(chunk_start, chunk_len) = self
-            .chunks
+        // Page readers without a page index read a page header from here; serve the rest
+        // of the region holding `start`.
+        let region = self
+            .regions
             .iter()
-            .find(|&&(s, l)| start >= s && start < s + l)
+            .find(|r| start >= r.offset && start < r.offset + r.len)
             .ok_or_else(|| {
-                ParquetError::General(format!("offset {start} is in no column chunk"))
+                ParquetError::General(format!("offset {start} is in no checked region"))
             })?;
-        let crc = self.regions[&(chunk_start, chunk_len)];
-        let bytes = self.read_checked(chunk_start, chunk_len, crc)?;
-        Ok(std::io::Cursor::new(
-            bytes.slice((start - chunk_start) as usize..),
-        ))
+        let bytes = self.read_verified(start, region.offset + region.len - start)?;
+        Ok(std::io::Cursor::new(bytes))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        let len = length as u64;
-        if let Some(&crc) = self.regions.get(&(start, len)) {
-            return self.read_checked(start, len, crc);
-        }
-        let &(chunk_start, chunk_len) = self
-            .chunks
-            .iter()
-            .find(|&&(s, l)| start >= s && start + len <= s + l)
-            .ok_or_else(|| {
-                ParquetError::General(format!("bytes {start}+{len} are in no column chunk"))
-            })?;
-        let crc = self.regions[&(chunk_start, chunk_len)];
-        let bytes = self.read_checked(chunk_start, chunk_len, crc)?;
-        let from = (start - chunk_start) as usize;
-        Ok(bytes.slice(from..from + length))
+        self.read_verified(start, length as u64)
     }
 }

@@ -232,22 +232,30 @@ impl Wal {
                     ),
                 ));
             }
+            // A record that does not apply is corruption of the log; but applying it may
+            // read a cold segment (to find the row an update or delete hides), and a failed
+            // or damaged read there is that file's error, reported as it is.
+            let mut segment_error: Option<Error> = None;
             let mut replay_frame = |frame: Frame<'_>, offset: u64| -> Result<(), (u64, String)> {
                 if frame.lsn <= stats.lsn_last {
                     return Ok(()); // covered by the checkpoint (or an older segment)
                 }
                 replay(frame.lsn, frame.kind, frame.payload).map_err(|e| {
-                    (
-                        offset,
-                        format!("record with LSN {} does not apply: {e}", frame.lsn),
-                    )
+                    let reason = format!("record with LSN {} does not apply: {e}", frame.lsn);
+                    if matches!(e, Error::Io { .. } | Error::Corruption { .. }) {
+                        segment_error = Some(e);
+                    }
+                    (offset, reason)
                 })?;
                 stats.records_replayed += 1;
                 stats.lsn_last = frame.lsn;
                 Ok(())
             };
-            let scan = scan_segment(&bytes, header, is_last, &mut replay_frame)
-                .map_err(|(offset, reason)| Error::corruption(&path, offset, reason))?;
+            let scan = scan_segment(&bytes, header, is_last, &mut replay_frame);
+            if let Some(e) = segment_error.take() {
+                return Err(e);
+            }
+            let scan = scan.map_err(|(offset, reason)| Error::corruption(&path, offset, reason))?;
             if scan.torn_bytes > 0 {
                 tracing::info!(
                     path = %path.display(),

@@ -1,0 +1,329 @@
+//! The segment index: a small sidecar file (`<segment>.idx`) beside each Parquet segment,
+//! written with it and never changed, that lets a segment open without reading its data.
+//!
+//! It holds what the cold tier keeps in memory per segment, so that open reads only this
+//! file and the Parquet file's tail (page index and footer), never the data pages:
+//! - the **key page directory**: the first key and first row of every data page of the key
+//!   column, so a point read binary-searches in memory and decodes one key page;
+//! - a **membership filter** (binary fuse, 8-bit fingerprints: about 9 bits a key, a false
+//!   positive rate near 0.4%, no false negatives), so an insert or a miss of a key the
+//!   segment does not hold never touches the disk;
+//! - the CRC-32C of every byte **region** a reader may ask for (each column chunk's
+//!   dictionary prefix, if any, and each data page, in file order), and of the tail, so each
+//!   page is checked when it is read instead of the whole file at open;
+//! - the data file's length and whole-file CRC-32C, which `verify` checks.
+//!
+//! Layout (docs/FORMAT.md, "Segment index"), version 1: magic `OMENSIDX`, version u32,
+//! reserved u32, then the fields in the order of [`SegmentIndex`], then the CRC-32C of every
+//! byte before it and the end magic `OMENSEND`. Memory: about 1.13 bytes a key for the
+//! filter, 16 bytes a key page, 4 bytes a region.
+
+use crate::codec::{DecodeResult, Decoder, Encoder};
+use xorf::{BinaryFuse8, DmaSerializable, Filter};
+
+const MAGIC: [u8; 8] = *b"OMENSIDX";
+const END_MAGIC: [u8; 8] = *b"OMENSEND";
+const VERSION: u32 = 1;
+
+/// Filter kinds on disk.
+const FILTER_NONE: u8 = 0;
+const FILTER_BINARY_FUSE8: u8 = 1;
+
+/// Bytes of a binary fuse filter's descriptor (seed, segment length and mask, segment count
+/// length), as `xorf` serialises it.
+const FUSE_DESCRIPTOR_BYTES: usize = <BinaryFuse8 as DmaSerializable>::DESCRIPTOR_LEN;
+
+/// One data page of the key column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct KeyPage {
+    /// The smallest (first) key of the page.
+    pub first_key: i64,
+    /// The segment-wide index of the page's first row.
+    pub first_row: u64,
+}
+
+/// What a segment's sidecar holds.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentIndex {
+    /// Length of the Parquet file.
+    pub data_size_bytes: u64,
+    /// CRC-32C of the whole Parquet file (checked by `verify`, not at open).
+    pub data_crc32c: u32,
+    /// Offset where the Parquet file's tail (page index and footer) starts: everything from
+    /// here to the end is read at open.
+    pub tail_offset: u64,
+    /// CRC-32C of the tail.
+    pub tail_crc32c: u32,
+    /// Rows in the segment.
+    pub row_count: u64,
+    /// The key column's pages, ascending by key and by row.
+    pub key_pages: Vec<KeyPage>,
+    /// CRC-32C of each region, in the order [`crate::cold::segment::regions`] lists them.
+    pub region_crcs: Vec<u32>,
+    /// `None` only for a segment whose filter could not be built (every probe then says
+    /// "maybe").
+    pub filter: Option<BinaryFuse8>,
+}
+
+/// Maps a key into the filter's domain (a bijection, so distinct keys stay distinct).
+pub(crate) fn filter_key(key: i64) -> u64 {
+    key as u64
+}
+
+/// Builds the membership filter of `keys` (distinct). `None` if construction fails, which
+/// the binary fuse algorithm allows with vanishing probability.
+pub(crate) fn build_filter(keys: &[i64]) -> Option<BinaryFuse8> {
+    BinaryFuse8::try_from_iterator(keys.iter().map(|&k| filter_key(k))).ok()
+}
+
+impl SegmentIndex {
+    /// Whether the segment may hold `key` (no false negatives).
+    #[inline]
+    pub fn may_contain(&self, key: i64) -> bool {
+        self.filter
+            .as_ref()
+            .is_none_or(|f| f.contains(&filter_key(key)))
+    }
+
+    /// The key page that holds `key` if any page does: the last page whose first key is at
+    /// most `key`.
+    pub fn page_of(&self, key: i64) -> Option<usize> {
+        self.key_pages
+            .partition_point(|p| p.first_key <= key)
+            .checked_sub(1)
+    }
+
+    /// Rows of key page `page`: `first_row..end`.
+    pub fn page_rows(&self, page: usize) -> std::ops::Range<u64> {
+        let start = self.key_pages[page].first_row;
+        let end = self
+            .key_pages
+            .get(page + 1)
+            .map_or(self.row_count, |p| p.first_row);
+        start..end
+    }
+
+    /// Heap bytes this index keeps in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.key_pages.capacity() * std::mem::size_of::<KeyPage>()
+            + self.region_crcs.capacity() * 4
+            + self.filter.as_ref().map_or(0, |f| f.fingerprints.len())
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut enc = Encoder::new();
+        enc.bytes.extend_from_slice(&MAGIC);
+        enc.u32(VERSION);
+        enc.u32(0);
+        enc.u64(self.data_size_bytes);
+        enc.u32(self.data_crc32c);
+        enc.u64(self.tail_offset);
+        enc.u32(self.tail_crc32c);
+        enc.u64(self.row_count);
+        enc.u32(self.key_pages.len() as u32);
+        for page in &self.key_pages {
+            enc.i64(page.first_key);
+            enc.u64(page.first_row);
+        }
+        enc.u32(self.region_crcs.len() as u32);
+        for &crc in &self.region_crcs {
+            enc.u32(crc);
+        }
+        match &self.filter {
+            None => enc.u8(FILTER_NONE),
+            Some(filter) => {
+                enc.u8(FILTER_BINARY_FUSE8);
+                let mut descriptor = [0u8; FUSE_DESCRIPTOR_BYTES];
+                filter.dma_copy_descriptor_to(&mut descriptor);
+                enc.bytes.extend_from_slice(&descriptor);
+                enc.u64(filter.fingerprints.len() as u64);
+                enc.bytes.extend_from_slice(&filter.fingerprints);
+            }
+        }
+        let crc = crc32c::crc32c(&enc.bytes);
+        enc.u32(crc);
+        enc.bytes.extend_from_slice(&END_MAGIC);
+        enc.bytes
+    }
+
+    /// Decodes a sidecar's bytes; every length is checked against what remains before
+    /// anything is allocated, and the checksum before anything is trusted.
+    pub fn decode(bytes: &[u8]) -> DecodeResult<SegmentIndex> {
+        let mut outer = Decoder::new(bytes);
+        let body_len = bytes
+            .len()
+            .checked_sub(12)
+            .ok_or_else(|| outer.error("shorter than its trailer"))?;
+        let body = &bytes[..body_len];
+        let mut trailer = Decoder::new(&bytes[body_len..]);
+        let stored_crc = trailer.u32()?;
+        if trailer.take(8)? != END_MAGIC {
+            return Err(outer.error("bad end magic"));
+        }
+        let crc = crc32c::crc32c(body);
+        if crc != stored_crc {
+            outer.take(body_len)?;
+            return Err(outer.error(format!(
+                "checksum {stored_crc:#010x} != computed {crc:#010x}"
+            )));
+        }
+        let mut dec = Decoder::new(body);
+        if dec.take(8)? != MAGIC {
+            return Err(dec.error("bad magic"));
+        }
+        let version = dec.u32()?;
+        if version != VERSION {
+            return Err(dec.error(format!("unsupported segment index version {version}")));
+        }
+        let _reserved = dec.u32()?;
+        let data_size_bytes = dec.u64()?;
+        let data_crc32c = dec.u32()?;
+        let tail_offset = dec.u64()?;
+        let tail_crc32c = dec.u32()?;
+        let row_count = dec.u64()?;
+        let page_count = dec.u32()? as usize;
+        if page_count > (body.len() - dec.offset()) / 16 {
+            return Err(dec.error(format!("{page_count} key pages exceed the file")));
+        }
+        let mut key_pages = Vec::with_capacity(page_count);
+        for _ in 0..page_count {
+            let page = KeyPage {
+                first_key: dec.i64()?,
+                first_row: dec.u64()?,
+            };
+            if key_pages.last().is_some_and(|p: &KeyPage| {
+                p.first_key >= page.first_key || p.first_row >= page.first_row
+            }) || page.first_row >= row_count
+            {
+                return Err(dec.error("key pages are not strictly ascending"));
+            }
+            key_pages.push(page);
+        }
+        if row_count > 0 && key_pages.first().map(|p| p.first_row) != Some(0) {
+            return Err(dec.error("the first key page does not start at row 0"));
+        }
+        let region_count = dec.u32()? as usize;
+        if region_count > (body.len() - dec.offset()) / 4 {
+            return Err(dec.error(format!("{region_count} regions exceed the file")));
+        }
+        let mut region_crcs = Vec::with_capacity(region_count);
+        for _ in 0..region_count {
+            region_crcs.push(dec.u32()?);
+        }
+        let filter = match dec.u8()? {
+            FILTER_NONE => None,
+            FILTER_BINARY_FUSE8 => {
+                let descriptor = dec.take(FUSE_DESCRIPTOR_BYTES)?;
+                let len = dec.u64()?;
+                if len > (body.len() - dec.offset()) as u64 {
+                    return Err(dec.error(format!("filter of {len} bytes exceeds the file")));
+                }
+                let fingerprints = dec.take(len as usize)?;
+                Some(fuse_from_parts(descriptor, fingerprints).ok_or_else(|| {
+                    dec.error("filter descriptor does not match its fingerprints")
+                })?)
+            }
+            kind => return Err(dec.error(format!("unknown filter kind {kind}"))),
+        };
+        if !dec.is_empty() {
+            return Err(dec.error("trailing bytes"));
+        }
+        Ok(SegmentIndex {
+            data_size_bytes,
+            data_crc32c,
+            tail_offset,
+            tail_crc32c,
+            row_count,
+            key_pages,
+            region_crcs,
+            filter,
+        })
+    }
+}
+
+/// Rebuilds a binary fuse filter from its serialised descriptor and fingerprints, checking
+/// that the descriptor cannot send a probe outside the fingerprints (a damaged descriptor
+/// would otherwise index out of bounds).
+fn fuse_from_parts(descriptor: &[u8], fingerprints: &[u8]) -> Option<BinaryFuse8> {
+    let mut dec = Decoder::new(descriptor);
+    let seed = dec.u64().ok()?;
+    let segment_length = dec.u32().ok()?;
+    let segment_length_mask = dec.u32().ok()?;
+    let segment_count_length = dec.u32().ok()?;
+    // A probe reads at most `segment_count_length + 2 * segment_length` (three positions,
+    // each a segment apart, the first below `segment_count_length`).
+    let reach = u64::from(segment_count_length) + 2 * u64::from(segment_length);
+    if !segment_length.is_power_of_two()
+        || segment_length_mask != segment_length - 1
+        || reach > fingerprints.len() as u64
+    {
+        return None;
+    }
+    Some(BinaryFuse8 {
+        descriptor: xorf::Descriptor {
+            seed,
+            segment_length,
+            segment_length_mask,
+            segment_count_length,
+        },
+        fingerprints: fingerprints.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(keys: &[i64]) -> SegmentIndex {
+        SegmentIndex {
+            data_size_bytes: 1000,
+            data_crc32c: 7,
+            tail_offset: 900,
+            tail_crc32c: 9,
+            row_count: keys.len() as u64,
+            key_pages: vec![
+                KeyPage {
+                    first_key: keys[0],
+                    first_row: 0,
+                },
+                KeyPage {
+                    first_key: keys[keys.len() / 2],
+                    first_row: keys.len() as u64 / 2,
+                },
+            ],
+            region_crcs: vec![1, 2, 3],
+            filter: build_filter(keys),
+        }
+    }
+
+    #[test]
+    fn an_index_round_trips_and_its_filter_has_no_false_negatives() {
+        let keys: Vec<i64> = (0..10_000).map(|i| i * 7 - 30_000).collect();
+        let index = sample(&keys);
+        let decoded = SegmentIndex::decode(&index.encode()).unwrap();
+        assert_eq!(decoded.key_pages, index.key_pages);
+        assert_eq!(decoded.region_crcs, index.region_crcs);
+        assert!(keys.iter().all(|&k| decoded.may_contain(k)));
+        let misses = (0..10_000)
+            .filter(|i| decoded.may_contain(i * 7 - 29_999))
+            .count();
+        assert!(misses < 200, "{misses} false positives of 10,000");
+        assert_eq!(decoded.page_of(keys[0] - 1), None);
+        assert_eq!(decoded.page_of(keys[5_000]), Some(1));
+        assert_eq!(decoded.page_rows(0), 0..5_000);
+    }
+
+    #[test]
+    fn every_flipped_bit_of_an_index_is_detected() {
+        let keys: Vec<i64> = (0..300).collect();
+        let bytes = sample(&keys).encode();
+        for bit in 0..bytes.len() * 8 {
+            let mut damaged = bytes.clone();
+            damaged[bit / 8] ^= 1 << (bit % 8);
+            assert!(SegmentIndex::decode(&damaged).is_err(), "bit {bit}");
+        }
+        for len in 0..bytes.len() {
+            assert!(SegmentIndex::decode(&bytes[..len]).is_err(), "length {len}");
+        }
+    }
+}
