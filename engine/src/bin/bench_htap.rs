@@ -1,0 +1,415 @@
+//! Benchmark: the HTAP case at scale, through the public API only. Loads `--rows` rows of
+//! `t(k Int64 pk, v Int64 uniform in [0, 1e9), s Utf8 of 8-16 alphanumerics)` in batches of
+//! `--batch` rows under `Sync::Batch`, with the hot tier capped at `--hot` rows and a
+//! checkpoint every `--checkpoint-every` rows (default: rows / 20), then measures:
+//!
+//! - ingest rows/s, checkpoints (flushes) included, and the time spent in checkpoints;
+//! - full `sum(v)` over hot and cold through `scan_stream(.., ["v"])`, one thread, median of
+//!   `--repeat` runs, page cache warm;
+//! - `sum(v)` over a range of `--range` keys (default 1M) at random places, median;
+//! - point gets of hot keys and of cold keys, p50 and p99;
+//! - reopen (close, open, first get) time;
+//! - bytes on disk per row, cold-tier memory per cold row, peak RSS (VmHWM).
+//!
+//! Key orders (`--dist`): `shuffled` (a permutation of 0..rows: every batch lands all over
+//! the key space, the case users have), `sequential` (0..rows in order: the easy case), and
+//! `zipf` (inserts shuffled; the point gets draw keys by a Zipf(1) law over rank, so a few
+//! keys take most reads).
+//!
+//! With `--duckdb`, runs `scripts/duckdb-bench.sh` over the same database directory
+//! afterwards (DuckDB over the cold segment files, and a native DuckDB table of the same
+//! rows) and prints the ratios. The last line is one JSON object.
+//!
+//! ```text
+//! cargo run --release -p omendb --bin bench_htap -- --rows 10000000 --hot 1000000 --dist shuffled --duckdb
+//! ```
+//!
+//! This binary sits outside the engine library and its Env boundary: it reads the clock and
+//! /proc directly.
+
+use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn num(name: &str, default: u64) -> u64 {
+    arg(name).map_or(default, |v| {
+        v.replace('_', "").parse().unwrap_or_else(|_| {
+            eprintln!("{name} wants a number, got {v:?}");
+            std::process::exit(2)
+        })
+    })
+}
+
+fn flag(name: &str) -> bool {
+    std::env::args().any(|a| a == name)
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// The key of the `i`-th insert: a permutation of 0..rows for the shuffled orders.
+struct KeyOrder {
+    rows: u64,
+    step: u64,
+    shuffled: bool,
+}
+
+impl KeyOrder {
+    fn new(rows: u64, shuffled: bool) -> KeyOrder {
+        // A multiplier coprime to `rows` makes i -> i * step mod rows a permutation.
+        let mut step = (rows as f64 * 0.618_033_988_75) as u64 | 1;
+        while gcd(step, rows) != 1 {
+            step += 2;
+        }
+        KeyOrder {
+            rows,
+            step,
+            shuffled,
+        }
+    }
+
+    fn key(&self, i: u64) -> u64 {
+        if self.shuffled {
+            ((i as u128 * self.step as u128) % self.rows as u128) as u64
+        } else {
+            i
+        }
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+fn v_of(key: u64) -> i64 {
+    (splitmix(key) % 1_000_000_000) as i64
+}
+
+fn s_of(key: u64) -> String {
+    let mut x = splitmix(key ^ 0x5555_5555);
+    let len = 8 + (x % 9) as usize;
+    (0..len)
+        .map(|_| {
+            x = splitmix(x);
+            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
+fn row_of(key: u64) -> Vec<Value> {
+    vec![
+        Value::Int64(key as i64),
+        Value::Int64(v_of(key)),
+        Value::Utf8(s_of(key)),
+    ]
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let p = e.path();
+            if p.is_dir() {
+                dir_bytes(&p)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            }
+        })
+        .sum()
+}
+
+fn status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn quantile_ns(xs: &mut [u64], q: f64) -> u64 {
+    xs.sort_unstable();
+    xs[((xs.len() - 1) as f64 * q) as usize]
+}
+
+/// `sum(v)` and the row count of the rows with keys in `range`, through the stream.
+fn sum_v(db: &Database, range: std::ops::RangeInclusive<i64>) -> omendb::Result<(i64, u64)> {
+    let mut sum = 0i64;
+    let mut rows = 0u64;
+    for batch in db.scan_stream("t", range, Some(&["v"]))? {
+        let batch = batch?;
+        let v = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow_array::Int64Array>()
+            .expect("column v is Int64");
+        sum = v.values().iter().fold(sum, |acc, x| acc.wrapping_add(*x));
+        rows += batch.num_rows() as u64;
+    }
+    Ok((sum, rows))
+}
+
+/// A Zipf(1) rank in 1..=n (P(rank) ~ 1/rank): n^u for u uniform.
+fn zipf_rank(n: u64, raw: u64) -> u64 {
+    let u = (raw >> 11) as f64 / (1u64 << 53) as f64;
+    ((n as f64).powf(u) as u64).clamp(1, n)
+}
+
+fn main() -> omendb::Result<()> {
+    let rows = num("--rows", 1_000_000);
+    let hot = num("--hot", rows / 10) as usize;
+    let batch = num("--batch", 10_000);
+    let every = num("--checkpoint-every", (rows / 20).max(1));
+    let repeat = num("--repeat", 5) as usize;
+    let range_keys = num("--range", 1_000_000).min(rows) as i64;
+    let gets = num("--gets", 20_000);
+    let dist = arg("--dist").unwrap_or_else(|| "shuffled".into());
+    let dir = arg("--dir").unwrap_or_else(|| "/tmp/omendb-bench-htap".into());
+    let shuffled = match dist.as_str() {
+        "shuffled" | "zipf" => true,
+        "sequential" => false,
+        other => {
+            eprintln!("--dist is shuffled, sequential or zipf, not {other:?}");
+            std::process::exit(2)
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let options = Options {
+        sync: Sync::Batch {
+            max_delay: Duration::from_millis(10),
+        },
+        hot_rows_max: Some(hot),
+        compaction_worker: false,
+        ..Options::default()
+    };
+    let db = Database::open(&dir, options.clone())?;
+    db.create_table(TableDef::new(
+        "t",
+        vec![
+            Column::new("k", DataType::Int64).primary_key(),
+            Column::new("v", DataType::Int64),
+            Column::new("s", DataType::Utf8),
+        ],
+    )?)?;
+    let order = KeyOrder::new(rows, shuffled);
+    let started = Instant::now();
+    let mut checkpoint_s = 0.0;
+    let mut checkpoints = 0;
+    let mut since = 0u64;
+    let mut expected_sum = 0i64;
+    let mut i = 0u64;
+    let mut last_report = Instant::now();
+    while i < rows {
+        let end = (i + batch).min(rows);
+        let batch_rows: Vec<Vec<Value>> = (i..end).map(|j| row_of(order.key(j))).collect();
+        for r in &batch_rows {
+            if let Value::Int64(v) = r[1] {
+                expected_sum = expected_sum.wrapping_add(v);
+            }
+        }
+        db.insert_batch("t", batch_rows)?;
+        since += end - i;
+        i = end;
+        if since >= every {
+            let t = Instant::now();
+            db.checkpoint()?;
+            checkpoint_s += t.elapsed().as_secs_f64();
+            checkpoints += 1;
+            since = 0;
+        }
+        if last_report.elapsed() > Duration::from_secs(30) {
+            last_report = Instant::now();
+            eprintln!(
+                "  {i} rows, {:.0} rows/s, {} segments",
+                i as f64 / started.elapsed().as_secs_f64(),
+                db.cold_segment_count("t")?
+            );
+        }
+    }
+    let t = Instant::now();
+    db.checkpoint()?;
+    checkpoint_s += t.elapsed().as_secs_f64();
+    checkpoints += 1;
+    let load_s = started.elapsed().as_secs_f64();
+    let ingest_rows_per_s = rows as f64 / load_s;
+    let segments = db.cold_segment_count("t")?;
+    let hot_rows = db.row_count("t")? as u64;
+    eprintln!(
+        "ingest: {rows} rows in {load_s:.1} s = {ingest_rows_per_s:.0} rows/s ({checkpoints} checkpoints, {checkpoint_s:.1} s; {segments} segments)"
+    );
+    assert_eq!(hot_rows, rows, "row count");
+
+    // Full sum, warm: one untimed pass, then the median of `repeat`.
+    let (sum, counted) = sum_v(&db, i64::MIN..=i64::MAX)?;
+    assert_eq!((sum, counted), (expected_sum, rows), "sum(v) and count");
+    let mut times = Vec::new();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let (s, _) = sum_v(&db, i64::MIN..=i64::MAX)?;
+        times.push(t.elapsed().as_secs_f64());
+        assert_eq!(s, expected_sum);
+    }
+    let sum_s = median(times);
+    let sum_rows_per_s = rows as f64 / sum_s;
+    eprintln!("full sum(v): {sum_s:.3} s = {sum_rows_per_s:.0} rows/s (median of {repeat})");
+
+    // Range sums at `repeat` random places.
+    let mut times = Vec::new();
+    for r in 0..repeat.max(1) as u64 {
+        let lo = (splitmix(r + 77) % (rows - range_keys as u64 + 1)) as i64;
+        let hi = lo + range_keys - 1;
+        let t = Instant::now();
+        let (s, n) = sum_v(&db, lo..=hi)?;
+        times.push(t.elapsed().as_secs_f64());
+        let want: i64 = (lo..=hi).map(|k| v_of(k as u64)).sum();
+        assert_eq!((s, n), (want, range_keys as u64), "range {lo}..={hi}");
+    }
+    let range_s = median(times);
+    eprintln!(
+        "range sum of {range_keys} keys: {:.2} ms (median of {repeat})",
+        range_s * 1e3
+    );
+
+    // Point gets. Keys below rows / 2 are cold after the last flush (flushes move the
+    // lowest keys); new keys inserted now stay hot.
+    let fresh: Vec<Vec<Value>> = (rows..rows + 10_000).map(row_of).collect();
+    db.insert_batch("t", fresh)?;
+    let cold_keys = (rows / 2).max(1);
+    let draw = |g: u64| -> i64 {
+        let raw = splitmix(g ^ 0xC01D);
+        if dist == "zipf" {
+            order.key(zipf_rank(cold_keys, raw) - 1) as i64 % cold_keys as i64
+        } else {
+            (raw % cold_keys) as i64
+        }
+    };
+    // Warm the key page cache and the OS page cache as a steady state would.
+    for g in 0..gets.min(5_000) {
+        db.get("t", draw(g + 1_000_000))?;
+    }
+    let mut cold_ns = Vec::with_capacity(gets as usize);
+    for g in 0..gets {
+        let key = draw(g);
+        let t = Instant::now();
+        let row = db.get("t", key)?;
+        cold_ns.push(t.elapsed().as_nanos() as u64);
+        assert_eq!(row, Some(row_of(key as u64)), "key {key}");
+    }
+    let mut hot_ns = Vec::with_capacity(gets as usize);
+    for g in 0..gets {
+        let key = rows + splitmix(g) % 10_000;
+        let t = Instant::now();
+        let row = db.get("t", key as i64)?;
+        hot_ns.push(t.elapsed().as_nanos() as u64);
+        assert!(row.is_some());
+    }
+    let (cold_p50, cold_p99) = (
+        quantile_ns(&mut cold_ns, 0.5),
+        quantile_ns(&mut cold_ns, 0.99),
+    );
+    let (hot_p50, hot_p99) = (
+        quantile_ns(&mut hot_ns, 0.5),
+        quantile_ns(&mut hot_ns, 0.99),
+    );
+    eprintln!(
+        "cold get p50 {:.1} us p99 {:.1} us; hot get p50 {:.2} us p99 {:.2} us",
+        cold_p50 as f64 / 1e3,
+        cold_p99 as f64 / 1e3,
+        hot_p50 as f64 / 1e3,
+        hot_p99 as f64 / 1e3
+    );
+    let cold_memory = db.cold_memory_bytes("t")?;
+    db.close()?;
+    let disk_bytes = dir_bytes(Path::new(&dir));
+    let bytes_per_row = disk_bytes as f64 / rows as f64;
+
+    let t = Instant::now();
+    let db = Database::open(&dir, options)?;
+    let first = db.get("t", draw(7))?;
+    let reopen_s = t.elapsed().as_secs_f64();
+    assert!(first.is_some());
+    db.close()?;
+    let rss_bytes = status_kb("VmHWM:") * 1024;
+    let cold_rows = rows.saturating_sub((hot / 2) as u64).max(1);
+    eprintln!(
+        "reopen {reopen_s:.3} s; disk {bytes_per_row:.1} bytes/row; cold tier memory {:.2} bytes/cold row; peak RSS {:.2} GB",
+        cold_memory as f64 / cold_rows as f64,
+        rss_bytes as f64 / 1e9
+    );
+
+    let mut duck = String::new();
+    if flag("--duckdb") {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/duckdb-bench.sh");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .arg(range_keys.to_string())
+            .arg(repeat.to_string())
+            .output();
+        match out {
+            Ok(out) if out.status.success() => {
+                let text = String::from_utf8_lossy(&out.stdout);
+                if let Some(line) = text.lines().rev().find(|l| l.starts_with('{')) {
+                    eprintln!("duckdb: {line}");
+                    let field = |name: &str| -> Option<f64> {
+                        let at = line.find(&format!("\"{name}\":"))? + name.len() + 3;
+                        line[at..].split([',', '}']).next()?.trim().parse().ok()
+                    };
+                    if let (Some(files), Some(native)) = (
+                        field("files_sum_rows_per_s"),
+                        field("native_sum_rows_per_s"),
+                    ) {
+                        eprintln!(
+                            "full sum: OmenDB {:.2}x DuckDB over the same files, {:.2}x DuckDB native",
+                            sum_rows_per_s / files,
+                            sum_rows_per_s / native
+                        );
+                        duck = format!(
+                            ",\"duckdb\":{line},\"sum_vs_duckdb_files\":{:.3},\"sum_vs_duckdb_native\":{:.3}",
+                            sum_rows_per_s / files,
+                            sum_rows_per_s / native
+                        );
+                    }
+                }
+            }
+            Ok(out) => eprintln!(
+                "duckdb script failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => eprintln!("duckdb script did not start: {e}"),
+        }
+    }
+    println!(
+        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"segments\":{segments},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes}{duck}}}",
+        range_s * 1e3,
+        cold_memory as f64 / cold_rows as f64
+    );
+    Ok(())
+}
