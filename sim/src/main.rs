@@ -215,6 +215,7 @@ fn print_outcome(outcome: &Outcome, json: bool) {
             crashes: outcome.crashes,
             recoveries: outcome.recoveries,
             faults: outcome.faults.clone(),
+            probes: outcome.probes.clone(),
             ..Summary::default()
         };
         if !outcome.passed() {
@@ -312,6 +313,7 @@ fn main() -> ExitCode {
                 for (k, v) in summary.faults {
                     *total.faults.entry(k).or_default() += v;
                 }
+                total.add_probes(&summary.probes);
                 total.failed.extend(summary.failed);
                 eprintln!(
                     "chaos: {} seeds ({}..{}), {} failed, {:.0}s",

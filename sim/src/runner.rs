@@ -214,6 +214,8 @@ pub struct Outcome {
     /// Recoveries that lost writes the engine had claimed durable, tolerated because silent
     /// corruption had damaged the log's last synced records (see docs/TESTING.md).
     pub tolerated_losses: u64,
+    /// Hits of every coverage probe during the run, by name (every probe, zeros included).
+    pub probes: BTreeMap<&'static str, u64>,
     /// The failure, if any check failed.
     pub failure: Option<Failure>,
 }
@@ -233,6 +235,7 @@ impl Outcome {
             disk_hash: 0,
             stopped_on_detected_damage: None,
             tolerated_losses: 0,
+            probes: BTreeMap::new(),
             failure: Some(Failure {
                 check: "panic",
                 detail: message,
@@ -251,8 +254,14 @@ impl Outcome {
 
 /// Runs `seed` under `config`.
 pub fn run(seed: u64, config: &RunConfig) -> Outcome {
+    // Probe counters are per thread, and a run lives on one thread from here to its end.
+    omendb::probe::reset();
     let mut sim = Sim::new(seed, config.clone());
     let result = sim.run_to_end();
+    let probes = omendb::probe::counts()
+        .into_iter()
+        .map(|(probe, hits)| (probe.name(), hits))
+        .collect();
     let stats = sim.machine.disk.stats();
     let faults = stats
         .faults
@@ -278,6 +287,7 @@ pub fn run(seed: u64, config: &RunConfig) -> Outcome {
         disk_hash: sim.machine.disk.disk_hash(),
         stopped_on_detected_damage: sim.detected_damage.clone(),
         tolerated_losses: sim.tolerated_losses,
+        probes,
         failure,
     }
 }
@@ -1028,6 +1038,7 @@ impl Sim {
             match Database::open_with_env(self.machine.env(), Path::new(DB_PATH), options) {
                 Ok(db) => break db,
                 Err(e) if is_crash_error(&e) || self.machine.disk.is_frozen() => {
+                    omendb::probe!(SimCrashDuringRecovery);
                     self.log(format!("open -> crashed during recovery: {e}"));
                     self.crash_restart();
                 }
