@@ -309,6 +309,8 @@ fn main() -> ExitCode {
                 total.recoveries += summary.recoveries;
                 total.detected_damage += summary.detected_damage;
                 total.tolerated_losses += summary.tolerated_losses;
+                total.oracle_checks += summary.oracle_checks;
+                total.oracle_excused += summary.oracle_excused;
                 total.busy_s += summary.busy_s;
                 for (k, v) in summary.faults {
                     *total.faults.entry(k).or_default() += v;

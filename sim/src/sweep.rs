@@ -33,6 +33,10 @@ pub struct Summary {
     pub tolerated_losses: u64,
     /// Faults by kind over all runs.
     pub faults: BTreeMap<String, u64>,
+    /// Durability claims the acknowledgement oracle checked against the disk.
+    pub oracle_checks: u64,
+    /// Claims it excused after silent damage to the log or a checkpoint.
+    pub oracle_excused: u64,
     /// Coverage probe hits over all runs, by name (every probe, zeros included).
     pub probes: BTreeMap<&'static str, u64>,
     /// Wall time of the sweep, seconds.
@@ -50,6 +54,8 @@ impl Summary {
         self.recoveries += outcome.recoveries;
         self.detected_damage += u64::from(outcome.stopped_on_detected_damage.is_some());
         self.tolerated_losses += outcome.tolerated_losses;
+        self.oracle_checks += outcome.oracle_checks;
+        self.oracle_excused += outcome.oracle_excused;
         for (kind, count) in &outcome.faults {
             *self.faults.entry(kind.clone()).or_default() += count;
         }
@@ -104,7 +110,7 @@ impl Summary {
         }
         let probes: Vec<String> = probes.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!(
-            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"tolerated_losses\":{},\"faults\":{{{}}},\"probes\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
+            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"tolerated_losses\":{},\"oracle_checks\":{},\"oracle_excused\":{},\"faults\":{{{}}},\"probes\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
             self.seeds,
             failed.join(","),
             self.engine_ops,
@@ -113,6 +119,8 @@ impl Summary {
             self.recoveries,
             self.detected_damage,
             self.tolerated_losses,
+            self.oracle_checks,
+            self.oracle_excused,
             faults.join(","),
             probes.join(","),
             self.sim_ops_per_s(),
