@@ -166,6 +166,10 @@ impl Shared {
                 )?,
             )
         };
+        match &pending {
+            checkpoint::Pending::Copied(_) => crate::probe!(CheckpointCopied),
+            checkpoint::Pending::Streamed(_) => crate::probe!(CheckpointStreamed),
+        }
         // Writers wait only while the state is copied (into memory, or for a large state
         // into the file's page cache), never for an fsync.
         let _span = tracing::info_span!("checkpoint", lsn).entered();
@@ -320,6 +324,9 @@ impl Database {
             },
         )?;
         let recovery = scan.stats.clone();
+        if recovery.records_replayed > 0 {
+            crate::probe!(OpenReplayedRecords);
+        }
         tracing::info!(
             checkpoint_lsn,
             records_replayed = recovery.records_replayed,

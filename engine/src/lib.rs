@@ -35,6 +35,7 @@ pub mod index;
 pub mod limits;
 mod mem;
 pub mod options;
+pub mod probe;
 mod rowstore;
 pub mod schema;
 mod shard_lock;

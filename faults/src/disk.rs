@@ -296,6 +296,7 @@ impl Disk {
                 .copied()
                 .collect();
             for key in remapped {
+                omendb::probe!(DiskLatentHealedByWrite);
                 self.latent.remove(&key);
             }
         }

@@ -17,6 +17,7 @@
 
 pub mod env;
 pub mod model;
+pub mod oracle;
 pub mod runner;
 pub mod seeds;
 pub mod shrink;

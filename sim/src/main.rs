@@ -215,6 +215,7 @@ fn print_outcome(outcome: &Outcome, json: bool) {
             crashes: outcome.crashes,
             recoveries: outcome.recoveries,
             faults: outcome.faults.clone(),
+            probes: outcome.probes.clone(),
             ..Summary::default()
         };
         if !outcome.passed() {
@@ -308,10 +309,13 @@ fn main() -> ExitCode {
                 total.recoveries += summary.recoveries;
                 total.detected_damage += summary.detected_damage;
                 total.tolerated_losses += summary.tolerated_losses;
+                total.oracle_checks += summary.oracle_checks;
+                total.oracle_excused += summary.oracle_excused;
                 total.busy_s += summary.busy_s;
                 for (k, v) in summary.faults {
                     *total.faults.entry(k).or_default() += v;
                 }
+                total.add_probes(&summary.probes);
                 total.failed.extend(summary.failed);
                 eprintln!(
                     "chaos: {} seeds ({}..{}), {} failed, {:.0}s",

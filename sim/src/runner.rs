@@ -17,6 +17,7 @@
 
 use crate::env::SimMachine;
 use crate::model::{error_class, History, ModelState};
+use crate::oracle::DurableImage;
 use crate::trace::{fnv64, Trace};
 use crate::workload::{draw_bad_row, draw_row, Action, Workload};
 use omendb::{Database, Error, Options, Row, Ticket, Value, Write};
@@ -214,6 +215,13 @@ pub struct Outcome {
     /// Recoveries that lost writes the engine had claimed durable, tolerated because silent
     /// corruption had damaged the log's last synced records (see docs/TESTING.md).
     pub tolerated_losses: u64,
+    /// Hits of every coverage probe during the run, by name (every probe, zeros included).
+    pub probes: BTreeMap<&'static str, u64>,
+    /// Durability claims the acknowledgement oracle checked against the disk's durable
+    /// image, and those it excused after silent damage to the log or a checkpoint.
+    pub oracle_checks: u64,
+    /// See `oracle_checks`.
+    pub oracle_excused: u64,
     /// The failure, if any check failed.
     pub failure: Option<Failure>,
 }
@@ -233,6 +241,9 @@ impl Outcome {
             disk_hash: 0,
             stopped_on_detected_damage: None,
             tolerated_losses: 0,
+            probes: BTreeMap::new(),
+            oracle_checks: 0,
+            oracle_excused: 0,
             failure: Some(Failure {
                 check: "panic",
                 detail: message,
@@ -251,8 +262,14 @@ impl Outcome {
 
 /// Runs `seed` under `config`.
 pub fn run(seed: u64, config: &RunConfig) -> Outcome {
+    // Probe counters are per thread, and a run lives on one thread from here to its end.
+    omendb::probe::reset();
     let mut sim = Sim::new(seed, config.clone());
     let result = sim.run_to_end();
+    let probes = omendb::probe::counts()
+        .into_iter()
+        .map(|(probe, hits)| (probe.name(), hits))
+        .collect();
     let stats = sim.machine.disk.stats();
     let faults = stats
         .faults
@@ -278,6 +295,9 @@ pub fn run(seed: u64, config: &RunConfig) -> Outcome {
         disk_hash: sim.machine.disk.disk_hash(),
         stopped_on_detected_damage: sim.detected_damage.clone(),
         tolerated_losses: sim.tolerated_losses,
+        probes,
+        oracle_checks: sim.oracle_checks,
+        oracle_excused: sim.oracle_excused,
         failure,
     }
 }
@@ -319,6 +339,11 @@ struct Sim {
     storage_full_seen: u32,
     detected_damage: Option<String>,
     tolerated_losses: u64,
+    /// Every LSN up to this one was found durable by the acknowledgement oracle since the
+    /// last open (claims at or below it need no new look at the disk).
+    oracle_verified_lsn: u64,
+    oracle_checks: u64,
+    oracle_excused: u64,
 }
 
 /// Files that silent faults have damaged at rest, at any time in the run: bit flips,
@@ -435,6 +460,9 @@ impl Sim {
             storage_full_seen: 0,
             detected_damage: None,
             tolerated_losses: 0,
+            oracle_verified_lsn: 0,
+            oracle_checks: 0,
+            oracle_excused: 0,
         }
     }
 
@@ -513,6 +541,7 @@ impl Sim {
             let db = self.db()?;
             (db.lsns().1, db.poisoned())
         };
+        self.check_claim("lsn_durable", durable)?;
         self.history.durable_lsn = self.history.durable_lsn.max(durable);
         if let Some(reason) = poisoned {
             self.log(format!("log poisoned ({reason}); restarting the process"));
@@ -764,6 +793,7 @@ impl Sim {
     fn acknowledge(&mut self, client: usize, pending: Pending) -> Check {
         self.clients[client] = None;
         if self.workload.sync == omendb::Sync::Always {
+            self.check_claim("acknowledged under Sync::Always", pending.ticket.lsn())?;
             self.history.durable_lsn = self.history.durable_lsn.max(pending.ticket.lsn());
         }
         Ok(())
@@ -903,6 +933,7 @@ impl Sim {
                 if worked {
                     // A compaction ends with a checkpoint of everything applied.
                     let lsn = self.db()?.lsns().0;
+                    self.check_claim("compaction's checkpoint", lsn)?;
                     self.history.durable_lsn = self.history.durable_lsn.max(lsn);
                 }
                 Ok(())
@@ -934,6 +965,7 @@ impl Sim {
         match result {
             Ok(lsn) => {
                 self.log(format!("checkpoint -> lsn {lsn}"));
+                self.check_claim("checkpoint", lsn)?;
                 self.history.durable_lsn = self.history.durable_lsn.max(lsn);
                 Ok(())
             }
@@ -988,6 +1020,7 @@ impl Sim {
         match db.close() {
             Ok(()) => {
                 self.log(format!("close -> ok at lsn {lsn_written}"));
+                self.check_claim("clean close", lsn_written)?;
                 self.history.durable_lsn = self.history.durable_lsn.max(lsn_written);
             }
             Err(e) => self.log(format!("close -> error {}", error_class(&e))),
@@ -997,6 +1030,47 @@ impl Sim {
             return self.open_checked(Reopen::Crash);
         }
         self.open_checked(Reopen::Process)
+    }
+
+    /// The acknowledgement oracle: the engine just claimed `lsn` durable (`what`: an
+    /// acknowledgement under `Sync::Always`, `lsn_durable`, a checkpoint, a clean close), so
+    /// a crash now must keep it; the disk's durable image must prove it (see
+    /// [`crate::oracle`]). Silent damage to a durable log segment or checkpoint (a bit flip,
+    /// a misdirected or lying torn write) can take records away after they were synced,
+    /// which the recovery check then judges: such a claim is excused here, and traced.
+    fn check_claim(&mut self, what: &str, lsn: u64) -> Check {
+        if lsn <= self.oracle_verified_lsn {
+            return Ok(());
+        }
+        self.oracle_checks += 1;
+        let image = DurableImage::read(&self.machine.disk, DB_PATH);
+        let through = image.lsn_durable();
+        if lsn <= through {
+            self.oracle_verified_lsn = through;
+            return Ok(());
+        }
+        let detail = format!(
+            "{what}: lsn {lsn}, but the durable image proves only lsn {through} (checkpoint {}, segments {:?})",
+            image.checkpoint_lsn, image.segments
+        );
+        if self.durable_image_damaged() {
+            self.oracle_excused += 1;
+            self.log(format!("ack oracle excused after silent damage: {detail}"));
+            return Ok(());
+        }
+        fail("ack_oracle", detail)
+    }
+
+    /// Whether silent faults damaged a file of the durable image that recovery would read
+    /// now: a log segment, or a checkpoint (damage to its temporary file follows the rename).
+    fn durable_image_damaged(&self) -> bool {
+        let damaged = damaged_paths(&self.machine.disk);
+        let checkpoint_tmp = damaged.contains(&format!("{DB_PATH}/checkpoint.tmp"));
+        self.machine.disk.durable_files().iter().any(|path| {
+            let checkpoint = path.starts_with(&format!("{DB_PATH}/checkpoint-"));
+            let segment = path.starts_with(&format!("{DB_PATH}/wal/"));
+            (segment || checkpoint) && damaged.contains(path) || checkpoint && checkpoint_tmp
+        })
     }
 
     fn check_engine_invariants(&mut self) -> Check {
@@ -1034,6 +1108,7 @@ impl Sim {
             match Database::open_with_env(self.machine.env(), Path::new(DB_PATH), options) {
                 Ok(db) => break db,
                 Err(e) if is_crash_error(&e) || self.machine.disk.is_frozen() => {
+                    omendb::probe!(SimCrashDuringRecovery);
                     self.log(format!("open -> crashed during recovery: {e}"));
                     self.crash_restart();
                 }
@@ -1072,6 +1147,9 @@ impl Sim {
             }
         };
         self.recoveries += 1;
+        // LSNs after the recovered one are handed out again: what the oracle verified
+        // before this open says nothing about them.
+        self.oracle_verified_lsn = 0;
         let stats = db.open_stats().clone();
         let recovered = stats.recovery.lsn_last;
         self.log(format!(

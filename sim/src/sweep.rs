@@ -2,7 +2,7 @@
 //! end, so threads never touch a run's determinism), with a summary for people and CI.
 
 use crate::runner::{run, Outcome, RunConfig};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -33,6 +33,12 @@ pub struct Summary {
     pub tolerated_losses: u64,
     /// Faults by kind over all runs.
     pub faults: BTreeMap<String, u64>,
+    /// Durability claims the acknowledgement oracle checked against the disk.
+    pub oracle_checks: u64,
+    /// Claims it excused after silent damage to the log or a checkpoint.
+    pub oracle_excused: u64,
+    /// Coverage probe hits over all runs, by name (every probe, zeros included).
+    pub probes: BTreeMap<&'static str, u64>,
     /// Wall time of the sweep, seconds.
     pub elapsed_s: f64,
     /// Time spent inside runs, summed over threads, seconds.
@@ -48,12 +54,33 @@ impl Summary {
         self.recoveries += outcome.recoveries;
         self.detected_damage += u64::from(outcome.stopped_on_detected_damage.is_some());
         self.tolerated_losses += outcome.tolerated_losses;
+        self.oracle_checks += outcome.oracle_checks;
+        self.oracle_excused += outcome.oracle_excused;
         for (kind, count) in &outcome.faults {
             *self.faults.entry(kind.clone()).or_default() += count;
         }
+        self.add_probes(&outcome.probes);
         if !outcome.passed() {
             self.failed.push(outcome);
         }
+    }
+
+    /// Adds probe hits (of a run, or of another summary).
+    pub fn add_probes(&mut self, probes: &BTreeMap<&'static str, u64>) {
+        for (name, hits) in probes {
+            *self.probes.entry(name).or_default() += hits;
+        }
+    }
+
+    /// The probes never hit, sorted by name.
+    pub fn probes_missed(&self) -> Vec<&'static str> {
+        omendb::probe::Probe::ALL
+            .iter()
+            .map(|p| p.name())
+            .filter(|name| self.probes.get(name).copied().unwrap_or(0) == 0)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect()
     }
 
     /// Simulated operations per second per core (engine operations over busy time).
@@ -73,8 +100,17 @@ impl Summary {
             .iter()
             .map(|(k, v)| format!("\"{k}\":{v}"))
             .collect();
+        // Every probe, zeros included, in name order.
+        let mut probes: BTreeMap<&str, u64> = omendb::probe::Probe::ALL
+            .iter()
+            .map(|p| (p.name(), 0))
+            .collect();
+        for (name, hits) in &self.probes {
+            *probes.entry(name).or_default() += hits;
+        }
+        let probes: Vec<String> = probes.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!(
-            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"tolerated_losses\":{},\"faults\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
+            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"tolerated_losses\":{},\"oracle_checks\":{},\"oracle_excused\":{},\"faults\":{{{}}},\"probes\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
             self.seeds,
             failed.join(","),
             self.engine_ops,
@@ -83,7 +119,10 @@ impl Summary {
             self.recoveries,
             self.detected_damage,
             self.tolerated_losses,
+            self.oracle_checks,
+            self.oracle_excused,
             faults.join(","),
+            probes.join(","),
             self.sim_ops_per_s(),
             self.elapsed_s
         )

@@ -186,6 +186,7 @@ impl Wal {
                     tracing::info!(path = %path.display(), %reason, "removing a log segment whose creation was torn");
                     fs.remove(&path)
                         .map_err(|e| Error::io("remove torn log segment", &path, e))?;
+                    crate::probe!(WalTornCreationRemoved);
                     dir_changed = true;
                     last_is_sealed = true;
                     seqs.pop();
@@ -255,8 +256,12 @@ impl Wal {
             if let Some(e) = segment_error.take() {
                 return Err(e);
             }
-            let scan = scan.map_err(|(offset, reason)| Error::corruption(&path, offset, reason))?;
+            let scan = scan.map_err(|(offset, reason)| {
+                crate::probe!(WalMidLogCorruption);
+                Error::corruption(&path, offset, reason)
+            })?;
             if scan.torn_bytes > 0 {
+                crate::probe!(WalTornTailTruncated);
                 tracing::info!(
                     path = %path.display(),
                     offset = scan.valid_end,
@@ -568,18 +573,24 @@ impl Wal {
             new_segment: None,
             failure: None,
         };
-        let sync_failed = |path: &Path, e: std::io::Error| WriteFailure {
-            poison: Some(format!("sync of {} failed: {e}", path.display())),
-            error: Error::io("log sync", path, e),
+        let sync_failed = |path: &Path, e: std::io::Error| {
+            crate::probe!(WalSyncFailurePoisons);
+            WriteFailure {
+                poison: Some(format!("sync of {} failed: {e}", path.display())),
+                error: Error::io("log sync", path, e),
+            }
         };
-        let create_failed = |failed: CreateFailed| WriteFailure {
-            poison: failed.stray.then(|| {
-                format!(
-                    "a half-made log segment could not be removed: {}",
-                    failed.error
-                )
-            }),
-            error: failed.error,
+        let create_failed = |failed: CreateFailed| {
+            crate::probe!(WalSegmentCreateFailed);
+            WriteFailure {
+                poison: failed.stray.then(|| {
+                    format!(
+                        "a half-made log segment could not be removed: {}",
+                        failed.error
+                    )
+                }),
+                error: failed.error,
+            }
         };
         let (mut file, mut file_path) = (segment.clone(), path.to_path_buf());
         if roll_first {
@@ -593,6 +604,7 @@ impl Wal {
             drop_synced(segment.as_ref(), path, cache_dropped_to..offset);
             match create_segment(self.fs.as_ref(), &self.dir, seq_next, lsn_before + 1) {
                 Ok(made) => {
+                    crate::probe!(WalSegmentRoll);
                     file = made.0.clone();
                     file_path = made.1.path.clone();
                     outcome.offset_end = SEGMENT_HEADER_BYTES as u64;
@@ -608,11 +620,15 @@ impl Wal {
         if !bytes.is_empty() {
             let at = outcome.offset_end;
             if let Err(e) = file.write_at(bytes, at) {
+                if e.kind() == std::io::ErrorKind::StorageFull {
+                    crate::probe!(WalDiskFullInRecord);
+                }
                 // Undo durably: an unsynced truncate could be lost in a crash and let the
                 // failed records resurface after a gap.
                 let undone = file.set_len(at).and_then(|()| file.sync());
                 outcome.failure = Some(match undone {
                     Ok(()) => {
+                        crate::probe!(WalWriteUndone);
                         // That sync covered every earlier write too.
                         outcome.lsn_durable = lsn_before;
                         WriteFailure {
@@ -620,13 +636,16 @@ impl Wal {
                             error: Error::io("log write", &file_path, e),
                         }
                     }
-                    Err(undo) => WriteFailure {
+                    Err(undo) => {
+                        crate::probe!(WalUndoFailurePoisons);
+                        WriteFailure {
                         poison: Some(format!(
                             "write at offset {at} of {} failed ({e}) and truncating it back failed ({undo})",
                             file_path.display()
                         )),
                         error: Error::io("log write", &file_path, e),
-                    },
+                    }
+                    }
                 });
                 return outcome;
             }
@@ -656,6 +675,7 @@ impl Wal {
             debug_assert!(outcome.new_segment.is_none() && sync);
             match create_segment(self.fs.as_ref(), &self.dir, seq_next, lsn_target + 1) {
                 Ok(made) => {
+                    crate::probe!(WalSegmentRoll);
                     drop_synced(
                         file.as_ref(),
                         &file_path,

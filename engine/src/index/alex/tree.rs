@@ -421,10 +421,14 @@ impl<K: Key, P: Payload> Alex<K, P> {
         match placement {
             // Appended keys already sit where the model put them: add room, keep the rest.
             Placement::KeepLeft | Placement::KeepRight if node.num_keys > 0 => {
+                crate::probe!(AlexExpand);
                 let slots = slots_for(node.num_keys, DENSITY_MIN);
                 self.datas[index].grow_toward(slots, placement);
             }
-            _ => self.rebuild_data(index, DENSITY_MIN, placement, None),
+            _ => {
+                crate::probe!(AlexRetrain);
+                self.rebuild_data(index, DENSITY_MIN, placement, None);
+            }
         }
     }
 
@@ -522,6 +526,7 @@ impl<K: Key, P: Payload> Alex<K, P> {
             focus = heir;
         }
         if changed {
+            crate::probe!(AlexNodeReclaim);
             self.shrink_root();
         }
         changed
@@ -754,6 +759,7 @@ impl<K: Key, P: Payload> Alex<K, P> {
         keys: &[K],
         payloads: &[P],
     ) {
+        crate::probe!(AlexSplit);
         let hint = self.datas[leaf].append_placement();
         let count = parts.len() - 1;
         let mut made = Vec::with_capacity(count);
@@ -803,6 +809,7 @@ impl<K: Key, P: Payload> Alex<K, P> {
         keys: &[K],
         payloads: &[P],
     ) {
+        crate::probe!(AlexSplit);
         let fanout = 1usize << depth;
         // A node filled by appends keeps half of the new slots free past its last key, so the
         // appends that follow spread over children instead of piling into the last one.
@@ -883,7 +890,13 @@ impl<K: Key, P: Payload> Alex<K, P> {
             }
         }
         match side {
-            Some(side) => self.grow_root(root, side),
+            Some(side) => {
+                let grew = self.grow_root(root, side);
+                if grew {
+                    crate::probe!(AlexRootGrowth);
+                }
+                grew
+            }
             None => false,
         }
     }

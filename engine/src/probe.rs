@@ -1,0 +1,186 @@
+//! Coverage probes (FoundationDB's `CODE_PROBE`): named counters on rare paths, so that a
+//! simulation sweep can show that it reached them and fail when a path stops being reached.
+//!
+//! A probe is a variant of [`Probe`]; [`probe!`](crate::probe!) marks a place in the code:
+//!
+//! ```ignore
+//! crate::probe!(WalTornTailTruncated);
+//! ```
+//!
+//! The macro is exported, so the simulated disk (`omendb-faults`) and the simulator name
+//! their probes with `omendb::probe!` too, and one table ([`Probe::ALL`]) lists every probe
+//! of the project. Adding one is adding a variant and its line in [`Probe::name`].
+//!
+//! **Cost.** A hit is one thread-local `Cell` increment in a fixed array indexed by the
+//! variant: no lock, no atomic, no allocation, no lookup by name. Probes sit on rare paths
+//! (a torn tail, a failed fsync, a node split), never on the per-row fast path.
+//!
+//! **Per thread, read as totals.** Counters are per thread because the simulator runs each
+//! seed start to end on one thread (workers included), and tests and sweeps run seeds on
+//! several threads at once: [`reset`] at the start of a run and [`counts`] at its end give
+//! that run's hits, whatever other threads do. Counters never influence behaviour; the
+//! simulator reads them only after a run, so they cannot change a seed's trajectory.
+//! On a real disk the engine's background workers count on their own threads, which nobody
+//! reads.
+
+use std::cell::Cell;
+
+/// Every probe of the project. The name (see [`Probe::name`]) is what reports print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(usize)]
+pub enum Probe {
+    // ---- the log (engine/src/wal) ----
+    /// Recovery cut a torn tail off the last segment.
+    WalTornTailTruncated,
+    /// Recovery removed a last segment whose creation was torn (header torn, rest zeros).
+    WalTornCreationRemoved,
+    /// Recovery found damage in the middle of the log and reported it as corruption.
+    WalMidLogCorruption,
+    /// A failed fsync of a segment poisoned the log.
+    WalSyncFailurePoisons,
+    /// A failed log write was undone (truncated back and synced); the log went on.
+    WalWriteUndone,
+    /// A failed log write could not be undone, which poisoned the log.
+    WalUndoFailurePoisons,
+    /// The disk filled up in the middle of a log write (a short write, then ENOSPC).
+    WalDiskFullInRecord,
+    /// The log writer started a new segment (a checkpoint's roll, or a full segment).
+    WalSegmentRoll,
+    /// A new segment could not be created; the old one stayed current.
+    WalSegmentCreateFailed,
+    // ---- the primary index (engine/src/index/alex) ----
+    /// A data node grew in place toward its appends, keeping its model.
+    AlexExpand,
+    /// A data node was rebuilt with a retrained model.
+    AlexRetrain,
+    /// A data node was split (sideways into its parent's slots, or down under a new node).
+    AlexSplit,
+    /// The root's key domain grew (in place, or under a new root).
+    AlexRootGrowth,
+    /// Emptied nodes were reclaimed (their slots given to a neighbour, a parent collapsed).
+    AlexNodeReclaim,
+    // ---- checkpoints and open (engine/src/db.rs) ----
+    /// A running checkpoint copied the state into memory before writing it.
+    CheckpointCopied,
+    /// A running checkpoint streamed the state to its file under the read lock.
+    CheckpointStreamed,
+    /// An open replayed log records after the checkpoint it loaded.
+    OpenReplayedRecords,
+    // ---- the simulated disk (faults/src/disk.rs) ----
+    /// A write to an unreadable (latent) sector healed it (the drive remapped it).
+    DiskLatentHealedByWrite,
+    // ---- the simulator (sim/src/runner.rs) ----
+    /// The disk crashed while the database was opening (a crash during recovery).
+    SimCrashDuringRecovery,
+}
+
+impl Probe {
+    /// How many probes there are.
+    pub const COUNT: usize = Probe::ALL.len();
+
+    /// Every probe, in declaration order.
+    pub const ALL: [Probe; 19] = [
+        Probe::WalTornTailTruncated,
+        Probe::WalTornCreationRemoved,
+        Probe::WalMidLogCorruption,
+        Probe::WalSyncFailurePoisons,
+        Probe::WalWriteUndone,
+        Probe::WalUndoFailurePoisons,
+        Probe::WalDiskFullInRecord,
+        Probe::WalSegmentRoll,
+        Probe::WalSegmentCreateFailed,
+        Probe::AlexExpand,
+        Probe::AlexRetrain,
+        Probe::AlexSplit,
+        Probe::AlexRootGrowth,
+        Probe::AlexNodeReclaim,
+        Probe::CheckpointCopied,
+        Probe::CheckpointStreamed,
+        Probe::OpenReplayedRecords,
+        Probe::DiskLatentHealedByWrite,
+        Probe::SimCrashDuringRecovery,
+    ];
+
+    /// The probe's stable name: `layer.what`, as reports and docs/TESTING.md spell it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Probe::WalTornTailTruncated => "wal.torn_tail_truncated",
+            Probe::WalTornCreationRemoved => "wal.torn_creation_removed",
+            Probe::WalMidLogCorruption => "wal.mid_log_corruption",
+            Probe::WalSyncFailurePoisons => "wal.sync_failure_poisons",
+            Probe::WalWriteUndone => "wal.write_undone",
+            Probe::WalUndoFailurePoisons => "wal.undo_failure_poisons",
+            Probe::WalDiskFullInRecord => "wal.disk_full_in_record",
+            Probe::WalSegmentRoll => "wal.segment_roll",
+            Probe::WalSegmentCreateFailed => "wal.segment_create_failed",
+            Probe::AlexExpand => "alex.expand",
+            Probe::AlexRetrain => "alex.retrain",
+            Probe::AlexSplit => "alex.split",
+            Probe::AlexRootGrowth => "alex.root_growth",
+            Probe::AlexNodeReclaim => "alex.node_reclaim",
+            Probe::CheckpointCopied => "checkpoint.copied",
+            Probe::CheckpointStreamed => "checkpoint.streamed",
+            Probe::OpenReplayedRecords => "open.replayed_records",
+            Probe::DiskLatentHealedByWrite => "disk.latent_healed_by_write",
+            Probe::SimCrashDuringRecovery => "sim.crash_during_recovery",
+        }
+    }
+}
+
+thread_local! {
+    static COUNTS: [Cell<u64>; Probe::COUNT] = const { [const { Cell::new(0) }; Probe::COUNT] };
+}
+
+/// Counts one hit of `probe` on this thread. Use [`probe!`](crate::probe!).
+#[inline]
+pub fn hit(probe: Probe) {
+    COUNTS.with(|counts| {
+        let cell = &counts[probe as usize];
+        cell.set(cell.get().wrapping_add(1));
+    });
+}
+
+/// Sets this thread's counters to zero (the simulator, at the start of a run).
+pub fn reset() {
+    COUNTS.with(|counts| counts.iter().for_each(|c| c.set(0)));
+}
+
+/// This thread's hits since the last [`reset`], by probe, in [`Probe::ALL`] order.
+pub fn counts() -> [(Probe, u64); Probe::COUNT] {
+    COUNTS.with(|counts| Probe::ALL.map(|probe| (probe, counts[probe as usize].get())))
+}
+
+/// Marks a rare path: `probe!(WalTornTailTruncated)` counts one hit of
+/// [`Probe::WalTornTailTruncated`](crate::probe::Probe) on this thread.
+#[macro_export]
+macro_rules! probe {
+    ($name:ident) => {
+        $crate::probe::hit($crate::probe::Probe::$name)
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_complete_and_names_are_unique() {
+        for (i, probe) in Probe::ALL.iter().enumerate() {
+            assert_eq!(*probe as usize, i, "{probe:?} out of order in Probe::ALL");
+        }
+        let mut names: Vec<&str> = Probe::ALL.iter().map(|p| p.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Probe::COUNT);
+    }
+
+    #[test]
+    fn counts_reset() {
+        reset();
+        crate::probe!(AlexSplit);
+        crate::probe!(AlexSplit);
+        assert_eq!(counts()[Probe::AlexSplit as usize].1, 2);
+        reset();
+        assert_eq!(counts()[Probe::AlexSplit as usize].1, 0);
+    }
+}
