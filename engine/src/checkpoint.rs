@@ -506,7 +506,7 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
         for _ in 0..segment_count {
             let meta_at = r.at();
             let id = if version == VERSION_TOMBSTONES {
-                let meta = r.decode(cold::LegacySegmentMeta::decode)?;
+                let meta = r.decode(SegmentMeta::decode_v2)?;
                 let id = meta.id;
                 legacy.push(meta);
                 id
@@ -594,7 +594,7 @@ struct ColdToLoad {
     cold_dir: PathBuf,
     manifest: Vec<(SegmentMeta, roaring::RoaringBitmap)>,
     /// Version 2 entries (no index, tombstones instead of deletion vectors).
-    legacy: Vec<cold::LegacySegmentMeta>,
+    legacy: Vec<SegmentMeta>,
     tombstones: BTreeMap<i64, u64>,
     next_segment_id: u64,
 }

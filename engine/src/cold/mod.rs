@@ -98,6 +98,15 @@ impl SegmentMeta {
     }
 
     pub fn decode(dec: &mut Decoder<'_>) -> DecodeResult<SegmentMeta> {
+        let mut meta = SegmentMeta::decode_v2(dec)?;
+        meta.index_size_bytes = dec.u64()?;
+        meta.index_crc32c = dec.u32()?;
+        Ok(meta)
+    }
+
+    /// A version-2 checkpoint's entry: the fields before the index's (which stay 0 until
+    /// [`migrate_legacy`] writes the index).
+    pub fn decode_v2(dec: &mut Decoder<'_>) -> DecodeResult<SegmentMeta> {
         let meta = SegmentMeta {
             id: dec.u64()?,
             key_min: dec.i64()?,
@@ -106,8 +115,8 @@ impl SegmentMeta {
             lsn: dec.u64()?,
             size_bytes: dec.u64()?,
             crc32c: dec.u32()?,
-            index_size_bytes: dec.u64()?,
-            index_crc32c: dec.u32()?,
+            index_size_bytes: 0,
+            index_crc32c: 0,
         };
         if meta.key_min > meta.key_max || meta.row_count == 0 || meta.row_count > u32::MAX as u64 {
             return Err(dec.error(format!(
@@ -588,7 +597,7 @@ impl ColdTier {
         fs: &dyn Fs,
         dir: &Path,
         table_id: u32,
-        def: &TableDef,
+        def: &Arc<TableDef>,
     ) -> Result<Option<Segment>> {
         let rows: Vec<Row> = self
             .rows(def, Bound::Unbounded, Bound::Unbounded)?
@@ -679,15 +688,14 @@ impl ColdTier {
     /// Every visible cold row with key in the range, keyed.
     pub fn rows(
         &self,
-        def: &TableDef,
+        def: &Arc<TableDef>,
         lower: Bound<i64>,
         upper: Bound<i64>,
     ) -> Result<BTreeMap<i64, Row>> {
         let all: Vec<usize> = (0..def.columns().len()).collect();
         let mut rows = BTreeMap::new();
         let path = PathBuf::from(COLD_DIR);
-        let def_arc = Arc::new(def.clone());
-        for batch in self.scan(&def_arc, lower, upper, &all) {
+        for batch in self.scan(def, lower, upper, &all) {
             let batch = batch?;
             for i in 0..batch.num_rows() {
                 let row = segment::batch_row(def, &batch, i, &path)?;
@@ -959,32 +967,6 @@ impl Iterator for ColdScan {
     }
 }
 
-/// A segment entry of a version-2 checkpoint's manifest: no sidecar index.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LegacySegmentMeta {
-    pub id: u64,
-    pub key_min: i64,
-    pub key_max: i64,
-    pub row_count: u64,
-    pub lsn: u64,
-    pub size_bytes: u64,
-    pub crc32c: u32,
-}
-
-impl LegacySegmentMeta {
-    pub fn decode(dec: &mut Decoder<'_>) -> DecodeResult<LegacySegmentMeta> {
-        Ok(LegacySegmentMeta {
-            id: dec.u64()?,
-            key_min: dec.i64()?,
-            key_max: dec.i64()?,
-            row_count: dec.u64()?,
-            lsn: dec.u64()?,
-            size_bytes: dec.u64()?,
-            crc32c: dec.u32()?,
-        })
-    }
-}
-
 /// Opens the segments of a version-2 manifest, once: reads each file whole (checked
 /// against the manifest, as version 2 did), writes its sidecar index durably, and turns the
 /// old visibility rule (a key's version counts unless the hot tier holds the key, a
@@ -995,7 +977,7 @@ pub(crate) fn migrate_legacy(
     dir: &Path,
     table_id: u32,
     def: &TableDef,
-    metas: Vec<LegacySegmentMeta>,
+    metas: Vec<SegmentMeta>,
     tombstones: &BTreeMap<i64, u64>,
     hot_contains: impl Fn(i64) -> bool,
 ) -> Result<Vec<(Segment, RoaringBitmap)>> {
@@ -1055,15 +1037,9 @@ pub(crate) fn migrate_legacy(
             }
         }
         let meta = SegmentMeta {
-            id: old.id,
-            key_min: old.key_min,
-            key_max: old.key_max,
-            row_count: old.row_count,
-            lsn: old.lsn,
-            size_bytes: old.size_bytes,
-            crc32c: old.crc32c,
             index_size_bytes: index_bytes.len() as u64,
             index_crc32c: crc32c::crc32c(&index_bytes),
+            ..old
         };
         loaded.push((Segment::open(fs, dir, table_id, meta, index, def)?, deleted));
     }

@@ -210,7 +210,7 @@ fn choose<'r, R: RowValues<'r>>(rows: &[R], column: usize, is_key: bool) -> Colu
 
 /// A freshly encoded segment: the Parquet bytes and their sidecar index.
 pub(crate) struct Encoded {
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
     pub index: SegmentIndex,
 }
 
@@ -247,7 +247,7 @@ pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result
         let batch = rows_to_batch(def, schema.clone(), &all, chunk.iter().copied())?;
         writer.write(&batch).map_err(fail)?;
     }
-    let bytes = writer.into_inner().map_err(fail)?;
+    let bytes = Bytes::from(writer.into_inner().map_err(fail)?);
     let keys: Vec<i64> = rows.iter().filter_map(|r| r.value(pk).as_i64()).collect();
     let index = index_of(def, &bytes, &keys)
         .map_err(|reason| Error::corruption(Path::new("<new segment>"), 0, reason))?;
@@ -257,12 +257,11 @@ pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result
 /// The sidecar index of a whole Parquet file `bytes` whose key column holds `keys`.
 pub(crate) fn index_of(
     def: &TableDef,
-    bytes: &[u8],
+    bytes: &Bytes,
     keys: &[i64],
 ) -> std::result::Result<SegmentIndex, String> {
-    let data = Bytes::copy_from_slice(bytes);
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
-    let metadata = ArrowReaderMetadata::load(&data, options)
+    let metadata = ArrowReaderMetadata::load(bytes, options)
         .map_err(|e| format!("unreadable Parquet footer: {e}"))?;
     let meta = metadata.metadata();
     let regions = regions(meta, bytes.len() as u64)?;
@@ -704,7 +703,7 @@ impl SegmentReader {
     }
 
     /// Reads the whole file and checks it against the index's length and CRC-32C.
-    pub fn verify_bytes(&self, index: &SegmentIndex) -> Result<Vec<u8>> {
+    pub fn verify_bytes(&self, index: &SegmentIndex) -> Result<Bytes> {
         let bytes = self
             .file
             .read_all()
@@ -729,7 +728,7 @@ impl SegmentReader {
                 ),
             ));
         }
-        Ok(bytes)
+        Ok(Bytes::from(bytes))
     }
 }
 
