@@ -486,6 +486,9 @@ impl<'a> RowRef<'a> {
 pub(crate) trait RowValues<'a>: Copy {
     /// The value of column `i`; NULL past the last column.
     fn value(self, i: usize) -> ValueRef<'a>;
+
+    /// Asks the CPU to start loading the row's bytes (a row about to be read soon).
+    fn prefetch(self) {}
 }
 
 impl<'a> RowValues<'a> for &'a Row {
@@ -497,6 +500,12 @@ impl<'a> RowValues<'a> for &'a Row {
 impl<'a> RowValues<'a> for RowRef<'a> {
     fn value(self, i: usize) -> ValueRef<'a> {
         RowRef::value(&self, i)
+    }
+
+    fn prefetch(self) {
+        if let Some(first) = self.bytes.first() {
+            crate::mem::prefetch(first);
+        }
     }
 }
 

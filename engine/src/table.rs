@@ -588,7 +588,7 @@ impl Table {
                 &self.def,
                 schema.clone(),
                 columns,
-                chunk.iter().copied(),
+                &chunk,
             )?);
         }
         Ok(TableScan {

@@ -38,7 +38,9 @@
 //! each deletion vector lies inside its segment; `visible_rows` is the sum over segments of
 //! rows minus deleted ones.
 
+pub(crate) mod columns;
 pub(crate) mod index;
+pub(crate) mod pages;
 pub(crate) mod segment;
 
 use crate::codec::{DecodeResult, Decoder, Encoder};
@@ -47,10 +49,11 @@ use crate::error::{Error, Result};
 use crate::rowstore::RowValues;
 use crate::schema::{Row, TableDef};
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use columns::SegmentColumns;
 use index::SegmentIndex;
-use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 use roaring::RoaringBitmap;
-use segment::{BatchReader, SegmentReader};
+use segment::SegmentReader;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -674,6 +677,13 @@ impl ColdTier {
             .filter(|(s, _)| overlaps(lower, upper, s.meta.key_min, s.meta.key_max))
             .map(|(s, d)| (s.clone(), d.clone()))
             .collect();
+        let all = segment::arrow_schema(def);
+        let schema = Arc::new(arrow_schema::Schema::new(
+            columns
+                .iter()
+                .filter_map(|&c| all.fields().get(c).cloned())
+                .collect::<Vec<_>>(),
+        ));
         ColdScan {
             def: def.clone(),
             segments,
@@ -681,6 +691,7 @@ impl ColdTier {
             lower,
             upper,
             columns: columns.to_vec(),
+            schema,
             current: None,
         }
     }
@@ -811,15 +822,9 @@ pub(crate) struct ColdScan {
     lower: Bound<i64>,
     upper: Bound<i64>,
     columns: Vec<usize>,
-    current: Option<SegmentScan>,
-}
-
-/// The scan of one segment under way.
-struct SegmentScan {
-    batches: BatchReader,
-    /// Positions of the output columns among those read (file order).
-    output: Vec<usize>,
-    path: PathBuf,
+    /// The Arrow schema of `columns`.
+    schema: SchemaRef,
+    current: Option<SegmentColumns>,
 }
 
 impl ColdScan {
@@ -863,69 +868,23 @@ impl ColdScan {
 
     /// Starts reading `segment`: the row groups holding the range's rows, with a selection
     /// when the range cuts a row group or rows are deleted.
-    fn start(&self, segment: &Segment, deleted: &RoaringBitmap) -> Result<Option<SegmentScan>> {
+    fn start(
+        &self,
+        segment: &Segment,
+        deleted: &Arc<RoaringBitmap>,
+    ) -> Result<Option<SegmentColumns>> {
         let rows = self.row_range(segment)?;
         if rows.is_empty() {
             return Ok(None);
         }
-        let reader = &segment.reader;
-        let (Some(rg_first), Some(rg_last)) = (
-            reader.row_group_of(rows.start),
-            reader.row_group_of(rows.end - 1),
-        ) else {
-            return Err(Error::corruption(segment.path(), 0, "rows in no row group"));
-        };
-        let base = reader.row_group_rows(rg_first).start;
-        let top = reader.row_group_rows(rg_last).end;
-        let cut = rows.start != base || rows.end != top;
-        let deleted_in = deleted.range(rows.start as u32..rows.end as u32);
-        let selection = if cut || deleted_in.clone().next().is_some() {
-            let mut selectors = Vec::new();
-            let mut at = base;
-            let skip_to = |to: u64, selectors: &mut Vec<RowSelector>, at: &mut u64| {
-                if to > *at {
-                    selectors.push(RowSelector::skip((to - *at) as usize));
-                    *at = to;
-                }
-            };
-            skip_to(rows.start, &mut selectors, &mut at);
-            for row in deleted_in {
-                let row = u64::from(row);
-                if row > at {
-                    selectors.push(RowSelector::select((row - at) as usize));
-                }
-                selectors.push(RowSelector::skip(1));
-                at = row + 1;
-            }
-            if rows.end > at {
-                selectors.push(RowSelector::select((rows.end - at) as usize));
-                at = rows.end;
-            }
-            skip_to(top, &mut selectors, &mut at);
-            Some(RowSelection::from(selectors))
-        } else {
-            None
-        };
-        // Parquet returns projected columns in file order; with no column asked for, read
-        // the key (the smallest) so batches still carry their row counts.
-        let mut read: Vec<usize> = if self.columns.is_empty() {
-            vec![self.def.primary_key_index()]
-        } else {
-            self.columns.clone()
-        };
-        read.sort_unstable();
-        read.dedup();
-        let output = self
-            .columns
-            .iter()
-            .filter_map(|c| read.iter().position(|r| r == c))
-            .collect();
-        let batches = reader.batches(&read, (rg_first..=rg_last).collect(), selection)?;
-        Ok(Some(SegmentScan {
-            batches,
-            output,
-            path: segment.path().to_path_buf(),
-        }))
+        Ok(Some(SegmentColumns::new(
+            segment.reader.clone(),
+            self.def.clone(),
+            self.schema.clone(),
+            self.columns.clone(),
+            rows,
+            deleted.clone(),
+        )))
     }
 }
 
@@ -935,14 +894,9 @@ impl Iterator for ColdScan {
     fn next(&mut self) -> Option<Result<RecordBatch>> {
         loop {
             if let Some(current) = &mut self.current {
-                match current.batches.next() {
+                match current.next() {
                     Some(Ok(batch)) if batch.num_rows() == 0 => continue,
-                    Some(Ok(batch)) => {
-                        let projected = batch.project(&current.output).map_err(|e| {
-                            Error::corruption(&current.path, 0, format!("project failed: {e}"))
-                        });
-                        return Some(projected);
-                    }
+                    Some(Ok(batch)) => return Some(Ok(batch)),
                     Some(Err(e)) => {
                         self.current = None;
                         self.next = self.segments.len();

@@ -20,10 +20,15 @@
 //! memory speed.
 
 use crate::cold::index::{self, KeyPage, SegmentIndex};
+use crate::cold::pages::{ChunkPages, PageSource};
 use crate::env::File;
 use crate::error::{Error, Result};
 use crate::rowstore::{RowValues, ValueRef};
 use crate::schema::{DataType, Row, TableDef, Value};
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray,
@@ -32,11 +37,13 @@ use arrow_schema::{Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    ParquetRecordBatchReaderBuilder, RowSelection,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::basic::{Compression, Encoding};
-use parquet::column::page::{Page, PageReader};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::column::page::PageReader;
+use parquet::column::reader::ColumnReaderImpl;
+use parquet::data_type::{BoolType, ByteArrayType, DoubleType, Int64Type};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -59,8 +66,13 @@ pub(crate) const BATCH_ROWS: usize = 8192;
 const SAMPLE_ROWS: usize = 4096;
 /// A dictionary is used when the sample has at most one distinct value in this many.
 const DICTIONARY_DISTINCT_RATIO: usize = 4;
-/// LZ4 is used when it shrinks the sample to at most this fraction (in percent).
-const LZ4_PERCENT_MAX: usize = 80;
+/// A column is compressed when that shrinks the sample to at most this fraction (in
+/// percent).
+const COMPRESSED_PERCENT_MAX: usize = 80;
+/// Integers whose neighbours differ by more bits than this are stored plain.
+const DELTA_BITS_MAX: u32 = 56;
+/// zstd's level for string columns: its fastest, which decodes as fast as any.
+const ZSTD_LEVEL: i32 = 1;
 
 /// The Arrow schema of a table's segments.
 pub(crate) fn arrow_schema(def: &TableDef) -> SchemaRef {
@@ -84,45 +96,92 @@ fn arrow_type(data_type: DataType) -> arrow_schema::DataType {
     }
 }
 
+/// Rows looked ahead of the one being exported: their bytes are asked for early, so the
+/// cache misses of rows scattered in memory (the hot tier in key order) overlap.
+const PREFETCH_AHEAD: usize = 16;
+
 /// Rows (validated for `def`) as one Arrow batch with `schema`'s columns, which are
-/// `columns` of the table, in that order.
+/// `columns` of the table, in that order. One pass over the rows fills every column.
 pub(crate) fn rows_to_batch<'r, R: RowValues<'r>>(
     def: &TableDef,
     schema: SchemaRef,
     columns: &[usize],
-    rows: impl Iterator<Item = R> + Clone,
+    rows: &[R],
 ) -> Result<RecordBatch> {
-    let arrays: Vec<ArrayRef> = columns
+    let mut builders: Vec<ColumnBuilder> = columns
         .iter()
-        .map(|&i| column_array(def.columns()[i].data_type, i, rows.clone()))
+        .map(|&i| ColumnBuilder::new(def.columns()[i].data_type, rows.len()))
         .collect();
-    RecordBatch::try_new(schema, arrays).map_err(|e| Error::InvalidSchema {
+    for (at, row) in rows.iter().enumerate() {
+        if let Some(ahead) = rows.get(at + PREFETCH_AHEAD) {
+            ahead.prefetch();
+        }
+        for (builder, &i) in builders.iter_mut().zip(columns) {
+            builder.push(row.value(i));
+        }
+    }
+    let arrays: Vec<ArrayRef> = builders.into_iter().map(ColumnBuilder::finish).collect();
+    RecordBatch::try_new_with_options(
+        schema,
+        arrays,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(rows.len())),
+    )
+    .map_err(|e| Error::InvalidSchema {
         table: def.name().to_string(),
         reason: format!("rows do not form an Arrow batch: {e}"),
     })
 }
 
-fn column_array<'r, R: RowValues<'r>>(
-    data_type: DataType,
-    i: usize,
-    rows: impl Iterator<Item = R>,
-) -> ArrayRef {
-    match data_type {
-        DataType::Int64 => Arc::new(Int64Array::from_iter(rows.map(|r| match r.value(i) {
-            ValueRef::Int64(v) => Some(v),
-            _ => None,
-        }))),
-        DataType::Float64 => Arc::new(Float64Array::from_iter(rows.map(|r| r.value(i).as_f64()))),
-        DataType::Utf8 => Arc::new(StringArray::from_iter(rows.map(|r| r.value(i).as_str()))),
-        DataType::Binary => Arc::new(BinaryArray::from_iter(rows.map(|r| r.value(i).as_bytes()))),
-        DataType::Bool => Arc::new(BooleanArray::from_iter(rows.map(|r| r.value(i).as_bool()))),
-        DataType::Timestamp => Arc::new(
-            TimestampMicrosecondArray::from_iter(rows.map(|r| match r.value(i) {
-                ValueRef::Timestamp(v) => Some(v),
-                _ => None,
-            }))
-            .with_timezone("UTC"),
-        ),
+/// An Arrow array under construction, one per exported column. A value of the wrong type
+/// (never, for validated rows) is exported as NULL.
+enum ColumnBuilder {
+    Int64(Int64Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Float64(Float64Builder),
+    Utf8(StringBuilder),
+    Binary(BinaryBuilder),
+    Bool(BooleanBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(data_type: DataType, rows: usize) -> ColumnBuilder {
+        match data_type {
+            DataType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
+            DataType::Timestamp => ColumnBuilder::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"),
+            ),
+            DataType::Float64 => ColumnBuilder::Float64(Float64Builder::with_capacity(rows)),
+            DataType::Utf8 => ColumnBuilder::Utf8(StringBuilder::with_capacity(rows, rows * 16)),
+            DataType::Binary => {
+                ColumnBuilder::Binary(BinaryBuilder::with_capacity(rows, rows * 16))
+            }
+            DataType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(rows)),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, value: ValueRef<'_>) {
+        match (self, value) {
+            (ColumnBuilder::Int64(b), ValueRef::Int64(v)) => b.append_value(v),
+            (ColumnBuilder::Int64(b), _) => b.append_null(),
+            (ColumnBuilder::Timestamp(b), ValueRef::Timestamp(v)) => b.append_value(v),
+            (ColumnBuilder::Timestamp(b), _) => b.append_null(),
+            (ColumnBuilder::Float64(b), v) => b.append_option(v.as_f64()),
+            (ColumnBuilder::Utf8(b), v) => b.append_option(v.as_str()),
+            (ColumnBuilder::Binary(b), v) => b.append_option(v.as_bytes()),
+            (ColumnBuilder::Bool(b), v) => b.append_option(v.as_bool()),
+        }
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Utf8(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Binary(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
+        }
     }
 }
 
@@ -159,6 +218,8 @@ pub(crate) fn key_values(array: &dyn Array) -> Option<&[i64]> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct ColumnChoice {
     dictionary: bool,
+    /// The encoding of the values when no dictionary is used.
+    encoding: Encoding,
     compression: Compression,
 }
 
@@ -169,42 +230,103 @@ fn sample_bytes(value: ValueRef<'_>, out: &mut Vec<u8>) {
         ValueRef::Int64(v) | ValueRef::Timestamp(v) => out.extend_from_slice(&v.to_le_bytes()),
         ValueRef::Float64(v) => out.extend_from_slice(&v.to_bits().to_le_bytes()),
         ValueRef::Bool(v) => out.push(u8::from(v)),
-        ValueRef::Utf8(s) => {
-            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            out.extend_from_slice(s.as_bytes());
-        }
-        ValueRef::Binary(b) => {
-            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-            out.extend_from_slice(b);
-        }
+        ValueRef::Utf8(s) => out.extend_from_slice(s.as_bytes()),
+        ValueRef::Binary(b) => out.extend_from_slice(b),
     }
 }
 
-/// Chooses dictionary and compression for column `column` from the first rows.
-fn choose<'r, R: RowValues<'r>>(rows: &[R], column: usize, is_key: bool) -> ColumnChoice {
+/// Bits the widest difference between neighbouring non-null integers of the sample needs:
+/// what `DELTA_BINARY_PACKED` stores per value.
+fn delta_bits<'r, R: RowValues<'r>>(sample: &[R], column: usize) -> u32 {
+    let mut previous: Option<i64> = None;
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for row in sample {
+        let v = match row.value(column) {
+            ValueRef::Int64(v) | ValueRef::Timestamp(v) => v,
+            _ => continue,
+        };
+        if let Some(p) = previous {
+            let d = v.wrapping_sub(p);
+            lo = lo.min(d);
+            hi = hi.max(d);
+        }
+        previous = Some(v);
+    }
+    if lo > hi {
+        return 0;
+    }
+    64 - (hi.wrapping_sub(lo) as u64).leading_zeros()
+}
+
+/// Chooses dictionary, encoding and compression for column `column` (of type `data_type`)
+/// from the first rows. Every choice is one DuckDB, DataFusion and Spark read.
+fn choose<'r, R: RowValues<'r>>(
+    rows: &[R],
+    column: usize,
+    data_type: DataType,
+    is_key: bool,
+) -> ColumnChoice {
     let sample = &rows[..rows.len().min(SAMPLE_ROWS)];
+    if is_key {
+        // Sorted unique keys: deltas are small, and a point read decodes one page of them.
+        return ColumnChoice {
+            dictionary: false,
+            encoding: Encoding::DELTA_BINARY_PACKED,
+            compression: Compression::UNCOMPRESSED,
+        };
+    }
     let mut plain = Vec::new();
     let mut distinct = BTreeSet::new();
     for row in sample {
         let start = plain.len();
         sample_bytes(row.value(column), &mut plain);
-        if !is_key && distinct.len() * DICTIONARY_DISTINCT_RATIO <= sample.len() {
+        if distinct.len() * DICTIONARY_DISTINCT_RATIO <= sample.len() {
             distinct.insert(plain[start..].to_vec());
         }
     }
-    let dictionary = !is_key && distinct.len() * DICTIONARY_DISTINCT_RATIO <= sample.len();
-    let compressed = lz4_flex::block::compress(&plain).len();
-    let compression = if !dictionary && compressed * 100 <= plain.len() * LZ4_PERCENT_MAX {
-        Compression::LZ4_RAW
-    } else if dictionary {
+    if distinct.len() * DICTIONARY_DISTINCT_RATIO <= sample.len() {
         // Dictionary indices are small already; LZ4 on them is a cheap extra.
-        Compression::LZ4_RAW
-    } else {
-        Compression::UNCOMPRESSED
-    };
-    ColumnChoice {
-        dictionary,
-        compression,
+        return ColumnChoice {
+            dictionary: true,
+            encoding: Encoding::PLAIN,
+            compression: Compression::LZ4_RAW,
+        };
+    }
+    let pays = |compressed: usize| compressed * 100 <= plain.len() * COMPRESSED_PERCENT_MAX;
+    match data_type {
+        // Bit-packed deltas decode at memory speed and need no compression; a column whose
+        // neighbours differ by nearly the whole range stays plain.
+        DataType::Int64 | DataType::Timestamp => ColumnChoice {
+            dictionary: false,
+            encoding: if delta_bits(sample, column) <= DELTA_BITS_MAX {
+                Encoding::DELTA_BINARY_PACKED
+            } else {
+                Encoding::PLAIN
+            },
+            compression: Compression::UNCOMPRESSED,
+        },
+        // Lengths bit-packed apart from the bytes, which an entropy coder shrinks when
+        // their alphabet is small (zstd) or they repeat (LZ4 only finds repeats).
+        DataType::Utf8 | DataType::Binary => ColumnChoice {
+            dictionary: false,
+            encoding: Encoding::DELTA_LENGTH_BYTE_ARRAY,
+            compression: if pays(lz4_flex::block::compress(&plain).len()) {
+                Compression::LZ4_RAW
+            } else if zstd::bulk::compress(&plain, ZSTD_LEVEL).is_ok_and(|c| pays(c.len())) {
+                Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).unwrap_or_default())
+            } else {
+                Compression::UNCOMPRESSED
+            },
+        },
+        DataType::Float64 | DataType::Bool => ColumnChoice {
+            dictionary: false,
+            encoding: Encoding::PLAIN,
+            compression: if pays(lz4_flex::block::compress(&plain).len()) {
+                Compression::LZ4_RAW
+            } else {
+                Compression::UNCOMPRESSED
+            },
+        },
     }
 }
 
@@ -229,12 +351,12 @@ pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result
         .set_created_by(format!("omendb {}", env!("CARGO_PKG_VERSION")));
     for (i, column) in def.columns().iter().enumerate() {
         let path = ColumnPath::from(column.name.as_str());
-        let choice = choose(rows, i, i == pk);
+        let choice = choose(rows, i, column.data_type, i == pk);
         builder = builder
             .set_column_dictionary_enabled(path.clone(), choice.dictionary)
             .set_column_compression(path.clone(), choice.compression);
-        if i == pk {
-            builder = builder.set_column_encoding(path, Encoding::PLAIN);
+        if !choice.dictionary {
+            builder = builder.set_column_encoding(path, choice.encoding);
         }
     }
     let fail = |e: ParquetError| Error::InvalidSchema {
@@ -244,7 +366,7 @@ pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result
     let mut writer =
         ArrowWriter::try_new(Vec::new(), schema.clone(), Some(builder.build())).map_err(fail)?;
     for chunk in rows.chunks(BATCH_ROWS) {
-        let batch = rows_to_batch(def, schema.clone(), &all, chunk.iter().copied())?;
+        let batch = rows_to_batch(def, schema.clone(), &all, chunk)?;
         writer.write(&batch).map_err(fail)?;
     }
     let bytes = Bytes::from(writer.into_inner().map_err(fail)?);
@@ -372,6 +494,7 @@ struct Region {
 
 /// A segment open for reading: its file, its parsed footer and page index, and the CRC of
 /// every region a reader may ask for.
+#[derive(Clone)]
 pub(crate) struct SegmentReader {
     pub path: PathBuf,
     file: Arc<dyn File>,
@@ -568,87 +691,138 @@ impl SegmentReader {
         Ok(BatchReader { inner, failure })
     }
 
-    /// Reads `columns` of the rows of `row_groups` with `selection`, all at once.
-    pub fn read(
+    /// A decoder of the pages of column `column` of row group `rg` that hold rows `wanted`
+    /// (and of the chunk's dictionary, if any), each page checked against its CRC as it is
+    /// read; and the row (of the row group) the decoder starts at.
+    ///
+    /// With `prefetch`, the pages (and dictionary) are read and checked in one call up
+    /// front, as a scan wants; otherwise each page is read when it is decoded.
+    pub(crate) fn column_reader<T: parquet::data_type::DataType>(
         &self,
-        columns: &[usize],
-        row_groups: Vec<usize>,
-        selection: Option<RowSelection>,
-    ) -> Result<Vec<RecordBatch>> {
-        self.batches(columns, row_groups, selection)?.collect()
+        rg: usize,
+        column: usize,
+        wanted: std::ops::Range<usize>,
+        prefetch: bool,
+        failure: &ReadFailure,
+    ) -> Result<(ColumnReaderImpl<T>, usize)> {
+        let meta = self.metadata.metadata();
+        let all = meta
+            .offset_index()
+            .and_then(|i| i.get(rg)?.get(column))
+            .map(|i| i.page_locations())
+            .ok_or_else(|| corrupt(&self.path, format!("no offset index for column {column}")))?;
+        let chunk = meta.row_group(rg).column(column);
+        let rg_rows = self.row_group_rows(rg);
+        let rg_len = (rg_rows.end - rg_rows.start) as usize;
+        let first = all
+            .partition_point(|l| l.first_row_index as usize <= wanted.start)
+            .saturating_sub(1);
+        let last = all.partition_point(|l| (l.first_row_index as usize) < wanted.end);
+        let locations: Vec<_> = all.get(first..last.max(first + 1)).unwrap_or(all).to_vec();
+        let start_row = locations.first().map_or(0, |l| l.first_row_index as usize);
+        let rows = all.get(last).map_or(rg_len, |l| l.first_row_index as usize);
+        let mut chunk_reader = self.chunk_reader();
+        chunk_reader.io_failure = failure.io_failure.clone();
+        let dictionary = match chunk.dictionary_page_offset() {
+            Some(at) => Some((
+                u64::try_from(at).map_err(|_| corrupt(&self.path, "negative dictionary offset"))?,
+                usize::try_from(chunk.data_page_offset() - at)
+                    .map_err(|_| corrupt(&self.path, "dictionary after its data pages"))?,
+            )),
+            None => None,
+        };
+        let prefetched = match (prefetch, locations.last()) {
+            (true, Some(tail)) => {
+                let from = dictionary.map_or(locations[0].offset as u64, |(at, _)| at);
+                let to = (tail.offset as u64).saturating_add(tail.compressed_page_size as u64);
+                let bytes = chunk_reader
+                    .read_verified(from, to.saturating_sub(from))
+                    .map_err(|e| failure.error(e.to_string()))?;
+                Some(Prefetched { bytes, base: from })
+            }
+            _ => None,
+        };
+        let compression = chunk.compression();
+        let pages: Option<Box<dyn PageReader>> = match prefetched {
+            Some(source) => ChunkPages::new(source, compression, dictionary, locations, rows)
+                .map(|p| Box::new(p) as Box<dyn PageReader>),
+            None => ChunkPages::new(chunk_reader, compression, dictionary, locations, rows)
+                .map(|p| Box::new(p) as Box<dyn PageReader>),
+        };
+        let pages = match pages {
+            Some(pages) => pages,
+            None => {
+                let mut chunk_reader = self.chunk_reader();
+                chunk_reader.io_failure = failure.io_failure.clone();
+                let pages = SerializedPageReader::new(
+                    Arc::new(chunk_reader),
+                    chunk,
+                    rg_len,
+                    Some(all.clone()),
+                )
+                .map_err(|e| failure.error(e.to_string()))?;
+                let descr = meta.file_metadata().schema_descr().column(column);
+                return Ok((ColumnReaderImpl::new(descr, Box::new(pages)), 0));
+            }
+        };
+        let descr = meta.file_metadata().schema_descr().column(column);
+        Ok((ColumnReaderImpl::new(descr, pages), start_row))
+    }
+
+    /// Values of rows `within..within + count` of row group `rg` of column `column`: the
+    /// non-null values and, for a nullable column, the definition level of each row (0 is
+    /// null). Pages before `within` are skipped by the offset index, unread.
+    fn column_values<T: parquet::data_type::DataType>(
+        &self,
+        rg: usize,
+        column: usize,
+        within: usize,
+        count: usize,
+    ) -> Result<(Vec<T::T>, Vec<i16>)> {
+        let failure = ReadFailure {
+            path: self.path.clone(),
+            io_failure: Arc::new(Mutex::new(None)),
+        };
+        let fail = |e: ParquetError| failure.error(e.to_string());
+        let (mut reader, start) =
+            self.column_reader::<T>(rg, column, within..within + count, false, &failure)?;
+        let skip = within - start.min(within);
+        let skipped = reader.skip_records(skip).map_err(fail)?;
+        let mut values = Vec::with_capacity(count);
+        let mut levels = Vec::with_capacity(count);
+        let mut read = 0;
+        while skipped == skip && read < count {
+            let (records, _, _) = reader
+                .read_records(count - read, Some(&mut levels), None, &mut values)
+                .map_err(fail)?;
+            if records == 0 {
+                break;
+            }
+            read += records;
+        }
+        if skipped != skip || read != count {
+            return Err(corrupt(
+                &self.path,
+                format!(
+                    "column {column} of row group {rg} ends before row {}",
+                    within + count
+                ),
+            ));
+        }
+        Ok((values, levels))
     }
 
     /// Decodes key page `page` (of `index`'s directory) of key column `pk`: its keys, in
-    /// order. A plain-encoded page (what this engine writes) is decoded directly; any other
-    /// through the Arrow reader.
+    /// order, decoded straight from the one page (whatever its encoding).
     pub fn read_key_page(&self, index: &SegmentIndex, pk: usize, page: usize) -> Result<Vec<i64>> {
         let rows = index.page_rows(page);
         let rg = self
             .row_group_of(rows.start)
             .ok_or_else(|| corrupt(&self.path, format!("key page {page} is in no row group")))?;
-        let rg_rows = self.row_group_rows(rg);
-        let meta = self.metadata.metadata();
-        let locations = meta
-            .offset_index()
-            .and_then(|i| i.get(rg)?.get(pk))
-            .map(|i| i.page_locations().clone())
-            .ok_or_else(|| corrupt(&self.path, "no offset index for the key column"))?;
-        let within = rows.start - rg_rows.start;
-        let skip = locations
-            .iter()
-            .position(|p| p.first_row_index as u64 == within)
-            .ok_or_else(|| {
-                corrupt(
-                    &self.path,
-                    format!("key page {page} is not a page of row group {rg}"),
-                )
-            })?;
-        let chunk = meta.row_group(rg).column(pk);
-        let failure = ReadFailure {
-            path: self.path.clone(),
-            io_failure: Arc::new(Mutex::new(None)),
-        };
-        let mut chunk_reader = self.chunk_reader();
-        chunk_reader.io_failure = failure.io_failure.clone();
-        let fail = |e: ParquetError| failure.error(e.to_string());
-        let mut pages = SerializedPageReader::new(
-            Arc::new(chunk_reader),
-            chunk,
-            (rg_rows.end - rg_rows.start) as usize,
-            Some(locations),
-        )
-        .map_err(fail)?;
-        for _ in 0..skip {
-            pages.skip_next_page().map_err(fail)?;
-        }
+        let within = (rows.start - self.row_group_rows(rg).start) as usize;
         let want = (rows.end - rows.start) as usize;
-        let page_data = pages
-            .get_next_page()
-            .map_err(fail)?
-            .ok_or_else(|| corrupt(&self.path, format!("key page {page} is missing")))?;
-        if let Page::DataPage {
-            buf,
-            num_values,
-            encoding: Encoding::PLAIN,
-            ..
-        } = &page_data
-        {
-            if *num_values as usize == want && buf.len() == want * 8 {
-                return Ok(buf
-                    .chunks_exact(8)
-                    .map(|b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-                    .collect());
-            }
-        }
-        // Another encoding (a file written by another writer): the general path.
-        let selection = select_range(within, within + want as u64, rg_rows.end - rg_rows.start);
-        let mut keys = Vec::with_capacity(want);
-        for batch in self.read(&[pk], vec![rg], Some(selection))? {
-            let column = key_values(batch.column(0).as_ref())
-                .ok_or_else(|| corrupt(&self.path, "key column is not Int64"))?;
-            keys.extend_from_slice(column);
-        }
-        if keys.len() != want {
+        let (keys, levels) = self.column_values::<Int64Type>(rg, pk, within, want)?;
+        if keys.len() != want || levels.iter().any(|&l| l == 0) {
             return Err(corrupt(
                 &self.path,
                 format!("key page {page} has {} keys, expected {want}", keys.len()),
@@ -663,43 +837,59 @@ impl SegmentReader {
         let rg = self
             .row_group_of(row)
             .ok_or_else(|| corrupt(&self.path, format!("row {row} is in no row group")))?;
-        let rg_rows = self.row_group_rows(rg);
+        let within = (row - self.row_group_rows(rg).start) as usize;
         let pk = def.primary_key_index();
-        let others: Vec<usize> = (0..def.columns().len()).filter(|&c| c != pk).collect();
-        if others.is_empty() {
-            return Ok(vec![key_value(def, key)]);
-        }
-        let within = row - rg_rows.start;
-        let selection = select_range(within, within + 1, rg_rows.end - rg_rows.start);
-        let batches = self.read(&others, vec![rg], Some(selection))?;
-        let batch = batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .ok_or_else(|| corrupt(&self.path, format!("row {row} missing")))?;
         let mut values = Vec::with_capacity(def.columns().len());
         for (c, column) in def.columns().iter().enumerate() {
             if c == pk {
                 values.push(key_value(def, key));
                 continue;
             }
-            let at = values.len() - usize::from(c > pk);
-            let array = batch
-                .columns()
-                .get(at)
-                .ok_or_else(|| corrupt(&self.path, format!("missing column {:?}", column.name)))?;
-            values.push(
-                value_at(array.as_ref(), column.data_type, 0).ok_or_else(|| {
-                    corrupt(
+            let value = match column.data_type {
+                DataType::Int64 => self.one::<Int64Type>(rg, c, within)?.map(Value::Int64),
+                DataType::Timestamp => self.one::<Int64Type>(rg, c, within)?.map(Value::Timestamp),
+                DataType::Float64 => self.one::<DoubleType>(rg, c, within)?.map(Value::Float64),
+                DataType::Bool => self.one::<BoolType>(rg, c, within)?.map(Value::Bool),
+                DataType::Binary => self
+                    .one::<ByteArrayType>(rg, c, within)?
+                    .map(|b| Value::Binary(b.data().to_vec())),
+                DataType::Utf8 => match self.one::<ByteArrayType>(rg, c, within)? {
+                    None => None,
+                    Some(b) => Some(Value::Utf8(
+                        std::str::from_utf8(b.data())
+                            .map_err(|_| {
+                                corrupt(
+                                    &self.path,
+                                    format!("column {:?} row {row} is not UTF-8", column.name),
+                                )
+                            })?
+                            .to_string(),
+                    )),
+                },
+            };
+            match value {
+                Some(v) => values.push(v),
+                None if column.nullable => values.push(Value::Null),
+                None => {
+                    return Err(corrupt(
                         &self.path,
-                        format!(
-                            "column {:?} is not of type {:?}",
-                            column.name, column.data_type
-                        ),
-                    )
-                })?,
-            );
+                        format!("row {row} of NOT NULL column {:?} is null", column.name),
+                    ))
+                }
+            }
         }
         Ok(values)
+    }
+
+    /// The value of row `within` of row group `rg` of column `column`; `None` if null.
+    fn one<T: parquet::data_type::DataType>(
+        &self,
+        rg: usize,
+        column: usize,
+        within: usize,
+    ) -> Result<Option<T::T>> {
+        let (mut values, _) = self.column_values::<T>(rg, column, within, 1)?;
+        Ok(values.pop())
     }
 
     /// Reads the whole file and checks it against the index's length and CRC-32C.
@@ -740,29 +930,28 @@ fn key_value(def: &TableDef, key: i64) -> Value {
     }
 }
 
-/// A selection of rows `start..end` of a row group of `rows` rows.
-pub(crate) fn select_range(start: u64, end: u64, rows: u64) -> RowSelection {
-    let mut selectors = Vec::with_capacity(3);
-    if start > 0 {
-        selectors.push(RowSelector::skip(start as usize));
-    }
-    if end > start {
-        selectors.push(RowSelector::select((end - start) as usize));
-    }
-    if rows > end {
-        selectors.push(RowSelector::skip((rows - end) as usize));
-    }
-    RowSelection::from(selectors)
-}
-
 /// Parquet flattens errors to text; an I/O failure of the disk is kept aside so it is
 /// reported as I/O, and anything else as corruption.
-struct ReadFailure {
+pub(crate) struct ReadFailure {
     path: PathBuf,
     io_failure: Arc<Mutex<Option<std::io::Error>>>,
 }
 
 impl ReadFailure {
+    /// A failure slot for reads of the file at `path`.
+    pub fn new(path: &Path) -> ReadFailure {
+        ReadFailure {
+            path: path.to_path_buf(),
+            io_failure: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The error for a parquet error `e`: the disk's I/O error if one was met, else
+    /// corruption.
+    pub fn parquet(&self, e: ParquetError) -> Error {
+        self.error(e.to_string())
+    }
+
     fn error(&self, reason: String) -> Error {
         let taken = self.io_failure.lock().ok().and_then(|mut slot| slot.take());
         match taken {
@@ -873,6 +1062,31 @@ impl VerifiedReader {
         }
         let bytes = Bytes::from(buf);
         Ok(bytes.slice((start - from) as usize..(end - from) as usize))
+    }
+}
+
+/// Bytes of a file from `base` on, read and checked already.
+struct Prefetched {
+    bytes: Bytes,
+    base: u64,
+}
+
+impl PageSource for Prefetched {
+    fn read(&self, offset: u64, len: usize) -> parquet::errors::Result<Bytes> {
+        let from = offset
+            .checked_sub(self.base)
+            .map(|f| f as usize)
+            .filter(|&f| f.checked_add(len).is_some_and(|e| e <= self.bytes.len()))
+            .ok_or_else(|| {
+                ParquetError::General(format!("page {offset}+{len} outside the bytes read"))
+            })?;
+        Ok(self.bytes.slice(from..from + len))
+    }
+}
+
+impl PageSource for VerifiedReader {
+    fn read(&self, offset: u64, len: usize) -> parquet::errors::Result<Bytes> {
+        self.read_verified(offset, len as u64)
     }
 }
 
