@@ -73,7 +73,7 @@ impl SegmentColumns {
     }
 
     fn corrupt(&self, reason: String) -> Error {
-        Error::corruption(&self.reader.path, 0, reason)
+        Error::corruption(&*self.reader.path, 0, reason)
     }
 
     /// Decoders of every output column for row group `rg`, positioned at `self.at`.
@@ -124,7 +124,11 @@ impl SegmentColumns {
     fn read(&mut self, n: usize) -> Result<RecordBatch> {
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
         let Some((rg, mut decoders)) = self.current.take() else {
-            return Err(Error::corruption(&self.reader.path, 0, "no row group open"));
+            return Err(Error::corruption(
+                &*self.reader.path,
+                0,
+                "no row group open",
+            ));
         };
         for (decoder, &c) in decoders.iter_mut().zip(&self.columns) {
             let column = &self.def.columns()[c];

@@ -51,13 +51,17 @@ use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::schema::types::ColumnPath;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Rows per Parquet row group: the unit of statistics pruning and of a scan's reads.
 pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows per data page: the unit a point read decodes (8 KiB of an Int64 column).
 pub(crate) const PAGE_ROWS: usize = 1024;
+/// Rows the writer adds at a time: the granularity of page boundaries.
+const WRITE_BATCH_ROWS: usize = 256;
+/// Data page size (before compression) past which a zstd column starts a new page.
+const COMPRESSED_PAGE_BYTES: usize = 4096;
 /// Largest dictionary page; past it a column chunk falls back to plain encoding.
 pub(crate) const DICTIONARY_BYTES_MAX: usize = 64 * 1024;
 /// Rows per Arrow batch when reading.
@@ -346,7 +350,7 @@ pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result
         .set_dictionary_page_size_limit(DICTIONARY_BYTES_MAX)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_data_page_row_count_limit(PAGE_ROWS)
-        .set_write_batch_size(PAGE_ROWS)
+        .set_write_batch_size(WRITE_BATCH_ROWS)
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!("omendb {}", env!("CARGO_PKG_VERSION")));
     for (i, column) in def.columns().iter().enumerate() {
@@ -356,7 +360,11 @@ pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result
             .set_column_dictionary_enabled(path.clone(), choice.dictionary)
             .set_column_compression(path.clone(), choice.compression);
         if !choice.dictionary {
-            builder = builder.set_column_encoding(path, choice.encoding);
+            builder = builder.set_column_encoding(path.clone(), choice.encoding);
+        }
+        if matches!(choice.compression, Compression::ZSTD(_)) {
+            // A point read decompresses the whole page: keep compressed pages small.
+            builder = builder.set_column_data_page_size_limit(path, COMPRESSED_PAGE_BYTES);
         }
     }
     let fail = |e: ParquetError| Error::InvalidSchema {
@@ -496,12 +504,16 @@ struct Region {
 /// every region a reader may ask for.
 #[derive(Clone)]
 pub(crate) struct SegmentReader {
-    pub path: PathBuf,
+    pub path: Arc<Path>,
     file: Arc<dyn File>,
     len_bytes: u64,
     pub metadata: ArrowReaderMetadata,
     /// Sorted by offset, not overlapping.
     regions: Arc<Vec<Region>>,
+    /// `regions[a..b]` of each column chunk, at `rg * columns + column`.
+    chunk_regions: Vec<(usize, usize)>,
+    /// Leaf columns in the file.
+    columns: usize,
     /// The first row of each row group, and the row count at the end.
     rg_starts: Vec<u64>,
 }
@@ -608,6 +620,23 @@ impl SegmentReader {
                 crc32c,
             })
             .collect();
+        // Each column chunk's regions, so that a page read searches only its chunk's.
+        let mut chunk_regions = Vec::new();
+        let mut at = 0usize;
+        for rg in meta.row_groups() {
+            for column in rg.columns() {
+                let (start, len) = column.byte_range();
+                while at < spans.len() && spans[at].0 < start {
+                    at += 1;
+                }
+                let first = at;
+                while at < spans.len() && spans[at].0 < start.saturating_add(len) {
+                    at += 1;
+                }
+                chunk_regions.push((first, at));
+            }
+        }
+        let columns = meta.file_metadata().schema_descr().num_columns();
         let mut rg_starts = Vec::with_capacity(meta.num_row_groups() + 1);
         let mut start = 0u64;
         for rg in meta.row_groups() {
@@ -622,11 +651,13 @@ impl SegmentReader {
             ));
         }
         Ok(SegmentReader {
-            path: path.to_path_buf(),
+            path: Arc::from(path),
             file,
             len_bytes,
             metadata,
             regions: Arc::new(regions),
+            chunk_regions,
+            columns,
             rg_starts,
         })
     }
@@ -638,7 +669,19 @@ impl SegmentReader {
             file: self.file.clone(),
             len_bytes: self.len_bytes,
             regions: self.regions.clone(),
+            window: (0, self.regions.len()),
+            hint: 0,
         }
+    }
+
+    /// A reader of column `column` of row group `rg` only: it searches that chunk's
+    /// regions, not the whole file's.
+    fn column_chunk_reader(&self, rg: usize, column: usize) -> VerifiedReader {
+        let mut reader = self.chunk_reader();
+        if let Some(&window) = self.chunk_regions.get(rg * self.columns + column) {
+            reader.window = window;
+        }
+        reader
     }
 
     /// Number of row groups.
@@ -714,14 +757,33 @@ impl SegmentReader {
         let chunk = meta.row_group(rg).column(column);
         let rg_rows = self.row_group_rows(rg);
         let rg_len = (rg_rows.end - rg_rows.start) as usize;
-        let first = all
-            .partition_point(|l| l.first_row_index as usize <= wanted.start)
-            .saturating_sub(1);
-        let last = all.partition_point(|l| (l.first_row_index as usize) < wanted.end);
+        // Pages hold PAGE_ROWS rows unless their bytes filled first: try that, else search.
+        let guess = wanted.start / PAGE_ROWS;
+        let page_of = |row: usize| {
+            let holds = |p: usize| {
+                all.get(p)
+                    .is_some_and(|l| l.first_row_index as usize <= row)
+                    && all
+                        .get(p + 1)
+                        .is_none_or(|l| l.first_row_index as usize > row)
+            };
+            if holds(guess) {
+                guess
+            } else {
+                all.partition_point(|l| l.first_row_index as usize <= row)
+                    .saturating_sub(1)
+            }
+        };
+        let first = page_of(wanted.start);
+        let last = if wanted.end == wanted.start + 1 {
+            first + 1
+        } else {
+            all.partition_point(|l| (l.first_row_index as usize) < wanted.end)
+        };
         let locations: Vec<_> = all.get(first..last.max(first + 1)).unwrap_or(all).to_vec();
         let start_row = locations.first().map_or(0, |l| l.first_row_index as usize);
         let rows = all.get(last).map_or(rg_len, |l| l.first_row_index as usize);
-        let mut chunk_reader = self.chunk_reader();
+        let mut chunk_reader = self.column_chunk_reader(rg, column);
         chunk_reader.io_failure = failure.io_failure.clone();
         let dictionary = match chunk.dictionary_page_offset() {
             Some(at) => Some((
@@ -731,6 +793,7 @@ impl SegmentReader {
             )),
             None => None,
         };
+        chunk_reader.hint = usize::from(dictionary.is_some()) + first;
         let prefetched = match (prefetch, locations.last()) {
             (true, Some(tail)) => {
                 let from = dictionary.map_or(locations[0].offset as u64, |(at, _)| at);
@@ -752,7 +815,7 @@ impl SegmentReader {
         let pages = match pages {
             Some(pages) => pages,
             None => {
-                let mut chunk_reader = self.chunk_reader();
+                let mut chunk_reader = self.column_chunk_reader(rg, column);
                 chunk_reader.io_failure = failure.io_failure.clone();
                 let pages = SerializedPageReader::new(
                     Arc::new(chunk_reader),
@@ -897,7 +960,7 @@ impl SegmentReader {
         let bytes = self
             .file
             .read_all()
-            .map_err(|e| Error::io("read segment", &self.path, e))?;
+            .map_err(|e| Error::io("read segment", &*self.path, e))?;
         if bytes.len() as u64 != index.data_size_bytes {
             return Err(corrupt(
                 &self.path,
@@ -933,15 +996,15 @@ fn key_value(def: &TableDef, key: i64) -> Value {
 /// Parquet flattens errors to text; an I/O failure of the disk is kept aside so it is
 /// reported as I/O, and anything else as corruption.
 pub(crate) struct ReadFailure {
-    path: PathBuf,
+    path: Arc<Path>,
     io_failure: Arc<Mutex<Option<std::io::Error>>>,
 }
 
 impl ReadFailure {
     /// A failure slot for reads of the file at `path`.
-    pub fn new(path: &Path) -> ReadFailure {
+    pub fn new(path: &Arc<Path>) -> ReadFailure {
         ReadFailure {
-            path: path.to_path_buf(),
+            path: path.clone(),
             io_failure: Arc::new(Mutex::new(None)),
         }
     }
@@ -955,7 +1018,7 @@ impl ReadFailure {
     fn error(&self, reason: String) -> Error {
         let taken = self.io_failure.lock().ok().and_then(|mut slot| slot.take());
         match taken {
-            Some(e) => Error::io("read segment", &self.path, e),
+            Some(e) => Error::io("read segment", &*self.path, e),
             None => corrupt(&self.path, format!("unreadable Parquet: {reason}")),
         }
     }
@@ -1004,10 +1067,14 @@ pub(crate) fn batch_row(def: &TableDef, batch: &RecordBatch, i: usize, path: &Pa
 struct VerifiedReader {
     /// The last I/O error of the file (not a checksum mismatch).
     io_failure: Arc<Mutex<Option<std::io::Error>>>,
-    path: PathBuf,
+    path: Arc<Path>,
     file: Arc<dyn File>,
     len_bytes: u64,
     regions: Arc<Vec<Region>>,
+    /// The part of `regions` reads may fall in.
+    window: (usize, usize),
+    /// The region (of the window) the next read most likely starts at.
+    hint: usize,
 }
 
 impl VerifiedReader {
@@ -1015,7 +1082,15 @@ impl VerifiedReader {
     /// whole regions, checks each, and returns the asked-for part.
     fn read_verified(&self, start: u64, len: u64) -> parquet::errors::Result<Bytes> {
         let end = start + len;
-        let first = self.regions.partition_point(|r| r.offset + r.len <= start);
+        let regions = self
+            .regions
+            .get(self.window.0..self.window.1)
+            .unwrap_or(&self.regions[..]);
+        // The caller's guess (a page's region, or a chunk's first), else a search.
+        let first = [self.hint, 0]
+            .into_iter()
+            .find(|&i| regions.get(i).is_some_and(|r| r.offset == start))
+            .unwrap_or_else(|| regions.partition_point(|r| r.offset + r.len <= start));
         let mut last = first;
         let outside = || {
             ParquetError::General(format!(
@@ -1023,19 +1098,19 @@ impl VerifiedReader {
                 self.path.display()
             ))
         };
-        let head = self.regions.get(first).ok_or_else(outside)?;
+        let head = regions.get(first).ok_or_else(outside)?;
         if head.offset > start {
             return Err(outside());
         }
-        while self.regions[last].offset + self.regions[last].len < end {
-            let next = self.regions.get(last + 1).ok_or_else(outside)?;
-            if next.offset != self.regions[last].offset + self.regions[last].len {
+        while regions[last].offset + regions[last].len < end {
+            let next = regions.get(last + 1).ok_or_else(outside)?;
+            if next.offset != regions[last].offset + regions[last].len {
                 return Err(outside());
             }
             last += 1;
         }
         let from = head.offset;
-        let to = self.regions[last].offset + self.regions[last].len;
+        let to = regions[last].offset + regions[last].len;
         let mut buf = vec![0u8; (to - from) as usize];
         if let Err(e) = self.file.read_exact_at(&mut buf, from) {
             let text = e.to_string();
@@ -1047,7 +1122,7 @@ impl VerifiedReader {
                 self.path.display()
             )));
         }
-        for region in &self.regions[first..=last] {
+        for region in &regions[first..=last] {
             let at = (region.offset - from) as usize;
             let actual = crc32c::crc32c(&buf[at..at + region.len as usize]);
             if actual != region.crc32c {
