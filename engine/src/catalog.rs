@@ -213,6 +213,11 @@ impl Catalog {
         self.tables.get(&id)
     }
 
+    /// The table with id `id`, if any, to change.
+    pub fn table_by_id_mut(&mut self, id: TableId) -> Option<&mut Table> {
+        self.tables.get_mut(&id)
+    }
+
     fn by_id(&self, id: TableId) -> Result<&Table> {
         self.tables.get(&id).ok_or_else(|| id_not_found(id))
     }

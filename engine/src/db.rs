@@ -106,6 +106,8 @@ struct Shared {
     closed: AtomicBool,
     /// Serialises checkpoints.
     checkpoint_lock: Mutex<()>,
+    /// Held by a compaction step from its plan to its install.
+    compaction_lock: Mutex<()>,
 }
 
 impl Shared {
@@ -180,22 +182,51 @@ impl Shared {
     }
 
     fn compact_step(&self) -> Result<bool> {
+        // One step at a time (the worker and callers may both ask), so a step's inputs stay
+        // listed until it installs its output.
+        let _one = self
+            .compaction_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let fs = self.env.fs.clone();
         let dir = self.root.join(cold::COLD_DIR);
+        // Plan under the read lock: the inputs (segments are immutable; their deletion
+        // vectors are snapshots) and the new segment's id.
+        let plan = {
+            let state = self.read()?;
+            let plan = state.tables().find_map(|table| {
+                let inputs = table
+                    .cold
+                    .plan_compaction(self.options.compaction_base_rows)?;
+                Some((table.id, table.def.clone(), inputs, table.cold.reserve_id()))
+            });
+            plan
+        };
+        let Some((table_id, def, inputs, id)) = plan else {
+            return Ok(false);
+        };
+        // Merge with no lock held: readers and writers go on.
+        let merged = {
+            let _span =
+                tracing::info_span!("compact", table = def.name(), inputs = inputs.len()).entered();
+            cold::ColdTier::write_merged(fs.as_ref(), &dir, table_id, &def, &inputs, id)?
+        };
+        if inputs.len() > 1 {
+            crate::probe!(ColdMerge);
+        } else {
+            crate::probe!(ColdRewriteDead);
+        }
         let replaced = {
             let mut state = self.write_lock()?;
-            let mut replaced = None;
-            for table in state.tables_mut() {
-                let _span = tracing::info_span!("compact", table = table.def.name()).entered();
-                if let Some(files) = table.compact(fs.as_ref(), &dir)? {
-                    replaced = Some(files);
-                    break;
+            match state.table_by_id_mut(table_id) {
+                Some(table) if Arc::ptr_eq(&table.def, &def) => {
+                    table.cold.install_merged(&def, &inputs, merged)?
                 }
+                // The table was dropped while merging: its new segment goes too.
+                _ => merged
+                    .map(|s| vec![s.path().to_path_buf(), s.index_path().to_path_buf()])
+                    .unwrap_or_default(),
             }
-            replaced
-        };
-        let Some(replaced) = replaced else {
-            return Ok(false);
         };
         self.checkpoint()?;
         for path in &replaced {
@@ -372,6 +403,7 @@ impl Database {
             wal,
             closed: AtomicBool::new(false),
             checkpoint_lock: Mutex::new(()),
+            compaction_lock: Mutex::new(()),
         });
         let compactor = if compaction_worker {
             let spawned = shared.env.spawner.spawn(Box::new(CompactionWorker {
@@ -745,13 +777,17 @@ impl Database {
     }
 
     /// One step of cold-tier compaction, the unit the compaction worker runs (see
-    /// `Options::compaction_worker`): merges all the segments of the first table that has
-    /// two or more (or deleted cold rows) into one segment without dead rows, writes a
-    /// checkpoint whose manifest lists it, then removes the replaced files. Returns whether
-    /// there was work.
+    /// `Options::compaction_worker`): for the first table with work, merges the segments
+    /// its size-tiered policy picks (all the small ones, or four of a size, or one mostly
+    /// deleted; see `Options::compaction_base_rows`) into one segment without dead rows,
+    /// writes a checkpoint whose manifest lists it, then removes the replaced files.
+    /// Returns whether there was work.
     ///
-    /// A crash before the checkpoint lands leaves the new file unlisted; after it, the old
-    /// files; either is removed on open. Readers see the merged segment from the swap on.
+    /// The merge runs with no lock held, from a snapshot of the inputs; readers and writers
+    /// go on, and the write lock is taken only to swap the inputs for the output (rows an
+    /// update or delete hid meanwhile are hidden in the output too). A crash before the
+    /// checkpoint lands leaves the new file unlisted; after it, the old files; either is
+    /// removed on open. Readers see the merged segment from the swap on.
     pub fn compact_step(&self) -> Result<bool> {
         self.shared.compact_step()
     }

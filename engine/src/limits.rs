@@ -48,3 +48,9 @@ pub const LOG_WRITE_DELAY: std::time::Duration = std::time::Duration::from_milli
 
 /// Default of [`crate::Options::checkpoint_copy_bytes_max`]: 64 MiB.
 pub const CHECKPOINT_COPY_BYTES_MAX: usize = 64 << 20;
+
+/// Default [`Options::compaction_base_rows`](crate::Options::compaction_base_rows): cold
+/// segments up to about a million rows are cheap to rewrite, so they are merged freely;
+/// larger ones only four of a size at a time, which bounds how often a row is rewritten to
+/// about `log4(rows / 2^20)` times.
+pub const COMPACTION_BASE_ROWS: u64 = 1 << 20;

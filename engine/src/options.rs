@@ -43,9 +43,13 @@ pub struct Options {
     /// `None` (the default): everything stays hot.
     pub hot_rows_max: Option<usize>,
     /// Start the background compaction worker, which runs `Database::compact_step` until
-    /// there is nothing to compact, then waits a second. Off by default: a step rewrites all
-    /// of a table's cold rows.
+    /// there is nothing to compact, then waits a second. Off by default.
     pub compaction_worker: bool,
+    /// Compaction's size tiers (see `Database::compact_step`): segments of at most this many
+    /// visible rows are merged whenever there are two; above it, four segments of one tier
+    /// (each tier four times the size of the one below) are merged into one. Default
+    /// [`COMPACTION_BASE_ROWS`](crate::limits::COMPACTION_BASE_ROWS).
+    pub compaction_base_rows: u64,
     /// A checkpoint taken while the database runs copies the state into memory under the
     /// read lock, then writes and fsyncs it after releasing the lock, when the hot rows take
     /// at most this many bytes; above it, the state streams to the file's page cache under
@@ -61,6 +65,7 @@ impl Default for Options {
             background_worker: true,
             hot_rows_max: None,
             compaction_worker: false,
+            compaction_base_rows: crate::limits::COMPACTION_BASE_ROWS,
             checkpoint_copy_bytes_max: crate::limits::CHECKPOINT_COPY_BYTES_MAX,
         }
     }

@@ -60,6 +60,14 @@ pub enum Probe {
     /// Emptied nodes were reclaimed (their slots given to a neighbour, a parent collapsed).
     AlexNodeReclaim,
     // ---- checkpoints and open (engine/src/db.rs) ----
+    /// A checkpoint moved hot rows into a new cold segment.
+    ColdFlush,
+    /// A compaction step merged segments of one tier (or the small ones) into one.
+    ColdMerge,
+    /// A compaction step rewrote a segment to drop the rows its deletion vector hides.
+    ColdRewriteDead,
+    /// A row hidden while its segment was being merged was hidden in the merged segment.
+    ColdHiddenDuringMerge,
     /// A running checkpoint copied the state into memory before writing it.
     CheckpointCopied,
     /// A running checkpoint streamed the state to its file under the read lock.
@@ -79,7 +87,7 @@ impl Probe {
     pub const COUNT: usize = Probe::ALL.len();
 
     /// Every probe, in declaration order.
-    pub const ALL: [Probe; 19] = [
+    pub const ALL: [Probe; 23] = [
         Probe::WalTornTailTruncated,
         Probe::WalTornCreationRemoved,
         Probe::WalMidLogCorruption,
@@ -94,6 +102,10 @@ impl Probe {
         Probe::AlexSplit,
         Probe::AlexRootGrowth,
         Probe::AlexNodeReclaim,
+        Probe::ColdFlush,
+        Probe::ColdMerge,
+        Probe::ColdRewriteDead,
+        Probe::ColdHiddenDuringMerge,
         Probe::CheckpointCopied,
         Probe::CheckpointStreamed,
         Probe::OpenReplayedRecords,
@@ -118,6 +130,10 @@ impl Probe {
             Probe::AlexSplit => "alex.split",
             Probe::AlexRootGrowth => "alex.root_growth",
             Probe::AlexNodeReclaim => "alex.node_reclaim",
+            Probe::ColdFlush => "cold.flush",
+            Probe::ColdMerge => "cold.merge",
+            Probe::ColdRewriteDead => "cold.rewrite_dead",
+            Probe::ColdHiddenDuringMerge => "cold.hidden_during_merge",
             Probe::CheckpointCopied => "checkpoint.copied",
             Probe::CheckpointStreamed => "checkpoint.streamed",
             Probe::OpenReplayedRecords => "open.replayed_records",

@@ -623,6 +623,7 @@ impl Table {
         };
         self.cold = cold;
         let (segment, keys) = written?;
+        crate::probe!(ColdFlush);
         self.remove_lowest(&keys);
         self.cold.add(segment);
         // The flushed rows' space is free now; a large flush leaves mostly free pages.
@@ -663,20 +664,6 @@ impl Table {
                 }
             }
         }
-    }
-
-    /// Merges all cold segments into one, dropping deleted and superseded rows. Returns the
-    /// replaced files, or `None` if there was nothing to do. On `Err` the table is unchanged.
-    pub fn compact(
-        &mut self,
-        fs: &dyn Fs,
-        dir: &std::path::Path,
-    ) -> Result<Option<Vec<std::path::PathBuf>>> {
-        if !self.cold.needs_compaction() {
-            return Ok(None);
-        }
-        let merged = self.cold.write_compacted(fs, dir, self.id, &self.def)?;
-        Ok(Some(self.cold.replace_all(merged)))
     }
 
     /// Gives this table (restored from a checkpoint) its cold tier.

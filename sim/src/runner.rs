@@ -432,6 +432,9 @@ impl Sim {
             } else {
                 omendb::limits::CHECKPOINT_COPY_BYTES_MAX
             };
+        // Also from a stream of its own.
+        workload.compaction_base_rows = [omendb::limits::COMPACTION_BASE_ROWS, 1, 4, 16]
+            [ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0de_0c0f_0002).random_range(0..4usize)];
         let mut plan = config.faults.apply(FaultPlan::from_seed(seed));
         if plan.space_limit_bytes.is_some() {
             // The plan draws limits for large disks; a simulated database is small, so
@@ -1104,6 +1107,7 @@ impl Sim {
                 // The simulator steps compaction itself (Action::Compact).
                 compaction_worker: false,
                 checkpoint_copy_bytes_max: self.workload.checkpoint_copy_bytes_max,
+                compaction_base_rows: self.workload.compaction_base_rows,
             };
             match Database::open_with_env(self.machine.env(), Path::new(DB_PATH), options) {
                 Ok(db) => break db,

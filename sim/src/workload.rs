@@ -186,6 +186,10 @@ pub struct Workload {
     /// `Options::checkpoint_copy_bytes_max`: 0 makes every running checkpoint stream to its
     /// file under the read lock, the default copies (simulated tables are small).
     pub checkpoint_copy_bytes_max: usize,
+    /// `Options::compaction_base_rows`: small values make simulated tables reach the tiers
+    /// above 0 (four segments of a size merged), the default keeps every merge a merge of
+    /// all the small segments.
+    pub compaction_base_rows: u64,
 }
 
 impl Workload {
@@ -239,6 +243,7 @@ impl Workload {
                 None
             },
             checkpoint_copy_bytes_max: omendb::limits::CHECKPOINT_COPY_BYTES_MAX,
+            compaction_base_rows: omendb::limits::COMPACTION_BASE_ROWS,
         }
     }
 

@@ -16,6 +16,10 @@
 //! `zipf` (inserts shuffled; the point gets draw keys by a Zipf(1) law over rank, so a few
 //! keys take most reads).
 //!
+//! With `--compact`, the compaction worker merges segments in the background during the
+//! load and the reads (it needs `--checkpoint-every` small enough that the hot tier stays
+//! near `--hot`; for 1B rows, `--checkpoint-every 5000000`).
+//!
 //! With `--duckdb`, runs `scripts/duckdb-bench.sh` over the same database directory
 //! afterwards (DuckDB over the cold segment files, and a native DuckDB table of the same
 //! rows) and prints the ratios. The last line is one JSON object.
@@ -211,7 +215,9 @@ fn main() -> omendb::Result<()> {
             max_delay: Duration::from_millis(10),
         },
         hot_rows_max: Some(hot),
-        compaction_worker: false,
+        // `--compact`: the background compaction worker runs during the load (size-tiered
+        // merges off the write lock), as a long-lived database would.
+        compaction_worker: flag("--compact"),
         ..Options::default()
     };
     let db = Database::open(&dir, options.clone())?;
@@ -234,7 +240,7 @@ fn main() -> omendb::Result<()> {
     let mut i = 0u64;
     let mut last_report = Instant::now();
     if reuse {
-        expected_sum = (0..rows).map(|k| v_of(k)).fold(0i64, i64::wrapping_add);
+        expected_sum = (0..rows).map(v_of).fold(0i64, i64::wrapping_add);
         i = rows;
     }
     while i < rows {
@@ -272,10 +278,19 @@ fn main() -> omendb::Result<()> {
     checkpoint_s += t.elapsed().as_secs_f64();
     let load_s = started.elapsed().as_secs_f64();
     let ingest_rows_per_s = rows as f64 / load_s;
+    // With the worker on, finish the merges it has left before measuring reads.
+    let t = Instant::now();
+    let mut drain_steps = 0;
+    if flag("--compact") {
+        while db.compact_step()? {
+            drain_steps += 1;
+        }
+    }
+    let drain_s = t.elapsed().as_secs_f64();
     let segments = db.cold_segment_count("t")?;
     let hot_rows = db.row_count("t")? as u64;
     eprintln!(
-        "ingest: {rows} rows in {load_s:.1} s = {ingest_rows_per_s:.0} rows/s ({checkpoints} checkpoints, {checkpoint_s:.1} s; {segments} segments)"
+        "ingest: {rows} rows in {load_s:.1} s = {ingest_rows_per_s:.0} rows/s ({checkpoints} checkpoints, {checkpoint_s:.1} s; {segments} segments; then {drain_steps} compaction steps in {drain_s:.1} s)"
     );
     // A reused directory holds the 10,000 fresh keys of the earlier run's gets too.
     let fresh_loaded = reuse && hot_rows == rows + 10_000;
@@ -432,7 +447,7 @@ fn main() -> omendb::Result<()> {
         }
     }
     println!(
-        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"segments\":{segments},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes}{duck}}}",
+        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"segments\":{segments},\"compaction_drain_s\":{drain_s:.2},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes}{duck}}}",
         range_s * 1e3,
         cold_memory as f64 / cold_rows as f64
     );

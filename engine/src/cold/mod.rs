@@ -39,6 +39,7 @@
 //! rows minus deleted ones.
 
 pub(crate) mod columns;
+pub(crate) mod compact;
 pub(crate) mod index;
 pub(crate) mod pages;
 pub(crate) mod segment;
@@ -271,6 +272,11 @@ impl Segment {
         })
     }
 
+    /// The path of the segment's sidecar index.
+    pub fn index_path(&self) -> &Path {
+        &self.index_path
+    }
+
     pub fn path(&self) -> &Path {
         &self.reader.path
     }
@@ -404,7 +410,9 @@ pub(crate) struct ColdTier {
     segments: Vec<Arc<Segment>>,
     /// Each segment's deletion vector (same order). Shared with scans until changed.
     deleted: Vec<Arc<RoaringBitmap>>,
-    next_segment_id: u64,
+    /// Taken (under the read lock, by a compaction) with `fetch_add`: ids are unique even
+    /// when a flush and a compaction write segments at once.
+    next_segment_id: std::sync::atomic::AtomicU64,
     /// Rows visible in the cold tier: rows minus deleted ones.
     visible_rows: usize,
     key_pages: Mutex<KeyPageCache>,
@@ -425,6 +433,13 @@ impl ColdTier {
 
     pub fn next_segment_id(&self) -> u64 {
         self.next_segment_id
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Takes the next segment id.
+    pub fn reserve_id(&self) -> u64 {
+        self.next_segment_id
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
     }
 
     pub fn visible_rows(&self) -> usize {
@@ -545,7 +560,6 @@ impl ColdTier {
         rows: &[R],
         lsn: u64,
     ) -> Result<Segment> {
-        let id = self.next_segment_id;
         let pk = def.primary_key_index();
         let key_of = |row: Option<&R>| row.and_then(|r| r.value(pk).as_i64());
         let (Some(key_min), Some(key_max)) = (key_of(rows.first()), key_of(rows.last())) else {
@@ -561,6 +575,7 @@ impl ColdTier {
             });
         }
         let encoded = segment::encode(def, rows)?;
+        let id = self.reserve_id();
         let index_bytes = encoded.index.encode();
         let meta = SegmentMeta {
             id,
@@ -583,56 +598,147 @@ impl ColdTier {
         }
         fs.sync_dir(dir)
             .map_err(|e| Error::io("sync cold directory", dir, e))?;
-        self.next_segment_id = id + 1;
         Segment::open(fs, dir, table_id, meta, encoded.index, def)
     }
 
-    /// Whether compaction has work: two or more segments, or deleted rows to drop.
-    pub fn needs_compaction(&self) -> bool {
-        self.segments.len() >= 2 || self.deleted.iter().any(|d| !d.is_empty())
+    /// The segments the next compaction step should merge, with snapshots of their
+    /// deletion vectors (see `compact.rs` for the policy); `None` if there is no work.
+    pub fn plan_compaction(
+        &self,
+        base_rows: u64,
+    ) -> Option<Vec<(Arc<Segment>, Arc<RoaringBitmap>)>> {
+        let sizes: Vec<(u64, u64)> = self
+            .segments
+            .iter()
+            .zip(&self.deleted)
+            .map(|(s, d)| (s.meta.row_count, d.len()))
+            .collect();
+        let picked = compact::plan(&sizes, base_rows)?;
+        Some(
+            picked
+                .into_iter()
+                .map(|i| (self.segments[i].clone(), self.deleted[i].clone()))
+                .collect(),
+        )
     }
 
-    /// Compaction, first half: writes every visible cold row as one new segment, durably.
-    /// The tier is unchanged until [`ColdTier::replace_all`]. `None` if no cold row is
-    /// visible.
-    pub fn write_compacted(
-        &mut self,
+    /// Compaction, first half (no lock held): merges the visible rows of `inputs` into a
+    /// new segment `id` in `dir`, durably. `None` if no row was visible.
+    pub fn write_merged(
         fs: &dyn Fs,
         dir: &Path,
         table_id: u32,
         def: &Arc<TableDef>,
+        inputs: &[(Arc<Segment>, Arc<RoaringBitmap>)],
+        id: u64,
     ) -> Result<Option<Segment>> {
-        let rows: Vec<Row> = self
-            .rows(def, Bound::Unbounded, Bound::Unbounded)?
-            .into_values()
-            .collect();
-        if rows.is_empty() {
+        let data_path = dir.join(file_name(table_id, id));
+        let index_path = dir.join(index_file_name(table_id, id));
+        let temp = temp_path(&data_path);
+        let file: Arc<dyn crate::env::File> = Arc::from(
+            fs.open(&temp, OpenMode::Create)
+                .map_err(|e| Error::io("create segment", &temp, e))?,
+        );
+        file.set_len(0)
+            .map_err(|e| Error::io("write segment", &temp, e))?;
+        let Some((index, key_min, key_max)) = compact::merge(def, inputs, file, &temp)? else {
+            fs.remove(&temp)
+                .map_err(|e| Error::io("remove segment", &temp, e))?;
             return Ok(None);
+        };
+        let index_bytes = index.encode();
+        let meta = SegmentMeta {
+            id,
+            key_min,
+            key_max,
+            row_count: index.row_count,
+            lsn: inputs.iter().map(|(s, _)| s.meta.lsn).max().unwrap_or(0),
+            size_bytes: index.data_size_bytes,
+            crc32c: index.data_crc32c,
+            index_size_bytes: index_bytes.len() as u64,
+            index_crc32c: crc32c::crc32c(&index_bytes),
+        };
+        write_durable_temp(fs, &index_path, &index_bytes)?;
+        for path in [&data_path, &index_path] {
+            fs.rename(&temp_path(path), path)
+                .map_err(|e| Error::io("rename segment", path, e))?;
         }
-        let lsn = self.segments.iter().map(|s| s.meta.lsn).max().unwrap_or(0);
-        let rows: Vec<&Row> = rows.iter().collect();
-        self.write_segment(fs, dir, table_id, def, &rows, lsn)
-            .map(Some)
+        fs.sync_dir(dir)
+            .map_err(|e| Error::io("sync cold directory", dir, e))?;
+        Segment::open(fs, dir, table_id, meta, index, def).map(Some)
     }
 
-    /// Compaction, second half: `merged` replaces every segment. Returns the paths of the
-    /// replaced files (to remove once a checkpoint no longer lists them).
-    pub fn replace_all(&mut self, merged: Option<Segment>) -> Vec<PathBuf> {
+    /// Compaction, second half (under the write lock): `merged` replaces `inputs` (as
+    /// planned; each still listed, since only compaction removes segments and it runs one
+    /// step at a time). A row hidden in an input after the plan's snapshot (an update or
+    /// delete that ran during the merge) is hidden in `merged` too. Returns the paths of
+    /// the replaced files, to remove once a checkpoint no longer lists them.
+    pub fn install_merged(
+        &mut self,
+        def: &TableDef,
+        inputs: &[(Arc<Segment>, Arc<RoaringBitmap>)],
+        merged: Option<Segment>,
+    ) -> Result<Vec<PathBuf>> {
+        let pk = def.primary_key_index();
+        let mut positions = Vec::with_capacity(inputs.len());
+        for (segment, _) in inputs {
+            let at = self
+                .segments
+                .iter()
+                .position(|s| s.meta.id == segment.meta.id)
+                .ok_or_else(|| {
+                    Error::corruption(segment.path(), 0, "compaction input no longer listed")
+                })?;
+            positions.push(at);
+        }
+        // Keys hidden since the snapshot, to hide in the merged segment.
+        let mut carried = Vec::new();
+        for ((segment, before), &at) in inputs.iter().zip(&positions) {
+            let now = &self.deleted[at];
+            if now.len() == before.len() {
+                continue;
+            }
+            for row in now.iter().filter(|r| !before.contains(*r)) {
+                let page = segment
+                    .index
+                    .key_pages
+                    .partition_point(|p| p.first_row <= u64::from(row))
+                    .saturating_sub(1);
+                let keys = self.key_page(at, page, pk)?;
+                let within = (u64::from(row) - segment.index.key_pages[page].first_row) as usize;
+                let key = *keys.get(within).ok_or_else(|| {
+                    Error::corruption(segment.path(), 0, format!("row {row} past its key page"))
+                })?;
+                carried.push(key);
+            }
+        }
         let mut old = Vec::new();
-        for segment in self.segments.drain(..) {
+        positions.sort_unstable();
+        for &at in positions.iter().rev() {
+            let segment = self.segments.remove(at);
+            let deleted = self.deleted.remove(at);
+            self.visible_rows -= (segment.meta.row_count - deleted.len()) as usize;
             old.push(segment.path().to_path_buf());
             old.push(segment.index_path.clone());
         }
-        self.deleted.clear();
-        self.visible_rows = 0;
         if let Some(segment) = merged {
-            self.add(segment);
+            let id = segment.meta.id;
+            let at = self.segments.partition_point(|s| s.meta.id < id);
+            self.visible_rows += segment.meta.row_count as usize;
+            self.segments.insert(at, Arc::new(segment));
+            self.deleted.insert(at, Arc::new(RoaringBitmap::new()));
+            for key in carried {
+                crate::probe!(ColdHiddenDuringMerge);
+                if let Some(row) = self.row_in(at, key, pk)? {
+                    self.hide(ColdPosition { segment: at, row });
+                }
+            }
         }
         let live: Vec<u64> = self.segments.iter().map(|s| s.meta.id).collect();
         if let Ok(mut cache) = self.key_pages.lock() {
             cache.retain(|id| live.contains(&id));
         }
-        old
+        Ok(old)
     }
 
     /// Lists a segment whose rows just left the hot tier.
@@ -649,7 +755,7 @@ impl ColdTier {
     /// Restores from a checkpoint: the segments with their deletion vectors.
     pub fn restore(segments: Vec<(Segment, RoaringBitmap)>, next_segment_id: u64) -> ColdTier {
         let mut tier = ColdTier {
-            next_segment_id,
+            next_segment_id: std::sync::atomic::AtomicU64::new(next_segment_id),
             ..ColdTier::default()
         };
         for (segment, deleted) in segments {
@@ -741,7 +847,7 @@ impl ColdTier {
         }
         let mut visible = 0usize;
         for (s, deleted) in self.segments.iter().zip(&self.deleted) {
-            if s.meta.id >= self.next_segment_id {
+            if s.meta.id >= self.next_segment_id() {
                 return Err(format!("table {name:?}: segment id {} >= next", s.meta.id));
             }
             if deleted

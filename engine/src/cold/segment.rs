@@ -51,7 +51,7 @@ use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::schema::types::ColumnPath;
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// Rows per Parquet row group: the unit of statistics pruning and of a scan's reads.
@@ -340,11 +340,8 @@ pub(crate) struct Encoded {
     pub index: SegmentIndex,
 }
 
-/// Encodes `rows` (valid for `def`, strictly ascending by key, at least one) as a Parquet
-/// file and its sidecar index.
-pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result<Encoded> {
-    let schema = arrow_schema(def);
-    let all: Vec<usize> = (0..def.columns().len()).collect();
+/// The writer settings for a segment of `def` whose first rows are `sample`.
+fn writer_properties<'r, R: RowValues<'r>>(def: &TableDef, sample: &[R]) -> WriterProperties {
     let pk = def.primary_key_index();
     let mut builder = WriterProperties::builder()
         .set_dictionary_page_size_limit(DICTIONARY_BYTES_MAX)
@@ -355,7 +352,7 @@ pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result
         .set_created_by(format!("omendb {}", env!("CARGO_PKG_VERSION")));
     for (i, column) in def.columns().iter().enumerate() {
         let path = ColumnPath::from(column.name.as_str());
-        let choice = choose(rows, i, column.data_type, i == pk);
+        let choice = choose(sample, i, column.data_type, i == pk);
         builder = builder
             .set_column_dictionary_enabled(path.clone(), choice.dictionary)
             .set_column_compression(path.clone(), choice.compression);
@@ -367,12 +364,25 @@ pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result
             builder = builder.set_column_data_page_size_limit(path, COMPRESSED_PAGE_BYTES);
         }
     }
-    let fail = |e: ParquetError| Error::InvalidSchema {
+    builder.build()
+}
+
+fn encode_error(def: &TableDef, e: ParquetError) -> Error {
+    Error::InvalidSchema {
         table: def.name().to_string(),
         reason: format!("parquet encoding failed: {e}"),
-    };
-    let mut writer =
-        ArrowWriter::try_new(Vec::new(), schema.clone(), Some(builder.build())).map_err(fail)?;
+    }
+}
+
+/// Encodes `rows` (valid for `def`, strictly ascending by key, at least one) as a Parquet
+/// file and its sidecar index.
+pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result<Encoded> {
+    let schema = arrow_schema(def);
+    let all: Vec<usize> = (0..def.columns().len()).collect();
+    let pk = def.primary_key_index();
+    let props = writer_properties(def, &rows[..rows.len().min(SAMPLE_ROWS)]);
+    let fail = |e: ParquetError| encode_error(def, e);
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(fail)?;
     for chunk in rows.chunks(BATCH_ROWS) {
         let batch = rows_to_batch(def, schema.clone(), &all, chunk)?;
         writer.write(&batch).map_err(fail)?;
@@ -384,22 +394,260 @@ pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result
     Ok(Encoded { bytes, index })
 }
 
-/// The sidecar index of a whole Parquet file `bytes` whose key column holds `keys`.
-pub(crate) fn index_of(
+/// Bytes written through this go to an `Env` file at increasing offsets, 1 MiB at a time,
+/// with a running CRC-32C of all of them.
+struct FileSink {
+    file: Arc<dyn File>,
+    buffer: Vec<u8>,
+    offset: u64,
+    crc32c: u32,
+    /// The disk's error, if a write failed (parquet only passes on its text).
+    failure: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+const SINK_BYTES: usize = 1 << 20;
+
+impl FileSink {
+    fn drain(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.file.write_at(&self.buffer, self.offset) {
+            let copy = std::io::Error::new(e.kind(), e.to_string());
+            if let Ok(mut slot) = self.failure.lock() {
+                *slot = Some(e);
+            }
+            return Err(copy);
+        }
+        self.crc32c = crc32c::crc32c_append(self.crc32c, &self.buffer);
+        self.offset += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+}
+
+impl std::io::Write for FileSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= SINK_BYTES {
+            self.drain()?;
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.drain()
+    }
+}
+
+/// A segment written batch by batch straight to its (temporary) file, for compaction's
+/// merges, whose output need not fit in memory: only a row group's pages and the keys (8
+/// bytes a row, for the filter) are held.
+pub(crate) struct StreamEncoder {
+    writer: ArrowWriter<FileSink>,
+    keys: Vec<i64>,
+    def: Arc<TableDef>,
+    path: PathBuf,
+    failure: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+impl StreamEncoder {
+    /// Starts a segment of `def` in `file` (empty, at `path`), its encodings chosen from
+    /// `sample` (its first rows).
+    pub fn new(
+        def: &Arc<TableDef>,
+        sample: &[&Row],
+        file: Arc<dyn File>,
+        path: &Path,
+    ) -> Result<StreamEncoder> {
+        let failure = Arc::new(Mutex::new(None));
+        let sink = FileSink {
+            file,
+            buffer: Vec::with_capacity(SINK_BYTES),
+            offset: 0,
+            crc32c: 0,
+            failure: failure.clone(),
+        };
+        let props = writer_properties(def, sample);
+        let writer = ArrowWriter::try_new(sink, arrow_schema(def), Some(props))
+            .map_err(|e| encode_error(def, e))?;
+        Ok(StreamEncoder {
+            writer,
+            keys: Vec::new(),
+            def: def.clone(),
+            path: path.to_path_buf(),
+            failure,
+        })
+    }
+
+    fn error(&self, e: ParquetError) -> Error {
+        match self.failure.lock().ok().and_then(|mut slot| slot.take()) {
+            Some(io) => Error::io("write segment", &self.path, io),
+            None => encode_error(&self.def, e),
+        }
+    }
+
+    /// Appends `batch` (every column of the table, keys ascending past the last batch's).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        let pk = self.def.primary_key_index();
+        let keys = key_values(batch.column(pk).as_ref())
+            .ok_or_else(|| Error::corruption(&self.path, 0, "merged key column is not Int64"))?;
+        self.keys.extend_from_slice(keys);
+        self.writer.write(batch).map_err(|e| self.error(e))
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Ends the file and syncs it; then reads it back whole, a chunk at a time, checking
+    /// it against what was written, and builds its sidecar index from what is on disk.
+    pub fn finish(self) -> Result<SegmentIndex> {
+        let StreamEncoder {
+            writer,
+            keys,
+            def,
+            path,
+            failure,
+        } = self;
+        let result = writer.into_inner();
+        let taken = failure.lock().ok().and_then(|mut slot| slot.take());
+        let mut sink = match (result, taken) {
+            (Ok(sink), _) => sink,
+            (Err(_), Some(io)) => return Err(Error::io("write segment", &path, io)),
+            (Err(e), None) => return Err(encode_error(&def, e)),
+        };
+        sink.drain()
+            .and_then(|()| sink.file.sync())
+            .map_err(|e| Error::io("write segment", &path, e))?;
+        index_of_file(
+            &def,
+            &path,
+            sink.file.as_ref(),
+            sink.offset,
+            sink.crc32c,
+            &keys,
+        )
+    }
+}
+
+/// The sidecar index of the file `file` (at `path`) of `len` bytes whose CRC-32C when
+/// written was `crc`, and whose key column holds `keys`: reads the file back in chunks,
+/// so a torn or misdirected write shows before the file is named.
+fn index_of_file(
     def: &TableDef,
-    bytes: &Bytes,
+    path: &Path,
+    file: &dyn File,
+    len: u64,
+    crc: u32,
     keys: &[i64],
-) -> std::result::Result<SegmentIndex, String> {
+) -> Result<SegmentIndex> {
+    let corrupt = |reason: String| Error::corruption(path, 0, reason);
+    let size = file.len().map_err(|e| Error::io("size segment", path, e))?;
+    if size != len {
+        return Err(corrupt(format!(
+            "segment is {size} bytes, {len} were written"
+        )));
+    }
+    // The footer's last 8 bytes hold its length.
+    let mut end = [0u8; 8];
+    if len < 12 {
+        return Err(corrupt("segment shorter than a Parquet file".into()));
+    }
+    file.read_exact_at(&mut end, len - 8)
+        .map_err(|e| Error::io("read back segment", path, e))?;
+    let footer = u64::from(u32::from_le_bytes([end[0], end[1], end[2], end[3]]));
+    let footer_start = len
+        .checked_sub(footer + 8)
+        .ok_or_else(|| corrupt("footer longer than the file".into()))?;
+    let mut footer_bytes = vec![0u8; (len - footer_start) as usize];
+    file.read_exact_at(&mut footer_bytes, footer_start)
+        .map_err(|e| Error::io("read back segment", path, e))?;
+    let plain_meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(
+        &footer_bytes[..footer_bytes.len() - 8],
+    )
+    .map_err(|e| corrupt(format!("unreadable Parquet footer: {e}")))?;
+    let tail_offset = data_end(&plain_meta);
+    let mut tail = vec![0u8; (len - tail_offset) as usize];
+    file.read_exact_at(&mut tail, tail_offset)
+        .map_err(|e| Error::io("read back segment", path, e))?;
+    let reader = TailReader {
+        tail: Bytes::from(tail),
+        tail_offset,
+    };
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
-    let metadata = ArrowReaderMetadata::load(bytes, options)
-        .map_err(|e| format!("unreadable Parquet footer: {e}"))?;
+    let metadata = ArrowReaderMetadata::load(&reader, options)
+        .map_err(|e| corrupt(format!("unreadable Parquet footer: {e}")))?;
     let meta = metadata.metadata();
-    let regions = regions(meta, bytes.len() as u64)?;
-    let tail_offset = data_end(meta);
-    let region_crcs = regions
-        .iter()
-        .map(|&(offset, len)| crc32c::crc32c(&bytes[offset as usize..(offset + len) as usize]))
-        .collect();
+    let spans = regions(meta, len).map_err(corrupt)?;
+    // One pass over the file: the whole CRC and each region's.
+    let mut region_crcs = Vec::with_capacity(spans.len());
+    let mut whole = 0u32;
+    let mut region = 0usize;
+    let mut region_crc = 0u32;
+    let mut at = 0u64;
+    let mut chunk = vec![0u8; READ_BACK_BYTES];
+    while at < len {
+        let n = ((len - at) as usize).min(READ_BACK_BYTES);
+        file.read_exact_at(&mut chunk[..n], at)
+            .map_err(|e| Error::io("read back segment", path, e))?;
+        let bytes = &chunk[..n];
+        whole = crc32c::crc32c_append(whole, bytes);
+        let mut pos = at;
+        while let Some(&(offset, rlen)) = spans.get(region) {
+            let chunk_end = at + n as u64;
+            if offset >= chunk_end {
+                break;
+            }
+            let from = offset.max(pos);
+            let to = (offset + rlen).min(chunk_end);
+            if from < to {
+                region_crc = crc32c::crc32c_append(
+                    region_crc,
+                    &bytes[(from - at) as usize..(to - at) as usize],
+                );
+            }
+            if offset + rlen <= chunk_end {
+                region_crcs.push(region_crc);
+                region_crc = 0;
+                region += 1;
+                pos = offset + rlen;
+            } else {
+                break;
+            }
+        }
+        at += n as u64;
+    }
+    if whole != crc {
+        return Err(corrupt(
+            "segment read back differs from what was written".into(),
+        ));
+    }
+    if region_crcs.len() != spans.len() {
+        return Err(corrupt("regions run past the end of the file".into()));
+    }
+    Ok(SegmentIndex {
+        data_size_bytes: len,
+        data_crc32c: whole,
+        tail_offset,
+        tail_crc32c: crc32c::crc32c(&reader.tail),
+        row_count: keys.len() as u64,
+        key_pages: key_pages(def, meta, keys).map_err(corrupt)?,
+        region_crcs,
+        filter: index::build_filter(keys),
+    })
+}
+
+/// Bytes read at a time when a written segment is read back.
+const READ_BACK_BYTES: usize = 8 << 20;
+
+/// The key page directory of a file with metadata `meta` whose key column holds `keys`.
+fn key_pages(
+    def: &TableDef,
+    meta: &ParquetMetaData,
+    keys: &[i64],
+) -> std::result::Result<Vec<KeyPage>, String> {
     let pk = def.primary_key_index();
     let mut key_pages = Vec::new();
     let mut rg_start = 0u64;
@@ -423,13 +671,32 @@ pub(crate) fn index_of(
     if rg_start != keys.len() as u64 {
         return Err(format!("{rg_start} rows in the file, {} keys", keys.len()));
     }
+    Ok(key_pages)
+}
+
+/// The sidecar index of a whole Parquet file `bytes` whose key column holds `keys`.
+pub(crate) fn index_of(
+    def: &TableDef,
+    bytes: &Bytes,
+    keys: &[i64],
+) -> std::result::Result<SegmentIndex, String> {
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+    let metadata = ArrowReaderMetadata::load(bytes, options)
+        .map_err(|e| format!("unreadable Parquet footer: {e}"))?;
+    let meta = metadata.metadata();
+    let regions = regions(meta, bytes.len() as u64)?;
+    let tail_offset = data_end(meta);
+    let region_crcs = regions
+        .iter()
+        .map(|&(offset, len)| crc32c::crc32c(&bytes[offset as usize..(offset + len) as usize]))
+        .collect();
     Ok(SegmentIndex {
         data_size_bytes: bytes.len() as u64,
         data_crc32c: crc32c::crc32c(bytes),
         tail_offset,
         tail_crc32c: crc32c::crc32c(&bytes[tail_offset as usize..]),
         row_count: keys.len() as u64,
-        key_pages,
+        key_pages: key_pages(def, meta, keys)?,
         region_crcs,
         filter: index::build_filter(keys),
     })
@@ -885,7 +1152,7 @@ impl SegmentReader {
         let within = (rows.start - self.row_group_rows(rg).start) as usize;
         let want = (rows.end - rows.start) as usize;
         let (keys, levels) = self.column_values::<Int64Type>(rg, pk, within, want)?;
-        if keys.len() != want || levels.iter().any(|&l| l == 0) {
+        if keys.len() != want || levels.contains(&0) {
             return Err(corrupt(
                 &self.path,
                 format!("key page {page} has {} keys, expected {want}", keys.len()),
