@@ -331,6 +331,8 @@ impl Database {
         fs.sync_dir(&root)
             .map_err(|e| Error::io("sync database directory", &root, e))?;
         checkpoint::remove_temp(fs.as_ref(), &root)?;
+        // Where the log ended at the last clean close, if the last close was clean.
+        let log_end = crate::wal::end::read(fs.as_ref(), &root)?;
         let checkpoints = checkpoint::list(fs.as_ref(), &root)?;
         let (checkpoint_lsn, mut catalog) = match checkpoints.last() {
             Some((lsn, path)) => (*lsn, checkpoint::load(fs.as_ref(), path, *lsn)?),
@@ -358,6 +360,26 @@ impl Database {
         if recovery.records_replayed > 0 {
             crate::probe!(OpenReplayedRecords);
         }
+        // After a clean close the log must reach the LSN it recorded: a shorter log lost
+        // acknowledged writes at rest. Reported before anything is written, so the old
+        // checkpoint and segments are still there to look at.
+        if let Some(end) = &log_end {
+            crate::wal::end::check(
+                end,
+                recovery.lsn_last.max(checkpoint_lsn),
+                recovery.truncated_at.as_ref(),
+                fs.as_ref(),
+                &wal_dir,
+            )?;
+        }
+        if let Some((path, offset)) = &recovery.truncated_at {
+            tracing::warn!(
+                segment = %path.display(),
+                offset,
+                bytes = recovery.bytes_truncated,
+                "recovery cut a torn log tail: writes after this point were not durable"
+            );
+        }
         tracing::info!(
             checkpoint_lsn,
             records_replayed = recovery.records_replayed,
@@ -384,6 +406,11 @@ impl Database {
             lsn_recovered,
         )?;
         drop(_recovering);
+        // The recovered state is durable in the new log: the marker describes a log that
+        // is gone.
+        if log_end.is_some() {
+            crate::wal::end::remove(fs.as_ref(), &root)?;
+        }
         let wal = Arc::new(wal);
         let worker = if options.background_worker {
             Some(
@@ -807,11 +834,28 @@ impl Database {
     /// Makes everything durable and stops the background worker. Dropping without `close`
     /// is safe too: it only stops the worker, and whatever was acknowledged under the
     /// durability mode survives.
+    ///
+    /// A clean close also records where the log ends (`LOG_END`, docs/FORMAT.md), so that
+    /// the next open reports a log cut shorter at rest as `Error::Corruption` instead of
+    /// opening without the lost writes.
     pub fn close(self) -> Result<()> {
         let synced = self.shared.wal.sync_all();
         self.shared.closed.store(true, Ordering::Release);
         self.stop_worker();
-        synced
+        synced?;
+        // Writers that were in flight when the flag went up are in the buffer now.
+        self.shared.wal.sync_all()?;
+        let (appended, durable) = self.shared.wal.lsns();
+        if durable == appended {
+            let root = &self.shared.root;
+            crate::wal::end::write(
+                self.shared.env.fs.as_ref(),
+                root,
+                &root.join(WAL_DIR),
+                durable,
+            )?;
+        }
+        Ok(())
     }
 
     fn stop_worker(&self) {

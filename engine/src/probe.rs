@@ -30,6 +30,8 @@ use std::cell::Cell;
 #[repr(usize)]
 pub enum Probe {
     // ---- the log (engine/src/wal) ----
+    /// An open after a clean close found the log ending before the LSN the close recorded.
+    WalLogEndLost,
     /// Recovery cut a torn tail off the last segment.
     WalTornTailTruncated,
     /// Recovery removed a last segment whose creation was torn (header torn, rest zeros).
@@ -87,7 +89,8 @@ impl Probe {
     pub const COUNT: usize = Probe::ALL.len();
 
     /// Every probe, in declaration order.
-    pub const ALL: [Probe; 23] = [
+    pub const ALL: [Probe; 24] = [
+        Probe::WalLogEndLost,
         Probe::WalTornTailTruncated,
         Probe::WalTornCreationRemoved,
         Probe::WalMidLogCorruption,
@@ -116,6 +119,7 @@ impl Probe {
     /// The probe's stable name: `layer.what`, as reports and docs/TESTING.md spell it.
     pub const fn name(self) -> &'static str {
         match self {
+            Probe::WalLogEndLost => "wal.log_end_lost",
             Probe::WalTornTailTruncated => "wal.torn_tail_truncated",
             Probe::WalTornCreationRemoved => "wal.torn_creation_removed",
             Probe::WalMidLogCorruption => "wal.mid_log_corruption",

@@ -41,6 +41,7 @@
 //! buffer holds exactly the frames `lsn_written + 1 ..= lsn_appended`; LSNs are contiguous
 //! across segments.
 
+pub(crate) mod end;
 pub(crate) mod format;
 
 use crate::env::{Clock, File, Fs, OpenMode, StepResult, Worker};
