@@ -5,7 +5,7 @@
 use omendb::probe::Probe;
 use omendb_sim::seeds::load_dir;
 use omendb_sim::sweep::{sweep, Summary};
-use omendb_sim::{run, FaultMask, Outcome, RunConfig};
+use omendb_sim::{replay_command, run, FaultMask, Outcome, RunConfig};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -21,14 +21,12 @@ fn describe(outcome: &Outcome) -> String {
     match &outcome.failure {
         None => format!("seed {} passed", outcome.seed),
         Some(f) => format!(
-            "seed {} failed {} at step {}: {}\nreplay: cargo run --release -p omendb-sim -- replay {} --ops {} --faults {}\n{}",
+            "seed {} failed {} at step {}: {}\nreplay: {}\n{}",
             outcome.seed,
             f.check,
             f.step,
             f.detail,
-            outcome.seed,
-            outcome.config.ops,
-            outcome.config.faults,
+            replay_command(outcome.seed, &outcome.config),
             f.trace_tail.join("\n")
         ),
     }

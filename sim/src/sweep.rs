@@ -1,7 +1,9 @@
 //! Sweeps: many seeds, spread over worker threads (each seed runs on one thread, start to
 //! end, so threads never touch a run's determinism), with a summary for people and CI.
 
-use crate::runner::{run, Outcome, RunConfig};
+use crate::config::{replay_command, RunConfig};
+use crate::outcome::Outcome;
+use crate::runner::run;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -154,10 +156,9 @@ pub fn sweep(
                     .find(|(_, since)| since.elapsed() > SEED_HANG_TIMEOUT);
                 if let Some((seed, since)) = hung {
                     eprintln!(
-                        "HUNG seed {seed}: still running after {:.0}s; replay: cargo run --release -p omendb-sim -- replay {seed} --ops {} --faults {}",
+                        "HUNG seed {seed}: still running after {:.0}s; replay: {}",
                         since.elapsed().as_secs_f64(),
-                        config.ops,
-                        config.faults
+                        replay_command(*seed, config)
                     );
                     std::process::exit(3);
                 }
