@@ -11,7 +11,7 @@
 
 use crate::config::FaultMask;
 use crate::model::{error_class, ModelState};
-use crate::oracle::DurableImage;
+use crate::oracle::{silent_damage, DurableImage, LogImage};
 use crate::runner::{Sim, DB_PATH, OPEN_ATTEMPTS_MAX};
 use omendb::{Error, Row, Value};
 use omendb_faults::{is_crash_error, FaultKind, SimFs};
@@ -55,13 +55,17 @@ pub enum Check {
     RecoveredUnwritten,
     /// The recovered state is not the model's state at the recovered LSN.
     RecoveredState,
-    /// Recovery lost a write the engine had acknowledged or claimed durable.
+    /// Recovery lost a write the engine had acknowledged or claimed durable, and no silent
+    /// fault touched the log.
     LostDurable,
+    /// Recovery lost a write the engine had claimed durable after silent damage to the log,
+    /// and the damage does not explain the loss (see [`crate::oracle::LogImage::explain_loss`]).
+    UnexplainedLoss,
 }
 
 impl Check {
     /// Every check, in declaration order.
-    pub const ALL: [Check; 17] = [
+    pub const ALL: [Check; 18] = [
         Check::Panic,
         Check::Harness,
         Check::Open,
@@ -79,6 +83,7 @@ impl Check {
         Check::RecoveredUnwritten,
         Check::RecoveredState,
         Check::LostDurable,
+        Check::UnexplainedLoss,
     ];
 
     /// The stable name, as printed and as written in seed files.
@@ -101,6 +106,7 @@ impl Check {
             Check::RecoveredUnwritten => "recovered_unwritten",
             Check::RecoveredState => "recovered_state",
             Check::LostDurable => "lost_durable",
+            Check::UnexplainedLoss => "unexplained_loss",
         }
     }
 
@@ -325,6 +331,11 @@ impl Sim {
         let through = image.lsn_durable();
         if lsn <= through {
             self.oracle_verified_lsn = through;
+            // Where each frame was seen intact: the exact recovery oracle asks whether
+            // damage touched exactly those bytes if recovery later loses the LSN.
+            for frame in image.frames.iter().filter(|f| f.lsn <= through) {
+                self.frames_located.insert(frame.lsn, *frame);
+            }
             return Ok(());
         }
         let detail = format!(
@@ -399,14 +410,44 @@ impl Sim {
             );
         }
         if lost {
-            if self.log_damaged() {
-                self.tolerated_losses += 1;
-                self.log(format!("tolerated loss: recovered {recovered} < durable {durable} after silent corruption"));
-            } else {
+            if !self.log_damaged() {
                 return fail(
                     Check::LostDurable,
                     format!("recovered to lsn {recovered}, but lsn {durable} was acknowledged or claimed durable"),
                 );
+            }
+            // Silent damage touched the log: the exact recovery oracle decides whether it
+            // explains this loss (sim/src/oracle.rs).
+            let lost_lsn = recovered + 1;
+            let damage = silent_damage(&self.machine.disk);
+            let located = self.frames_located.get(&lost_lsn).copied();
+            match LogImage::explain_loss_in_any(
+                &self.log_images,
+                lost_lsn,
+                &damage,
+                located.as_ref(),
+            ) {
+                Ok(excuse) => {
+                    *self
+                        .excused_losses
+                        .entry(excuse.reason.clone())
+                        .or_default() += 1;
+                    self.log(format!(
+                        "excused loss ({}): recovered {recovered} < durable {} ; {}",
+                        excuse.reason,
+                        durable.max(previous),
+                        excuse.detail
+                    ));
+                }
+                Err(why) => {
+                    return fail(
+                        Check::UnexplainedLoss,
+                        format!(
+                            "recovered to lsn {recovered}, but lsn {} was acknowledged or claimed durable, and the damage does not explain it: {why}",
+                            durable.max(previous)
+                        ),
+                    );
+                }
             }
         }
         self.model = expected.clone();

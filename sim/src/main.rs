@@ -308,7 +308,7 @@ fn main() -> ExitCode {
                 total.crashes += summary.crashes;
                 total.recoveries += summary.recoveries;
                 total.detected_damage += summary.detected_damage;
-                total.tolerated_losses += summary.tolerated_losses;
+                total.add_excused(&summary.excused_losses);
                 total.oracle_checks += summary.oracle_checks;
                 total.oracle_excused += summary.oracle_excused;
                 total.busy_s += summary.busy_s;

@@ -44,9 +44,9 @@ pub struct Outcome {
     /// The run stopped early because the engine correctly reported damage it cannot
     /// repair (corruption, unreadable sectors) after silent faults were injected.
     pub stopped_on_detected_damage: Option<String>,
-    /// Recoveries that lost writes the engine had claimed durable, tolerated because silent
-    /// corruption had damaged the log's last synced records (see docs/TESTING.md).
-    pub tolerated_losses: u64,
+    /// Recoveries that lost writes the engine had claimed durable, excused by the exact
+    /// recovery oracle because silent damage explains the loss ([`crate::oracle`]), by reason.
+    pub excused_losses: BTreeMap<String, u64>,
     /// Hits of every coverage probe during the run, by name (every probe, zeros included).
     pub probes: BTreeMap<&'static str, u64>,
     /// Durability claims the acknowledgement oracle checked against the disk's durable
@@ -72,7 +72,7 @@ impl Outcome {
             trace_hash: 0,
             disk_hash: 0,
             stopped_on_detected_damage: None,
-            tolerated_losses: 0,
+            excused_losses: BTreeMap::new(),
             probes: BTreeMap::new(),
             oracle_checks: 0,
             oracle_excused: 0,

@@ -20,6 +20,7 @@ use crate::checker::{fail, has_latent_sectors, Check, Checked};
 use crate::config::{FaultMask, RunConfig};
 use crate::env::SimMachine;
 use crate::model::{error_class, History, ModelState};
+use crate::oracle::{FrameAt, LogImage};
 use crate::outcome::{Failure, Outcome};
 use crate::trace::{fnv64, Trace};
 use crate::workload::{draw_bad_row, draw_row, Action, Workload};
@@ -27,6 +28,7 @@ use omendb::{Database, Error, Options, Row, Ticket, Value, Write};
 use omendb_faults::{is_crash_error, FaultPlan, SimFs};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -71,7 +73,7 @@ pub fn run(seed: u64, config: &RunConfig) -> Outcome {
         trace_hash: sim.trace.hash(),
         disk_hash: sim.machine.disk.disk_hash(),
         stopped_on_detected_damage: sim.detected_damage.clone(),
-        tolerated_losses: sim.tolerated_losses,
+        excused_losses: sim.excused_losses.clone(),
         probes,
         oracle_checks: sim.oracle_checks,
         oracle_excused: sim.oracle_excused,
@@ -109,7 +111,12 @@ pub(crate) struct Sim {
     pub(crate) recoveries: u64,
     pub(crate) storage_full_seen: u32,
     pub(crate) detected_damage: Option<String>,
-    pub(crate) tolerated_losses: u64,
+    /// Losses the exact recovery oracle excused, by reason.
+    pub(crate) excused_losses: BTreeMap<String, u64>,
+    /// The log as each attempt of the current open found it, before recovery touched it.
+    pub(crate) log_images: Vec<LogImage>,
+    /// Where the acknowledgement oracle found each LSN's frame intact since the last open.
+    pub(crate) frames_located: BTreeMap<u64, FrameAt>,
     /// Every LSN up to this one was found durable by the acknowledgement oracle since the
     /// last open (claims at or below it need no new look at the disk).
     pub(crate) oracle_verified_lsn: u64,
@@ -197,7 +204,9 @@ impl Sim {
             recoveries: 0,
             storage_full_seen: 0,
             detected_damage: None,
-            tolerated_losses: 0,
+            excused_losses: BTreeMap::new(),
+            log_images: Vec::new(),
+            frames_located: BTreeMap::new(),
             oracle_verified_lsn: 0,
             oracle_checks: 0,
             oracle_excused: 0,
@@ -664,8 +673,15 @@ impl Sim {
         if let Reopen::Crash = how {
             self.crash_restart();
         }
+        // What each attempt of recovery will read, before it changes anything: the exact
+        // recovery oracle judges a loss against these images (recovery rewrites no segment
+        // and removes none before its checkpoint covers them, so the first image still
+        // explains a loss after a crash during recovery removed segments).
+        self.log_images.clear();
         let mut attempts = 0u32;
         let db = loop {
+            self.log_images
+                .push(LogImage::read(&self.machine.disk, DB_PATH));
             attempts += 1;
             self.engine_ops += 1;
             let options = Options {
@@ -735,6 +751,7 @@ impl Sim {
         ));
         self.db = Some(db);
         self.check_recovered(recovered)?;
+        self.frames_located.clear();
         if self.config.faults.crash && self.rng.random_bool(0.5) {
             let at = self.machine.disk.op_count() + self.rng.random_range(1..4000);
             self.machine.disk.crash_at_op(at);

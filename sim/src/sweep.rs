@@ -31,8 +31,8 @@ pub struct Summary {
     pub recoveries: u64,
     /// Runs that stopped on damage the engine correctly reported.
     pub detected_damage: u64,
-    /// Tolerated losses (see `Outcome::tolerated_losses`).
-    pub tolerated_losses: u64,
+    /// Excused losses by reason (see `Outcome::excused_losses`).
+    pub excused_losses: BTreeMap<String, u64>,
     /// Faults by kind over all runs.
     pub faults: BTreeMap<String, u64>,
     /// Durability claims the acknowledgement oracle checked against the disk.
@@ -55,7 +55,7 @@ impl Summary {
         self.crashes += outcome.crashes;
         self.recoveries += outcome.recoveries;
         self.detected_damage += u64::from(outcome.stopped_on_detected_damage.is_some());
-        self.tolerated_losses += outcome.tolerated_losses;
+        self.add_excused(&outcome.excused_losses);
         self.oracle_checks += outcome.oracle_checks;
         self.oracle_excused += outcome.oracle_excused;
         for (kind, count) in &outcome.faults {
@@ -64,6 +64,13 @@ impl Summary {
         self.add_probes(&outcome.probes);
         if !outcome.passed() {
             self.failed.push(outcome);
+        }
+    }
+
+    /// Adds excused losses (of a run, or of another summary).
+    pub fn add_excused(&mut self, excused: &BTreeMap<String, u64>) {
+        for (reason, count) in excused {
+            *self.excused_losses.entry(reason.clone()).or_default() += count;
         }
     }
 
@@ -110,9 +117,14 @@ impl Summary {
         for (name, hits) in &self.probes {
             *probes.entry(name).or_default() += hits;
         }
+        let excused: Vec<String> = self
+            .excused_losses
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
         let probes: Vec<String> = probes.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!(
-            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"tolerated_losses\":{},\"oracle_checks\":{},\"oracle_excused\":{},\"faults\":{{{}}},\"probes\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
+            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"excused_losses\":{{{}}},\"oracle_checks\":{},\"oracle_excused\":{},\"faults\":{{{}}},\"probes\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
             self.seeds,
             failed.join(","),
             self.engine_ops,
@@ -120,7 +132,7 @@ impl Summary {
             self.crashes,
             self.recoveries,
             self.detected_damage,
-            self.tolerated_losses,
+            excused.join(","),
             self.oracle_checks,
             self.oracle_excused,
             faults.join(","),
