@@ -1,10 +1,11 @@
 //! omendb-sim: deterministic simulation testing of OmenDB.
 //!
 //! One u64 seed decides everything: the workload ([`workload`]), the schedule of client
-//! operations, worker steps, crashes and restarts ([`runner`]), and the faults of the
+//! operations, worker steps, crashes and restarts ([`runner`], configured by [`config`]), and the faults of the
 //! simulated disk (`omendb-faults`). The engine runs single-threaded on a virtual clock
 //! ([`env`]); after every operation its results are compared with a reference model, and
-//! after every recovery its state must be one the model allows ([`model`]). A failing run
+//! after every recovery its state must be one the model allows ([`model`]); [`checker`]
+//! holds every judgement and its name ([`Check`]), [`outcome`] what a run reports. A failing run
 //! prints its seed, the failed check, the fault log and the last trace lines; replaying the
 //! seed reproduces it bit for bit, and [`shrink`] looks for a shorter run that fails the same
 //! way. [`seeds`] reads the seed files under `seeds/` that are replayed forever.
@@ -15,9 +16,12 @@
 //! are the point, so the simulator owns its scheduler, clock and disk (see
 //! shared/ARCHITECTURE.md).
 
+pub mod checker;
+pub mod config;
 pub mod env;
 pub mod model;
 pub mod oracle;
+pub mod outcome;
 pub mod runner;
 pub mod seeds;
 pub mod shrink;
@@ -25,4 +29,7 @@ pub mod sweep;
 pub mod trace;
 pub mod workload;
 
-pub use runner::{run, Failure, FaultMask, Outcome, RunConfig};
+pub use checker::Check;
+pub use config::{replay_command, FaultMask, RunConfig};
+pub use outcome::{Failure, Outcome};
+pub use runner::run;

@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use omendb_sim::sweep::{sweep, Summary};
-use omendb_sim::{run, FaultMask, Outcome, RunConfig};
+use omendb_sim::{replay_command, run, FaultMask, Outcome, RunConfig};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -170,8 +170,8 @@ fn report_failure(outcome: &Outcome) {
     );
     eprintln!("  {}", failure.detail);
     eprintln!(
-        "  replay: cargo run --release -p omendb-sim -- replay {} --ops {} --faults {}",
-        outcome.seed, outcome.config.ops, outcome.config.faults
+        "  replay: {}",
+        replay_command(outcome.seed, &outcome.config)
     );
     let faults: Vec<&str> = failure.fault_log.lines().collect();
     if !faults.is_empty() {
@@ -308,7 +308,7 @@ fn main() -> ExitCode {
                 total.crashes += summary.crashes;
                 total.recoveries += summary.recoveries;
                 total.detected_damage += summary.detected_damage;
-                total.tolerated_losses += summary.tolerated_losses;
+                total.add_excused(&summary.excused_losses);
                 total.oracle_checks += summary.oracle_checks;
                 total.oracle_excused += summary.oracle_excused;
                 total.busy_s += summary.busy_s;
@@ -360,7 +360,11 @@ fn main() -> ExitCode {
                         omendb_sim::seeds::render(
                             seed,
                             &shrunk.config,
-                            shrunk.outcome.failure.as_ref().map_or("", |f| f.check),
+                            shrunk
+                                .outcome
+                                .failure
+                                .as_ref()
+                                .map_or("", |f| f.check.name()),
                             "YYYY-MM-DD"
                         )
                     );

@@ -9,256 +9,35 @@
 //! or a recovery. After a crash the database is dropped without close, the disk applies crash
 //! semantics, the database is reopened on what survived, and the recovered state is checked
 //! against the [`History`]: it must be the state after a prefix of the logged writes that
-//! contains everything the engine acknowledged or claimed durable.
+//! contains everything the engine acknowledged or claimed durable. The judgements live in
+//! [`crate::checker`]; this file only drives the engine and records what it promised.
 //!
 //! Everything is a function of the seed: the workload and schedule come from one ChaCha8
 //! stream, the disk's faults from another seeded from the same seed; the clock is virtual;
 //! iteration is over ordered maps. A run's trace hash is therefore the same every time.
 
+use crate::checker::{fail, has_latent_sectors, Check, Checked};
+use crate::config::{FaultMask, RunConfig};
 use crate::env::SimMachine;
 use crate::model::{error_class, History, ModelState};
-use crate::oracle::DurableImage;
+use crate::oracle::{FrameAt, LogImage};
+use crate::outcome::{Failure, Outcome};
 use crate::trace::{fnv64, Trace};
 use crate::workload::{draw_bad_row, draw_row, Action, Workload};
 use omendb::{Database, Error, Options, Row, Ticket, Value, Write};
-use omendb_faults::{is_crash_error, FaultKind, FaultPlan, SimFs};
+use omendb_faults::{is_crash_error, FaultPlan, SimFs};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 /// Where the database lives on the simulated disk.
-const DB_PATH: &str = "/db";
+pub(crate) const DB_PATH: &str = "/db";
 /// Attempts to open before the run gives transient faults a rest.
-const OPEN_ATTEMPTS_MAX: u32 = 16;
+pub(crate) const OPEN_ATTEMPTS_MAX: u32 = 16;
 /// Steps between full invariant checks of the engine.
 const INVARIANT_CHECK_EVERY: u64 = 64;
-
-/// Which fault classes a run may inject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct FaultMask {
-    /// Crashes: at seeded I/O calls and between operations.
-    pub crash: bool,
-    /// Transient I/O errors: read, write, torn write, sync, sync_dir.
-    pub io: bool,
-    /// A space limit (disk full).
-    pub disk_full: bool,
-    /// Silent corruption: bit flips, acknowledged torn writes, misdirected writes, latent
-    /// sector errors.
-    pub corruption: bool,
-}
-
-impl FaultMask {
-    /// Every fault class.
-    pub const ALL: FaultMask = FaultMask {
-        crash: true,
-        io: true,
-        disk_full: true,
-        corruption: true,
-    };
-    /// No faults at all.
-    pub const NONE: FaultMask = FaultMask {
-        crash: false,
-        io: false,
-        disk_full: false,
-        corruption: false,
-    };
-
-    const NAMES: [&'static str; 4] = ["crash", "io", "disk_full", "corruption"];
-
-    fn flags(&self) -> [bool; 4] {
-        [self.crash, self.io, self.disk_full, self.corruption]
-    }
-
-    fn from_flags(flags: [bool; 4]) -> FaultMask {
-        FaultMask {
-            crash: flags[0],
-            io: flags[1],
-            disk_full: flags[2],
-            corruption: flags[3],
-        }
-    }
-
-    /// The mask without class `i` (0..4), for shrinking.
-    pub fn without(&self, i: usize) -> FaultMask {
-        let mut flags = self.flags();
-        if let Some(flag) = flags.get_mut(i) {
-            *flag = false;
-        }
-        FaultMask::from_flags(flags)
-    }
-
-    /// Parses `all`, `none`, or a comma-separated list of class names.
-    pub fn parse(text: &str) -> Result<FaultMask, String> {
-        match text.trim() {
-            "all" => return Ok(FaultMask::ALL),
-            "none" | "" => return Ok(FaultMask::NONE),
-            _ => {}
-        }
-        let mut flags = [false; 4];
-        for name in text.split(',').map(str::trim) {
-            let i = FaultMask::NAMES
-                .iter()
-                .position(|n| *n == name)
-                .ok_or_else(|| {
-                    format!(
-                        "unknown fault class {name:?}; expected one of {:?}",
-                        FaultMask::NAMES
-                    )
-                })?;
-            flags[i] = true;
-        }
-        Ok(FaultMask::from_flags(flags))
-    }
-
-    fn apply(&self, mut plan: FaultPlan) -> FaultPlan {
-        if !self.crash {
-            plan.crash_at_op = None;
-        }
-        if !self.io {
-            plan.read_error = 0.0;
-            plan.write_error = 0.0;
-            plan.write_torn = 0.0;
-            plan.sync_error = 0.0;
-            plan.sync_dir_error = 0.0;
-        }
-        if !self.disk_full {
-            plan.space_limit_bytes = None;
-        }
-        if !self.corruption {
-            plan.read_latent = 0.0;
-            plan.write_torn_acked = 0.0;
-            plan.write_misdirected = 0.0;
-            plan.bit_flip = 0.0;
-        }
-        plan
-    }
-}
-
-impl fmt::Display for FaultMask {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let on: Vec<&str> = FaultMask::NAMES
-            .iter()
-            .zip(self.flags())
-            .filter_map(|(name, on)| on.then_some(*name))
-            .collect();
-        match on.len() {
-            0 => f.write_str("none"),
-            4 => f.write_str("all"),
-            _ => f.write_str(&on.join(",")),
-        }
-    }
-}
-
-/// What a run does besides its seed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunConfig {
-    /// Scheduler steps.
-    pub ops: u64,
-    /// Fault classes allowed.
-    pub faults: FaultMask,
-    /// Print every trace line (replay).
-    pub echo: bool,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        RunConfig {
-            ops: 1000,
-            faults: FaultMask::ALL,
-            echo: false,
-        }
-    }
-}
-
-/// A failed check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    /// The check that failed (stable name, compared by the shrinker).
-    pub check: &'static str,
-    /// What exactly was wrong.
-    pub detail: String,
-    /// The step at which it failed.
-    pub step: u64,
-    /// The newest trace lines.
-    pub trace_tail: Vec<String>,
-    /// The disk's fault log.
-    pub fault_log: String,
-}
-
-/// How a run ended.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// The seed.
-    pub seed: u64,
-    /// The configuration.
-    pub config: RunConfig,
-    /// Steps run.
-    pub steps: u64,
-    /// Engine operations issued (writes, reads, checkpoints, opens).
-    pub engine_ops: u64,
-    /// Crashes (disk restarts).
-    pub crashes: u64,
-    /// Recoveries checked.
-    pub recoveries: u64,
-    /// Faults by kind, as the disk counted them.
-    pub faults: BTreeMap<String, u64>,
-    /// Hash of the whole trace.
-    pub trace_hash: u64,
-    /// Hash of the disk image at the end of the run.
-    pub disk_hash: u64,
-    /// The run stopped early because the engine correctly reported damage it cannot
-    /// repair (corruption, unreadable sectors) after silent faults were injected.
-    pub stopped_on_detected_damage: Option<String>,
-    /// Recoveries that lost writes the engine had claimed durable, tolerated because silent
-    /// corruption had damaged the log's last synced records (see docs/TESTING.md).
-    pub tolerated_losses: u64,
-    /// Hits of every coverage probe during the run, by name (every probe, zeros included).
-    pub probes: BTreeMap<&'static str, u64>,
-    /// Durability claims the acknowledgement oracle checked against the disk's durable
-    /// image, and those it excused after silent damage to the log or a checkpoint.
-    pub oracle_checks: u64,
-    /// See `oracle_checks`.
-    pub oracle_excused: u64,
-    /// The failure, if any check failed.
-    pub failure: Option<Failure>,
-}
-
-impl Outcome {
-    /// The outcome of a run that panicked (the engine must never panic).
-    pub fn panicked(seed: u64, config: &RunConfig, message: String) -> Outcome {
-        Outcome {
-            seed,
-            config: config.clone(),
-            steps: 0,
-            engine_ops: 0,
-            crashes: 0,
-            recoveries: 0,
-            faults: BTreeMap::new(),
-            trace_hash: 0,
-            disk_hash: 0,
-            stopped_on_detected_damage: None,
-            tolerated_losses: 0,
-            probes: BTreeMap::new(),
-            oracle_checks: 0,
-            oracle_excused: 0,
-            failure: Some(Failure {
-                check: "panic",
-                detail: message,
-                step: 0,
-                trace_tail: vec!["(replay the seed to see the trace up to the panic)".into()],
-                fault_log: String::new(),
-            }),
-        }
-    }
-
-    /// Whether every check passed.
-    pub fn passed(&self) -> bool {
-        self.failure.is_none()
-    }
-}
 
 /// Runs `seed` under `config`.
 pub fn run(seed: u64, config: &RunConfig) -> Outcome {
@@ -294,18 +73,12 @@ pub fn run(seed: u64, config: &RunConfig) -> Outcome {
         trace_hash: sim.trace.hash(),
         disk_hash: sim.machine.disk.disk_hash(),
         stopped_on_detected_damage: sim.detected_damage.clone(),
-        tolerated_losses: sim.tolerated_losses,
+        excused_losses: sim.excused_losses.clone(),
         probes,
         oracle_checks: sim.oracle_checks,
         oracle_excused: sim.oracle_excused,
         failure,
     }
-}
-
-type Check<T = ()> = Result<T, (&'static str, String)>;
-
-fn fail<T>(check: &'static str, detail: impl Into<String>) -> Check<T> {
-    Err((check, detail.into()))
 }
 
 /// A client's write in flight.
@@ -321,62 +94,34 @@ enum Reopen {
     Process,
 }
 
-struct Sim {
-    seed: u64,
-    config: RunConfig,
-    rng: ChaCha8Rng,
-    workload: Workload,
-    machine: SimMachine,
-    db: Option<Database>,
-    model: ModelState,
-    history: History,
+pub(crate) struct Sim {
+    pub(crate) seed: u64,
+    pub(crate) config: RunConfig,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) workload: Workload,
+    pub(crate) machine: SimMachine,
+    pub(crate) db: Option<Database>,
+    pub(crate) model: ModelState,
+    pub(crate) history: History,
     clients: Vec<Option<Pending>>,
-    trace: Trace,
-    step: u64,
-    engine_ops: u64,
-    crashes: u64,
-    recoveries: u64,
-    storage_full_seen: u32,
-    detected_damage: Option<String>,
-    tolerated_losses: u64,
+    pub(crate) trace: Trace,
+    pub(crate) step: u64,
+    pub(crate) engine_ops: u64,
+    pub(crate) crashes: u64,
+    pub(crate) recoveries: u64,
+    pub(crate) storage_full_seen: u32,
+    pub(crate) detected_damage: Option<String>,
+    /// Losses the exact recovery oracle excused, by reason.
+    pub(crate) excused_losses: BTreeMap<String, u64>,
+    /// The log as each attempt of the current open found it, before recovery touched it.
+    pub(crate) log_images: Vec<LogImage>,
+    /// Where the acknowledgement oracle found each LSN's frame intact since the last open.
+    pub(crate) frames_located: BTreeMap<u64, FrameAt>,
     /// Every LSN up to this one was found durable by the acknowledgement oracle since the
     /// last open (claims at or below it need no new look at the disk).
-    oracle_verified_lsn: u64,
-    oracle_checks: u64,
-    oracle_excused: u64,
-}
-
-/// Files that silent faults have damaged at rest, at any time in the run: bit flips,
-/// acknowledged torn writes, latent sectors, and both ends of misdirected writes.
-fn damaged_paths(disk: &SimFs) -> BTreeSet<String> {
-    let mut paths = BTreeSet::new();
-    for record in disk.fault_log() {
-        match record.kind {
-            FaultKind::BitFlip
-            | FaultKind::TornWriteAcked
-            | FaultKind::LatentSector
-            | FaultKind::LatentRead => {
-                paths.insert(record.path.clone());
-            }
-            FaultKind::MisdirectedWrite => {
-                paths.insert(record.path.clone());
-                if let Some(rest) = record.detail.strip_prefix("landed in ") {
-                    if let Some((target, _)) = rest.split_once(" at offset") {
-                        paths.insert(target.to_string());
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    paths
-}
-
-/// Whether a latent (persistently unreadable) sector was ever injected.
-fn has_latent_sectors(disk: &SimFs) -> bool {
-    disk.fault_log()
-        .iter()
-        .any(|r| matches!(r.kind, FaultKind::LatentSector | FaultKind::LatentRead))
+    pub(crate) oracle_verified_lsn: u64,
+    pub(crate) oracle_checks: u64,
+    pub(crate) oracle_excused: u64,
 }
 
 fn describe_value_hash(row: &Row) -> u64 {
@@ -462,19 +207,21 @@ impl Sim {
             recoveries: 0,
             storage_full_seen: 0,
             detected_damage: None,
-            tolerated_losses: 0,
+            excused_losses: BTreeMap::new(),
+            log_images: Vec::new(),
+            frames_located: BTreeMap::new(),
             oracle_verified_lsn: 0,
             oracle_checks: 0,
             oracle_excused: 0,
         }
     }
 
-    fn log(&mut self, line: String) {
+    pub(crate) fn log(&mut self, line: String) {
         let stamped = format!("{:>6} {line}", self.step);
         self.trace.line(stamped);
     }
 
-    fn run_to_end(&mut self) -> Check {
+    fn run_to_end(&mut self) -> Checked {
         self.log(format!(
             "seed={} sync={:?} clients={} tables={} plan: {}",
             self.seed,
@@ -516,7 +263,7 @@ impl Sim {
                 self.engine_ops += 1;
                 if let Err(e) = db.close() {
                     if !is_crash_error(&e) && !matches!(error_class(&e), "io" | "poisoned") {
-                        return fail("close", format!("close failed: {e}"));
+                        return fail(Check::Close, format!("close failed: {e}"));
                     }
                 }
             }
@@ -524,16 +271,16 @@ impl Sim {
         Ok(())
     }
 
-    fn db(&self) -> Check<&Database> {
+    pub(crate) fn db(&self) -> Checked<&Database> {
         match &self.db {
             Some(db) => Ok(db),
-            None => fail("harness", "no open database"),
+            None => fail(Check::Harness, "no open database"),
         }
     }
 
     /// After each action: a crash that froze the disk, or a poisoned log, leads to a
     /// reopen and a recovery check; durability claims are recorded.
-    fn settle(&mut self) -> Check {
+    fn settle(&mut self) -> Checked {
         if self.detected_damage.is_some() {
             return Ok(());
         }
@@ -553,7 +300,7 @@ impl Sim {
         Ok(())
     }
 
-    fn act(&mut self, action: Action) -> Check {
+    fn act(&mut self, action: Action) -> Checked {
         match action {
             Action::Insert | Action::InsertBatch | Action::BadRow => self.write_rows(action),
             Action::Update => {
@@ -616,7 +363,7 @@ impl Sim {
     }
 
     /// A random table of the model and a key in it, if there is one.
-    fn existing_key(&mut self) -> Option<(String, i64)> {
+    pub(crate) fn existing_key(&mut self) -> Option<(String, i64)> {
         let names: Vec<&String> = self.model.tables.keys().collect();
         if names.is_empty() {
             return None;
@@ -650,7 +397,7 @@ impl Sim {
         }
     }
 
-    fn write_rows(&mut self, action: Action) -> Check {
+    fn write_rows(&mut self, action: Action) -> Checked {
         let i = self.pick_table();
         let def = self.workload.tables[i].def.clone();
         let count = match action {
@@ -677,7 +424,7 @@ impl Sim {
         })
     }
 
-    fn submit(&mut self, write: Write) -> Check {
+    fn submit(&mut self, write: Write) -> Checked {
         let client = self.rng.random_range(0..self.clients.len());
         if let Some(pending) = self.clients[client] {
             // A client has one write in flight; this one blocks on it first.
@@ -694,7 +441,7 @@ impl Sim {
                     Ok(changes) if changes == (ticket.lsn() > 0) => {}
                     other => {
                         return fail(
-                            "write_outcome",
+                            Check::WriteOutcome,
                             format!(
                                 "{text}: engine accepted (lsn {}), model expected {other:?}",
                                 ticket.lsn()
@@ -705,7 +452,7 @@ impl Sim {
                 if ticket.lsn() > 0 {
                     if ticket.lsn() <= self.history.last_lsn() {
                         return fail(
-                            "lsn_order",
+                            Check::LsnOrder,
                             format!(
                                 "{text}: lsn {} not after {}",
                                 ticket.lsn(),
@@ -749,7 +496,7 @@ impl Sim {
                 match expected {
                     Err(want) if want == class => Ok(()),
                     other => fail(
-                        "write_outcome",
+                        Check::WriteOutcome,
                         format!("{text}: engine refused ({class}: {e}), model expected {other:?}"),
                     ),
                 }
@@ -767,7 +514,7 @@ impl Sim {
         }
     }
 
-    fn wait_client(&mut self, client: usize, pending: Pending) -> Check {
+    fn wait_client(&mut self, client: usize, pending: Pending) -> Checked {
         self.engine_ops += 1;
         let result = self.db()?.wait(pending.ticket);
         match result {
@@ -786,14 +533,17 @@ impl Sim {
                 ));
                 self.clients[client] = None;
                 if !is_crash_error(&e) && !matches!(error_class(&e), "io" | "poisoned") {
-                    return fail("wait", format!("unexpected error waiting on a ticket: {e}"));
+                    return fail(
+                        Check::Wait,
+                        format!("unexpected error waiting on a ticket: {e}"),
+                    );
                 }
                 Ok(())
             }
         }
     }
 
-    fn acknowledge(&mut self, client: usize, pending: Pending) -> Check {
+    fn acknowledge(&mut self, client: usize, pending: Pending) -> Checked {
         self.clients[client] = None;
         if self.workload.sync == omendb::Sync::Always {
             self.check_claim("acknowledged under Sync::Always", pending.ticket.lsn())?;
@@ -802,7 +552,7 @@ impl Sim {
         Ok(())
     }
 
-    fn wait_one(&mut self) -> Check {
+    fn wait_one(&mut self) -> Checked {
         let busy: Vec<usize> = (0..self.clients.len())
             .filter(|&c| self.clients[c].is_some())
             .collect();
@@ -816,7 +566,7 @@ impl Sim {
         }
     }
 
-    fn poll_clients(&mut self) -> Check {
+    fn poll_clients(&mut self) -> Checked {
         for client in 0..self.clients.len() {
             let Some(pending) = self.clients[client] else {
                 continue;
@@ -843,88 +593,7 @@ impl Sim {
         Ok(())
     }
 
-    fn check_get(&mut self) -> Check {
-        let (table, key) = match self.existing_key() {
-            Some(found) if self.rng.random_bool(0.8) => found,
-            _ => {
-                let i = self.rng.random_range(0..self.workload.tables.len());
-                let name = self.workload.tables[i].def.name().to_string();
-                let key = self.workload.tables[i].keys.next_key(&mut self.rng);
-                (name, key)
-            }
-        };
-        self.engine_ops += 1;
-        let got = self.db()?.get(&table, key);
-        let expected = match self.model.tables.get(&table) {
-            Some(t) => Ok(t.rows.get(&key).cloned()),
-            None => Err("table_not_found"),
-        };
-        if let Err(e) = &got {
-            if self.read_error_is_legal(e) {
-                self.log(format!("get {table} key={key} -> error {}", error_class(e)));
-                return Ok(());
-            }
-        }
-        let same = match (&got, &expected) {
-            (Ok(a), Ok(b)) => a == b,
-            (Err(e), Err(class)) => error_class(e) == *class,
-            _ => false,
-        };
-        self.log(format!(
-            "get {table} key={key} -> {}",
-            if same { "ok" } else { "MISMATCH" }
-        ));
-        if !same {
-            return fail(
-                "read",
-                format!("get {table} {key}: engine {got:?}, model {expected:?}"),
-            );
-        }
-        Ok(())
-    }
-
-    fn check_scan(&mut self) -> Check {
-        let (Some((table, a)), Some((_, b))) = (self.existing_key(), self.existing_key()) else {
-            return Ok(());
-        };
-        let (lo, hi) = (a.min(b), a.max(b));
-        self.engine_ops += 1;
-        let got = self.db()?.scan(&table, lo..=hi);
-        let expected: Vec<Row> = self
-            .model
-            .tables
-            .get(&table)
-            .map(|t| t.rows.range(lo..=hi).map(|(_, r)| r.clone()).collect())
-            .unwrap_or_default();
-        if let Err(e) = &got {
-            if self.read_error_is_legal(e) {
-                self.log(format!(
-                    "scan {table} [{lo}, {hi}] -> error {}",
-                    error_class(e)
-                ));
-                return Ok(());
-            }
-        }
-        let same = matches!(&got, Ok(rows) if *rows == expected);
-        self.log(format!(
-            "scan {table} [{lo}, {hi}] -> {} rows {}",
-            expected.len(),
-            if same { "ok" } else { "MISMATCH" }
-        ));
-        if !same {
-            return fail(
-                "read",
-                format!(
-                    "scan {table} [{lo},{hi}]: engine {:?} rows, model {} rows",
-                    got.map(|r| r.len()),
-                    expected.len()
-                ),
-            );
-        }
-        Ok(())
-    }
-
-    fn compact(&mut self) -> Check {
+    fn compact(&mut self) -> Checked {
         self.engine_ops += 1;
         let result = self.db()?.compact_step();
         match result {
@@ -941,13 +610,13 @@ impl Sim {
                 }
                 Ok(())
             }
-            Err(e) => self.maintenance_error("compact", &e),
+            Err(e) => self.maintenance_error(Check::Compact, &e),
         }
     }
 
     /// A checkpoint or compaction that failed: legal if the disk crashed, failed an I/O
     /// call, or held damage a silent fault explains; disk full lets space come back.
-    fn maintenance_error(&mut self, what: &'static str, e: &Error) -> Check {
+    fn maintenance_error(&mut self, what: Check, e: &Error) -> Checked {
         let class = error_class(e);
         self.log(format!("{what} -> error {class}"));
         if e.is_storage_full() {
@@ -962,7 +631,7 @@ impl Sim {
         }
     }
 
-    fn checkpoint(&mut self) -> Check {
+    fn checkpoint(&mut self) -> Checked {
         self.engine_ops += 1;
         let result = self.db()?.checkpoint();
         match result {
@@ -972,49 +641,11 @@ impl Sim {
                 self.history.durable_lsn = self.history.durable_lsn.max(lsn);
                 Ok(())
             }
-            Err(e) => self.maintenance_error("checkpoint", &e),
+            Err(e) => self.maintenance_error(Check::Checkpoint, &e),
         }
     }
 
-    /// Reads of cold rows touch the disk: an injected I/O error, a crash, or corruption in a
-    /// damaged file are legal answers (wrong rows never are). Corruption stops the run.
-    fn read_error_is_legal(&mut self, error: &Error) -> bool {
-        if is_crash_error(error) || error_class(error) == "io" {
-            return true;
-        }
-        if error.is_corruption() && self.corruption_explained(error) {
-            self.detected_damage = Some(error.to_string());
-            return true;
-        }
-        false
-    }
-
-    /// Whether a corruption error is explained by a silent fault in the file it names.
-    fn corruption_explained(&self, error: &Error) -> bool {
-        match error {
-            Error::Corruption { path, .. } => {
-                let damaged = damaged_paths(&self.machine.disk);
-                let path = path.to_string_lossy();
-                // Checkpoints and cold segments are written as temp files and renamed:
-                // damage follows the rename.
-                let renamed_checkpoint = path.starts_with(&format!("{DB_PATH}/checkpoint-"))
-                    && damaged.contains(&format!("{DB_PATH}/checkpoint.tmp"));
-                let renamed_segment = damaged.contains(&format!("{path}.tmp"));
-                damaged.contains(path.as_ref()) || renamed_checkpoint || renamed_segment
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether silent faults ever damaged a log segment (the only place where damage can
-    /// look like a torn tail and be truncated instead of reported).
-    fn log_damaged(&self) -> bool {
-        damaged_paths(&self.machine.disk)
-            .iter()
-            .any(|p| p.starts_with(&format!("{DB_PATH}/wal/")))
-    }
-
-    fn clean_restart(&mut self) -> Check {
+    fn clean_restart(&mut self) -> Checked {
         let Some(db) = self.db.take() else {
             return Ok(());
         };
@@ -1035,60 +666,9 @@ impl Sim {
         self.open_checked(Reopen::Process)
     }
 
-    /// The acknowledgement oracle: the engine just claimed `lsn` durable (`what`: an
-    /// acknowledgement under `Sync::Always`, `lsn_durable`, a checkpoint, a clean close), so
-    /// a crash now must keep it; the disk's durable image must prove it (see
-    /// [`crate::oracle`]). Silent damage to a durable log segment or checkpoint (a bit flip,
-    /// a misdirected or lying torn write) can take records away after they were synced,
-    /// which the recovery check then judges: such a claim is excused here, and traced.
-    fn check_claim(&mut self, what: &str, lsn: u64) -> Check {
-        if lsn <= self.oracle_verified_lsn {
-            return Ok(());
-        }
-        self.oracle_checks += 1;
-        let image = DurableImage::read(&self.machine.disk, DB_PATH);
-        let through = image.lsn_durable();
-        if lsn <= through {
-            self.oracle_verified_lsn = through;
-            return Ok(());
-        }
-        let detail = format!(
-            "{what}: lsn {lsn}, but the durable image proves only lsn {through} (checkpoint {}, segments {:?})",
-            image.checkpoint_lsn, image.segments
-        );
-        if self.durable_image_damaged() {
-            self.oracle_excused += 1;
-            self.log(format!("ack oracle excused after silent damage: {detail}"));
-            return Ok(());
-        }
-        fail("ack_oracle", detail)
-    }
-
-    /// Whether silent faults damaged a file of the durable image that recovery would read
-    /// now: a log segment, or a checkpoint (damage to its temporary file follows the rename).
-    fn durable_image_damaged(&self) -> bool {
-        let damaged = damaged_paths(&self.machine.disk);
-        let checkpoint_tmp = damaged.contains(&format!("{DB_PATH}/checkpoint.tmp"));
-        self.machine.disk.durable_files().iter().any(|path| {
-            let checkpoint = path.starts_with(&format!("{DB_PATH}/checkpoint-"));
-            let segment = path.starts_with(&format!("{DB_PATH}/wal/"));
-            (segment || checkpoint) && damaged.contains(path) || checkpoint && checkpoint_tmp
-        })
-    }
-
-    fn check_engine_invariants(&mut self) -> Check {
-        if let Err(e) = self.db()?.check_invariants() {
-            return fail("engine_invariants", e);
-        }
-        if let Err(e) = self.machine.disk.check_invariants() {
-            return fail("disk_invariants", e);
-        }
-        Ok(())
-    }
-
     /// Reopens the database (after a crash, a poisoned log, or a clean close) and checks
     /// that what it recovered is a legal state.
-    fn open_checked(&mut self, how: Reopen) -> Check {
+    fn open_checked(&mut self, how: Reopen) -> Checked {
         if let Some(db) = self.db.take() {
             drop(db); // no close: nothing more reaches the disk
         }
@@ -1096,8 +676,15 @@ impl Sim {
         if let Reopen::Crash = how {
             self.crash_restart();
         }
+        // What each attempt of recovery will read, before it changes anything: the exact
+        // recovery oracle judges a loss against these images (recovery rewrites no segment
+        // and removes none before its checkpoint covers them, so the first image still
+        // explains a loss after a crash during recovery removed segments).
+        self.log_images.clear();
         let mut attempts = 0u32;
         let db = loop {
+            self.log_images
+                .push(LogImage::read(&self.machine.disk, DB_PATH));
             attempts += 1;
             self.engine_ops += 1;
             let options = Options {
@@ -1123,7 +710,7 @@ impl Sim {
                         return Ok(());
                     }
                     return fail(
-                        "false_corruption",
+                        Check::FalseCorruption,
                         format!("corruption reported in a file no silent fault damaged: {e}"),
                     );
                 }
@@ -1144,10 +731,13 @@ impl Sim {
                         self.log("disk calms down".into());
                     }
                     if attempts >= OPEN_ATTEMPTS_MAX * 2 {
-                        return fail("open", format!("open keeps failing on a calm disk: {e}"));
+                        return fail(
+                            Check::Open,
+                            format!("open keeps failing on a calm disk: {e}"),
+                        );
                     }
                 }
-                Err(e) => return fail("open", format!("open failed: {e}")),
+                Err(e) => return fail(Check::Open, format!("open failed: {e}")),
             }
         };
         self.recoveries += 1;
@@ -1165,6 +755,7 @@ impl Sim {
         ));
         self.db = Some(db);
         self.check_recovered(recovered)?;
+        self.frames_located.clear();
         if self.config.faults.crash && self.rng.random_bool(0.5) {
             let at = self.machine.disk.op_count() + self.rng.random_range(1..4000);
             self.machine.disk.crash_at_op(at);
@@ -1177,149 +768,4 @@ impl Sim {
         self.crashes += 1;
         self.log(format!("disk restarted after crash #{}", self.crashes));
     }
-
-    fn check_recovered(&mut self, recovered: u64) -> Check {
-        let durable = self.history.durable_lsn;
-        let last = self.history.last_lsn();
-        if recovered > last {
-            return fail(
-                "recovered_unwritten",
-                format!("recovered to lsn {recovered}, but the last write that reached the log was {last}"),
-            );
-        }
-        let previous = self.history.recovered_lsn;
-        if recovered < previous && !self.log_damaged() {
-            return fail(
-                "lost_durable",
-                format!("recovered to lsn {recovered}, before the previous recovery's {previous}"),
-            );
-        }
-        let lost = recovered < durable.max(previous);
-        let expected = self.history.state_at(recovered);
-        // Verification reads must not be cut short by a planned crash; one is planned
-        // again after the check.
-        self.machine.disk.cancel_crash();
-        let Some(actual) = self.read_engine_state()? else {
-            self.detected_damage = Some("damage reported while reading the recovered state".into());
-            self.log("recovered state unreadable: damage detected".into());
-            return Ok(());
-        };
-        if actual != expected {
-            return fail(
-                "recovered_state",
-                format!(
-                    "recovered lsn {recovered}: engine state differs from the model at that lsn ({} vs {} rows){}",
-                    actual.row_count(),
-                    expected.row_count(),
-                    first_difference(&actual, &expected)
-                ),
-            );
-        }
-        if lost {
-            if self.log_damaged() {
-                self.tolerated_losses += 1;
-                self.log(format!("tolerated loss: recovered {recovered} < durable {durable} after silent corruption"));
-            } else {
-                return fail(
-                    "lost_durable",
-                    format!("recovered to lsn {recovered}, but lsn {durable} was acknowledged or claimed durable"),
-                );
-            }
-        }
-        self.model = expected.clone();
-        self.history.recovered(recovered);
-        self.check_engine_invariants()
-    }
-
-    /// The engine's whole state, or `None` when reading it met damage the engine rightly
-    /// reported.
-    fn read_engine_state(&self) -> Check<Option<ModelState>> {
-        let db = self.db()?;
-        let names = match db.table_names() {
-            Ok(names) => names,
-            Err(e) => return fail("read", format!("table_names: {e}")),
-        };
-        let mut state = ModelState::default();
-        for name in names {
-            let def = db
-                .table_def(&name)
-                .or_else(|e| fail("read", format!("table_def {name}: {e}")))?;
-            // Cold rows come from disk: retry transient read errors; persistent ones
-            // (latent sectors) and explained corruption are detected damage.
-            let mut attempts = 0;
-            let rows = loop {
-                attempts += 1;
-                match db.scan(&name, ..) {
-                    Ok(rows) => break rows,
-                    Err(e) if error_class(&e) == "io" && attempts < OPEN_ATTEMPTS_MAX => {}
-                    Err(e)
-                        if error_class(&e) == "io"
-                            && attempts < 2 * OPEN_ATTEMPTS_MAX
-                            && !has_latent_sectors(&self.machine.disk) =>
-                    {
-                        // A storm of transient read errors: let the disk calm down, as an
-                        // operator would retry later.
-                        let plan = FaultMask::NONE.apply(self.machine.disk.plan());
-                        self.machine.disk.set_plan(plan);
-                    }
-                    Err(e)
-                        if (error_class(&e) == "io" && has_latent_sectors(&self.machine.disk))
-                            || (e.is_corruption() && self.corruption_explained(&e)) =>
-                    {
-                        return Ok(None);
-                    }
-                    Err(e) => return fail("read", format!("scan {name}: {e}")),
-                }
-            };
-            let mut by_key = BTreeMap::new();
-            for row in rows {
-                let key = match row.get(def.primary_key_index()) {
-                    Some(Value::Int64(k)) | Some(Value::Timestamp(k)) => *k,
-                    other => {
-                        return fail("read", format!("row of {name} without a key: {other:?}"))
-                    }
-                };
-                if by_key.insert(key, row).is_some() {
-                    return fail("read", format!("key {key} twice in a scan of {name}"));
-                }
-            }
-            state
-                .tables
-                .insert(name, crate::model::ModelTable { def, rows: by_key });
-        }
-        Ok(Some(state))
-    }
-}
-
-fn first_difference(actual: &ModelState, expected: &ModelState) -> String {
-    for name in actual.tables.keys().chain(expected.tables.keys()) {
-        match (actual.tables.get(name), expected.tables.get(name)) {
-            (Some(_), None) => return format!("; table {name} should not exist"),
-            (None, Some(_)) => return format!("; table {name} is missing"),
-            (Some(a), Some(e)) => {
-                if a.def != e.def {
-                    return format!("; table {name} has another definition");
-                }
-                for key in a.rows.keys().chain(e.rows.keys()) {
-                    if a.rows.get(key) != e.rows.get(key) {
-                        return format!(
-                            "; table {name} key {key}: engine {}, model {}",
-                            if a.rows.contains_key(key) {
-                                "has it"
-                            } else {
-                                "lacks it"
-                            },
-                            if e.rows.contains_key(key) {
-                                "has it"
-                            } else {
-                                "lacks it"
-                            },
-                        );
-                    }
-                }
-            }
-            (None, None) => {}
-        }
-    }
-    String::new()
 }

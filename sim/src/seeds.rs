@@ -10,7 +10,7 @@
 //!
 //! `seed` is required; `ops` defaults to 1000 and `faults` to `all`. Other keys are notes.
 
-use crate::runner::{FaultMask, RunConfig};
+use crate::config::{FaultMask, RunConfig};
 use std::path::{Path, PathBuf};
 
 /// A parsed seed file.

@@ -6,7 +6,9 @@
 //! looks for the smallest step count that still fails the same check (bisection, then a
 //! linear tighten), then drops every fault class it can.
 
-use crate::runner::{run, Outcome, RunConfig};
+use crate::config::RunConfig;
+use crate::outcome::Outcome;
+use crate::runner::run;
 
 /// Most runs one shrink may spend.
 pub const SHRINK_RUNS_MAX: u32 = 200;

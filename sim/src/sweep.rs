@@ -1,7 +1,9 @@
 //! Sweeps: many seeds, spread over worker threads (each seed runs on one thread, start to
 //! end, so threads never touch a run's determinism), with a summary for people and CI.
 
-use crate::runner::{run, Outcome, RunConfig};
+use crate::config::{replay_command, RunConfig};
+use crate::outcome::Outcome;
+use crate::runner::run;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -29,8 +31,8 @@ pub struct Summary {
     pub recoveries: u64,
     /// Runs that stopped on damage the engine correctly reported.
     pub detected_damage: u64,
-    /// Tolerated losses (see `Outcome::tolerated_losses`).
-    pub tolerated_losses: u64,
+    /// Excused losses by reason (see `Outcome::excused_losses`).
+    pub excused_losses: BTreeMap<String, u64>,
     /// Faults by kind over all runs.
     pub faults: BTreeMap<String, u64>,
     /// Durability claims the acknowledgement oracle checked against the disk.
@@ -53,7 +55,7 @@ impl Summary {
         self.crashes += outcome.crashes;
         self.recoveries += outcome.recoveries;
         self.detected_damage += u64::from(outcome.stopped_on_detected_damage.is_some());
-        self.tolerated_losses += outcome.tolerated_losses;
+        self.add_excused(&outcome.excused_losses);
         self.oracle_checks += outcome.oracle_checks;
         self.oracle_excused += outcome.oracle_excused;
         for (kind, count) in &outcome.faults {
@@ -62,6 +64,13 @@ impl Summary {
         self.add_probes(&outcome.probes);
         if !outcome.passed() {
             self.failed.push(outcome);
+        }
+    }
+
+    /// Adds excused losses (of a run, or of another summary).
+    pub fn add_excused(&mut self, excused: &BTreeMap<String, u64>) {
+        for (reason, count) in excused {
+            *self.excused_losses.entry(reason.clone()).or_default() += count;
         }
     }
 
@@ -108,9 +117,14 @@ impl Summary {
         for (name, hits) in &self.probes {
             *probes.entry(name).or_default() += hits;
         }
+        let excused: Vec<String> = self
+            .excused_losses
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
         let probes: Vec<String> = probes.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!(
-            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"tolerated_losses\":{},\"oracle_checks\":{},\"oracle_excused\":{},\"faults\":{{{}}},\"probes\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
+            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"excused_losses\":{{{}}},\"oracle_checks\":{},\"oracle_excused\":{},\"faults\":{{{}}},\"probes\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
             self.seeds,
             failed.join(","),
             self.engine_ops,
@@ -118,7 +132,7 @@ impl Summary {
             self.crashes,
             self.recoveries,
             self.detected_damage,
-            self.tolerated_losses,
+            excused.join(","),
             self.oracle_checks,
             self.oracle_excused,
             faults.join(","),
@@ -154,10 +168,9 @@ pub fn sweep(
                     .find(|(_, since)| since.elapsed() > SEED_HANG_TIMEOUT);
                 if let Some((seed, since)) = hung {
                     eprintln!(
-                        "HUNG seed {seed}: still running after {:.0}s; replay: cargo run --release -p omendb-sim -- replay {seed} --ops {} --faults {}",
+                        "HUNG seed {seed}: still running after {:.0}s; replay: {}",
                         since.elapsed().as_secs_f64(),
-                        config.ops,
-                        config.faults
+                        replay_command(*seed, config)
                     );
                     std::process::exit(3);
                 }
