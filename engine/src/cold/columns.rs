@@ -137,10 +137,9 @@ impl SegmentColumns {
             let fail = |e| self.failure.parquet(e);
             let array: ArrayRef = match decoder {
                 Decoder::Int64(r) => {
-                    let mut values = Vec::with_capacity(n);
-                    read_all(r, n, &mut levels, &mut values).map_err(fail)?;
-                    let (values, nulls) =
-                        spread(values, &levels, n, nullable).ok_or_else(|| self.short(c, n))?;
+                    let (values, nulls) = primitive(r, n, nullable, &mut levels)
+                        .map_err(fail)?
+                        .ok_or_else(|| self.short(c, n))?;
                     if column.data_type == DataType::Timestamp {
                         Arc::new(
                             TimestampMicrosecondArray::new(ScalarBuffer::from(values), nulls)
@@ -151,17 +150,15 @@ impl SegmentColumns {
                     }
                 }
                 Decoder::Float64(r) => {
-                    let mut values = Vec::with_capacity(n);
-                    read_all(r, n, &mut levels, &mut values).map_err(fail)?;
-                    let (values, nulls) =
-                        spread(values, &levels, n, nullable).ok_or_else(|| self.short(c, n))?;
+                    let (values, nulls) = primitive(r, n, nullable, &mut levels)
+                        .map_err(fail)?
+                        .ok_or_else(|| self.short(c, n))?;
                     Arc::new(Float64Array::new(ScalarBuffer::from(values), nulls))
                 }
                 Decoder::Bool(r) => {
-                    let mut values = Vec::with_capacity(n);
-                    read_all(r, n, &mut levels, &mut values).map_err(fail)?;
-                    let (values, nulls) =
-                        spread(values, &levels, n, nullable).ok_or_else(|| self.short(c, n))?;
+                    let (values, nulls) = primitive(r, n, nullable, &mut levels)
+                        .map_err(fail)?
+                        .ok_or_else(|| self.short(c, n))?;
                     Arc::new(BooleanArray::new(BooleanBuffer::from(values), nulls))
                 }
                 Decoder::Bytes(r) => {
@@ -323,6 +320,24 @@ fn read_all<T: parquet::data_type::DataType>(
         read += records;
     }
     Ok(())
+}
+
+/// The next `n` values of a fixed-width column and their nulls; `Ok(None)` if the counts
+/// do not fit together.
+#[allow(clippy::type_complexity)]
+fn primitive<T>(
+    reader: &mut ColumnReaderImpl<T>,
+    n: usize,
+    nullable: bool,
+    levels: &mut Vec<i16>,
+) -> parquet::errors::Result<Option<(Vec<T::T>, Option<NullBuffer>)>>
+where
+    T: parquet::data_type::DataType,
+    T::T: Default + Copy,
+{
+    let mut values = Vec::with_capacity(n);
+    read_all(reader, n, levels, &mut values)?;
+    Ok(spread(values, levels, n, nullable))
 }
 
 /// The `n` values of a column from its non-null `values` and definition `levels`: nulls

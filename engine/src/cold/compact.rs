@@ -27,7 +27,7 @@ use arrow_array::{Array, RecordBatch};
 use roaring::RoaringBitmap;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Segments merged together at a tier above 0.
@@ -129,8 +129,13 @@ pub(crate) fn merge(
             heap.push(Reverse((key, i)));
         }
     }
-    let mut picks: Vec<(usize, usize)> = Vec::with_capacity(BATCH_ROWS);
-    let mut encoder: Option<StreamEncoder> = None;
+    let mut out = Output {
+        schema,
+        picks: Vec::with_capacity(BATCH_ROWS),
+        encoder: None,
+        file,
+        temp: temp.to_path_buf(),
+    };
     let mut last: Option<i64> = None;
     let mut first: Option<i64> = None;
     while let Some(Reverse((key, i))) = heap.pop() {
@@ -144,18 +149,10 @@ pub(crate) fn merge(
         last = Some(key);
         first.get_or_insert(key);
         let input = &mut streams[i];
-        picks.push((input.source, input.row));
+        out.picks.push((input.source, input.row));
         input.row += 1;
-        if picks.len() == BATCH_ROWS {
-            emit(
-                def,
-                &schema,
-                &mut sources,
-                &mut picks,
-                &mut encoder,
-                &file,
-                temp,
-            )?;
+        if out.picks.len() == BATCH_ROWS {
+            out.emit(def, &sources)?;
             rebase(&mut streams, &mut sources);
         }
         let input = &mut streams[i];
@@ -163,18 +160,10 @@ pub(crate) fn merge(
             heap.push(Reverse((key, i)));
         }
     }
-    if !picks.is_empty() {
-        emit(
-            def,
-            &schema,
-            &mut sources,
-            &mut picks,
-            &mut encoder,
-            &file,
-            temp,
-        )?;
+    if !out.picks.is_empty() {
+        out.emit(def, &sources)?;
     }
-    let (Some(encoder), Some(first), Some(last)) = (encoder, first, last) else {
+    let (Some(encoder), Some(first), Some(last)) = (out.encoder, first, last) else {
         return Ok(None);
     };
     if encoder.rows() as u64 > u64::from(u32::MAX) {
@@ -226,38 +215,42 @@ fn rebase(streams: &mut [Input], sources: &mut Vec<RecordBatch>) {
     }
 }
 
-/// Writes the rows `picks` (source batch, row) as one batch, starting the file on the
-/// first.
-fn emit(
-    def: &Arc<TableDef>,
-    schema: &arrow_schema::SchemaRef,
-    sources: &mut [RecordBatch],
-    picks: &mut Vec<(usize, usize)>,
-    encoder: &mut Option<StreamEncoder>,
-    file: &Arc<dyn crate::env::File>,
-    temp: &Path,
-) -> Result<()> {
-    let mut columns = Vec::with_capacity(schema.fields().len());
-    for c in 0..schema.fields().len() {
-        let arrays: Vec<&dyn Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
-        columns.push(
-            arrow_select::interleave::interleave(&arrays, picks)
-                .map_err(|e| Error::corruption(temp, 0, format!("merge failed: {e}")))?,
-        );
-    }
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| Error::corruption(temp, 0, format!("merge failed: {e}")))?;
-    picks.clear();
-    if encoder.is_none() {
-        let sample: Vec<Row> = (0..batch.num_rows().min(4096))
-            .map(|i| segment::batch_row(def, &batch, i, temp))
-            .collect::<Result<_>>()?;
-        let sample: Vec<&Row> = sample.iter().collect();
-        *encoder = Some(StreamEncoder::new(def, &sample, file.clone(), temp)?);
-    }
-    match encoder {
-        Some(encoder) => encoder.write(&batch),
-        None => Err(Error::corruption(temp, 0, "no encoder")),
+/// The merge's output: the rows picked for the next batch and the file being written.
+struct Output {
+    schema: arrow_schema::SchemaRef,
+    /// (source batch, row) of each row of the next output batch, in key order.
+    picks: Vec<(usize, usize)>,
+    /// Made with the first batch, whose rows choose the encodings.
+    encoder: Option<StreamEncoder>,
+    file: Arc<dyn crate::env::File>,
+    temp: PathBuf,
+}
+
+impl Output {
+    /// Writes the picked rows of `sources` as one batch.
+    fn emit(&mut self, def: &Arc<TableDef>, sources: &[RecordBatch]) -> Result<()> {
+        let temp = &self.temp;
+        let failed =
+            |e: arrow_schema::ArrowError| Error::corruption(temp, 0, format!("merge failed: {e}"));
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for c in 0..self.schema.fields().len() {
+            let arrays: Vec<&dyn Array> = sources.iter().map(|b| b.column(c).as_ref()).collect();
+            columns
+                .push(arrow_select::interleave::interleave(&arrays, &self.picks).map_err(failed)?);
+        }
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(failed)?;
+        self.picks.clear();
+        if self.encoder.is_none() {
+            let sample: Vec<Row> = (0..batch.num_rows().min(4096))
+                .map(|i| segment::batch_row(def, &batch, i, temp))
+                .collect::<Result<_>>()?;
+            let sample: Vec<&Row> = sample.iter().collect();
+            self.encoder = Some(StreamEncoder::new(def, &sample, self.file.clone(), temp)?);
+        }
+        match &mut self.encoder {
+            Some(encoder) => encoder.write(&batch),
+            None => Err(Error::corruption(temp, 0, "no encoder")),
+        }
     }
 }
 

@@ -592,12 +592,7 @@ impl ColdTier {
         let index_path = dir.join(index_file_name(table_id, id));
         write_durable_temp(fs, &data_path, &encoded.bytes)?;
         write_durable_temp(fs, &index_path, &index_bytes)?;
-        for path in [&data_path, &index_path] {
-            fs.rename(&temp_path(path), path)
-                .map_err(|e| Error::io("rename segment", path, e))?;
-        }
-        fs.sync_dir(dir)
-            .map_err(|e| Error::io("sync cold directory", dir, e))?;
+        publish(fs, dir, &[&data_path, &index_path])?;
         Segment::open(fs, dir, table_id, meta, encoded.index, def)
     }
 
@@ -659,12 +654,7 @@ impl ColdTier {
             index_crc32c: crc32c::crc32c(&index_bytes),
         };
         write_durable_temp(fs, &index_path, &index_bytes)?;
-        for path in [&data_path, &index_path] {
-            fs.rename(&temp_path(path), path)
-                .map_err(|e| Error::io("rename segment", path, e))?;
-        }
-        fs.sync_dir(dir)
-            .map_err(|e| Error::io("sync cold directory", dir, e))?;
+        publish(fs, dir, &[&data_path, &index_path])?;
         Segment::open(fs, dir, table_id, meta, index, def).map(Some)
     }
 
@@ -875,6 +865,17 @@ impl ColdTier {
         }
         Ok(())
     }
+}
+
+/// Renames each of `paths`' temporary files (written durably) to its name, then syncs
+/// `dir`: the files exist under their names from here on, listed or not.
+fn publish(fs: &dyn Fs, dir: &Path, paths: &[&Path]) -> Result<()> {
+    for path in paths {
+        fs.rename(&temp_path(path), path)
+            .map_err(|e| Error::io("rename segment", path, e))?;
+    }
+    fs.sync_dir(dir)
+        .map_err(|e| Error::io("sync cold directory", dir, e))
 }
 
 /// `path` with `.tmp` appended.
