@@ -370,6 +370,7 @@ fn after_a_clean_close_a_log_cut_at_any_record_boundary_is_corruption() {
     // Uncut, the database opens whole and the marker is gone afterwards.
     let db = open(original.path(), Sync::Always);
     assert_eq!(db.row_count("t").unwrap(), 40);
+    assert!(db.open_stats().clean_close_lsn.is_some());
     assert!(!original.path().join("LOG_END").exists());
 }
 
@@ -435,6 +436,7 @@ fn after_a_crash_a_log_cut_at_a_record_boundary_opens_as_that_prefix() {
             .set_len(cut)
             .unwrap();
         let db = open(copy.path(), Sync::Always);
+        assert_eq!(db.open_stats().clean_close_lsn, None);
         let rows = db.row_count("t").unwrap();
         assert_eq!(rows, i + 1, "cut at {cut}");
         for k in 0..=i as i64 {

@@ -92,6 +92,10 @@ impl Ticket {
 pub struct OpenStats {
     /// LSN of the checkpoint loaded (0 if none).
     pub checkpoint_lsn: u64,
+    /// The LSN the last clean close recorded as the log's end (`LOG_END`), which recovery
+    /// reached; `None` if the last close was not clean (a crash, or a drop without
+    /// `close`), in which case a torn tail may have been cut (`recovery.truncated_at`).
+    pub clean_close_lsn: Option<u64>,
     /// What log recovery found.
     pub recovery: RecoveryStats,
 }
@@ -454,6 +458,7 @@ impl Database {
             compactor: Mutex::new(compactor),
             open_stats: OpenStats {
                 checkpoint_lsn,
+                clean_close_lsn: log_end.as_ref().map(|end| end.lsn),
                 recovery,
             },
             _dir_lock: dir_lock,
