@@ -61,11 +61,14 @@ pub enum Check {
     /// Recovery lost a write the engine had claimed durable after silent damage to the log,
     /// and the damage does not explain the loss (see [`crate::oracle::LogImage::explain_loss`]).
     UnexplainedLoss,
+    /// After the fault phase, on a healed disk, the database did not make progress within
+    /// the bound (see [`crate::liveness`]).
+    Liveness,
 }
 
 impl Check {
     /// Every check, in declaration order.
-    pub const ALL: [Check; 18] = [
+    pub const ALL: [Check; 19] = [
         Check::Panic,
         Check::Harness,
         Check::Open,
@@ -84,6 +87,7 @@ impl Check {
         Check::RecoveredState,
         Check::LostDurable,
         Check::UnexplainedLoss,
+        Check::Liveness,
     ];
 
     /// The stable name, as printed and as written in seed files.
@@ -107,6 +111,7 @@ impl Check {
             Check::RecoveredState => "recovered_state",
             Check::LostDurable => "lost_durable",
             Check::UnexplainedLoss => "unexplained_loss",
+            Check::Liveness => "liveness",
         }
     }
 

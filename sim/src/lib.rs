@@ -19,6 +19,7 @@
 pub mod checker;
 pub mod config;
 pub mod env;
+pub mod liveness;
 pub mod model;
 pub mod oracle;
 pub mod outcome;

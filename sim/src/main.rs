@@ -309,6 +309,7 @@ fn main() -> ExitCode {
                 total.recoveries += summary.recoveries;
                 total.detected_damage += summary.detected_damage;
                 total.add_excused(&summary.excused_losses);
+                total.liveness_checked += summary.liveness_checked;
                 total.oracle_checks += summary.oracle_checks;
                 total.oracle_excused += summary.oracle_excused;
                 total.busy_s += summary.busy_s;
