@@ -151,13 +151,17 @@ fn calm_runs_check_every_operation() {
             ops: 500,
             faults: FaultMask::NONE,
             echo: false,
+            metamorphic: true,
         };
         let outcome = run(seed, &config);
         assert!(outcome.passed(), "{}", describe(&outcome));
         assert_eq!(outcome.steps, 500);
         assert!(outcome.stopped_on_detected_damage.is_none());
         assert!(outcome.excused_losses.is_empty());
-        assert!(outcome.liveness_checked, "seed {seed}: liveness not checked");
+        assert!(
+            outcome.liveness_checked,
+            "seed {seed}: liveness not checked"
+        );
     }
 }
 

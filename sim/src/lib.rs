@@ -20,6 +20,7 @@ pub mod checker;
 pub mod config;
 pub mod env;
 pub mod liveness;
+pub mod metamorphic;
 pub mod model;
 pub mod oracle;
 pub mod outcome;

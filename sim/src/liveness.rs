@@ -15,7 +15,8 @@
 //! 4. with a hot-tier cap, [`LIVENESS_FLUSHES`] checkpoints each flush rows over the cap to
 //!    a new cold segment;
 //! 5. a compaction step completes (with a hot cap it must find the flushed segments to
-//!    merge), and the visible contents afterwards equal the model's.
+//!    merge), and the visible contents afterwards equal the model's;
+//! 6. the metamorphic checks ([`crate::metamorphic`]) hold over every whole table.
 //!
 //! Any error on the healed disk fails check `liveness`, except damage still at rest from
 //! the fault phase (a latent sector or a flipped bit in a live file), which the engine must
@@ -106,6 +107,20 @@ impl Sim {
         self.liveness_compact()?;
         if self.stopped() {
             return Ok(());
+        }
+        // The read paths agree over every table, hot and cold (module crate::metamorphic).
+        let names: Vec<String> = self.model.tables.keys().cloned().collect();
+        for name in names {
+            let rows: Vec<omendb::Row> = self
+                .model
+                .tables
+                .get(&name)
+                .map(|t| t.rows.values().cloned().collect())
+                .unwrap_or_default();
+            self.check_metamorphic(&name, i64::MIN, i64::MAX, &rows)?;
+            if self.stopped() {
+                return Ok(());
+            }
         }
         self.check_engine_invariants()?;
         self.log("liveness: progress on the healed disk".into());

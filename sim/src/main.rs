@@ -29,6 +29,9 @@ struct RunArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Skip the metamorphic checks (to replay a trajectory recorded before them).
+    #[arg(long)]
+    no_metamorphic: bool,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +159,7 @@ fn config(args: &RunArgs, echo: bool) -> RunConfig {
         ops: args.ops,
         faults: args.faults,
         echo,
+        metamorphic: !args.no_metamorphic,
     }
 }
 

@@ -618,6 +618,9 @@ impl Sim {
                     let lsn = self.db()?.lsns().0;
                     self.check_claim("compaction's checkpoint", lsn)?;
                     self.history.durable_lsn = self.history.durable_lsn.max(lsn);
+                    if self.config.metamorphic {
+                        self.check_contents("compaction")?;
+                    }
                 }
                 Ok(())
             }
