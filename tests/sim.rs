@@ -128,6 +128,12 @@ fn bounded_sweep_passes() {
         "only {} recoveries",
         summary.recoveries
     );
+    // Every run that did not stop on damage at rest ends with the liveness phase.
+    assert_eq!(
+        summary.liveness_checked + summary.detected_damage,
+        summary.seeds,
+        "runs neither checked for liveness nor stopped on damage"
+    );
     for kind in [
         "crash",
         "sync_error",
@@ -152,12 +158,17 @@ fn calm_runs_check_every_operation() {
             ops: 500,
             faults: FaultMask::NONE,
             echo: false,
+            metamorphic: true,
         };
         let outcome = run(seed, &config);
         assert!(outcome.passed(), "{}", describe(&outcome));
         assert_eq!(outcome.steps, 500);
         assert!(outcome.stopped_on_detected_damage.is_none());
         assert!(outcome.excused_losses.is_empty());
+        assert!(
+            outcome.liveness_checked,
+            "seed {seed}: liveness not checked"
+        );
     }
 }
 

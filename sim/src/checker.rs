@@ -61,11 +61,16 @@ pub enum Check {
     /// Recovery lost a write the engine had claimed durable after silent damage to the log,
     /// and the damage does not explain the loss (see [`crate::oracle::LogImage::explain_loss`]).
     UnexplainedLoss,
+    /// After the fault phase, on a healed disk, the database did not make progress within
+    /// the bound (see [`crate::liveness`]).
+    Liveness,
+    /// Two read paths of the engine disagree (see [`crate::metamorphic`]).
+    Metamorphic,
 }
 
 impl Check {
     /// Every check, in declaration order.
-    pub const ALL: [Check; 18] = [
+    pub const ALL: [Check; 20] = [
         Check::Panic,
         Check::Harness,
         Check::Open,
@@ -84,6 +89,8 @@ impl Check {
         Check::RecoveredState,
         Check::LostDurable,
         Check::UnexplainedLoss,
+        Check::Liveness,
+        Check::Metamorphic,
     ];
 
     /// The stable name, as printed and as written in seed files.
@@ -107,6 +114,8 @@ impl Check {
             Check::RecoveredState => "recovered_state",
             Check::LostDurable => "lost_durable",
             Check::UnexplainedLoss => "unexplained_loss",
+            Check::Liveness => "liveness",
+            Check::Metamorphic => "metamorphic",
         }
     }
 
@@ -275,7 +284,10 @@ impl Sim {
                 ),
             );
         }
-        Ok(())
+        if !self.config.metamorphic {
+            return Ok(());
+        }
+        self.check_metamorphic(&table, lo, hi, &expected)
     }
 
     /// Reads of cold rows touch the disk: an injected I/O error, a crash, or corruption in a
@@ -302,7 +314,13 @@ impl Sim {
                 let renamed_checkpoint = path.starts_with(&format!("{DB_PATH}/checkpoint-"))
                     && damaged.contains(&format!("{DB_PATH}/checkpoint.tmp"));
                 let renamed_segment = damaged.contains(&format!("{path}.tmp"));
-                damaged.contains(path.as_ref()) || renamed_checkpoint || renamed_segment
+                // A cold segment is a `.parquet` file and its `.idx` sidecar (key pages,
+                // checksums): the engine names the segment when either disagrees.
+                let sidecar = path.strip_suffix(".parquet").is_some_and(|stem| {
+                    damaged.contains(&format!("{stem}.idx"))
+                        || damaged.contains(&format!("{stem}.idx.tmp"))
+                });
+                damaged.contains(path.as_ref()) || renamed_checkpoint || renamed_segment || sidecar
             }
             _ => false,
         }

@@ -19,6 +19,8 @@
 pub mod checker;
 pub mod config;
 pub mod env;
+pub mod liveness;
+pub mod metamorphic;
 pub mod model;
 pub mod oracle;
 pub mod outcome;

@@ -29,6 +29,9 @@ struct RunArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
+    /// Skip the metamorphic checks (to replay a trajectory recorded before them).
+    #[arg(long)]
+    no_metamorphic: bool,
 }
 
 #[derive(Subcommand)]
@@ -156,6 +159,7 @@ fn config(args: &RunArgs, echo: bool) -> RunConfig {
         ops: args.ops,
         faults: args.faults,
         echo,
+        metamorphic: !args.no_metamorphic,
     }
 }
 
@@ -309,6 +313,7 @@ fn main() -> ExitCode {
                 total.recoveries += summary.recoveries;
                 total.detected_damage += summary.detected_damage;
                 total.add_excused(&summary.excused_losses);
+                total.liveness_checked += summary.liveness_checked;
                 total.oracle_checks += summary.oracle_checks;
                 total.oracle_excused += summary.oracle_excused;
                 total.busy_s += summary.busy_s;

@@ -47,6 +47,9 @@ pub struct Outcome {
     /// Recoveries that lost writes the engine had claimed durable, excused by the exact
     /// recovery oracle because silent damage explains the loss ([`crate::oracle`]), by reason.
     pub excused_losses: BTreeMap<String, u64>,
+    /// Whether the liveness phase ran: the healed disk took acknowledged writes, a
+    /// checkpoint, a hot-tier flush (with a hot cap) and a compaction.
+    pub liveness_checked: bool,
     /// Hits of every coverage probe during the run, by name (every probe, zeros included).
     pub probes: BTreeMap<&'static str, u64>,
     /// Durability claims the acknowledgement oracle checked against the disk's durable
@@ -73,6 +76,7 @@ impl Outcome {
             disk_hash: 0,
             stopped_on_detected_damage: None,
             excused_losses: BTreeMap::new(),
+            liveness_checked: false,
             probes: BTreeMap::new(),
             oracle_checks: 0,
             oracle_excused: 0,

@@ -74,6 +74,7 @@ pub fn run(seed: u64, config: &RunConfig) -> Outcome {
         disk_hash: sim.machine.disk.disk_hash(),
         stopped_on_detected_damage: sim.detected_damage.clone(),
         excused_losses: sim.excused_losses.clone(),
+        liveness_checked: sim.liveness_checked,
         probes,
         oracle_checks: sim.oracle_checks,
         oracle_excused: sim.oracle_excused,
@@ -83,11 +84,11 @@ pub fn run(seed: u64, config: &RunConfig) -> Outcome {
 
 /// A client's write in flight.
 #[derive(Debug, Clone, Copy)]
-struct Pending {
-    ticket: Ticket,
+pub(crate) struct Pending {
+    pub(crate) ticket: Ticket,
 }
 
-enum Reopen {
+pub(crate) enum Reopen {
     /// Power loss: the disk applies crash semantics first.
     Crash,
     /// The process restarts on an intact machine (after a poisoned log or a clean close).
@@ -103,7 +104,7 @@ pub(crate) struct Sim {
     pub(crate) db: Option<Database>,
     pub(crate) model: ModelState,
     pub(crate) history: History,
-    clients: Vec<Option<Pending>>,
+    pub(crate) clients: Vec<Option<Pending>>,
     pub(crate) trace: Trace,
     pub(crate) step: u64,
     pub(crate) engine_ops: u64,
@@ -111,6 +112,12 @@ pub(crate) struct Sim {
     pub(crate) recoveries: u64,
     pub(crate) storage_full_seen: u32,
     pub(crate) detected_damage: Option<String>,
+    /// Set by the liveness phase: the disk is healed, no crash is planned any more.
+    pub(crate) healed: bool,
+    /// Waits and polls that returned an acknowledgement.
+    pub(crate) acknowledged: u64,
+    /// Whether the liveness phase ran to its end (see [`crate::liveness`]).
+    pub(crate) liveness_checked: bool,
     /// Losses the exact recovery oracle excused, by reason.
     pub(crate) excused_losses: BTreeMap<String, u64>,
     /// The log as each attempt of the current open found it, before recovery touched it.
@@ -207,6 +214,9 @@ impl Sim {
             recoveries: 0,
             storage_full_seen: 0,
             detected_damage: None,
+            healed: false,
+            acknowledged: 0,
+            liveness_checked: false,
             excused_losses: BTreeMap::new(),
             log_images: Vec::new(),
             frames_located: BTreeMap::new(),
@@ -258,6 +268,9 @@ impl Sim {
             self.machine.disk.freeze();
             self.open_checked(Reopen::Crash)?;
         }
+        if self.detected_damage.is_none() {
+            self.liveness_phase()?;
+        }
         if let Some(db) = self.db.take() {
             if self.detected_damage.is_none() {
                 self.engine_ops += 1;
@@ -280,7 +293,7 @@ impl Sim {
 
     /// After each action: a crash that froze the disk, or a poisoned log, leads to a
     /// reopen and a recovery check; durability claims are recorded.
-    fn settle(&mut self) -> Checked {
+    pub(crate) fn settle(&mut self) -> Checked {
         if self.detected_damage.is_some() {
             return Ok(());
         }
@@ -424,7 +437,7 @@ impl Sim {
         })
     }
 
-    fn submit(&mut self, write: Write) -> Checked {
+    pub(crate) fn submit(&mut self, write: Write) -> Checked {
         let client = self.rng.random_range(0..self.clients.len());
         if let Some(pending) = self.clients[client] {
             // A client has one write in flight; this one blocks on it first.
@@ -514,7 +527,7 @@ impl Sim {
         }
     }
 
-    fn wait_client(&mut self, client: usize, pending: Pending) -> Checked {
+    pub(crate) fn wait_client(&mut self, client: usize, pending: Pending) -> Checked {
         self.engine_ops += 1;
         let result = self.db()?.wait(pending.ticket);
         match result {
@@ -545,6 +558,7 @@ impl Sim {
 
     fn acknowledge(&mut self, client: usize, pending: Pending) -> Checked {
         self.clients[client] = None;
+        self.acknowledged += 1;
         if self.workload.sync == omendb::Sync::Always {
             self.check_claim("acknowledged under Sync::Always", pending.ticket.lsn())?;
             self.history.durable_lsn = self.history.durable_lsn.max(pending.ticket.lsn());
@@ -607,6 +621,9 @@ impl Sim {
                     let lsn = self.db()?.lsns().0;
                     self.check_claim("compaction's checkpoint", lsn)?;
                     self.history.durable_lsn = self.history.durable_lsn.max(lsn);
+                    if self.config.metamorphic {
+                        self.check_contents("compaction")?;
+                    }
                 }
                 Ok(())
             }
@@ -668,7 +685,7 @@ impl Sim {
 
     /// Reopens the database (after a crash, a poisoned log, or a clean close) and checks
     /// that what it recovered is a legal state.
-    fn open_checked(&mut self, how: Reopen) -> Checked {
+    pub(crate) fn open_checked(&mut self, how: Reopen) -> Checked {
         if let Some(db) = self.db.take() {
             drop(db); // no close: nothing more reaches the disk
         }
@@ -756,7 +773,7 @@ impl Sim {
         self.db = Some(db);
         self.check_recovered(recovered)?;
         self.frames_located.clear();
-        if self.config.faults.crash && self.rng.random_bool(0.5) {
+        if self.config.faults.crash && self.rng.random_bool(0.5) && !self.healed {
             let at = self.machine.disk.op_count() + self.rng.random_range(1..4000);
             self.machine.disk.crash_at_op(at);
         }

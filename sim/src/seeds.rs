@@ -8,7 +8,8 @@
 //! date = 2026-11-25
 //! ```
 //!
-//! `seed` is required; `ops` defaults to 1000 and `faults` to `all`. Other keys are notes.
+//! `seed` is required; `ops` defaults to 1000, `faults` to `all` and `metamorphic` to `on`
+//! (`off` replays a trajectory recorded before the metamorphic checks). Other keys are notes.
 
 use crate::config::{FaultMask, RunConfig};
 use std::path::{Path, PathBuf};
@@ -52,6 +53,13 @@ pub fn parse(path: &Path, text: &str) -> Result<SeedFile, String> {
                 config.faults =
                     FaultMask::parse(value).map_err(|e| format!("{}: {e}", bad("faults")))?
             }
+            "metamorphic" => {
+                config.metamorphic = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(bad("metamorphic (on or off)")),
+                }
+            }
             "found" => found = value.to_string(),
             _ => {}
         }
@@ -86,7 +94,13 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SeedFile>, String> {
 /// The text of a seed file for `seed` run with `config`.
 pub fn render(seed: u64, config: &RunConfig, found: &str, date: &str) -> String {
     format!(
-        "seed = {seed}\nops = {}\nfaults = {}\nfound = {found}\ndate = {date}\n",
-        config.ops, config.faults
+        "seed = {seed}\nops = {}\nfaults = {}\n{}found = {found}\ndate = {date}\n",
+        config.ops,
+        config.faults,
+        if config.metamorphic {
+            ""
+        } else {
+            "metamorphic = off\n"
+        }
     )
 }

@@ -31,6 +31,8 @@ pub struct Summary {
     pub recoveries: u64,
     /// Runs that stopped on damage the engine correctly reported.
     pub detected_damage: u64,
+    /// Runs whose liveness phase ran to its end.
+    pub liveness_checked: u64,
     /// Excused losses by reason (see `Outcome::excused_losses`).
     pub excused_losses: BTreeMap<String, u64>,
     /// Faults by kind over all runs.
@@ -56,6 +58,7 @@ impl Summary {
         self.recoveries += outcome.recoveries;
         self.detected_damage += u64::from(outcome.stopped_on_detected_damage.is_some());
         self.add_excused(&outcome.excused_losses);
+        self.liveness_checked += u64::from(outcome.liveness_checked);
         self.oracle_checks += outcome.oracle_checks;
         self.oracle_excused += outcome.oracle_excused;
         for (kind, count) in &outcome.faults {
@@ -124,7 +127,7 @@ impl Summary {
             .collect();
         let probes: Vec<String> = probes.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
         format!(
-            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"excused_losses\":{{{}}},\"oracle_checks\":{},\"oracle_excused\":{},\"faults\":{{{}}},\"probes\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
+            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"excused_losses\":{{{}}},\"liveness_checked\":{},\"oracle_checks\":{},\"oracle_excused\":{},\"faults\":{{{}}},\"probes\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
             self.seeds,
             failed.join(","),
             self.engine_ops,
@@ -133,6 +136,7 @@ impl Summary {
             self.recoveries,
             self.detected_damage,
             excused.join(","),
+            self.liveness_checked,
             self.oracle_checks,
             self.oracle_excused,
             faults.join(","),
