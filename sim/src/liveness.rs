@@ -15,7 +15,8 @@
 //! 4. with a hot-tier cap, [`LIVENESS_FLUSHES`] checkpoints each flush rows over the cap to
 //!    a new cold segment;
 //! 5. a compaction step completes (with a hot cap it must find the flushed segments to
-//!    merge), and the visible contents afterwards equal the model's;
+//!    merge: the phase reopens with the default compaction tiers, where every simulated
+//!    segment is small), and the visible contents afterwards equal the model's;
 //! 6. the metamorphic checks ([`crate::metamorphic`]) hold over every whole table.
 //!
 //! Any error on the healed disk fails check `liveness`, except damage still at rest from
@@ -49,6 +50,10 @@ impl Sim {
         self.machine.disk.set_plan(plan);
         self.machine.disk.cancel_crash();
         self.machine.disk.set_space_limit(None);
+        // The default compaction tiers: every simulated segment is then small (tier 0), so
+        // two flushed segments are work a compaction step must do. (A seed's smaller base
+        // puts segments of different sizes in different tiers, where two need not merge.)
+        self.workload.compaction_base_rows = omendb::limits::COMPACTION_BASE_ROWS;
         self.log("liveness: disk healed (faults off, space back), power loss".into());
         self.machine.disk.freeze();
         self.open_checked(Reopen::Crash)?;
