@@ -227,7 +227,9 @@ impl Segment {
     ) -> Result<Segment> {
         let meta_id = meta.id;
         let path = dir.join(file_name(table_id, meta.id));
-        let corrupt = |reason: String| Error::corruption(&path, 0, reason);
+        // The index is what disagrees with the manifest here: name it.
+        let index_path = dir.join(index_file_name(table_id, meta_id));
+        let corrupt = |reason: String| Error::corruption(&index_path, 0, reason);
         if index.row_count != meta.row_count
             || index.data_size_bytes != meta.size_bytes
             || index.data_crc32c != meta.crc32c
@@ -251,6 +253,7 @@ impl Segment {
             .open(&path, OpenMode::Read)
             .map_err(|e| Error::io("open segment", &path, e))?;
         let reader = SegmentReader::open(&path, Arc::from(file), &index)?;
+        let corrupt = |reason: String| Error::corruption(&path, 0, reason);
         let expected = segment::arrow_schema(def);
         let found = reader.metadata.schema();
         if found.fields().len() != expected.fields().len()
@@ -268,7 +271,7 @@ impl Segment {
             meta,
             index,
             reader,
-            index_path: dir.join(index_file_name(table_id, meta_id)),
+            index_path,
         })
     }
 
