@@ -184,6 +184,13 @@ impl Sim {
             } else {
                 omendb::limits::CHECKPOINT_COPY_BYTES_MAX
             };
+        if config.key_dists_v2() {
+            // Also from a stream of its own: a seed's other tables keep their keys.
+            let mut dists = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0de_0c0f_0002);
+            for table in &mut workload.tables {
+                table.keys.redraw_v2(&mut dists);
+            }
+        }
         let mut plan = config.faults.apply(FaultPlan::from_seed(seed));
         if plan.space_limit_bytes.is_some() {
             // The plan draws limits for large disks; a simulated database is small, so
@@ -618,7 +625,7 @@ impl Sim {
                     let lsn = self.db()?.lsns().0;
                     self.check_claim("compaction's checkpoint", lsn)?;
                     self.history.durable_lsn = self.history.durable_lsn.max(lsn);
-                    if self.config.metamorphic {
+                    if self.config.metamorphic() {
                         self.check_contents("compaction")?;
                     }
                 }
