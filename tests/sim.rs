@@ -158,7 +158,7 @@ fn calm_runs_check_every_operation() {
             ops: 500,
             faults: FaultMask::NONE,
             echo: false,
-            metamorphic: true,
+            schedule: omendb_sim::config::SCHEDULE_CURRENT,
         };
         let outcome = run(seed, &config);
         assert!(outcome.passed(), "{}", describe(&outcome));

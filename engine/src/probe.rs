@@ -79,6 +79,8 @@ pub enum Probe {
     // ---- the simulated disk (faults/src/disk.rs) ----
     /// A write to an unreadable (latent) sector healed it (the drive remapped it).
     DiskLatentHealedByWrite,
+    /// A crash left a file's size at a byte inside an extending write.
+    DiskLenMidWrite,
     // ---- the simulator (sim/src/runner.rs) ----
     /// The disk crashed while the database was opening (a crash during recovery).
     SimCrashDuringRecovery,
@@ -89,7 +91,7 @@ impl Probe {
     pub const COUNT: usize = Probe::ALL.len();
 
     /// Every probe, in declaration order.
-    pub const ALL: [Probe; 24] = [
+    pub const ALL: [Probe; 25] = [
         Probe::WalLogEndLost,
         Probe::WalTornTailTruncated,
         Probe::WalTornCreationRemoved,
@@ -113,6 +115,7 @@ impl Probe {
         Probe::CheckpointStreamed,
         Probe::OpenReplayedRecords,
         Probe::DiskLatentHealedByWrite,
+        Probe::DiskLenMidWrite,
         Probe::SimCrashDuringRecovery,
     ];
 
@@ -142,6 +145,7 @@ impl Probe {
             Probe::CheckpointStreamed => "checkpoint.streamed",
             Probe::OpenReplayedRecords => "open.replayed_records",
             Probe::DiskLatentHealedByWrite => "disk.latent_healed_by_write",
+            Probe::DiskLenMidWrite => "disk.len_mid_write",
             Probe::SimCrashDuringRecovery => "sim.crash_during_recovery",
         }
     }

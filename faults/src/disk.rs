@@ -56,7 +56,7 @@ use crate::file_data::{sector_pieces, FileData, FILE_BYTES_MAX};
 use crate::hash::Hash64;
 use crate::log::{FaultKind, FaultLog, FaultRecord, Stats};
 use crate::namespace::{components, path_text, Found, Ino, Namespace, ROOT};
-use crate::plan::FaultPlan;
+use crate::plan::{CrashModel, FaultPlan};
 use omendb::env::{DirLock, File, Fs, OpenMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -81,10 +81,16 @@ struct FileNode {
     open_handles: u32,
 }
 
+/// Mixed into the plan's seed for [`Disk::len_rng`].
+const LEN_RNG_SALT: u64 = 0x1e57_0b17_e5ee_d001;
+
 /// The whole simulated disk.
 struct Disk {
     plan: FaultPlan,
     rng: ChaCha8Rng,
+    /// The stream of the crash draws added after the first (`len_mid_write`), so that
+    /// adding them moved no draw of `rng`.
+    len_rng: ChaCha8Rng,
     /// I/O calls counted so far.
     op_count: u64,
     /// The call at which the disk froze, while it is frozen.
@@ -167,6 +173,7 @@ impl Disk {
         let plan = plan.normalized();
         Disk {
             rng: ChaCha8Rng::seed_from_u64(plan.seed),
+            len_rng: ChaCha8Rng::seed_from_u64(plan.seed ^ LEN_RNG_SALT),
             plan,
             op_count: 0,
             frozen_at: None,
@@ -598,15 +605,27 @@ impl Disk {
 
     fn sync_file(&mut self, ino: Ino, op: u64) -> io::Result<()> {
         if self.coin(self.plan.sync_error) {
-            let (model, sector) = (self.plan.crash, self.sector_bytes());
+            // A failed fsync settles the writes, but the process keeps running and keeps
+            // its view of the size: sizes stop inside a write only at a power loss.
+            let model = CrashModel {
+                len_mid_write: 0.0,
+                ..self.plan.crash
+            };
+            let sector = self.sector_bytes();
             let mut records = Vec::new();
             let node = self
                 .files
                 .get_mut(&ino)
                 .ok_or_else(|| io::Error::other("inode vanished"))?;
             let path = node.path.clone();
-            node.data
-                .fail_sync(&mut self.rng, &model, sector, &path, &mut records);
+            node.data.fail_sync(
+                &mut self.rng,
+                &mut self.len_rng,
+                &model,
+                sector,
+                &path,
+                &mut records,
+            );
             let detail = format!(
                 "pending writes settled as by a crash: {} losses",
                 records.len()
@@ -885,8 +904,14 @@ impl Disk {
         }
         let (model, sector) = (self.plan.crash, self.sector_bytes());
         for node in self.files.values_mut() {
-            node.data
-                .crash(&mut self.rng, &model, sector, &node.path, &mut records);
+            node.data.crash(
+                &mut self.rng,
+                &mut self.len_rng,
+                &model,
+                sector,
+                &node.path,
+                &mut records,
+            );
             node.open_handles = 0;
         }
         let files = &self.files;

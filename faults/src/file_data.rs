@@ -140,12 +140,13 @@ impl FileData {
     pub(crate) fn crash(
         &mut self,
         rng: &mut ChaCha8Rng,
+        len_rng: &mut ChaCha8Rng,
         model: &CrashModel,
         sector_bytes: u64,
         path: &str,
         records: &mut Vec<FaultRecord>,
     ) {
-        self.settle(rng, model, sector_bytes, path, records);
+        self.settle(rng, len_rng, model, sector_bytes, path, records);
         self.current.clone_from(&self.durable);
         self.diverged = false;
     }
@@ -155,22 +156,26 @@ impl FileData {
     pub(crate) fn fail_sync(
         &mut self,
         rng: &mut ChaCha8Rng,
+        len_rng: &mut ChaCha8Rng,
         model: &CrashModel,
         sector_bytes: u64,
         path: &str,
         records: &mut Vec<FaultRecord>,
     ) {
-        self.settle(rng, model, sector_bytes, path, records);
+        self.settle(rng, len_rng, model, sector_bytes, path, records);
         self.diverged = self.current != self.durable;
     }
 
     /// Replays the pending entries onto `durable` with seeded losses, and drops them.
     ///
     /// Data: each sector piece of each write draws its fate independently. Size: the size
-    /// changes are kept as an in-order prefix. Records what was lost into `records`.
+    /// changes are kept as an in-order prefix, and when the first one lost is an extending
+    /// write's, the size may stop at any byte inside it (`len_mid_write`, drawn from
+    /// `len_rng`). Records what was lost into `records`.
     fn settle(
         &mut self,
         rng: &mut ChaCha8Rng,
+        len_rng: &mut ChaCha8Rng,
         model: &CrashModel,
         sector_bytes: u64,
         path: &str,
@@ -185,6 +190,7 @@ impl FileData {
         let mut len_process = len_settled;
         let mut sizes_alive = true;
         let mut size_lost_at: Option<(u64, u64)> = None; // (op, size the process had)
+        let mut len_mid = false;
         for entry in std::mem::take(&mut self.pending) {
             match entry {
                 Pending::Write { offset, bytes, op } => {
@@ -210,6 +216,15 @@ impl FileData {
                             len_settled = end;
                         } else if size_lost_at.is_none() {
                             size_lost_at = Some((op, end));
+                            // A partial size from inside this write: the size grows
+                            // from the write's start chunk by chunk, so it may stop from
+                            // one byte of it to one byte short of its end.
+                            let from = len_settled.max(offset) + 1;
+                            if end > from && len_rng.random_bool(model.len_mid_write) {
+                                len_settled = len_rng.random_range(from..end);
+                                len_mid = true;
+                                omendb::probe!(DiskLenMidWrite);
+                            }
                         }
                     }
                 }
@@ -244,8 +259,9 @@ impl FileData {
                 offset: 0,
                 len_bytes: len_settled,
                 detail: format!(
-                    "size settled at {len_settled}, size changes from {len_lost} on lost \
-                     (process saw {len_process})"
+                    "size settled at {len_settled}{}, size changes from {len_lost} on lost \
+                     (process saw {len_process})",
+                    if len_mid { " (inside a write)" } else { "" }
                 ),
             });
         }
@@ -428,6 +444,7 @@ mod tests {
         let mut records = Vec::new();
         file.crash(
             &mut rng(1),
+            &mut rng(2),
             &CrashModel::lose_all(),
             512,
             "/f",
@@ -448,6 +465,7 @@ mod tests {
         let mut records = Vec::new();
         file.crash(
             &mut rng(1),
+            &mut rng(2),
             &CrashModel::keep_all(),
             512,
             "/f",
@@ -467,6 +485,7 @@ mod tests {
         let mut records = Vec::new();
         file.crash(
             &mut rng(1),
+            &mut rng(2),
             &CrashModel::keep_all(),
             512,
             "/f",
@@ -484,6 +503,7 @@ mod tests {
         let mut records = Vec::new();
         file.fail_sync(
             &mut rng(1),
+            &mut rng(2),
             &CrashModel::lose_all(),
             512,
             "/f",

@@ -46,6 +46,12 @@ pub struct CrashModel {
     pub len_persist: f64,
     /// Probability that each pending directory operation persists.
     pub dir_op_persist: f64,
+    /// At a power loss, when the size change of a write that extended the file is the first
+    /// one lost: the probability that the size still moved to a byte inside that write (as when the
+    /// kernel grew the file chunk by chunk and an inode update with a partial size reached
+    /// the journal), anywhere from one byte of the write (past the size before it) to one
+    /// byte short of its end. Drawn from a stream of the disk's own, so the other draws stay as they were.
+    pub len_mid_write: f64,
 }
 
 impl CrashModel {
@@ -57,6 +63,7 @@ impl CrashModel {
             sector_torn: 0.05,
             len_persist: 0.75,
             dir_op_persist: 0.5,
+            len_mid_write: 0.5,
         }
     }
 
@@ -68,6 +75,7 @@ impl CrashModel {
             sector_torn: 0.0,
             len_persist: 0.0,
             dir_op_persist: 0.0,
+            len_mid_write: 0.0,
         }
     }
 
@@ -79,6 +87,7 @@ impl CrashModel {
             sector_torn: 0.0,
             len_persist: 1.0,
             dir_op_persist: 1.0,
+            len_mid_write: 0.0,
         }
     }
 
@@ -92,6 +101,7 @@ impl CrashModel {
             sector_torn: torn.max(0.0),
             len_persist: probability(self.len_persist),
             dir_op_persist: probability(self.dir_op_persist),
+            len_mid_write: probability(self.len_mid_write),
         }
     }
 }
@@ -221,6 +231,8 @@ impl FaultPlan {
             sector_torn: rng.random_range(0.0..0.1),
             len_persist: rng.random_range(0.0..1.0),
             dir_op_persist: rng.random_range(0.0..1.0),
+            // Not drawn: a new draw here would move every later draw of every seed.
+            len_mid_write: 0.5,
         }
         .normalized();
         FaultPlan {
@@ -369,6 +381,7 @@ mod tests {
                 sector_torn: 0.9,
                 len_persist: -1.0,
                 dir_op_persist: 2.0,
+                len_mid_write: 3.0,
             },
             ..FaultPlan::none()
         }

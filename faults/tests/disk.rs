@@ -130,6 +130,7 @@ fn torn_sectors_read_as_old_new_or_zeros() {
         sector_torn: 0.5,
         len_persist: 1.0,
         dir_op_persist: 1.0,
+        len_mid_write: 0.0,
     };
     let fs = SimFs::new(FaultPlan {
         sector_bytes: 512,
@@ -852,4 +853,41 @@ fn a_directory_lock_is_exclusive_uncounted_and_released_by_drop_or_restart() {
     assert!(fs.lock_dir(p("/db")).unwrap().is_none());
     drop(after);
     assert!(fs.lock_dir(p("/db")).unwrap().is_some());
+}
+
+#[test]
+fn a_crash_can_leave_the_size_at_any_byte_inside_an_extending_write() {
+    let model = CrashModel {
+        len_persist: 0.0,
+        len_mid_write: 1.0,
+        ..CrashModel::coin_flip()
+    };
+    let mut sizes = std::collections::BTreeSet::new();
+    for seed in 0..64 {
+        let fs = SimFs::new(plan(seed, model));
+        durable_file(&fs, "/f", b"0123");
+        let file = fs.open(p("/f"), OpenMode::ReadWrite).unwrap();
+        file.write_at(&[7u8; 1000], 4).unwrap();
+        fs.restart();
+        let got = read(&fs, "/f");
+        assert!(
+            got.len() > 4 && got.len() < 1004,
+            "seed {seed}: size {} is not inside the write",
+            got.len()
+        );
+        assert_eq!(&got[..4], b"0123", "durable bytes untouched");
+        assert!(got[4..].iter().all(|b| *b == 7 || *b == 0));
+        sizes.insert(got.len());
+    }
+    assert!(
+        sizes.iter().any(|s| (s - 4) % 512 != 0),
+        "sizes only at sector boundaries: {sizes:?}"
+    );
+    // A lose-all crash keeps only what was durable.
+    let fs = SimFs::new(plan(1, CrashModel::lose_all()));
+    durable_file(&fs, "/f", b"0123");
+    let file = fs.open(p("/f"), OpenMode::ReadWrite).unwrap();
+    file.write_at(&[7u8; 1000], 4).unwrap();
+    fs.restart();
+    assert_eq!(read(&fs, "/f"), b"0123");
 }

@@ -59,6 +59,8 @@ struct ModelFile {
     touched: Vec<bool>,
     /// Every size the file had since the last sync, the durable one first.
     sizes_seen: Vec<usize>,
+    /// Sizes a crash may leave inside an extending write: `(from, to)`, both included.
+    sizes_inside: Vec<(usize, usize)>,
 }
 
 impl ModelFile {
@@ -72,6 +74,10 @@ impl ModelFile {
     fn write(&mut self, offset: usize, bytes: &[u8]) {
         let end = offset + bytes.len();
         if end > self.current.len() {
+            let inside_from = self.current.len().max(offset) + 1;
+            if inside_from < end {
+                self.sizes_inside.push((inside_from, end - 1));
+            }
             self.current.resize(end, 0);
             self.sizes_seen.push(end);
         }
@@ -95,12 +101,17 @@ impl ModelFile {
         self.current = bytes.clone();
         self.touched = vec![false; bytes.len()];
         self.sizes_seen = vec![bytes.len()];
+        self.sizes_inside.clear();
         self.durable = bytes;
     }
 
     /// Checks what a crash left against what was durable.
     fn check_after_crash(&self, got: &[u8]) -> Result<(), String> {
-        if !self.sizes_seen.contains(&got.len()) {
+        let inside = self
+            .sizes_inside
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&got.len()));
+        if !self.sizes_seen.contains(&got.len()) && !inside {
             return Err(format!(
                 "size {} was never seen ({:?})",
                 got.len(),

@@ -284,7 +284,7 @@ impl Sim {
                 ),
             );
         }
-        if !self.config.metamorphic {
+        if !self.config.metamorphic() {
             return Ok(());
         }
         self.check_metamorphic(&table, lo, hi, &expected)

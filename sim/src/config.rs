@@ -1,6 +1,18 @@
 //! What a run does besides its seed: the fault classes it may inject ([`FaultMask`], parsed
-//! from the command line and seed files) and the step budget ([`RunConfig`]), and the one
-//! command line that replays a run ([`replay_command`]).
+//! from the command line and seed files), the step budget and the schedule generation
+//! ([`RunConfig`]), and the one command line that replays a run ([`replay_command`]).
+//!
+//! **Schedule generations.** A change to the simulator that adds draws to the run's stream
+//! or disk calls to the fault phase moves the trajectory of the seeds it touches, and a
+//! seed file would then no longer replay the run it was saved for. Such a change bumps
+//! [`SCHEDULE_CURRENT`] and keys off [`RunConfig::schedule`]; seed files name their
+//! generation (a file without one is generation 1) and replay it as recorded.
+//!
+//! | generation | adds |
+//! |---|---|
+//! | 1 | the schedule as of the acknowledgement oracle (seed files 0001-0007) |
+//! | 2 | `Options::compaction_base_rows` drawn per seed from {default, 1, 4, 16} (size-tiered compaction; seed file 0008) |
+//! | 3 | metamorphic checks in the fault phase ([`crate::metamorphic`]); descending and back-filling key distributions ([`crate::workload::KeyDist`]) |
 
 use omendb_faults::FaultPlan;
 use std::fmt;
@@ -131,10 +143,42 @@ pub struct RunConfig {
     pub faults: FaultMask,
     /// Print every trace line (replay).
     pub echo: bool,
-    /// Run the metamorphic checks in the schedule ([`crate::metamorphic`]). Their reads of
-    /// cold segments shift a hot-capped seed's disk calls, so seed files recorded before
-    /// them turn them off to replay the trajectory they were recorded with.
-    pub metamorphic: bool,
+    /// The schedule generation (module doc): [`SCHEDULE_CURRENT`] unless replaying a seed
+    /// file recorded with an older one.
+    pub schedule: u32,
+}
+
+/// The newest schedule generation (module doc).
+pub const SCHEDULE_CURRENT: u32 = 3;
+
+impl RunConfig {
+    /// Whether the compaction tiers' base is drawn per seed (generation 2 on); before, every
+    /// seed ran the default.
+    pub fn compaction_tiers_drawn(&self) -> bool {
+        self.schedule >= 2
+    }
+
+    /// Whether the fault phase runs the metamorphic checks (generation 3 on): their reads
+    /// of cold segments shift a hot-capped seed's disk calls.
+    pub fn metamorphic(&self) -> bool {
+        self.schedule >= 3
+    }
+
+    /// Whether tables may draw the descending and back-filling key distributions
+    /// (generation 3 on).
+    pub fn key_dists_v2(&self) -> bool {
+        self.schedule >= 3
+    }
+
+    /// Parses a schedule generation, 1 to [`SCHEDULE_CURRENT`].
+    pub fn parse_schedule(text: &str) -> Result<u32, String> {
+        match text.trim().parse::<u32>() {
+            Ok(n) if (1..=SCHEDULE_CURRENT).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "schedule generation {text:?}: expected 1 to {SCHEDULE_CURRENT}"
+            )),
+        }
+    }
 }
 
 impl Default for RunConfig {
@@ -143,7 +187,7 @@ impl Default for RunConfig {
             ops: 1000,
             faults: FaultMask::ALL,
             echo: false,
-            metamorphic: true,
+            schedule: SCHEDULE_CURRENT,
         }
     }
 }
@@ -154,10 +198,10 @@ pub fn replay_command(seed: u64, config: &RunConfig) -> String {
         "cargo run --release -p omendb-sim -- replay {seed} --ops {} --faults {}{}",
         config.ops,
         config.faults,
-        if config.metamorphic {
-            ""
+        if config.schedule == SCHEDULE_CURRENT {
+            String::new()
         } else {
-            " --no-metamorphic"
+            format!(" --schedule {}", config.schedule)
         }
     )
 }

@@ -29,9 +29,10 @@ struct RunArgs {
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
-    /// Skip the metamorphic checks (to replay a trajectory recorded before them).
-    #[arg(long)]
-    no_metamorphic: bool,
+    /// Schedule generation (1 to the newest, the default), to replay a seed recorded with
+    /// an older one.
+    #[arg(long, default_value_t = omendb_sim::config::SCHEDULE_CURRENT, value_parser = RunConfig::parse_schedule)]
+    schedule: u32,
 }
 
 #[derive(Subcommand)]
@@ -159,7 +160,7 @@ fn config(args: &RunArgs, echo: bool) -> RunConfig {
         ops: args.ops,
         faults: args.faults,
         echo,
-        metamorphic: !args.no_metamorphic,
+        schedule: args.schedule,
     }
 }
 

@@ -184,9 +184,18 @@ impl Sim {
             } else {
                 omendb::limits::CHECKPOINT_COPY_BYTES_MAX
             };
-        // Also from a stream of its own.
-        workload.compaction_base_rows = [omendb::limits::COMPACTION_BASE_ROWS, 1, 4, 16]
-            [ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0de_0c0f_0002).random_range(0..4usize)];
+        if config.compaction_tiers_drawn() {
+            // From a stream of its own (generation 2 on).
+            workload.compaction_base_rows = [omendb::limits::COMPACTION_BASE_ROWS, 1, 4, 16]
+                [ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0de_0c0f_0002).random_range(0..4usize)];
+        }
+        if config.key_dists_v2() {
+            // Also from a stream of its own: a seed's other tables keep their keys.
+            let mut dists = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0de_0c0f_0004);
+            for table in &mut workload.tables {
+                table.keys.redraw_v2(&mut dists);
+            }
+        }
         let mut plan = config.faults.apply(FaultPlan::from_seed(seed));
         if plan.space_limit_bytes.is_some() {
             // The plan draws limits for large disks; a simulated database is small, so
@@ -621,7 +630,7 @@ impl Sim {
                     let lsn = self.db()?.lsns().0;
                     self.check_claim("compaction's checkpoint", lsn)?;
                     self.history.durable_lsn = self.history.durable_lsn.max(lsn);
-                    if self.config.metamorphic {
+                    if self.config.metamorphic() {
                         self.check_contents("compaction")?;
                     }
                 }

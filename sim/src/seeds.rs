@@ -8,8 +8,9 @@
 //! date = 2026-11-25
 //! ```
 //!
-//! `seed` is required; `ops` defaults to 1000, `faults` to `all` and `metamorphic` to `on`
-//! (`off` replays a trajectory recorded before the metamorphic checks). Other keys are notes.
+//! `seed` is required; `ops` defaults to 1000, `faults` to `all`, and `schedule` (the
+//! schedule generation, see [`crate::config`]) to 1, the generation of every file written
+//! before generations existed. Other keys are notes.
 
 use crate::config::{FaultMask, RunConfig};
 use std::path::{Path, PathBuf};
@@ -30,7 +31,10 @@ pub struct SeedFile {
 /// Parses one seed file's text.
 pub fn parse(path: &Path, text: &str) -> Result<SeedFile, String> {
     let mut seed = None;
-    let mut config = RunConfig::default();
+    let mut config = RunConfig {
+        schedule: 1,
+        ..RunConfig::default()
+    };
     let mut found = String::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -53,12 +57,9 @@ pub fn parse(path: &Path, text: &str) -> Result<SeedFile, String> {
                 config.faults =
                     FaultMask::parse(value).map_err(|e| format!("{}: {e}", bad("faults")))?
             }
-            "metamorphic" => {
-                config.metamorphic = match value {
-                    "on" => true,
-                    "off" => false,
-                    _ => return Err(bad("metamorphic (on or off)")),
-                }
+            "schedule" => {
+                config.schedule = RunConfig::parse_schedule(value)
+                    .map_err(|e| format!("{}: {e}", bad("schedule")))?
             }
             "found" => found = value.to_string(),
             _ => {}
@@ -94,13 +95,26 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SeedFile>, String> {
 /// The text of a seed file for `seed` run with `config`.
 pub fn render(seed: u64, config: &RunConfig, found: &str, date: &str) -> String {
     format!(
-        "seed = {seed}\nops = {}\nfaults = {}\n{}found = {found}\ndate = {date}\n",
-        config.ops,
-        config.faults,
-        if config.metamorphic {
-            ""
-        } else {
-            "metamorphic = off\n"
-        }
+        "seed = {seed}\nops = {}\nfaults = {}\nschedule = {}\nfound = {found}\ndate = {date}\n",
+        config.ops, config.faults, config.schedule
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SCHEDULE_CURRENT;
+
+    #[test]
+    fn a_seed_file_without_a_generation_replays_generation_one() {
+        let path = Path::new("x.seed");
+        let old = parse(path, "seed = 5\nops = 10\n").unwrap();
+        assert_eq!(old.config.schedule, 1);
+        let text = render(5, &RunConfig::default(), "found", "2026-12-02");
+        let new = parse(path, &text).unwrap();
+        assert_eq!(new.config, RunConfig::default());
+        assert_eq!(new.config.schedule, SCHEDULE_CURRENT);
+        assert!(parse(path, "seed = 5\nschedule = 99\n").is_err());
+        assert!(parse(path, "seed = 5\nschedule = 0\n").is_err());
+    }
 }

@@ -27,7 +27,18 @@ pub enum KeyDist {
     TimeSeries,
     /// UUIDv7-like: a millisecond time prefix and random low bits, as an i64.
     UuidV7Like,
+    /// ..., 3, 2, 1 from a random start: every insert lands before every key (schedule
+    /// generation 2).
+    Descending,
+    /// A frontier moving up by 2 leaves a hole behind each key; half the inserts fill the
+    /// holes, walking down from the frontier: inserts land among keys already there
+    /// (schedule generation 2).
+    BackFill,
 }
+
+/// The distributions schedule generation 2 adds, drawn from a stream of their own
+/// ([`KeyGen::redraw_v2`]).
+pub const DISTS_V2: [KeyDist; 2] = [KeyDist::Descending, KeyDist::BackFill];
 
 const DISTS: [KeyDist; 8] = [
     KeyDist::Sequential,
@@ -51,6 +62,11 @@ pub struct KeyGen {
     next: i64,
     span: i64,
     centers: Vec<i64>,
+    /// `BackFill`: the next hole to fill, walking down from the frontier (`next`) to
+    /// `fill_floor` (excluded); `fill_top` is the frontier when the next run of holes began.
+    fill: i64,
+    fill_floor: i64,
+    fill_top: i64,
 }
 
 impl KeyGen {
@@ -64,7 +80,23 @@ impl KeyGen {
             next: rng.random_range(-1000..1000),
             span,
             centers,
+            fill: 0,
+            fill_floor: 0,
+            fill_top: 0,
         }
+    }
+
+    /// With probability 1/4, switches to a distribution of schedule generation 2, drawn
+    /// from `rng` (a stream apart from the run's, so that the other tables keep their keys).
+    pub fn redraw_v2(&mut self, rng: &mut ChaCha8Rng) {
+        if !rng.random_bool(0.25) {
+            return;
+        }
+        self.dist = DISTS_V2[rng.random_range(0..DISTS_V2.len())];
+        self.next = rng.random_range(-(1i64 << 40)..(1i64 << 40));
+        self.fill = self.next - 1;
+        self.fill_floor = self.next - 1;
+        self.fill_top = self.next;
     }
 
     /// A key for a new row (it may collide with an existing one: that is tested too).
@@ -107,6 +139,27 @@ impl KeyGen {
                 self.next = self.next.saturating_add(rng.random_range(0..3));
                 let millis = (self.next & 0xff_ffff) << 38;
                 millis | rng.random_range(0..(1i64 << 38))
+            }
+            KeyDist::Descending => {
+                self.next = self.next.wrapping_sub(1);
+                self.next
+            }
+            KeyDist::BackFill => {
+                if self.fill <= self.fill_floor {
+                    // This run of holes is filled: the next run is the holes the frontier
+                    // left since it began, filled from the top down.
+                    self.fill_floor = self.fill_top;
+                    self.fill_top = self.next;
+                    self.fill = self.next.saturating_sub(1);
+                }
+                if self.fill > self.fill_floor && rng.random_bool(0.5) {
+                    let key = self.fill;
+                    self.fill = self.fill.saturating_sub(2);
+                    key
+                } else {
+                    self.next = self.next.saturating_add(2);
+                    self.next
+                }
             }
         }
     }
@@ -367,4 +420,57 @@ pub fn draw_bad_row(rng: &mut ChaCha8Rng, def: &TableDef, key: i64) -> Row {
         }
     }
     row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use std::collections::BTreeSet;
+
+    fn keys(dist: KeyDist, n: usize) -> Vec<i64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut gen = KeyGen::new(KeyDist::Sequential, &mut rng);
+        while gen.dist != dist {
+            gen.redraw_v2(&mut rng);
+        }
+        (0..n)
+            .map(|_| gen.next_key(&mut rng))
+            .filter(|k| !EDGE_KEYS.contains(k))
+            .collect()
+    }
+
+    #[test]
+    fn descending_keys_only_go_down() {
+        let keys = keys(KeyDist::Descending, 500);
+        assert!(keys.len() > 400);
+        assert!(keys.windows(2).all(|w| w[1] < w[0]), "{keys:?}");
+    }
+
+    #[test]
+    fn back_fill_fills_holes_below_the_frontier_once_each() {
+        let keys = keys(KeyDist::BackFill, 2000);
+        let unique: BTreeSet<i64> = keys.iter().copied().collect();
+        assert_eq!(unique.len(), keys.len(), "a hole filled twice");
+        let mut frontier = i64::MIN;
+        let mut below = 0;
+        for &k in &keys {
+            if k < frontier {
+                below += 1;
+            }
+            frontier = frontier.max(k);
+        }
+        assert!(
+            below > 300,
+            "only {below} of {} keys back-filled",
+            keys.len()
+        );
+        // Most of the span the frontier covered is filled in the end.
+        let span = (unique.last().unwrap() - unique.first().unwrap()) as usize;
+        assert!(
+            unique.len() * 10 > span * 7,
+            "{} keys over a span of {span}",
+            unique.len()
+        );
+    }
 }
