@@ -26,6 +26,7 @@ fn open_with_copy_max(machine: &SimMachine, sync: Sync, copy_max: usize) -> Data
             hot_rows_max: None,
             compaction_worker: false,
             checkpoint_copy_bytes_max: copy_max,
+            ..Options::default()
         },
     )
     .expect("open on the simulated disk")

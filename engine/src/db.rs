@@ -351,7 +351,12 @@ impl Database {
             options.sync,
             scan,
             lsn_recovered,
-        )?;
+        )?
+        .with_limits(crate::wal::WalLimits {
+            segment_bytes_target: options.log_segment_bytes_target,
+            buffer_bytes_flush: options.log_buffer_bytes_flush,
+            buffer_bytes_max: options.log_buffer_bytes_max,
+        });
         drop(_recovering);
         let wal = Arc::new(wal);
         let worker = if options.background_worker {

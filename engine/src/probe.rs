@@ -48,6 +48,9 @@ pub enum Probe {
     WalSegmentRoll,
     /// A new segment could not be created; the old one stayed current.
     WalSegmentCreateFailed,
+    /// The log writer started a new segment because the buffer would not fit in the
+    /// current one (its size target).
+    WalSegmentRollBySize,
     // ---- the primary index (engine/src/index/alex) ----
     /// A data node grew in place toward its appends, keeping its model.
     AlexExpand,
@@ -81,7 +84,7 @@ impl Probe {
     pub const COUNT: usize = Probe::ALL.len();
 
     /// Every probe, in declaration order.
-    pub const ALL: [Probe; 20] = [
+    pub const ALL: [Probe; 21] = [
         Probe::WalTornTailTruncated,
         Probe::WalTornCreationRemoved,
         Probe::WalMidLogCorruption,
@@ -91,6 +94,7 @@ impl Probe {
         Probe::WalDiskFullInRecord,
         Probe::WalSegmentRoll,
         Probe::WalSegmentCreateFailed,
+        Probe::WalSegmentRollBySize,
         Probe::AlexExpand,
         Probe::AlexRetrain,
         Probe::AlexSplit,
@@ -116,6 +120,7 @@ impl Probe {
             Probe::WalDiskFullInRecord => "wal.disk_full_in_record",
             Probe::WalSegmentRoll => "wal.segment_roll",
             Probe::WalSegmentCreateFailed => "wal.segment_create_failed",
+            Probe::WalSegmentRollBySize => "wal.segment_roll_by_size",
             Probe::AlexExpand => "alex.expand",
             Probe::AlexRetrain => "alex.retrain",
             Probe::AlexSplit => "alex.split",

@@ -12,6 +12,7 @@
 //! |---|---|
 //! | 1 | the schedule as of the acknowledgement oracle (seed files 0001-0007) |
 //! | 2 | metamorphic checks in the fault phase ([`crate::metamorphic`]); descending and back-filling key distributions ([`crate::workload::KeyDist`]) |
+//! | 3 | BUGGIFY knobs: log segment and buffer sizes and the checkpoint copy threshold drawn per seed ([`crate::workload::Knobs`]) |
 
 use omendb_faults::FaultPlan;
 use std::fmt;
@@ -148,7 +149,7 @@ pub struct RunConfig {
 }
 
 /// The newest schedule generation (module doc).
-pub const SCHEDULE_CURRENT: u32 = 2;
+pub const SCHEDULE_CURRENT: u32 = 3;
 
 impl RunConfig {
     /// Whether the fault phase runs the metamorphic checks (generation 2 on): their reads
@@ -161,6 +162,11 @@ impl RunConfig {
     /// (generation 2 on).
     pub fn key_dists_v2(&self) -> bool {
         self.schedule >= 2
+    }
+
+    /// Whether the engine's BUGGIFY knobs are drawn per seed (generation 3 on).
+    pub fn buggify(&self) -> bool {
+        self.schedule >= 3
     }
 
     /// Parses a schedule generation, 1 to [`SCHEDULE_CURRENT`].
