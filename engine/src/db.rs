@@ -408,7 +408,12 @@ impl Database {
             options.sync,
             scan,
             lsn_recovered,
-        )?;
+        )?
+        .with_limits(crate::wal::WalLimits {
+            segment_bytes_target: options.log_segment_bytes_target,
+            buffer_bytes_flush: options.log_buffer_bytes_flush,
+            buffer_bytes_max: options.log_buffer_bytes_max,
+        });
         drop(_recovering);
         // The recovered state is durable in the new log: the marker describes a log that
         // is gone.

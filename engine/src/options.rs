@@ -56,6 +56,18 @@ pub struct Options {
     /// the read lock (writers wait for those writes, never for an fsync) so a large table
     /// is not held twice. Default [`CHECKPOINT_COPY_BYTES_MAX`](crate::limits::CHECKPOINT_COPY_BYTES_MAX).
     pub checkpoint_copy_bytes_max: usize,
+    /// The log starts a new segment once the current one would pass this many bytes.
+    /// Default [`WAL_SEGMENT_BYTES_TARGET`](crate::limits::WAL_SEGMENT_BYTES_TARGET); the
+    /// simulator draws small ones so that segment rolls (and a roll right after an error)
+    /// happen in its short runs.
+    pub log_segment_bytes_target: u64,
+    /// A writer that finds this many bytes in the log buffer writes them out itself.
+    /// Default [`LOG_BUFFER_BYTES_FLUSH`](crate::limits::LOG_BUFFER_BYTES_FLUSH).
+    pub log_buffer_bytes_flush: usize,
+    /// Most bytes in the log buffer (back-pressure past it); raised to
+    /// `log_buffer_bytes_flush` if below. Default
+    /// [`LOG_BUFFER_BYTES_MAX`](crate::limits::LOG_BUFFER_BYTES_MAX).
+    pub log_buffer_bytes_max: usize,
 }
 
 impl Default for Options {
@@ -67,6 +79,9 @@ impl Default for Options {
             compaction_worker: false,
             compaction_base_rows: crate::limits::COMPACTION_BASE_ROWS,
             checkpoint_copy_bytes_max: crate::limits::CHECKPOINT_COPY_BYTES_MAX,
+            log_segment_bytes_target: crate::limits::WAL_SEGMENT_BYTES_TARGET,
+            log_buffer_bytes_flush: crate::limits::LOG_BUFFER_BYTES_FLUSH,
+            log_buffer_bytes_max: crate::limits::LOG_BUFFER_BYTES_MAX,
         }
     }
 }

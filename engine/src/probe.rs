@@ -50,6 +50,9 @@ pub enum Probe {
     WalSegmentRoll,
     /// A new segment could not be created; the old one stayed current.
     WalSegmentCreateFailed,
+    /// The log writer started a new segment because the buffer would not fit in the
+    /// current one (its size target).
+    WalSegmentRollBySize,
     // ---- the primary index (engine/src/index/alex) ----
     /// A data node grew in place toward its appends, keeping its model.
     AlexExpand,
@@ -91,7 +94,7 @@ impl Probe {
     pub const COUNT: usize = Probe::ALL.len();
 
     /// Every probe, in declaration order.
-    pub const ALL: [Probe; 25] = [
+    pub const ALL: [Probe; 26] = [
         Probe::WalLogEndLost,
         Probe::WalTornTailTruncated,
         Probe::WalTornCreationRemoved,
@@ -102,6 +105,7 @@ impl Probe {
         Probe::WalDiskFullInRecord,
         Probe::WalSegmentRoll,
         Probe::WalSegmentCreateFailed,
+        Probe::WalSegmentRollBySize,
         Probe::AlexExpand,
         Probe::AlexRetrain,
         Probe::AlexSplit,
@@ -132,6 +136,7 @@ impl Probe {
             Probe::WalDiskFullInRecord => "wal.disk_full_in_record",
             Probe::WalSegmentRoll => "wal.segment_roll",
             Probe::WalSegmentCreateFailed => "wal.segment_create_failed",
+            Probe::WalSegmentRollBySize => "wal.segment_roll_by_size",
             Probe::AlexExpand => "alex.expand",
             Probe::AlexRetrain => "alex.retrain",
             Probe::AlexSplit => "alex.split",

@@ -13,6 +13,7 @@
 //! | 1 | the schedule as of the acknowledgement oracle (seed files 0001-0007) |
 //! | 2 | `Options::compaction_base_rows` drawn per seed from {default, 1, 4, 16} (size-tiered compaction; seed file 0008) |
 //! | 3 | metamorphic checks in the fault phase ([`crate::metamorphic`]); descending and back-filling key distributions ([`crate::workload::KeyDist`]) |
+//! | 4 | BUGGIFY knobs: log segment and buffer sizes and the checkpoint copy threshold drawn per seed ([`crate::workload::Knobs`]) |
 
 use omendb_faults::FaultPlan;
 use std::fmt;
@@ -149,7 +150,7 @@ pub struct RunConfig {
 }
 
 /// The newest schedule generation (module doc).
-pub const SCHEDULE_CURRENT: u32 = 3;
+pub const SCHEDULE_CURRENT: u32 = 4;
 
 impl RunConfig {
     /// Whether the compaction tiers' base is drawn per seed (generation 2 on); before, every
@@ -168,6 +169,11 @@ impl RunConfig {
     /// (generation 3 on).
     pub fn key_dists_v2(&self) -> bool {
         self.schedule >= 3
+    }
+
+    /// Whether the engine's BUGGIFY knobs are drawn per seed (generation 4 on).
+    pub fn buggify(&self) -> bool {
+        self.schedule >= 4
     }
 
     /// Parses a schedule generation, 1 to [`SCHEDULE_CURRENT`].

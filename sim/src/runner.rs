@@ -23,7 +23,7 @@ use crate::model::{error_class, History, ModelState};
 use crate::oracle::{FrameAt, LogImage};
 use crate::outcome::{Failure, Outcome};
 use crate::trace::{fnv64, Trace};
-use crate::workload::{draw_bad_row, draw_row, Action, Workload};
+use crate::workload::{draw_bad_row, draw_row, Action, Knobs, Workload};
 use omendb::{Database, Error, Options, Row, Ticket, Value, Write};
 use omendb_faults::{is_crash_error, FaultPlan, SimFs};
 use rand::{Rng, SeedableRng};
@@ -196,6 +196,10 @@ impl Sim {
                 table.keys.redraw_v2(&mut dists);
             }
         }
+        if config.buggify() {
+            let mut knobs = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0de_0c0f_0003);
+            workload.knobs = Knobs::draw(&mut knobs, &mut workload.checkpoint_copy_bytes_max);
+        }
         let mut plan = config.faults.apply(FaultPlan::from_seed(seed));
         if plan.space_limit_bytes.is_some() {
             // The plan draws limits for large disks; a simulated database is small, so
@@ -249,6 +253,16 @@ impl Sim {
             self.workload.tables.len(),
             self.machine.disk.plan()
         ));
+        if self.config.buggify() {
+            let knobs = self.workload.knobs;
+            self.log(format!(
+                "knobs: log_segment_bytes_target={} log_buffer_bytes_flush={} log_buffer_bytes_max={} checkpoint_copy_bytes_max={}",
+                knobs.log_segment_bytes_target,
+                knobs.log_buffer_bytes_flush,
+                knobs.log_buffer_bytes_max,
+                self.workload.checkpoint_copy_bytes_max
+            ));
+        }
         self.open_checked(Reopen::Process)?;
         for i in 0..self.workload.tables.len() {
             // Damage found by a reopen ends the run here too: there is no database to
@@ -721,6 +735,9 @@ impl Sim {
                 compaction_worker: false,
                 checkpoint_copy_bytes_max: self.workload.checkpoint_copy_bytes_max,
                 compaction_base_rows: self.workload.compaction_base_rows,
+                log_segment_bytes_target: self.workload.knobs.log_segment_bytes_target,
+                log_buffer_bytes_flush: self.workload.knobs.log_buffer_bytes_flush,
+                log_buffer_bytes_max: self.workload.knobs.log_buffer_bytes_max,
             };
             match Database::open_with_env(self.machine.env(), Path::new(DB_PATH), options) {
                 Ok(db) => break db,

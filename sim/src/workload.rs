@@ -243,6 +243,54 @@ pub struct Workload {
     /// above 0 (four segments of a size merged), the default keeps every merge a merge of
     /// all the small segments.
     pub compaction_base_rows: u64,
+    /// The engine's size settings (BUGGIFY knobs).
+    pub knobs: Knobs,
+}
+
+/// Engine settings that production keeps at their defaults and the simulator draws per
+/// seed (FoundationDB's BUGGIFY), so that paths gated by a size are reached in short runs:
+/// segment rolls, a writer flushing a full buffer, back-pressure, checkpoints that copy
+/// some states and stream others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Knobs {
+    /// `Options::log_segment_bytes_target`.
+    pub log_segment_bytes_target: u64,
+    /// `Options::log_buffer_bytes_flush`.
+    pub log_buffer_bytes_flush: usize,
+    /// `Options::log_buffer_bytes_max`.
+    pub log_buffer_bytes_max: usize,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Knobs {
+            log_segment_bytes_target: omendb::limits::WAL_SEGMENT_BYTES_TARGET,
+            log_buffer_bytes_flush: omendb::limits::LOG_BUFFER_BYTES_FLUSH,
+            log_buffer_bytes_max: omendb::limits::LOG_BUFFER_BYTES_MAX,
+        }
+    }
+}
+
+impl Knobs {
+    /// Draws the knobs (each at its default half the time) and, a third of the time, a
+    /// checkpoint copy threshold in the range simulated tables span, from `rng`: a stream
+    /// of its own, so that no other draw of a seed moves.
+    pub fn draw(rng: &mut ChaCha8Rng, checkpoint_copy_bytes_max: &mut usize) -> Knobs {
+        let mut knobs = Knobs::default();
+        if rng.random_bool(0.5) {
+            knobs.log_segment_bytes_target =
+                [4 << 10, 16 << 10, 64 << 10, 1 << 20][rng.random_range(0..4)];
+        }
+        if rng.random_bool(0.5) {
+            knobs.log_buffer_bytes_flush = [256, 4 << 10, 64 << 10][rng.random_range(0..3)];
+            knobs.log_buffer_bytes_max =
+                knobs.log_buffer_bytes_flush * [1, 2, 16][rng.random_range(0..3)];
+        }
+        if rng.random_bool(1.0 / 3.0) {
+            *checkpoint_copy_bytes_max = rng.random_range(1..=256 << 10);
+        }
+        knobs
+    }
 }
 
 impl Workload {
@@ -297,6 +345,7 @@ impl Workload {
             },
             checkpoint_copy_bytes_max: omendb::limits::CHECKPOINT_COPY_BYTES_MAX,
             compaction_base_rows: omendb::limits::COMPACTION_BASE_ROWS,
+            knobs: Knobs::default(),
         }
     }
 

@@ -106,12 +106,38 @@ enum Roll {
     Always,
 }
 
+/// The log's size limits: [`limits`]' constants unless [`crate::Options`] (the simulator's
+/// BUGGIFY knobs) says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalLimits {
+    /// A segment is closed and a new one started once it would pass this many bytes
+    /// ([`limits::WAL_SEGMENT_BYTES_TARGET`]).
+    pub segment_bytes_target: u64,
+    /// A writer that finds this many bytes buffered writes them out itself
+    /// ([`limits::LOG_BUFFER_BYTES_FLUSH`]).
+    pub buffer_bytes_flush: usize,
+    /// Most bytes buffered; past it a writer waits for a busy log writer
+    /// ([`limits::LOG_BUFFER_BYTES_MAX`]). At least `buffer_bytes_flush`.
+    pub buffer_bytes_max: usize,
+}
+
+impl Default for WalLimits {
+    fn default() -> Self {
+        WalLimits {
+            segment_bytes_target: limits::WAL_SEGMENT_BYTES_TARGET,
+            buffer_bytes_flush: limits::LOG_BUFFER_BYTES_FLUSH,
+            buffer_bytes_max: limits::LOG_BUFFER_BYTES_MAX,
+        }
+    }
+}
+
 /// The write-ahead log of one database.
 pub struct Wal {
     fs: Arc<dyn Fs>,
     clock: Arc<dyn Clock>,
     dir: PathBuf,
     mode: SyncMode,
+    limits: WalLimits,
     state: Mutex<WalState>,
     /// Signalled whenever the log writer finishes (durability advanced, or the log was
     /// poisoned): group-commit followers and writers held back by a full buffer wait on it.
@@ -323,6 +349,7 @@ impl Wal {
             clock,
             dir: dir.to_path_buf(),
             mode,
+            limits: WalLimits::default(),
             state: Mutex::new(WalState {
                 segment,
                 segments: vec![info],
@@ -341,6 +368,16 @@ impl Wal {
             }),
             io_done: Condvar::new(),
         })
+    }
+
+    /// The log with `limits` instead of the defaults (set before any append). A buffer
+    /// maximum below the flush mark is raised to it.
+    pub fn with_limits(mut self, limits: WalLimits) -> Wal {
+        self.limits = WalLimits {
+            buffer_bytes_max: limits.buffer_bytes_max.max(limits.buffer_bytes_flush),
+            ..limits
+        };
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, WalState> {
@@ -380,8 +417,8 @@ impl Wal {
             }
             let buffered = state.buffer.len();
             if buffered == 0
-                || (buffered < limits::LOG_BUFFER_BYTES_FLUSH
-                    && buffered + frame_bytes <= limits::LOG_BUFFER_BYTES_MAX)
+                || (buffered < self.limits.buffer_bytes_flush
+                    && buffered + frame_bytes <= self.limits.buffer_bytes_max)
             {
                 break;
             }
@@ -392,7 +429,7 @@ impl Wal {
                 if let Some(e) = failed {
                     return Err(e);
                 }
-            } else if buffered + frame_bytes > limits::LOG_BUFFER_BYTES_MAX {
+            } else if buffered + frame_bytes > self.limits.buffer_bytes_max {
                 // Back-pressure: the buffer is full and the log writer is busy.
                 state = self.wait_io(state);
             } else {
@@ -479,7 +516,7 @@ impl Wal {
         let roll_first = roll == Roll::IfFull
             && !bytes.is_empty()
             && offset > SEGMENT_HEADER_BYTES as u64
-            && offset + bytes.len() as u64 > limits::WAL_SEGMENT_BYTES_TARGET;
+            && offset + bytes.len() as u64 > self.limits.segment_bytes_target;
         let outcome = self.write_out(
             &segment,
             &path,
@@ -606,6 +643,7 @@ impl Wal {
             match create_segment(self.fs.as_ref(), &self.dir, seq_next, lsn_before + 1) {
                 Ok(made) => {
                     crate::probe!(WalSegmentRoll);
+                    crate::probe!(WalSegmentRollBySize);
                     file = made.0.clone();
                     file_path = made.1.path.clone();
                     outcome.offset_end = SEGMENT_HEADER_BYTES as u64;
