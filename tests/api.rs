@@ -540,3 +540,36 @@ fn a_directory_holds_one_open_database_at_a_time() {
     let third = open(dir.path(), Sync::Always);
     assert_eq!(third.get("t", 2).unwrap(), Some(row(2, 2)));
 }
+
+#[test]
+fn small_index_limits_keep_every_row_across_reopen() {
+    // The BUGGIFY knobs for ALEX: tiny nodes and fanout, so splits and root growth run on
+    // a few thousand keys; a reopen with other limits rebuilds the index.
+    let dir = tempfile::tempdir().unwrap();
+    let small = omendb::Options {
+        index_data_node_slots_max: 64,
+        index_inner_fanout_max: 4,
+        ..omendb::Options::with_sync(Sync::None)
+    };
+    let db = Database::open(dir.path(), small.clone()).unwrap();
+    db.create_table(table_def("t")).unwrap();
+    for k in (0..3000).rev() {
+        db.insert("t", row(k * 2, k)).unwrap();
+    }
+    db.check_invariants().unwrap();
+    db.checkpoint().unwrap();
+    db.close().unwrap();
+    for options in [omendb::Options::with_sync(Sync::None), small] {
+        let db = Database::open(dir.path(), options).unwrap();
+        db.check_invariants().unwrap();
+        assert_eq!(db.row_count("t").unwrap(), 3000);
+        for k in [0, 1, 2, 2999, 3000, 5998, 5999] {
+            let expected = (k % 2 == 0).then(|| row(k, k / 2));
+            assert_eq!(db.get("t", k).unwrap(), expected, "key {k}");
+        }
+        db.insert("t", row(1, 1)).unwrap();
+        assert_eq!(db.get("t", 1).unwrap(), Some(row(1, 1)));
+        db.delete("t", 1).unwrap();
+        db.close().unwrap();
+    }
+}

@@ -14,6 +14,7 @@
 
 use crate::codec::{DecodeResult, Decoder, Encoder};
 use crate::error::{Error, Result};
+use crate::index::alex::AlexConfig;
 use crate::limits;
 use crate::schema::{Row, TableDef};
 use crate::table::{Table, TableId};
@@ -154,6 +155,8 @@ pub(crate) struct Catalog {
     next_table_id: TableId,
     /// The buffer live writes encode their log record into, kept between writes.
     pub log_scratch: Vec<u8>,
+    /// The index limits of new tables ([`Catalog::set_index_config`]).
+    index_config: AlexConfig,
 }
 
 /// A log scratch buffer grown past this by one large write is dropped afterwards.
@@ -166,7 +169,18 @@ impl Catalog {
             tables: BTreeMap::new(),
             next_table_id: 1,
             log_scratch: Vec::new(),
+            index_config: AlexConfig::default(),
         }
+    }
+
+    /// Gives every table's index, and every table created from now on, the size limits
+    /// `config` (rebuilding the indexes that had others).
+    pub fn set_index_config(&mut self, config: AlexConfig) -> std::result::Result<(), String> {
+        self.index_config = config;
+        for table in self.tables.values_mut() {
+            table.set_index_config(config)?;
+        }
+        Ok(())
     }
 
     /// Keeps the log scratch buffer from holding on to the size of one huge write.
@@ -298,7 +312,10 @@ impl Catalog {
         match op {
             CheckedOp::CreateTable { id, def } => {
                 self.names.insert(def.name().to_string(), id);
-                self.tables.insert(id, Table::new(id, Arc::new(def)));
+                let mut table = Table::new(id, Arc::new(def));
+                // An empty index: rebuilding it cannot fail.
+                let _ = table.set_index_config(self.index_config);
+                self.tables.insert(id, table);
                 self.next_table_id = self.next_table_id.max(id + 1);
             }
             CheckedOp::DropTable { id } => {

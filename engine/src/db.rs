@@ -342,6 +342,14 @@ impl Database {
             Some((lsn, path)) => (*lsn, checkpoint::load(fs.as_ref(), path, *lsn)?),
             None => (0, Catalog::new()),
         };
+        let index_config = crate::index::alex::AlexConfig {
+            data_node_slots_max: options.index_data_node_slots_max,
+            inner_fanout_max: options.index_inner_fanout_max,
+            ..crate::index::alex::AlexConfig::default()
+        };
+        catalog
+            .set_index_config(index_config)
+            .map_err(|reason| Error::corruption(&root, 0, reason))?;
         checkpoint::remove_unlisted_segments(fs.as_ref(), &cold_dir, &catalog)?;
         let recovery_span = tracing::info_span!("recovery", checkpoint_lsn);
         let _recovering = recovery_span.enter();

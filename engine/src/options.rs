@@ -68,6 +68,13 @@ pub struct Options {
     /// `log_buffer_bytes_flush` if below. Default
     /// [`LOG_BUFFER_BYTES_MAX`](crate::limits::LOG_BUFFER_BYTES_MAX).
     pub log_buffer_bytes_max: usize,
+    /// The primary index's limit on a data node's slots (ALEX node capacity: a full node
+    /// this large splits instead of expanding). Default 2^20, clamped to at least 64; the
+    /// simulator draws small ones so that splits and expansions happen on small tables.
+    pub index_data_node_slots_max: usize,
+    /// The primary index's limit on an inner node's children (a power of two; others are
+    /// rounded down). Default 2^20.
+    pub index_inner_fanout_max: usize,
 }
 
 impl Default for Options {
@@ -82,6 +89,9 @@ impl Default for Options {
             log_segment_bytes_target: crate::limits::WAL_SEGMENT_BYTES_TARGET,
             log_buffer_bytes_flush: crate::limits::LOG_BUFFER_BYTES_FLUSH,
             log_buffer_bytes_max: crate::limits::LOG_BUFFER_BYTES_MAX,
+            index_data_node_slots_max: crate::index::alex::AlexConfig::default()
+                .data_node_slots_max,
+            index_inner_fanout_max: crate::index::alex::AlexConfig::default().inner_fanout_max,
         }
     }
 }

@@ -17,6 +17,7 @@
 use crate::cold::{ColdPosition, ColdScan, ColdTier};
 use crate::env::Fs;
 use crate::error::{Error, Result};
+use crate::index::alex::AlexConfig;
 use crate::index::{PrimaryIndex, RowLocation};
 use crate::limits;
 use crate::rowstore::{RowArena, RowLayout, RowRef, ValueRef};
@@ -46,6 +47,9 @@ pub(crate) struct Table {
     pub def: Arc<TableDef>,
     layout: RowLayout,
     index: Index,
+    /// The index's size limits (defaults unless `Options` says otherwise; every rebuild of
+    /// the index uses them).
+    index_config: AlexConfig,
     rows: RowArena,
     /// Reused buffer for packing rows.
     scratch: Vec<u8>,
@@ -62,11 +66,34 @@ impl Table {
             layout: RowLayout::new(&def),
             def,
             index: <Index as PrimaryIndex>::new(),
+            index_config: AlexConfig::default(),
             rows: RowArena::default(),
             scratch: Vec::new(),
             restoring: Vec::new(),
             cold: ColdTier::default(),
         }
+    }
+
+    /// An index of `pairs` (strictly ascending) with this table's index limits.
+    fn build_index(&self, pairs: &[(i64, RowLocation)]) -> std::result::Result<Index, String> {
+        if pairs.is_empty() {
+            return Ok(Index::with_config(self.index_config));
+        }
+        Index::bulk_load_with_config(pairs, self.index_config)
+    }
+
+    /// Gives the index other size limits, rebuilding it when they differ.
+    pub fn set_index_config(&mut self, config: AlexConfig) -> std::result::Result<(), String> {
+        if config == self.index_config {
+            return Ok(());
+        }
+        self.index_config = config;
+        let pairs: Vec<(i64, RowLocation)> =
+            PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded).collect();
+        let len_before = PrimaryIndex::len(&self.index);
+        self.index = self.build_index(&pairs)?;
+        debug_assert_eq!(PrimaryIndex::len(&self.index), len_before);
+        Ok(())
     }
 
     /// Rows in the table, hot and cold.
@@ -410,7 +437,7 @@ impl Table {
         if pairs.is_empty() {
             return Ok(());
         }
-        self.index = <Index as PrimaryIndex>::bulk_load(&pairs)?;
+        self.index = self.build_index(&pairs)?;
         Ok(())
     }
 
@@ -497,7 +524,7 @@ impl Table {
             let bytes = &self.rows.bytes(location)[..len];
             pairs.push((key, fresh.insert(bytes)));
         }
-        match <Index as PrimaryIndex>::bulk_load(&pairs) {
+        match self.build_index(&pairs) {
             Ok(index) => {
                 self.index = index;
                 self.rows = fresh;
@@ -643,11 +670,7 @@ impl Table {
         debug_assert!(flushed.iter().map(|p| p.0).eq(keys.iter().copied()));
         let rest: Vec<(i64, RowLocation)> =
             PrimaryIndex::range(&self.index, Bound::Excluded(last), Bound::Unbounded).collect();
-        let rebuilt = if rest.is_empty() {
-            Ok(<Index as PrimaryIndex>::new())
-        } else {
-            <Index as PrimaryIndex>::bulk_load(&rest)
-        };
+        let rebuilt = self.build_index(&rest);
         match rebuilt {
             Ok(index) => {
                 self.index = index;

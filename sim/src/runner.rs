@@ -198,7 +198,11 @@ impl Sim {
         }
         if config.buggify() {
             let mut knobs = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0de_0c0f_0003);
-            workload.knobs = Knobs::draw(&mut knobs, &mut workload.checkpoint_copy_bytes_max);
+            workload.knobs = Knobs::draw(
+                &mut knobs,
+                &mut workload.checkpoint_copy_bytes_max,
+                config.alex_knobs(),
+            );
         }
         let mut plan = config.faults.apply(FaultPlan::from_seed(seed));
         if plan.space_limit_bytes.is_some() {
@@ -256,11 +260,13 @@ impl Sim {
         if self.config.buggify() {
             let knobs = self.workload.knobs;
             self.log(format!(
-                "knobs: log_segment_bytes_target={} log_buffer_bytes_flush={} log_buffer_bytes_max={} checkpoint_copy_bytes_max={}",
+                "knobs: log_segment_bytes_target={} log_buffer_bytes_flush={} log_buffer_bytes_max={} checkpoint_copy_bytes_max={} index_data_node_slots_max={} index_inner_fanout_max={}",
                 knobs.log_segment_bytes_target,
                 knobs.log_buffer_bytes_flush,
                 knobs.log_buffer_bytes_max,
-                self.workload.checkpoint_copy_bytes_max
+                self.workload.checkpoint_copy_bytes_max,
+                knobs.index_data_node_slots_max,
+                knobs.index_inner_fanout_max
             ));
         }
         self.open_checked(Reopen::Process)?;
@@ -738,6 +744,8 @@ impl Sim {
                 log_segment_bytes_target: self.workload.knobs.log_segment_bytes_target,
                 log_buffer_bytes_flush: self.workload.knobs.log_buffer_bytes_flush,
                 log_buffer_bytes_max: self.workload.knobs.log_buffer_bytes_max,
+                index_data_node_slots_max: self.workload.knobs.index_data_node_slots_max,
+                index_inner_fanout_max: self.workload.knobs.index_inner_fanout_max,
             };
             match Database::open_with_env(self.machine.env(), Path::new(DB_PATH), options) {
                 Ok(db) => break db,

@@ -115,6 +115,13 @@ mod tests {
         assert_eq!(new.config, RunConfig::default());
         assert_eq!(new.config.schedule, SCHEDULE_CURRENT);
         assert!(parse(path, "seed = 5\nschedule = 99\n").is_err());
+        assert_eq!(
+            parse(path, "seed = 5\nschedule = 4\n")
+                .unwrap()
+                .config
+                .schedule,
+            4
+        );
         assert!(parse(path, "seed = 5\nschedule = 0\n").is_err());
     }
 }

@@ -259,6 +259,10 @@ pub struct Knobs {
     pub log_buffer_bytes_flush: usize,
     /// `Options::log_buffer_bytes_max`.
     pub log_buffer_bytes_max: usize,
+    /// `Options::index_data_node_slots_max` (ALEX node capacity).
+    pub index_data_node_slots_max: usize,
+    /// `Options::index_inner_fanout_max`.
+    pub index_inner_fanout_max: usize,
 }
 
 impl Default for Knobs {
@@ -267,6 +271,8 @@ impl Default for Knobs {
             log_segment_bytes_target: omendb::limits::WAL_SEGMENT_BYTES_TARGET,
             log_buffer_bytes_flush: omendb::limits::LOG_BUFFER_BYTES_FLUSH,
             log_buffer_bytes_max: omendb::limits::LOG_BUFFER_BYTES_MAX,
+            index_data_node_slots_max: omendb::Options::default().index_data_node_slots_max,
+            index_inner_fanout_max: omendb::Options::default().index_inner_fanout_max,
         }
     }
 }
@@ -275,7 +281,9 @@ impl Knobs {
     /// Draws the knobs (each at its default half the time) and, a third of the time, a
     /// checkpoint copy threshold in the range simulated tables span, from `rng`: a stream
     /// of its own, so that no other draw of a seed moves.
-    pub fn draw(rng: &mut ChaCha8Rng, checkpoint_copy_bytes_max: &mut usize) -> Knobs {
+    /// With `alex` (schedule generation 5), the index limits too, drawn last so that the
+    /// other knobs stay as generation 3 draws them.
+    pub fn draw(rng: &mut ChaCha8Rng, checkpoint_copy_bytes_max: &mut usize, alex: bool) -> Knobs {
         let mut knobs = Knobs::default();
         if rng.random_bool(0.5) {
             knobs.log_segment_bytes_target =
@@ -288,6 +296,10 @@ impl Knobs {
         }
         if rng.random_bool(1.0 / 3.0) {
             *checkpoint_copy_bytes_max = rng.random_range(1..=256 << 10);
+        }
+        if alex && rng.random_bool(0.5) {
+            knobs.index_data_node_slots_max = [64, 256, 4096][rng.random_range(0..3)];
+            knobs.index_inner_fanout_max = [4, 16, 1 << 20][rng.random_range(0..3)];
         }
         knobs
     }
