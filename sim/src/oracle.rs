@@ -75,20 +75,10 @@ impl DurableImage {
     /// Reads the durable view of the database in `root` (no I/O call of the disk).
     pub fn read(disk: &SimFs, root: &str) -> DurableImage {
         let mut image = DurableImage::default();
-        let checkpoint_prefix = format!("{root}/checkpoint-");
-        let wal_prefix = format!("{root}/wal/");
         for path in disk.durable_files() {
-            if let Some(lsn) = path
-                .strip_prefix(&checkpoint_prefix)
-                .and_then(|rest| rest.strip_suffix(".ckpt"))
-                .and_then(parse_digits)
-            {
+            if let Some(DbFile::Checkpoint(lsn)) = classify(&path, root) {
                 image.checkpoint_lsn = image.checkpoint_lsn.max(lsn);
-            } else if let Some(seq) = path
-                .strip_prefix(&wal_prefix)
-                .and_then(|rest| rest.strip_suffix(".wal"))
-                .and_then(parse_digits)
-            {
+            } else if let Some(DbFile::Segment(seq)) = classify(&path, root) {
                 let Ok(bytes) = disk.read_durable(Path::new(&path)) else {
                     continue;
                 };
@@ -115,6 +105,30 @@ impl DurableImage {
         }
         through
     }
+}
+
+/// A file of the database in `root` the oracles read.
+enum DbFile {
+    /// `checkpoint-<lsn>.ckpt`.
+    Checkpoint(u64),
+    /// `wal/<seq>.wal`.
+    Segment(u64),
+}
+
+/// What `path` is, if it is a checkpoint or a log segment of the database in `root`.
+fn classify(path: &str, root: &str) -> Option<DbFile> {
+    let rest = path.strip_prefix(root)?.strip_prefix('/')?;
+    if let Some(lsn) = rest
+        .strip_prefix("checkpoint-")
+        .and_then(|r| r.strip_suffix(".ckpt"))
+        .and_then(parse_digits)
+    {
+        return Some(DbFile::Checkpoint(lsn));
+    }
+    rest.strip_prefix("wal/")
+        .and_then(|r| r.strip_suffix(".wal"))
+        .and_then(parse_digits)
+        .map(DbFile::Segment)
 }
 
 fn parse_digits(text: &str) -> Option<u64> {
@@ -390,20 +404,10 @@ impl LogImage {
             op_read: disk.op_count(),
             ..LogImage::default()
         };
-        let checkpoint_prefix = format!("{root}/checkpoint-");
-        let wal_prefix = format!("{root}/wal/");
         for path in disk.files() {
-            if let Some(lsn) = path
-                .strip_prefix(&checkpoint_prefix)
-                .and_then(|rest| rest.strip_suffix(".ckpt"))
-                .and_then(parse_digits)
-            {
+            if let Some(DbFile::Checkpoint(lsn)) = classify(&path, root) {
                 image.checkpoint_lsn = image.checkpoint_lsn.max(lsn);
-            } else if let Some(seq) = path
-                .strip_prefix(&wal_prefix)
-                .and_then(|rest| rest.strip_suffix(".wal"))
-                .and_then(parse_digits)
-            {
+            } else if let Some(DbFile::Segment(seq)) = classify(&path, root) {
                 let Ok(bytes) = disk.read_current(Path::new(&path)) else {
                     continue;
                 };
