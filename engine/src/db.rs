@@ -708,6 +708,31 @@ impl Database {
         self.read()?.table(table)?.get_many_with(keys, read)
     }
 
+    /// The rows of `keys` as one Arrow batch of the columns named in `projection` (all
+    /// columns if `None`), in the order of `keys`: keys without a row are skipped, a key
+    /// given twice gives its row twice. The point path for a query engine (SQL's `k = c`
+    /// and `k IN (...)`); one read lock covers the call, as for [`Database::get_many_with`].
+    pub fn get_many_batch(
+        &self,
+        table: &str,
+        keys: &[i64],
+        projection: Option<&[&str]>,
+    ) -> Result<crate::RecordBatch> {
+        let state = self.read()?;
+        let table = state.table(table)?;
+        let columns = table.projection_columns(projection)?;
+        table.get_many_batch(keys, &columns)
+    }
+
+    /// The Arrow schema of `table`'s rows as [`Database::scan_stream`] and
+    /// [`Database::get_many_batch`] yield them: one field per column, in column order
+    /// (Timestamp as microseconds, UTC).
+    pub fn arrow_schema(&self, table: &str) -> Result<arrow_schema::SchemaRef> {
+        Ok(crate::cold::segment::arrow_schema(
+            &self.read()?.table(table)?.def,
+        ))
+    }
+
     /// The rows with keys in `range`, in key order.
     pub fn scan(&self, table: &str, range: impl RangeBounds<i64>) -> Result<Vec<Row>> {
         let state = self.read()?;
@@ -744,13 +769,7 @@ impl Database {
     ) -> Result<TableScan> {
         let state = self.read()?;
         let table = state.table(table)?;
-        let columns: Vec<usize> = match projection {
-            Some(names) => names
-                .iter()
-                .map(|name| table.def.column_index(name))
-                .collect::<Result<_>>()?,
-            None => (0..table.def.columns().len()).collect(),
-        };
+        let columns = table.projection_columns(projection)?;
         table.scan_stream(
             range.start_bound().cloned(),
             range.end_bound().cloned(),

@@ -586,6 +586,43 @@ impl Table {
         Ok(())
     }
 
+    /// The indices of the columns named in `projection`, in that order (all columns if
+    /// `None`); `Error::ColumnNotFound` for a name the table lacks.
+    pub fn projection_columns(&self, projection: Option<&[&str]>) -> Result<Vec<usize>> {
+        match projection {
+            Some(names) => names
+                .iter()
+                .map(|name| self.def.column_index(name))
+                .collect(),
+            None => Ok((0..self.def.columns().len()).collect()),
+        }
+    }
+
+    /// The rows of `keys` (in that order, absent keys skipped) as one Arrow batch of
+    /// `columns`.
+    pub fn get_many_batch(
+        &self,
+        keys: &[i64],
+        columns: &[usize],
+    ) -> Result<arrow_array::RecordBatch> {
+        let schema = self.projected_schema(columns)?;
+        let mut rows: Vec<crate::Row> = Vec::new();
+        self.get_many_with(keys, |_, row| rows.push(row.to_row()))?;
+        let refs: Vec<&crate::Row> = rows.iter().collect();
+        crate::cold::segment::rows_to_batch(&self.def, schema, columns, &refs)
+    }
+
+    fn projected_schema(&self, columns: &[usize]) -> Result<arrow_schema::SchemaRef> {
+        Ok(std::sync::Arc::new(
+            crate::cold::segment::arrow_schema(&self.def)
+                .project(columns)
+                .map_err(|e| Error::InvalidSchema {
+                    table: self.def.name().to_string(),
+                    reason: e.to_string(),
+                })?,
+        ))
+    }
+
     /// Rows (hot and cold) with keys in the range as a stream of Arrow batches of
     /// `columns`: the cold segments' visible rows segment by segment, then the hot rows,
     /// each part in key order. The hot rows in the range are exported now (the caller holds
@@ -597,14 +634,7 @@ impl Table {
         upper: Bound<i64>,
         columns: &[usize],
     ) -> Result<TableScan> {
-        let schema = std::sync::Arc::new(
-            crate::cold::segment::arrow_schema(&self.def)
-                .project(columns)
-                .map_err(|e| Error::InvalidSchema {
-                    table: self.def.name().to_string(),
-                    reason: e.to_string(),
-                })?,
-        );
+        let schema = self.projected_schema(columns)?;
         let mut hot = std::collections::VecDeque::new();
         let mut rows = self.scan_hot(lower, upper).peekable();
         let mut chunk = Vec::with_capacity(crate::cold::segment::BATCH_ROWS);

@@ -1,0 +1,288 @@
+//! The physical scan of an OmenDB table: one access path per table access, named in
+//! `EXPLAIN`, streaming from the engine.
+//!
+//! Point reads run on the task that polls the stream, [`POINT_READ_KEYS_MAX`] keys per
+//! engine call, so one call holds the engine's read lock for a bounded time. Range and
+//! full scans run [`omendb::Database::scan_stream`] on a blocking thread that sends batches
+//! through a channel of [`SCAN_CHANNEL_BATCHES`]: the scan decodes ahead of the consumer
+//! by at most that many batches, and stops when the consumer goes away or a pushed `LIMIT`
+//! is reached.
+
+use crate::error::external;
+use crate::keys::KeySet;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result, Statistics};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use omendb::Database;
+use std::fmt;
+use std::ops::Bound;
+use std::sync::Arc;
+
+/// Keys per engine point-read call.
+pub const POINT_READ_KEYS_MAX: usize = 4096;
+
+/// Batches a range or full scan may decode ahead of its consumer.
+pub const SCAN_CHANNEL_BATCHES: usize = 4;
+
+/// How a table access reads the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessPath {
+    /// Point reads of these keys (ascending, no repeats) through the primary index.
+    Point(Vec<i64>),
+    /// A scan of the keys in a range: the hot rows in it and the cold segments that
+    /// overlap it.
+    KeyRange(Bound<i64>, Bound<i64>),
+    /// The full columnar scan: every cold segment and every hot row.
+    Full,
+}
+
+impl AccessPath {
+    /// The path for the keys a table access admits.
+    pub fn for_keys(keys: KeySet) -> AccessPath {
+        match keys {
+            KeySet::Points(points) => AccessPath::Point(points),
+            KeySet::Range(Bound::Unbounded, Bound::Unbounded) => AccessPath::Full,
+            KeySet::Range(low, high) => AccessPath::KeyRange(low, high),
+        }
+    }
+}
+
+impl fmt::Display for AccessPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessPath::Point(keys) if keys.len() <= 8 => write!(f, "point keys={keys:?}"),
+            AccessPath::Point(keys) => write!(f, "point keys={} keys", keys.len()),
+            AccessPath::KeyRange(low, high) => {
+                f.write_str("key_range ")?;
+                match low {
+                    Bound::Included(l) => write!(f, "[{l}")?,
+                    Bound::Excluded(l) => write!(f, "({l}")?,
+                    Bound::Unbounded => f.write_str("(-inf")?,
+                }
+                f.write_str(", ")?;
+                match high {
+                    Bound::Included(h) => write!(f, "{h}]"),
+                    Bound::Excluded(h) => write!(f, "{h})"),
+                    Bound::Unbounded => f.write_str("+inf)"),
+                }
+            }
+            AccessPath::Full => f.write_str("full_columnar_scan"),
+        }
+    }
+}
+
+/// A leaf of DataFusion's physical plan that reads one OmenDB table along one path.
+#[derive(Debug)]
+pub struct OmenScanExec {
+    db: Arc<Database>,
+    table: String,
+    path: AccessPath,
+    /// The engine columns read: the projection, or the key alone when the query needs no
+    /// column (`count(*)`), which then yields batches of no columns.
+    columns: Vec<String>,
+    /// The output schema (the projection's fields).
+    schema: SchemaRef,
+    limit: Option<usize>,
+    rows_estimate: Option<usize>,
+    properties: Arc<PlanProperties>,
+}
+
+impl OmenScanExec {
+    /// A scan of `table` along `path`, yielding `schema`'s columns (a projection of the
+    /// table's; `key` is read when it is empty), at most `limit` rows.
+    pub(crate) fn new(
+        db: Arc<Database>,
+        table: String,
+        path: AccessPath,
+        schema: SchemaRef,
+        key: &str,
+        limit: Option<usize>,
+        rows_estimate: Option<usize>,
+    ) -> OmenScanExec {
+        let mut columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        if columns.is_empty() {
+            columns.push(key.to_string());
+        }
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema.clone()),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        OmenScanExec {
+            db,
+            table,
+            path,
+            columns,
+            schema,
+            limit,
+            rows_estimate,
+            properties,
+        }
+    }
+
+    /// The access path this scan takes.
+    pub fn path(&self) -> &AccessPath {
+        &self.path
+    }
+
+    /// The table it reads.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+impl DisplayAs for OmenScanExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match t {
+            DisplayFormatType::Default | DisplayFormatType::Verbose => {
+                write!(f, "OmenScanExec: table={}, path={}", self.table, self.path)?;
+                let names: Vec<&str> = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                write!(f, ", projection=[{}]", names.join(", "))?;
+                if let Some(limit) = self.limit {
+                    write!(f, ", limit={limit}")?;
+                }
+                Ok(())
+            }
+            DisplayFormatType::TreeRender => {
+                writeln!(f, "table={}", self.table)?;
+                write!(f, "path={}", self.path)
+            }
+        }
+    }
+}
+
+impl ExecutionPlan for OmenScanExec {
+    fn name(&self) -> &'static str {
+        "OmenScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn partition_statistics(&self, _partition: Option<usize>) -> Result<Arc<Statistics>> {
+        let mut stats = Statistics::new_unknown(&self.schema);
+        let rows = match &self.path {
+            AccessPath::Point(keys) => Some(keys.len()),
+            _ => self.rows_estimate,
+        };
+        if let Some(rows) = rows {
+            let rows = self.limit.map_or(rows, |limit| rows.min(limit));
+            // Inexact: writers may change the table between planning and execution.
+            stats.num_rows = Precision::Inexact(rows);
+        }
+        Ok(Arc::new(stats))
+    }
+
+    fn execute(
+        &self,
+        _partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let mut builder =
+            RecordBatchReceiverStreamBuilder::new(self.schema.clone(), SCAN_CHANNEL_BATCHES);
+        let tx = builder.tx();
+        let db = self.db.clone();
+        let table = self.table.clone();
+        let path = self.path.clone();
+        let columns = self.columns.clone();
+        let schema = self.schema.clone();
+        let mut remaining = self.limit.unwrap_or(usize::MAX);
+        builder.spawn_blocking(move || {
+            if remaining == 0 {
+                return Ok(());
+            }
+            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+            let mut send = |batch: RecordBatch| -> Result<bool> {
+                let batch = shape(&schema, batch, remaining)?;
+                remaining -= batch.num_rows();
+                // A closed channel: the consumer is gone (a LIMIT above, a cancelled query).
+                Ok(tx.blocking_send(Ok(batch)).is_ok() && remaining > 0)
+            };
+            match path {
+                AccessPath::Point(keys) => {
+                    for chunk in keys.chunks(POINT_READ_KEYS_MAX) {
+                        let batch = db
+                            .get_many_batch(&table, chunk, Some(&names))
+                            .map_err(external)?;
+                        if batch.num_rows() > 0 && !send(batch)? {
+                            break;
+                        }
+                    }
+                }
+                AccessPath::KeyRange(..) | AccessPath::Full => {
+                    let range = match path {
+                        AccessPath::KeyRange(low, high) => (low, high),
+                        _ => (Bound::Unbounded, Bound::Unbounded),
+                    };
+                    let scan = db
+                        .scan_stream(&table, range, Some(&names))
+                        .map_err(external)?;
+                    for batch in scan {
+                        let batch = batch.map_err(external)?;
+                        if batch.num_rows() > 0 && !send(batch)? {
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+        Ok(builder.build())
+    }
+}
+
+/// `batch` with `schema` (no columns when the scan read only the key for a count), cut to
+/// `rows_max` rows.
+fn shape(schema: &SchemaRef, batch: RecordBatch, rows_max: usize) -> Result<RecordBatch> {
+    let rows = batch.num_rows().min(rows_max);
+    if schema.fields().is_empty() {
+        return Ok(RecordBatch::try_new_with_options(
+            schema.clone(),
+            Vec::new(),
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?);
+    }
+    let batch = if rows < batch.num_rows() {
+        batch.slice(0, rows)
+    } else {
+        batch
+    };
+    // The engine's fields and the provider's are the same; the schema object may differ
+    // (metadata), so the batch takes the plan's.
+    Ok(batch.with_schema(schema.clone())?)
+}
