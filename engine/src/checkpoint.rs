@@ -1,5 +1,6 @@
-//! Checkpoints: the whole state (catalog and rows) as of one LSN, in one checksummed file,
-//! so that recovery replays only the log after it and older log segments can be removed.
+//! Checkpoints: the whole state (catalog, hot rows and each table's cold manifest) as of one
+//! LSN, in one checksummed file, so that recovery replays only the log after it and older
+//! log segments can be removed.
 //!
 //! ```text
 //! checkpoint-<lsn, 20 digits>.ckpt
@@ -9,21 +10,35 @@
 //!  16  lsn            u64   every record with LSN <= this is in the file
 //!  24  next_table_id  u32
 //!  28  table_count    u32
-//!  32  tables: table_count x { id u32, table definition, row_count u64, rows in key order,
-//!                               cold manifest (segments with their deletion vectors) }
+//!  32  tables: table_count x { id u32, table definition, row_count u64, hot rows in key
+//!        order, cold manifest: next_segment_id u64, segment_count u32, then per segment
+//!        its entry (id, key range, rows, LSN, size and CRC-32C of the Parquet file and of
+//!        its .idx) and its deletion vector }
 //!  end-12  crc32c     u32 of every byte before it
 //!  end-8   magic      b"OMENCEND"
 //! ```
 //!
-//! Written as `checkpoint.tmp`, synced, renamed into place, directory synced: a crash leaves
-//! the old checkpoint or the new one. Only then are older checkpoints and log segments
-//! removed. A damaged checkpoint is reported as corruption, never skipped for an older one
-//! (the log that older one needs may be gone).
-//!
+//! The manifest of the cold tier lives here and nowhere else (docs/FORMAT.md has the bytes).
 //! Version 1 files (no cold manifest) and version 2 files (tombstones, segments without a
-//! sidecar index; migrated at load, crate::cold::migrate_legacy) are still read. The segment files a checkpoint lists
-//! live in `cold/` (crate::cold); at open, any file there that the loaded checkpoint does not
-//! list is a leftover of a flush that crashed before its checkpoint landed, and is removed.
+//! sidecar index; migrated at load by crate::cold::migrate_legacy) are still read.
+//!
+//! **Writing.** `Database::checkpoint` (crate::db) runs the sequence: flush, roll the log,
+//! [`start`] under the state's read lock, [`Pending::finish`] after releasing it, then
+//! [`remove_older`] and the log's removal of the segments it covers. [`start`] copies the
+//! encoding into memory when the hot rows take at most `Options::checkpoint_copy_bytes_max`
+//! bytes, else streams it into the temporary file (no fsync), so a large table is not held
+//! twice; the bytes are the same either way. The file is written as `checkpoint.tmp`,
+//! synced, read back and compared with what was written (a device that acknowledged a torn
+//! or misdirected write is caught while the previous checkpoint still exists), renamed into
+//! place, directory synced: a crash leaves the old checkpoint or the new one. Only then are
+//! older checkpoints and log segments removed.
+//!
+//! **Loading.** Only the newest checkpoint is loaded; a damaged one is reported as
+//! corruption, never skipped for an older one (the log that older one needs may be gone).
+//! The segment files a checkpoint lists live in `cold/` (crate::cold); at open, any file
+//! there that the loaded checkpoint does not list (a flush or compaction that crashed before
+//! its checkpoint landed, a compaction's replaced inputs, a dropped table's segments,
+//! temporary files) is removed ([`remove_unlisted_segments`]).
 
 use crate::catalog::Catalog;
 use crate::codec::{DecodeResult, Decoder, Encoder};
@@ -398,9 +413,11 @@ impl<'f> Reader<'f> {
     }
 }
 
-/// Loads the checkpoint at `path` (whose name says `lsn`) into a new catalog. The file is
-/// checked whole first (length, magics, CRC), then decoded through a window, and rows go
-/// into their tables a chunk at a time: memory holds the tables, not the file.
+/// Loads the checkpoint at `path` (whose name says `lsn`) into a new catalog. The length and
+/// end magic are checked first; then the file is read once, front to back, through a window
+/// ([`Reader`]) into a running CRC while it is decoded, rows going into their tables a chunk
+/// at a time (memory holds the tables, not the file); the CRC is compared at the end, and
+/// only then are the listed cold segments opened and the catalog returned.
 pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> {
     let file = fs
         .open(path, OpenMode::Read)

@@ -1,13 +1,31 @@
 //! `Database`: open and recover, the write pipeline, reads, checkpoints, close.
 //!
 //! Kept thin: the catalog owns tables and rows, the log owns durability, checkpoints own
-//! snapshots. A write is validated under the state's write lock, appended to the log buffer
-//! (memory, no fsync), then applied, still under the lock, so log order is apply order.
-//! Writing the buffer out and waiting for durability (`Sync::Always`) happen after the lock is
-//! released, so writers that arrive during one fsync share the next one (group commit) and
-//! no lock of the state is ever held across an fsync: readers never wait for the disk, and
-//! writers wait for it only when the log buffer is full (back-pressure). Checkpoints copy the
-//! state under the read lock and write the copy after releasing it.
+//! snapshots. A write runs under the state's write lock, so log order is apply order and a
+//! write the log refused is not in the state. Updates, deletes and catalog changes are
+//! checked, appended to the log buffer (memory, no fsync), then applied; inserts, the hot
+//! path, are validated and inserted, then appended, and undone if the append fails
+//! (crate::catalog, crate::table). Writing the buffer out and waiting for durability
+//! (`Sync::Always`) happen after the lock is released, so writers that arrive during one
+//! fsync share the next one (group commit) and no lock of the state is held across a log
+//! fsync: an appender that finds the buffer past its flush mark writes it out under the lock
+//! (a plain write), and writers wait for the log writer only when the buffer is full
+//! (back-pressure).
+//!
+//! **Checkpoints** ([`Database::checkpoint`], `Shared::checkpoint`): with
+//! `Options::hot_rows_max`, tables over the cap first flush to the cold tier under the write
+//! lock, and that flush writes and fsyncs the new segment's files, so readers and writers
+//! wait for it. Then the log rolls (no lock held), the state is copied into memory under the
+//! read lock (or, when its hot rows pass `Options::checkpoint_copy_bytes_max`, streamed to
+//! the file's page cache under it), and the file is synced, read back and renamed after the
+//! lock is released; older checkpoints and the log segments it covers are removed last
+//! (crate::checkpoint has the file).
+//!
+//! **Open** ([`Database::open_with_env`]) does every step of recovery, in order: take the
+//! directory lock, make the directories durable, load the newest checkpoint, remove cold
+//! files it does not list, replay the log after it (crate::wal), check the log against the
+//! last clean close's `LOG_END`, write a checkpoint of the recovered state if anything was
+//! replayed, and start a fresh log segment (the old segments are removed).
 //!
 //! **Threads.** `Database` is `Send + Sync`; share it with `Arc`. The state's lock is a
 //! [`ShardedRwLock`]: readers take the read lock of their own shard, so they run in parallel
@@ -19,7 +37,11 @@
 //! may observe a write that a crash then takes away, exactly the writes whose `Ticket` was
 //! never acknowledged. Acknowledged writes are never lost under the mode's promise.
 //!
-//! One process must open a database directory at a time; nothing enforces that yet.
+//! **One process per directory.** Open takes [`Fs::lock_dir`](crate::env::Fs::lock_dir) on
+//! the directory before it reads anything there, and the `Database` holds the lock until it
+//! is closed or dropped: meanwhile any other open of the directory, from this process or
+//! another, fails with [`Error::Locked`]. `OsEnv` implements the lock with `flock`, which the
+//! kernel releases however the process ends.
 
 use crate::catalog::{Catalog, LoggedOp};
 use crate::checkpoint;
@@ -586,7 +608,8 @@ impl Database {
         self.shared.wal.poisoned()
     }
 
-    /// `(lsn_written, lsn_durable)` of the log.
+    /// `(lsn_appended, lsn_durable)` of the log: the last LSN appended (in the log buffer
+    /// or the file) and the last one synced.
     pub fn lsns(&self) -> (u64, u64) {
         self.shared.wal.lsns()
     }
@@ -834,8 +857,10 @@ impl Database {
     }
 
     /// Writes a checkpoint of the whole state, then removes the log and checkpoints it
-    /// covers. Writers wait while the snapshot is written; readers do not. With
-    /// `Options::hot_rows_max`, tables over the cap first flush to the cold tier.
+    /// covers. Writers wait while the state is copied (for a large state, while it is
+    /// written into the file's page cache), never for its fsync; readers do not wait. With
+    /// `Options::hot_rows_max`, tables over the cap first flush to the cold tier, under the
+    /// write lock: readers and writers wait for that flush, its fsyncs included.
     pub fn checkpoint(&self) -> Result<u64> {
         self.shared.checkpoint()
     }

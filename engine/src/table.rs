@@ -1,18 +1,39 @@
-//! The hot tier of one table: rows in memory, addressed through the primary index.
+//! One table: its hot tier (rows in memory, addressed through the primary index), its cold
+//! tier (crate::cold: the Parquet segments flushed from the hot tier), and every read and
+//! write, which spans the two.
 //!
-//! Rows live packed in a row store (`rows`, crate::rowstore); the index maps each primary
-//! key to the row's location there, so an index entry is a key and a `u64`, never a boxed
-//! value. Reads borrow the packed bytes through a `RowRef`; nothing is copied unless the
-//! caller asks for an owned row.
+//! **Hot tier.** Rows live packed in a row store (`rows`, crate::rowstore); the index (ALEX,
+//! crate::index::alex) maps each primary key to the row's location there, so an index entry
+//! is a key and a `u64`, never a boxed value. Reads borrow the packed bytes through a
+//! `RowRef`; nothing is copied unless the caller asks for an owned row. [`Table::get_many_with`]
+//! pipelines its lookups so that their cache misses overlap.
 //!
-//! Every mutation comes in two halves: `check_*` validates against the current state and
-//! changes nothing; `apply_*` mutates and must not fail after a successful check. The
-//! database logs a write between the two, so the log never holds a write that was refused,
-//! and replay calls `check_*` again to detect records that do not apply (corruption).
+//! **Cold tier** (`cold`, a [`ColdTier`]). At a checkpoint with `Options::hot_rows_max`,
+//! [`Table::flush`] writes the lowest-key hot rows as a new segment, then drops them from the
+//! hot tier. Reads look in the hot tier first, then in the segments. An update of a cold row
+//! puts the new version in the hot tier and sets the old version's bit in its segment's
+//! deletion vector; a delete of a cold row sets the bit. So every key has at most one
+//! visible version, hot or cold.
+//!
+//! **Inserts** (the hot path, [`Table::insert_logged`]) go validate, insert, log, undo: the
+//! rows are checked against the schema and the size limit, their keys for repeats within the
+//! batch and against the cold tier's visible rows; each row is then stored and its key
+//! inserted with one index descent that both finds a hot duplicate and inserts; then `log`
+//! appends the batch to the write-ahead log. A hot duplicate, or a failed `log`, undoes every
+//! change of the batch, so a refused insert is in neither the table nor the log.
+//!
+//! **Updates and deletes** come in two halves: [`Table::check_update`] (for a delete,
+//! [`Table::locate`]) validates against the current state, changes nothing and says where the
+//! current version is ([`Located`]); `apply_*` mutates and must not fail after a successful
+//! check. The database logs the write between the two.
+//! Recovery replays inserts the same way ([`Table::check_insert`], then
+//! [`Table::apply_insert`]), so a logged record that does not apply is found and reported as
+//! corruption.
 //!
 //! Invariants (`check_invariants`): every index entry points at a whole packed row inside a
 //! page, which reads back as a valid row with that key; no two rows overlap; the store's
-//! live and free byte counts match its rows and free lists.
+//! live and free byte counts match its rows and free lists; the index's and the cold tier's
+//! own invariants hold.
 
 use crate::cold::{ColdPosition, ColdScan, ColdTier};
 use crate::env::Fs;

@@ -7,8 +7,10 @@
 //! ```
 //!
 //! Rows go to standard output, timings and errors to standard error. Any error (bad SQL,
-//! an unknown table or column, a refused write) prints `error: ...` and exits 1; a
-//! statement that fails changes nothing, and the statements before it stay applied.
+//! an unknown table or column, a refused write) prints `error: ...` and exits 1. A
+//! statement refused while planned, and any failed `INSERT`, changes nothing; an `UPDATE`
+//! or `DELETE` that fails at its n-th row keeps the rows before it (one write per row);
+//! the statements before a failed one stay applied.
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;

@@ -18,7 +18,9 @@ use datafusion::common::{Result, Statistics};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
+use datafusion::physical_plan::stream::{
+    RecordBatchReceiverStreamBuilder, RecordBatchStreamAdapter,
+};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
@@ -213,57 +215,88 @@ impl ExecutionPlan for OmenScanExec {
         _partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let mut builder =
-            RecordBatchReceiverStreamBuilder::new(self.schema.clone(), SCAN_CHANNEL_BATCHES);
-        let tx = builder.tx();
         let db = self.db.clone();
         let table = self.table.clone();
-        let path = self.path.clone();
         let columns = self.columns.clone();
         let schema = self.schema.clone();
-        let mut remaining = self.limit.unwrap_or(usize::MAX);
+        let limit = self.limit.unwrap_or(usize::MAX);
+        let range = match &self.path {
+            AccessPath::Point(keys) => {
+                return Ok(point_stream(
+                    db,
+                    table,
+                    keys.clone(),
+                    columns,
+                    schema,
+                    limit,
+                ))
+            }
+            AccessPath::KeyRange(low, high) => (*low, *high),
+            AccessPath::Full => (Bound::Unbounded, Bound::Unbounded),
+        };
+        let mut builder =
+            RecordBatchReceiverStreamBuilder::new(schema.clone(), SCAN_CHANNEL_BATCHES);
+        let tx = builder.tx();
         builder.spawn_blocking(move || {
+            let mut remaining = limit;
             if remaining == 0 {
                 return Ok(());
             }
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-            let mut send = |batch: RecordBatch| -> Result<bool> {
+            let scan = db
+                .scan_stream(&table, range, Some(&names))
+                .map_err(external)?;
+            for batch in scan {
+                let batch = batch.map_err(external)?;
+                if batch.num_rows() == 0 {
+                    continue;
+                }
                 let batch = shape(&schema, batch, remaining)?;
                 remaining -= batch.num_rows();
                 // A closed channel: the consumer is gone (a LIMIT above, a cancelled query).
-                Ok(tx.blocking_send(Ok(batch)).is_ok() && remaining > 0)
-            };
-            match path {
-                AccessPath::Point(keys) => {
-                    for chunk in keys.chunks(POINT_READ_KEYS_MAX) {
-                        let batch = db
-                            .get_many_batch(&table, chunk, Some(&names))
-                            .map_err(external)?;
-                        if batch.num_rows() > 0 && !send(batch)? {
-                            break;
-                        }
-                    }
-                }
-                AccessPath::KeyRange(..) | AccessPath::Full => {
-                    let range = match path {
-                        AccessPath::KeyRange(low, high) => (low, high),
-                        _ => (Bound::Unbounded, Bound::Unbounded),
-                    };
-                    let scan = db
-                        .scan_stream(&table, range, Some(&names))
-                        .map_err(external)?;
-                    for batch in scan {
-                        let batch = batch.map_err(external)?;
-                        if batch.num_rows() > 0 && !send(batch)? {
-                            break;
-                        }
-                    }
+                if tx.blocking_send(Ok(batch)).is_err() || remaining == 0 {
+                    break;
                 }
             }
             Ok(())
         });
         Ok(builder.build())
     }
+}
+
+/// The point reads of `keys`, [`POINT_READ_KEYS_MAX`] a batch, run by the task that polls
+/// the stream: a point read is shorter than a hand-off to a blocking thread would be (a
+/// `k = c` query spent about 110 us of its 155 us of execution in the hand-off).
+fn point_stream(
+    db: Arc<Database>,
+    table: String,
+    keys: Vec<i64>,
+    columns: Vec<String>,
+    schema: SchemaRef,
+    limit: usize,
+) -> SendableRecordBatchStream {
+    let out_schema = schema.clone();
+    let batches = futures::stream::unfold((0usize, limit), move |(mut at, remaining)| {
+        let mut next = None;
+        while next.is_none() && at < keys.len() && remaining > 0 {
+            let end = (at + POINT_READ_KEYS_MAX).min(keys.len());
+            let names: Vec<&str> = columns.iter().map(String::as_str).collect();
+            next = match db.get_many_batch(&table, &keys[at..end], Some(&names)) {
+                Err(e) => Some((Err(external(e)), (keys.len(), 0))),
+                Ok(batch) if batch.num_rows() == 0 => None,
+                Ok(batch) => Some(match shape(&schema, batch, remaining) {
+                    Ok(batch) => {
+                        let left = remaining - batch.num_rows();
+                        (Ok(batch), (end, left))
+                    }
+                    Err(e) => (Err(e), (keys.len(), 0)),
+                }),
+            };
+            at = end;
+        }
+        futures::future::ready(next)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(out_schema, batches))
 }
 
 /// `batch` with `schema` (no columns when the scan read only the key for a count), cut to
