@@ -292,6 +292,7 @@ fn run() -> Result<(), BoxError> {
     let ctx = session.context();
     let (mut total_ns, mut plan_ns, mut exec_ns, mut get_ns) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut batch_ns = Vec::new();
     for (n, &key) in point_keys.iter().enumerate() {
         let query = format!("SELECT v, s FROM t WHERE k = {key}");
         let t0 = Instant::now();
@@ -307,6 +308,11 @@ fn run() -> Result<(), BoxError> {
         let t3 = Instant::now();
         let row = db.get("t", key)?;
         let t4 = Instant::now();
+        let batch = db.get_many_batch("t", &[key], Some(&["v", "s"]))?;
+        let t5 = Instant::now();
+        if batch.num_rows() != 1 {
+            return Err(format!("get_many_batch missed key {key}").into());
+        }
         if row.as_deref() != Some(&row_of(key as u64)[..]) {
             return Err(format!("wrong row for key {key}").into());
         }
@@ -316,6 +322,7 @@ fn run() -> Result<(), BoxError> {
             exec_ns.push((t2 - t1).as_nanos() as u64);
             total_ns.push((t2 - t0).as_nanos() as u64);
             get_ns.push((t4 - t3).as_nanos() as u64);
+            batch_ns.push((t5 - t4).as_nanos() as u64);
         }
     }
     let us = |ns: u64| ns as f64 / 1e3;
@@ -326,10 +333,11 @@ fn run() -> Result<(), BoxError> {
         quantile(&mut exec_ns, 0.5),
         quantile(&mut exec_ns, 0.99),
         quantile(&mut get_ns, 0.5),
+        quantile(&mut batch_ns, 0.5),
     ];
     eprintln!(
-        "k = c: SQL p50 {:.1} us (p99 {:.1}) = planning p50 {:.1} us + execution p50 {:.1} us (p99 {:.1}); engine get p50 {:.1} us",
-        us(point[0]), us(point[1]), us(point[2]), us(point[3]), us(point[4]), us(point[5])
+        "k = c: SQL p50 {:.1} us (p99 {:.1}) = planning p50 {:.1} us + execution p50 {:.1} us (p99 {:.1}); engine get p50 {:.1} us, get_many_batch of the one key p50 {:.1} us",
+        us(point[0]), us(point[1]), us(point[2]), us(point[3]), us(point[4]), us(point[5]), us(point[6])
     );
 
     // GROUP BY a low-cardinality column.
@@ -358,7 +366,7 @@ fn run() -> Result<(), BoxError> {
          \"omendb\":{{\"sql_sum_s\":{:.4},\"engine_sum_s\":{:.4},\"sql_over_engine_sum\":{:.3},\
          \"sql_range_ms\":{:.3},\"engine_range_ms\":{:.3},\"range_scan\":\"{}\",\
          \"point_p50_us\":{:.2},\"point_p99_us\":{:.2},\"point_planning_p50_us\":{:.2},\
-         \"point_execution_p50_us\":{:.2},\"point_execution_p99_us\":{:.2},\"engine_get_p50_us\":{:.2},\
+         \"point_execution_p50_us\":{:.2},\"point_execution_p99_us\":{:.2},\"engine_get_p50_us\":{:.2},\"engine_get_many_batch_p50_us\":{:.2},\
          \"group_by_s\":{:.4},\"peak_rss_bytes\":{rss}}}",
         load_average(),
         sql_full.median_s,
@@ -373,6 +381,7 @@ fn run() -> Result<(), BoxError> {
         us(point[3]),
         us(point[4]),
         us(point[5]),
+        us(point[6]),
         group.median_s,
     )?;
 
