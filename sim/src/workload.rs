@@ -282,7 +282,7 @@ impl Knobs {
     /// checkpoint copy threshold in the range simulated tables span, from `rng`: a stream
     /// of its own, so that no other draw of a seed moves.
     /// With `alex` (schedule generation 5), the index limits too, drawn last so that the
-    /// other knobs stay as generation 3 draws them.
+    /// other knobs stay as generation 4 draws them.
     pub fn draw(rng: &mut ChaCha8Rng, checkpoint_copy_bytes_max: &mut usize, alex: bool) -> Knobs {
         let mut knobs = Knobs::default();
         if rng.random_bool(0.5) {

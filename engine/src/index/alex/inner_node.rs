@@ -93,6 +93,16 @@ impl<K: Key> InnerNode<K> {
         self.route_raw(key).clamp(0, last) as usize
     }
 
+    /// The slot `key` would route to after `doublings` calls of [`InnerNode::double`], without
+    /// doubling: scaling by a power of two is exact in floating point, so this is the slot
+    /// the doubled node would give.
+    pub fn route_doubled(&self, key: K, doublings: u32) -> usize {
+        let factor = 1i64 << doublings;
+        let model = self.model.scaled(factor as f64);
+        let last = ((self.children.len() as i64) << doublings) - 1;
+        (floor_slot(model.predict(key)) + self.slot_shift * factor).clamp(0, last) as usize
+    }
+
     /// Doubles the slots without moving any key to another child.
     pub fn double(&mut self) {
         self.model = self.model.scaled(2.0);
@@ -120,5 +130,55 @@ impl<K: Key> InnerNode<K> {
 
     pub fn heap_bytes(&self) -> usize {
         self.children.capacity() * std::mem::size_of::<NodeRef>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// `route_doubled(key, d)` is the slot `route(key)` gives after `d` real doublings, for
+    /// models fitted to spread and clustered keys, shifted slots and keys outside the domain.
+    #[test]
+    fn route_doubled_predicts_route_after_doubling() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for case in 0..200 {
+            let keys_count = rng.random_range(2..64);
+            let mut keys: Vec<i64> = (0..keys_count)
+                .map(|_| match case % 3 {
+                    0 => rng.random::<i64>(),
+                    1 => rng.random_range(-1000..1000),
+                    _ => rng.random_range(i64::MAX - 4096..i64::MAX),
+                })
+                .collect();
+            keys.sort_unstable();
+            let slots = 1usize << rng.random_range(1..6);
+            let mut node = InnerNode::new(LinearModel::fit_unit(&keys).scaled(slots as f64), slots);
+            node.slot_shift = rng.random_range(0..3);
+            for (slot, child) in node.children.iter_mut().enumerate() {
+                *child = NodeRef::data(slot as u32);
+            }
+            let probes: Vec<i64> = (0..256)
+                .map(|probe| match probe % 4 {
+                    0 => keys[rng.random_range(0..keys.len())],
+                    1 => keys[rng.random_range(0..keys.len())]
+                        .saturating_add(rng.random_range(-3..4)),
+                    2 => rng.random::<i64>(),
+                    _ => [i64::MIN, i64::MAX, 0, -1][probe % 16 / 4],
+                })
+                .collect();
+            let mut doubled = node.clone();
+            for doublings in 0..=5u32 {
+                for &key in &probes {
+                    assert_eq!(
+                        node.route_doubled(key, doublings),
+                        doubled.route(key),
+                        "case {case} key {key} doublings {doublings}"
+                    );
+                }
+                doubled.double();
+            }
+        }
     }
 }

@@ -290,3 +290,59 @@ fn removing_everything_collapses_the_tree() {
     assert!(before.data_nodes > 100, "{before:?}");
     assert!(after.data_nodes <= 4, "{after:?}");
 }
+
+/// Appends into a node whose parent's model spreads a wide key domain (a few keys near
+/// both ends of `i64`), with runs of appends taken back at once (a batch that hit a
+/// duplicate key). A node filled by appends then reaches its size limit while its last key
+/// and the next key route to one parent slot, even after the parent doubles up to its
+/// fan-out limit, so sealing it for appends fails and the node splits instead. Sealing used
+/// to double the parent before giving up, leaving the split with a stale slot: it replaced
+/// the neighbour's block and freed the node while its own slots still named it, and the
+/// next insert there read a freed node (simulator seed 2098, schedule generation 5).
+#[test]
+fn appends_after_a_failed_seal_split_the_right_node() {
+    use rand::{Rng, SeedableRng};
+    for seed in 0..24u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let config = AlexConfig {
+            data_node_slots_max: [128, 256][rng.random_range(0..2)],
+            inner_fanout_max: [4, 8, 16][rng.random_range(0..3)],
+            ..AlexConfig::default()
+        };
+        let mut tree: Alex<i64, u64> = Alex::with_config(config);
+        let mut model = BTreeMap::new();
+        let mut next = 0i64;
+        for step in 0..1500u64 {
+            match rng.random_range(0..100) {
+                0 => {
+                    let key = rng.random_range(i64::MIN..i64::MIN / 2);
+                    assert_eq!(tree.insert(key, step), model.insert(key, step).is_none());
+                }
+                1 => {
+                    let key = rng.random_range(i64::MAX / 2..i64::MAX);
+                    assert_eq!(tree.insert(key, step), model.insert(key, step).is_none());
+                }
+                2..=5 => {
+                    let run = rng.random_range(1..24);
+                    for key in next + 1..=next + run {
+                        assert!(tree.insert(key, step), "seed {seed} step {step}");
+                    }
+                    for key in next + 1..=next + run {
+                        assert_eq!(tree.remove(key), Some(step), "seed {seed} step {step}");
+                    }
+                    next += run;
+                }
+                _ => {
+                    next += rng.random_range(1..4);
+                    assert!(tree.insert(next, step), "seed {seed} step {step}");
+                    model.insert(next, step);
+                }
+            }
+            if step % 100 == 0 {
+                tree.check_invariants()
+                    .unwrap_or_else(|e| panic!("seed {seed} {config:?} step {step}: {e}"));
+            }
+        }
+        check_against(&tree, &model);
+    }
+}

@@ -636,7 +636,11 @@ impl<K: Key, P: Payload> Alex<K, P> {
     /// For a node at its size limit that is being appended to: leaves it as it is and gives
     /// the parent slots past its last key to a new, empty node, where the appends continue.
     /// Nothing is copied. `false` if the parent's slots (after a few doublings) cannot
-    /// separate `key` from the node's last key.
+    /// separate `key` from the node's last key; then nothing changed, so `path` still names
+    /// `leaf`'s slots for the split that follows. (Doubling first and failing after left
+    /// `path`'s slot pointing at a neighbour's block: the split then replaced that neighbour
+    /// and freed `leaf` while its own slots still named it, and the next insert there read a
+    /// freed node. Seed 2098 of schedule generation 5.)
     fn try_seal_for_appends(&mut self, leaf: usize, path: &[(usize, usize)], key: K) -> bool {
         let node = &self.datas[leaf];
         let Some(last_key) = node.last_key() else {
@@ -648,26 +652,32 @@ impl<K: Key, P: Payload> Alex<K, P> {
         let Some(&(parent, slot)) = path.last() else {
             return false;
         };
-        let (_, mut end) = self.inners[parent].block_of(slot);
-        for doublings in 0..=SPLIT_DOUBLINGS_MAX {
-            let routing = &self.inners[parent];
-            let cut = routing.route(last_key) + 1;
-            if cut < end && routing.route(key) >= cut {
-                let fresh = self.alloc_data(DataNode::empty());
-                self.inners[parent].children[cut..end].fill(NodeRef::data(fresh));
-                let next = self.datas[leaf].next;
-                self.splice(leaf as u32, &[fresh], next);
-                return true;
-            }
-            if doublings == SPLIT_DOUBLINGS_MAX
-                || self.inners[parent].children.len() * 2 > self.config.inner_fanout_max
-            {
-                break;
-            }
+        let routing = &self.inners[parent];
+        let (_, end) = routing.block_of(slot);
+        let slots = routing.children.len();
+        // The fewest doublings (within the limits) after which the cut works, found
+        // without doubling.
+        let found = (0..=SPLIT_DOUBLINGS_MAX as u32)
+            .take_while(|&doublings| slots << doublings <= self.config.inner_fanout_max)
+            .find_map(|doublings| {
+                let end = end << doublings;
+                let cut = routing.route_doubled(last_key, doublings) + 1;
+                (cut < end && routing.route_doubled(key, doublings) >= cut)
+                    .then_some((doublings, cut, end))
+            });
+        let Some((doublings, cut, end)) = found else {
+            return false;
+        };
+        for _ in 0..doublings {
             self.inners[parent].double();
-            end *= 2;
         }
-        false
+        debug_assert_eq!(self.inners[parent].route(last_key) + 1, cut);
+        debug_assert!(self.inners[parent].route(key) >= cut);
+        let fresh = self.alloc_data(DataNode::empty());
+        self.inners[parent].children[cut..end].fill(NodeRef::data(fresh));
+        let next = self.datas[leaf].next;
+        self.splice(leaf as u32, &[fresh], next);
+        true
     }
 
     /// Splits data node `leaf` into `2^depth` parts; `false` if no split is possible.
@@ -678,6 +688,12 @@ impl<K: Key, P: Payload> Alex<K, P> {
         depth: u32,
         plan: Option<&FanoutPlan>,
     ) -> bool {
+        debug_assert!(
+            path.last()
+                .is_none_or(|&(parent, slot)| self.inners[parent].children[slot]
+                    == NodeRef::data(leaf as u32)),
+            "the path's last slot must name the node being split"
+        );
         let (keys, payloads) = self.datas[leaf].collect();
         if keys.len() < 2 {
             return false;
