@@ -10,14 +10,16 @@
 //! segment reads only its sidecar and its tail (page index and footer), never its data.
 //!
 //! Layout choices (docs/FORMAT.md): one column per table column, Arrow types mapped 1:1
-//! (Timestamp as microseconds UTC), the key column sorted ascending and unique and
-//! plain-encoded (a point read decodes its page directly); row groups of
-//! [`ROW_GROUP_ROWS`] rows with min/max statistics; data pages of [`PAGE_ROWS`] rows with the
-//! page index written, so a point read touches one small page per column. Each column's
-//! dictionary and compression are chosen from a sample of its values: a dictionary only
-//! where the sample has few distinct values, LZ4 only where it shrinks the sample by a
-//! fifth; otherwise the column is stored plain and uncompressed, which scans decode at
-//! memory speed.
+//! (Timestamp as microseconds UTC), the key column sorted ascending and unique,
+//! `DELTA_BINARY_PACKED` and uncompressed (a point read unpacks one page of keys); row
+//! groups of [`ROW_GROUP_ROWS`] rows with min/max statistics; data pages of [`PAGE_ROWS`]
+//! rows with the page index written, so a point read touches one small page per column.
+//! Each other column's encoding is chosen from a sample of its values: a dictionary (LZ4 on
+//! its indices) only where the sample has few distinct values; integers and timestamps
+//! delta-packed unless neighbours differ by nearly the whole range (then plain); strings
+//! and bytes `DELTA_LENGTH_BYTE_ARRAY`, with LZ4 where it shrinks the sample by a fifth,
+//! else zstd where that does, else uncompressed; floats and booleans plain, LZ4 where it
+//! pays.
 
 use crate::cold::index::{self, KeyPage, SegmentIndex};
 use crate::cold::pages::{ChunkPages, PageSource};
