@@ -38,6 +38,25 @@ pub fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// Column `v` of the benchmark tables for `key`: uniform in [0, 1e9).
+pub fn v_of(key: u64) -> i64 {
+    (splitmix(key) % 1_000_000_000) as i64
+}
+
+/// Column `s` of the benchmark tables for `key`: 8-16 alphanumerics.
+pub fn s_of(key: u64) -> String {
+    let mut x = splitmix(key ^ 0x5555_5555);
+    let len = 8 + (x % 9) as usize;
+    (0..len)
+        .map(|_| {
+            x = splitmix(x);
+            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
+        })
+        .collect()
+}
+
 /// The key of the `i`-th insert: a permutation of `0..rows` (`shuffled`: every batch
 /// lands all over the key space) or `i` itself (in order: the easy case).
 pub struct KeyOrder {

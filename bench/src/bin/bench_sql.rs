@@ -29,7 +29,9 @@
 //! ```
 
 use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
-use omendb_bench::{arg, flag, load_average, median, num, quantile, splitmix, status_kb, KeyOrder};
+use omendb_bench::{
+    arg, flag, load_average, median, num, quantile, s_of, splitmix, status_kb, v_of, KeyOrder,
+};
 use omendb_sql::datafusion::arrow::array::{Array, Int64Array, RecordBatch};
 use omendb_sql::datafusion::physical_plan::collect;
 use omendb_sql::SqlSession;
@@ -41,25 +43,8 @@ use std::time::{Duration, Instant};
 type BoxError = Box<dyn std::error::Error>;
 
 const GROUPS: u64 = 16;
-const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
-fn v_of(key: u64) -> i64 {
-    (splitmix(key) % 1_000_000_000) as i64
-}
-
 fn g_of(key: u64) -> i64 {
     (splitmix(key ^ 0x6767) % GROUPS) as i64
-}
-
-fn s_of(key: u64) -> String {
-    let mut x = splitmix(key ^ 0x5555_5555);
-    let len = 8 + (x % 9) as usize;
-    (0..len)
-        .map(|_| {
-            x = splitmix(x);
-            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
-        })
-        .collect()
 }
 
 fn row_of(key: u64) -> Vec<Value> {

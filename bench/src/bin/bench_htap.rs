@@ -25,97 +25,16 @@
 //! rows) and prints the ratios. The last line is one JSON object.
 //!
 //! ```text
-//! cargo run --release -p omendb --bin bench_htap -- --rows 10000000 --hot 1000000 --dist shuffled --duckdb
+//! cargo run --release -p omendb-bench --bin bench_htap -- --rows 10000000 --hot 1000000 --dist shuffled --duckdb
 //! ```
 //!
-//! This binary sits outside the engine library and its Env boundary: it reads the clock and
+//! Benchmarks sit outside the engine library and its Env boundary: they read the clock and
 //! /proc directly.
 
 use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
+use omendb_bench::{arg, dir_bytes, flag, median, num, s_of, splitmix, status_kb, v_of, KeyOrder};
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn num(name: &str, default: u64) -> u64 {
-    arg(name).map_or(default, |v| {
-        v.replace('_', "").parse().unwrap_or_else(|_| {
-            eprintln!("{name} wants a number, got {v:?}");
-            std::process::exit(2)
-        })
-    })
-}
-
-fn flag(name: &str) -> bool {
-    std::env::args().any(|a| a == name)
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// The key of the `i`-th insert: a permutation of 0..rows for the shuffled orders.
-struct KeyOrder {
-    rows: u64,
-    step: u64,
-    shuffled: bool,
-}
-
-impl KeyOrder {
-    fn new(rows: u64, shuffled: bool) -> KeyOrder {
-        // A multiplier coprime to `rows` makes i -> i * step mod rows a permutation.
-        let mut step = (rows as f64 * 0.618_033_988_75) as u64 | 1;
-        while gcd(step, rows) != 1 {
-            step += 2;
-        }
-        KeyOrder {
-            rows,
-            step,
-            shuffled,
-        }
-    }
-
-    fn key(&self, i: u64) -> u64 {
-        if self.shuffled {
-            ((i as u128 * self.step as u128) % self.rows as u128) as u64
-        } else {
-            i
-        }
-    }
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
-const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
-fn v_of(key: u64) -> i64 {
-    (splitmix(key) % 1_000_000_000) as i64
-}
-
-fn s_of(key: u64) -> String {
-    let mut x = splitmix(key ^ 0x5555_5555);
-    let len = 8 + (x % 9) as usize;
-    (0..len)
-        .map(|_| {
-            x = splitmix(x);
-            ALPHABET[(x % ALPHABET.len() as u64) as usize] as char
-        })
-        .collect()
-}
 
 fn row_of(key: u64) -> Vec<Value> {
     vec![
@@ -123,39 +42,6 @@ fn row_of(key: u64) -> Vec<Value> {
         Value::Int64(v_of(key)),
         Value::Utf8(s_of(key)),
     ]
-}
-
-fn dir_bytes(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                dir_bytes(&p)
-            } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
-            }
-        })
-        .sum()
-}
-
-fn status_kb(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
 }
 
 fn quantile_ns(xs: &mut [u64], q: f64) -> u64 {
@@ -172,7 +58,7 @@ fn sum_v(db: &Database, range: std::ops::RangeInclusive<i64>) -> omendb::Result<
         let v = batch
             .column(0)
             .as_any()
-            .downcast_ref::<arrow_array::Int64Array>()
+            .downcast_ref::<omendb_sql::datafusion::arrow::array::Int64Array>()
             .expect("column v is Int64");
         sum = v.values().iter().fold(sum, |acc, x| acc.wrapping_add(*x));
         rows += batch.num_rows() as u64;
