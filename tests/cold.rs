@@ -173,6 +173,39 @@ fn unlisted_segment_files_are_removed_on_open() {
     assert_eq!(db.row_count("t").unwrap(), 30);
 }
 
+/// A segment file the checkpoint lists but that is gone (removed at rest) is damage, not an
+/// I/O error to retry: open reports `Corruption` naming it, and every later open the same
+/// way, until the file is back. (The simulator's damage at rest found it reported as
+/// `Io` NotFound, which an operator or a retry loop would take for a transient error.)
+#[test]
+fn a_missing_listed_segment_file_is_corruption_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_cold(dir.path(), 10);
+    db.create_table(table_def("t")).unwrap();
+    db.insert_batch("t", (0..30).map(|k| row(k, k)).collect())
+        .unwrap();
+    db.checkpoint().unwrap();
+    db.close().unwrap();
+    let segment = segment_files(dir.path()).remove(0);
+    let index = segment.with_extension("idx");
+    for file in [&index, &segment] {
+        let bytes = std::fs::read(file).unwrap();
+        std::fs::remove_file(file).unwrap();
+        for _ in 0..2 {
+            match Database::open(dir.path(), Options::with_sync(Sync::None)) {
+                Err(Error::Corruption { path, reason, .. }) => {
+                    assert_eq!(&path, file);
+                    assert!(reason.contains("missing"), "{reason}");
+                }
+                other => panic!("expected corruption naming {file:?}, got {other:?}"),
+            }
+        }
+        std::fs::write(file, bytes).unwrap();
+    }
+    let db = open_cold(dir.path(), 10);
+    assert_eq!(db.row_count("t").unwrap(), 30);
+}
+
 fn flip_byte(path: &Path, offset: u64) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[offset as usize] ^= 0x40;

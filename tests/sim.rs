@@ -134,6 +134,25 @@ fn bounded_sweep_passes() {
         summary.seeds,
         "runs neither checked for liveness nor stopped on damage"
     );
+    // Damage at rest (schedule generation 6): every kind at both moments, reported as
+    // corruption after a clean close, excused as a lost tail after a crash.
+    for kind in ["truncate", "remove", "zero"] {
+        for moment in ["after_close", "after_crash"] {
+            let key = format!("{kind}_{moment}");
+            assert!(
+                summary.at_rest_injected.get(&key).copied().unwrap_or(0) > 0,
+                "no {key} in the sweep: {:?}",
+                summary.at_rest_injected
+            );
+        }
+    }
+    for outcome in ["after_close_corruption", "after_crash_excused_loss"] {
+        assert!(
+            summary.at_rest_outcomes.get(outcome).copied().unwrap_or(0) > 0,
+            "no {outcome} in the sweep: {:?}",
+            summary.at_rest_outcomes
+        );
+    }
     for kind in [
         "crash",
         "sync_error",

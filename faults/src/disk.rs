@@ -50,6 +50,12 @@
 //!   Space is counted over files the disk still holds: a removed file's bytes count until
 //!   its removal is durable (sync_dir or crash) and no handle holds it open.
 //! - bit flip: one random bit of a random file's durable bytes flips, at any call.
+//!
+//! **Damage at rest** ([`SimFs::truncate_at_rest`], [`SimFs::remove_at_rest`],
+//! [`SimFs::zero_at_rest`]) is not drawn from the plan: the simulator asks for it while
+//! the process is down (after a clean close, or after a crash and before the restart's
+//! open). It changes the durable and the current view alike, draws nothing from the
+//! disk's streams, is no I/O call, and is recorded in the fault log.
 
 use crate::error::{crashed, injected};
 use crate::file_data::{sector_pieces, FileData, FILE_BYTES_MAX};
@@ -1140,6 +1146,109 @@ impl SimFs {
         Ok(())
     }
 
+    /// Cuts `path` to `len_bytes` (shorter than it is) while the process is down: damage at
+    /// rest, as a file system that lost a file's tail after a power loss, or a copy or
+    /// restore that stopped short. Both views change and nothing is pending, so a crash
+    /// neither undoes nor repeats it. The file must be at rest (see
+    /// [`SimFs::remove_at_rest`]). Recorded in the fault log; not an I/O call.
+    pub fn truncate_at_rest(&self, path: &Path, len_bytes: u64) -> io::Result<()> {
+        let mut disk = self.lock();
+        let ino = disk.file_at_rest(path)?;
+        let sector = disk.sector_bytes();
+        let node = disk.node_mut(ino)?;
+        let len_before = node.data.len();
+        if !node.data.truncate_at_rest(len_bytes) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: cannot cut {len_before} bytes to {len_bytes}",
+                    node.path
+                ),
+            ));
+        }
+        let path = node.path.clone();
+        disk.used_bytes -= len_before - len_bytes;
+        let first_gone = len_bytes.div_ceil(sector);
+        disk.latent
+            .retain(|&(i, sector)| i != ino || sector < first_gone);
+        let op = disk.op_count;
+        disk.record_at(
+            FaultKind::TruncatedAtRest,
+            op,
+            &path,
+            len_bytes,
+            len_before - len_bytes,
+            format!("cut from {len_before} to {len_bytes} bytes"),
+        );
+        Ok(())
+    }
+
+    /// Zeroes `len_bytes` bytes of `path` from `offset` (clamped to its end) while the
+    /// process is down: damage at rest, as a file system that replayed a journal over lost
+    /// data blocks. Both views change. The file must be at rest (see
+    /// [`SimFs::remove_at_rest`]). Recorded in the fault log; not an I/O call.
+    pub fn zero_at_rest(&self, path: &Path, offset: u64, len_bytes: u64) -> io::Result<()> {
+        let mut disk = self.lock();
+        let ino = disk.file_at_rest(path)?;
+        let node = disk.node_mut(ino)?;
+        let len = node.data.len();
+        if len_bytes == 0 || !node.data.zero_at_rest(offset, len_bytes) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{}: cannot zero {len_bytes} bytes at {offset} of {len}",
+                    node.path
+                ),
+            ));
+        }
+        let path = node.path.clone();
+        let zeroed = len_bytes.min(len - offset);
+        let op = disk.op_count;
+        disk.record_at(
+            FaultKind::ZeroedAtRest,
+            op,
+            &path,
+            offset,
+            zeroed,
+            format!("{zeroed} bytes zeroed"),
+        );
+        Ok(())
+    }
+
+    /// Removes `path` from both views while the process is down: damage at rest, as a file
+    /// system check that dropped an inode, or an operator's `rm`. Nothing is pending, so a
+    /// crash does not bring it back. The file must be at rest: the same inode in the
+    /// current and the durable view, no pending write, size change or directory op on it,
+    /// no live handle. Recorded in the fault log (`len_bytes` is the file's length); not an
+    /// I/O call.
+    pub fn remove_at_rest(&self, path: &Path) -> io::Result<()> {
+        let mut disk = self.lock();
+        let ino = disk.file_at_rest(path)?;
+        let parts = components(path)?;
+        let (path, len) = {
+            let node = disk.node(ino)?;
+            (node.path.clone(), node.data.len())
+        };
+        if disk.ns.remove_at_rest(&parts) != Some(ino) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{path}: a pending directory op touches it"),
+            ));
+        }
+        disk.garbage_possible = true;
+        disk.collect_garbage();
+        let op = disk.op_count;
+        disk.record_at(
+            FaultKind::RemovedAtRest,
+            op,
+            &path,
+            0,
+            len,
+            "removed".to_owned(),
+        );
+        Ok(())
+    }
+
     /// The durable bytes of `path`, looked up in the durable view: what a crash now would
     /// keep for sure.
     pub fn read_durable(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -1188,6 +1297,30 @@ impl SimFs {
 }
 
 impl Disk {
+    /// The inode of `path` if it is at rest: a file with the same inode in both views, no
+    /// pending write or size change, no live handle.
+    fn file_at_rest(&self, path: &Path) -> io::Result<Ino> {
+        let ino = self.lookup_file(path)?;
+        let parts = components(path)?;
+        let node = self.node(ino)?;
+        let busy = if self.ns.lookup_durable(&parts) != Some(Found::File(ino)) {
+            Some("its directory entry is not durable")
+        } else if node.data.has_pending() {
+            Some("it has unsynced writes")
+        } else if node.open_handles > 0 {
+            Some("a live handle holds it open")
+        } else {
+            None
+        };
+        match busy {
+            Some(why) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not at rest: {why}", node.path),
+            )),
+            None => Ok(ino),
+        }
+    }
+
     fn lookup_file(&self, path: &Path) -> io::Result<Ino> {
         let parts = components(path)?;
         match self.ns.lookup(&parts)? {

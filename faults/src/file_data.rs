@@ -293,6 +293,32 @@ impl FileData {
         true
     }
 
+    /// Cuts the file to `len_bytes` at rest (the process is not running): the durable and
+    /// the current bytes both end there. `false`, and nothing changed, if a write or size
+    /// change is still pending or `len_bytes` is not shorter than the file.
+    pub(crate) fn truncate_at_rest(&mut self, len_bytes: u64) -> bool {
+        if self.has_pending() || len_bytes >= self.len() || len_bytes >= self.durable.len() as u64 {
+            return false;
+        }
+        self.durable.truncate(len_bytes as usize);
+        self.current.truncate(len_bytes as usize);
+        true
+    }
+
+    /// Zeroes bytes `[offset, offset + len_bytes)` at rest, in the durable and the current
+    /// bytes (clamped to each). `false`, and nothing changed, if a write or size change is
+    /// still pending or the range starts at or past the end.
+    pub(crate) fn zero_at_rest(&mut self, offset: u64, len_bytes: u64) -> bool {
+        if self.has_pending() || offset >= self.len() || offset >= self.durable.len() as u64 {
+            return false;
+        }
+        for bytes in [&mut self.durable, &mut self.current] {
+            let end = offset.saturating_add(len_bytes).min(bytes.len() as u64);
+            bytes[offset as usize..end as usize].fill(0);
+        }
+        true
+    }
+
     /// Checks the structural invariant (see the module doc).
     pub(crate) fn check_invariants(&self) -> Result<(), String> {
         if self.diverged {

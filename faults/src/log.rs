@@ -47,6 +47,13 @@ pub enum FaultKind {
     LatentSector,
     /// A read touched an unreadable sector and failed.
     LatentRead,
+    /// While the process was down, a file was cut short (`offset` is the new length,
+    /// `len_bytes` how many bytes went).
+    TruncatedAtRest,
+    /// While the process was down, a file was removed (`len_bytes` its length).
+    RemovedAtRest,
+    /// While the process was down, a range of a file was zeroed.
+    ZeroedAtRest,
 }
 
 impl FaultKind {
@@ -68,6 +75,9 @@ impl FaultKind {
             FaultKind::BitFlip => "bit_flip",
             FaultKind::LatentSector => "latent_sector",
             FaultKind::LatentRead => "latent_read",
+            FaultKind::TruncatedAtRest => "truncated_at_rest",
+            FaultKind::RemovedAtRest => "removed_at_rest",
+            FaultKind::ZeroedAtRest => "zeroed_at_rest",
         }
     }
 }

@@ -276,6 +276,31 @@ impl Namespace {
         Some(removed)
     }
 
+    /// Removes the file `components` from both views at once, as damage at rest does (no
+    /// pending op, nothing for a crash to undo); returns its inode. `None`, and nothing
+    /// changed, if the path is not a file with the same inode in both views or a pending
+    /// op touches its entry.
+    pub(crate) fn remove_at_rest(&mut self, components: &[String]) -> Option<Ino> {
+        let Ok(Found::File(ino)) = self.lookup(components) else {
+            return None;
+        };
+        if self.lookup_durable(components) != Some(Found::File(ino)) {
+            return None;
+        }
+        let (parent, name) = self.parent(components).ok()?;
+        let touched = self
+            .pending
+            .iter()
+            .any(|op| op.slots.iter().any(|s| s.dir == parent && s.name == name));
+        if touched {
+            return None;
+        }
+        let dir = self.dirs.get_mut(&parent)?;
+        dir.entries.remove(name);
+        dir.durable.remove(name);
+        Some(ino)
+    }
+
     /// Renames `from` to `to` with std's rules; returns the inode `to` held before, if
     /// any. Errors leave everything unchanged.
     pub(crate) fn rename(

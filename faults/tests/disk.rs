@@ -331,6 +331,84 @@ fn flipped_bits_read_back_flipped_and_stay_flipped() {
 }
 
 #[test]
+fn damage_at_rest_truncates_zeroes_and_removes_for_good() {
+    let fs = SimFs::calm(0);
+    let bytes: Vec<u8> = (1..=200u8).collect();
+    durable_file(&fs, "/db/a", &bytes);
+    durable_file(&fs, "/db/b", &bytes);
+    durable_file(&fs, "/db/c", &bytes);
+    let ops = fs.op_count();
+    fs.truncate_at_rest(p("/db/a"), 77).unwrap();
+    fs.zero_at_rest(p("/db/b"), 190, 50).unwrap(); // clamped to the end
+    fs.zero_at_rest(p("/db/b"), 3, 4).unwrap();
+    fs.remove_at_rest(p("/db/c")).unwrap();
+    assert_eq!(fs.op_count(), ops, "damage at rest is no I/O call");
+    for _ in 0..2 {
+        // Both views changed: a crash neither undoes nor repeats it.
+        assert_eq!(read(&fs, "/db/a"), bytes[..77]);
+        let b = read(&fs, "/db/b");
+        assert_eq!(b.len(), 200);
+        assert_eq!(b[..3], bytes[..3]);
+        assert!(b[3..7].iter().all(|x| *x == 0));
+        assert_eq!(b[7..190], bytes[7..190]);
+        assert!(b[190..].iter().all(|x| *x == 0));
+        assert!(!fs.exists(p("/db/c")).unwrap());
+        assert_eq!(fs.read_durable(p("/db/a")).unwrap(), bytes[..77]);
+        assert!(fs.read_durable(p("/db/c")).is_err());
+        assert_eq!(fs.used_bytes(), 77 + 200);
+        fs.check_invariants().unwrap();
+        fs.restart();
+    }
+    let log = fs.fault_log();
+    let kinds: Vec<(FaultKind, &str, u64, u64)> = log
+        .iter()
+        .filter(|r| r.kind != FaultKind::Crash)
+        .map(|r| (r.kind, r.path.as_str(), r.offset, r.len_bytes))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (FaultKind::TruncatedAtRest, "/db/a", 77, 123),
+            (FaultKind::ZeroedAtRest, "/db/b", 190, 10),
+            (FaultKind::ZeroedAtRest, "/db/b", 3, 4),
+            (FaultKind::RemovedAtRest, "/db/c", 0, 200),
+        ]
+    );
+}
+
+#[test]
+fn damage_at_rest_needs_a_file_at_rest() {
+    let fs = SimFs::calm(0);
+    durable_file(&fs, "/db/a", &[7u8; 100]);
+    // Unsynced writes: refused, nothing changed.
+    let file = fs.open(p("/db/a"), OpenMode::ReadWrite).unwrap();
+    file.write_at(&[8u8; 10], 100).unwrap();
+    assert!(fs.truncate_at_rest(p("/db/a"), 10).is_err());
+    file.sync().unwrap();
+    // A live handle: refused.
+    assert!(fs.zero_at_rest(p("/db/a"), 0, 10).is_err());
+    assert!(fs.remove_at_rest(p("/db/a")).is_err());
+    drop(file);
+    // Not shorter, past the end, empty: refused.
+    assert!(fs.truncate_at_rest(p("/db/a"), 110).is_err());
+    assert!(fs.zero_at_rest(p("/db/a"), 110, 1).is_err());
+    assert!(fs.zero_at_rest(p("/db/a"), 0, 0).is_err());
+    // A create not yet made durable by sync_dir: refused.
+    let fresh = fs.open(p("/db/fresh"), OpenMode::Create).unwrap();
+    fresh.write_at(&[1u8; 10], 0).unwrap();
+    fresh.sync().unwrap();
+    drop(fresh);
+    assert!(fs.remove_at_rest(p("/db/fresh")).is_err());
+    assert!(fs.truncate_at_rest(p("/db/fresh"), 1).is_err());
+    assert_eq!(read(&fs, "/db/a"), [vec![7u8; 100], vec![8u8; 10]].concat());
+    assert!(fs.fault_log().is_empty());
+    assert!(fs.remove_at_rest(p("/db/missing")).is_err());
+    fs.truncate_at_rest(p("/db/a"), 0).unwrap();
+    assert!(read(&fs, "/db/a").is_empty());
+    fs.check_invariants().unwrap();
+}
+
+#[test]
 fn random_bit_flips_hit_durable_data() {
     let fs = SimFs::new(FaultPlan {
         bit_flip: 0.5,

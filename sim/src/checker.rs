@@ -9,9 +9,10 @@
 //! the file it names. A failed judgement is a [`Check`] and a detail; the shrinker compares
 //! checks, and seed files and reports print their stable names.
 
+use crate::at_rest::Moment;
 use crate::config::FaultMask;
 use crate::model::{error_class, ModelState};
-use crate::oracle::{silent_damage, DurableImage, LogImage};
+use crate::oracle::{at_rest_damage, silent_damage, DurableImage, LogImage};
 use crate::runner::{Sim, DB_PATH, OPEN_ATTEMPTS_MAX};
 use omendb::{Error, Row, Value};
 use omendb_faults::{is_crash_error, FaultKind, SimFs};
@@ -320,10 +321,47 @@ impl Sim {
                     damaged.contains(&format!("{stem}.idx"))
                         || damaged.contains(&format!("{stem}.idx.tmp"))
                 });
-                damaged.contains(path.as_ref()) || renamed_checkpoint || renamed_segment || sidecar
+                damaged.contains(path.as_ref())
+                    || renamed_checkpoint
+                    || renamed_segment
+                    || sidecar
+                    || self.at_rest_explains(&path)
             }
             _ => false,
         }
+    }
+
+    /// Whether damage at rest (at any time in the run) explains corruption reported in
+    /// `path`: the file itself was damaged, or its cold segment's other half; or the log,
+    /// its end marker or a checkpoint was, and `path` is a file of the log or the marker
+    /// (a cut or removed segment shows as a gap or a short log at the next one; a removed
+    /// checkpoint as a gap at the first segment; LOG_END names the first segment it finds
+    /// missing or short).
+    fn at_rest_explains(&self, path: &str) -> bool {
+        let damaged: BTreeSet<String> = at_rest_damage(&self.machine.disk, 0)
+            .into_iter()
+            .map(|d| d.path)
+            .collect();
+        if damaged.contains(path) {
+            return true;
+        }
+        let pair = path
+            .strip_suffix(".parquet")
+            .map(|stem| format!("{stem}.idx"))
+            .or_else(|| {
+                path.strip_suffix(".idx")
+                    .map(|stem| format!("{stem}.parquet"))
+            });
+        if pair.is_some_and(|other| damaged.contains(&other)) {
+            return true;
+        }
+        let log_file = |p: &str| {
+            p.starts_with(&format!("{DB_PATH}/wal/")) || p == format!("{DB_PATH}/LOG_END")
+        };
+        let log_or_checkpoint_damaged = damaged
+            .iter()
+            .any(|p| log_file(p) || p.starts_with(&format!("{DB_PATH}/checkpoint-")));
+        log_or_checkpoint_damaged && (log_file(path) || path == format!("{DB_PATH}/wal"))
     }
 
     /// Whether silent faults ever damaged a log segment (the only place where damage can
@@ -332,6 +370,16 @@ impl Sim {
         damaged_paths(&self.machine.disk)
             .iter()
             .any(|p| p.starts_with(&format!("{DB_PATH}/wal/")))
+            || self.at_rest_pending.is_some_and(|injected| injected.log)
+    }
+
+    /// Damage at rest since the last open that may excuse a lost write: only after a
+    /// crash, and only if the open found no clean close's record of the log end (with one,
+    /// the engine knows where its log ends and must report a shorter one as corruption).
+    fn at_rest_excusable(&self) -> bool {
+        self.at_rest_pending
+            .is_some_and(|injected| injected.log && injected.moment == Moment::AfterCrash)
+            && self.open_clean_close_lsn.is_none()
     }
 
     /// The acknowledgement oracle: the engine just claimed `lsn` durable (`what`: an
@@ -437,7 +485,36 @@ impl Sim {
             // Silent damage touched the log: the exact recovery oracle decides whether it
             // explains this loss (sim/src/oracle.rs).
             let lost_lsn = recovered + 1;
-            let damage = silent_damage(&self.machine.disk);
+            let mut damage = silent_damage(&self.machine.disk);
+            if self.at_rest_excusable() {
+                // After a crash a log cut at rest reads as the crash's torn tail: the
+                // engine cannot know (docs/FORMAT.md), the oracle judges the damage.
+                damage.extend(at_rest_damage(&self.machine.disk, self.op_at_open));
+            } else if let Some(injected) = self.at_rest_pending.filter(|i| i.log) {
+                if LogImage::explain_loss_in_any(
+                    &self.log_images,
+                    lost_lsn,
+                    &damage,
+                    self.frames_located.get(&lost_lsn),
+                )
+                .is_err()
+                {
+                    return fail(
+                        Check::UnexplainedLoss,
+                        format!(
+                            "recovered to lsn {recovered}, but lsn {} was acknowledged or claimed durable: damage at rest to the log ({}) lost it silently where the engine can know: {}",
+                            durable.max(previous),
+                            injected.moment.name(),
+                            match self.open_clean_close_lsn {
+                                Some(lsn) => format!(
+                                    "the open read LOG_END (lsn {lsn}) and must report a shorter log as corruption"
+                                ),
+                                None => "it struck after a clean close, whose log no crash cut".to_string(),
+                            }
+                        ),
+                    );
+                }
+            }
             let located = self.frames_located.get(&lost_lsn).copied();
             match LogImage::explain_loss_in_any(
                 &self.log_images,

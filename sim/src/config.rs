@@ -15,6 +15,7 @@
 //! | 3 | metamorphic checks in the fault phase ([`crate::metamorphic`]); descending and back-filling key distributions ([`crate::workload::KeyDist`]) |
 //! | 4 | BUGGIFY knobs: log segment and buffer sizes and the checkpoint copy threshold drawn per seed ([`crate::workload::Knobs`]) |
 //! | 5 | ALEX node capacity and inner fanout drawn per seed too (seed file 0009: a failed seal for appends left a stale slot) |
+//! | 6 | damage at rest after a clean close and after a crash: files cut, removed, zeroed ([`crate::at_rest`]; seed file 0010: a missing cold file was an I/O error) |
 
 use omendb_faults::FaultPlan;
 use std::fmt;
@@ -31,6 +32,9 @@ pub struct FaultMask {
     /// Silent corruption: bit flips, acknowledged torn writes, misdirected writes, latent
     /// sector errors.
     pub corruption: bool,
+    /// Damage at rest while the process is down: a file cut short, removed, or a range of it
+    /// zeroed (schedule generation 6 on, [`crate::at_rest`]).
+    pub at_rest: bool,
 }
 
 impl FaultMask {
@@ -40,6 +44,7 @@ impl FaultMask {
         io: true,
         disk_full: true,
         corruption: true,
+        at_rest: true,
     };
     /// No faults at all.
     pub const NONE: FaultMask = FaultMask {
@@ -47,24 +52,33 @@ impl FaultMask {
         io: false,
         disk_full: false,
         corruption: false,
+        at_rest: false,
     };
 
-    const NAMES: [&'static str; 4] = ["crash", "io", "disk_full", "corruption"];
+    /// The class names, in the order of [`FaultMask::without`]'s index.
+    pub const NAMES: [&'static str; 5] = ["crash", "io", "disk_full", "corruption", "at_rest"];
 
-    fn flags(&self) -> [bool; 4] {
-        [self.crash, self.io, self.disk_full, self.corruption]
+    fn flags(&self) -> [bool; 5] {
+        [
+            self.crash,
+            self.io,
+            self.disk_full,
+            self.corruption,
+            self.at_rest,
+        ]
     }
 
-    fn from_flags(flags: [bool; 4]) -> FaultMask {
+    fn from_flags(flags: [bool; 5]) -> FaultMask {
         FaultMask {
             crash: flags[0],
             io: flags[1],
             disk_full: flags[2],
             corruption: flags[3],
+            at_rest: flags[4],
         }
     }
 
-    /// The mask without class `i` (0..4), for shrinking.
+    /// The mask without class `i` (an index into [`FaultMask::NAMES`]), for shrinking.
     pub fn without(&self, i: usize) -> FaultMask {
         let mut flags = self.flags();
         if let Some(flag) = flags.get_mut(i) {
@@ -80,7 +94,7 @@ impl FaultMask {
             "none" | "" => return Ok(FaultMask::NONE),
             _ => {}
         }
-        let mut flags = [false; 4];
+        let mut flags = [false; FaultMask::NAMES.len()];
         for name in text.split(',').map(str::trim) {
             let i = FaultMask::NAMES
                 .iter()
@@ -130,7 +144,7 @@ impl fmt::Display for FaultMask {
             .collect();
         match on.len() {
             0 => f.write_str("none"),
-            4 => f.write_str("all"),
+            n if n == FaultMask::NAMES.len() => f.write_str("all"),
             _ => f.write_str(&on.join(",")),
         }
     }
@@ -151,9 +165,10 @@ pub struct RunConfig {
 }
 
 /// The default schedule generation (module doc).
-pub const SCHEDULE_CURRENT: u32 = 5;
+pub const SCHEDULE_CURRENT: u32 = 6;
 /// The newest generation, which may not be the default while it fails seeds.
-pub const SCHEDULE_MAX: u32 = 5;
+pub const SCHEDULE_MAX: u32 = 6;
+const _: () = assert!(SCHEDULE_CURRENT <= SCHEDULE_MAX);
 
 impl RunConfig {
     /// Whether the compaction tiers' base is drawn per seed (generation 2 on); before, every
@@ -182,6 +197,11 @@ impl RunConfig {
     /// Whether the ALEX knobs are drawn too (generation 5 on).
     pub fn alex_knobs(&self) -> bool {
         self.schedule >= 5
+    }
+
+    /// Whether damage at rest is injected while the process is down (generation 6 on).
+    pub fn at_rest(&self) -> bool {
+        self.schedule >= 6
     }
 
     /// Parses a schedule generation, 1 to [`SCHEDULE_MAX`].
@@ -218,4 +238,42 @@ pub fn replay_command(seed: u64, config: &RunConfig) -> String {
             format!(" --schedule {}", config.schedule)
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_masks_print_and_parse_back() {
+        assert_eq!(FaultMask::ALL.to_string(), "all");
+        assert_eq!(FaultMask::NONE.to_string(), "none");
+        let no_rest = FaultMask::ALL.without(FaultMask::NAMES.len() - 1);
+        assert!(!no_rest.at_rest && no_rest.corruption);
+        assert_eq!(no_rest.to_string(), "crash,io,disk_full,corruption");
+        for i in 0..FaultMask::NAMES.len() {
+            let mask = FaultMask::ALL.without(i);
+            assert_eq!(FaultMask::parse(&mask.to_string()), Ok(mask));
+        }
+        let only = FaultMask::parse("at_rest").unwrap();
+        assert_eq!(
+            only,
+            FaultMask {
+                at_rest: true,
+                ..FaultMask::NONE
+            }
+        );
+        assert!(FaultMask::parse("at_rest,nope").is_err());
+    }
+
+    #[test]
+    fn generations_switch_features_on_in_order() {
+        let at = |schedule| RunConfig {
+            schedule,
+            ..RunConfig::default()
+        };
+        assert!(!at(5).at_rest() && at(6).at_rest() && at(6).alex_knobs());
+        assert!(RunConfig::parse_schedule(&SCHEDULE_MAX.to_string()).is_ok());
+        assert!(RunConfig::parse_schedule(&(SCHEDULE_MAX + 1).to_string()).is_err());
+    }
 }

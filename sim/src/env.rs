@@ -99,6 +99,22 @@ impl SimSpawner {
         steps
     }
 
+    /// Drops the workers that were stopped, as their threads would end; returns how many.
+    /// `step_all` drops them too, at its next turn: until then they keep what they hold
+    /// (the log's file handles), which a process that has exited would not.
+    pub fn reap(&self) -> usize {
+        let stopped: Vec<Slot> = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let (stopped, live) = std::mem::take(&mut *slots)
+                .into_iter()
+                .partition(|slot| slot.control.stopped.load(Ordering::Acquire));
+            *slots = live;
+            stopped
+        };
+        // Dropped outside the lock: a worker's drop may touch the disk.
+        stopped.len()
+    }
+
     /// Live workers.
     pub fn live(&self) -> usize {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());

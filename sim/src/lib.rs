@@ -16,6 +16,7 @@
 //! are the point, so the simulator owns its scheduler, clock and disk (see
 //! shared/ARCHITECTURE.md).
 
+pub mod at_rest;
 pub mod checker;
 pub mod config;
 pub mod env;

@@ -23,7 +23,7 @@ struct RunArgs {
     /// Scheduler steps per seed.
     #[arg(long, default_value_t = 1000)]
     ops: u64,
-    /// Fault classes: all, none, or a list of crash,io,disk_full,corruption.
+    /// Fault classes: all, none, or a list of crash,io,disk_full,corruption,at_rest.
     #[arg(long, default_value = "all", value_parser = FaultMask::parse)]
     faults: FaultMask,
     /// Print one JSON object as the last line.
@@ -221,6 +221,9 @@ fn print_outcome(outcome: &Outcome, json: bool) {
             recoveries: outcome.recoveries,
             faults: outcome.faults.clone(),
             probes: outcome.probes.clone(),
+            excused_losses: outcome.excused_losses.clone(),
+            at_rest_injected: outcome.at_rest_injected.clone(),
+            at_rest_outcomes: outcome.at_rest_outcomes.clone(),
             ..Summary::default()
         };
         if !outcome.passed() {
@@ -322,6 +325,7 @@ fn main() -> ExitCode {
                     *total.faults.entry(k).or_default() += v;
                 }
                 total.add_probes(&summary.probes);
+                total.add_at_rest(&summary.at_rest_injected, &summary.at_rest_outcomes);
                 total.failed.extend(summary.failed);
                 eprintln!(
                     "chaos: {} seeds ({}..{}), {} failed, {:.0}s",

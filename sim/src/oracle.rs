@@ -500,12 +500,17 @@ impl LogImage {
             ));
         }
         let mut through = self.checkpoint_lsn;
+        // A last segment that reads as a torn creation, which recovery removes.
+        let mut torn_creation: Option<&SegmentImage> = None;
         for (i, segment) in self.segments.iter().enumerate() {
             let is_last = i + 1 == self.segments.len();
             let seq = segment.seq;
             let Some(lsn_first) = segment.scan.lsn_first else {
                 if is_last && segment.scan.rest_zero {
-                    continue; // a torn creation: recovery removes it, it held nothing
+                    // A torn creation: recovery removes it. It held nothing, unless damage
+                    // at rest made it look like one (judged below).
+                    torn_creation = Some(segment);
+                    continue;
                 }
                 return Err(format!(
                     "segment {seq} has a bad header and holds data: recovery must report corruption"
@@ -555,7 +560,15 @@ impl LogImage {
                 ),
             };
             let hit = damage.iter().find(|d| {
-                d.path == segment.path && d.offset_bytes < to && d.offset_bytes + d.len_bytes > from
+                d.path == segment.path
+                    && if d.reason == TRUNCATED_AT_REST {
+                        // A cut inside the frame leaves it incomplete at the end of the
+                        // file; a frame not located may run past the cut.
+                        let to = if known == "its bytes" { to } else { u64::MAX };
+                        d.offset_bytes > from && d.offset_bytes < to
+                    } else {
+                        d.offset_bytes < to && d.offset_bytes + d.len_bytes > from
+                    }
             });
             return match hit {
                 Some(d) => Ok(Excuse {
@@ -580,10 +593,108 @@ impl LogImage {
                 "the log holds lsn {lost} intact (through lsn {through}); recovery lost it"
             ));
         }
+        if through + 1 == lost {
+            if let Some(excuse) = self.explain_lost_tail(lost, damage, torn_creation) {
+                return Ok(excuse);
+            }
+        }
         Err(format!(
             "lsn {lost} is in no segment (the log ends intact at lsn {through}): no damage explains its absence"
         ))
     }
+
+    /// The log is intact up to `lost - 1` and ends there: damage at rest explains the loss
+    /// if it took the frames after that end away whole, which nothing left on disk can
+    /// vouch for: the last segment cut where its intact frames end, a segment after the last
+    /// one left removed, or the last segment made to look like a torn creation.
+    fn explain_lost_tail(
+        &self,
+        lost: u64,
+        damage: &[Damage],
+        torn_creation: Option<&SegmentImage>,
+    ) -> Option<Excuse> {
+        let excuse = |reason: &str, d: &Damage, what: String| Excuse {
+            reason: reason.to_string(),
+            detail: format!("lsn {lost}: {what} ({} at op {})", d.reason, d.op),
+        };
+        if let Some(segment) = torn_creation {
+            let hit = damage.iter().find(|d| {
+                d.path == segment.path && matches!(d.reason, TRUNCATED_AT_REST | ZEROED_AT_REST)
+            })?;
+            return Some(excuse(
+                &format!("{}_into_a_torn_creation", hit.reason),
+                hit,
+                format!(
+                    "{} lost its header and reads as a torn creation, which recovery removes",
+                    segment.path
+                ),
+            ));
+        }
+        let seq_last = self.segments.last().map_or(0, |s| s.seq);
+        if let Some(last) = self.segments.last() {
+            let cut = damage.iter().find(|d| {
+                d.reason == TRUNCATED_AT_REST
+                    && d.path == last.path
+                    && d.offset_bytes == last.len_bytes
+            });
+            if let Some(d) = cut {
+                return Some(excuse(
+                    "truncated_at_rest_at_a_frame_boundary",
+                    d,
+                    format!("{} was cut where its intact frames end", last.path),
+                ));
+            }
+        }
+        let removed = damage.iter().find(|d| {
+            d.reason == REMOVED_AT_REST && segment_seq(&d.path).is_some_and(|seq| seq > seq_last)
+        })?;
+        Some(excuse(
+            "removed_at_rest_last_segment",
+            removed,
+            format!(
+                "{} was removed, and no segment after it is left",
+                removed.path
+            ),
+        ))
+    }
+}
+
+/// The sequence number of a log segment's path (`.../wal/<seq:020>.wal`).
+fn segment_seq(path: &str) -> Option<u64> {
+    let (_, name) = path.rsplit_once("/wal/")?;
+    name.strip_suffix(".wal").and_then(parse_digits)
+}
+
+/// [`Damage::reason`] of a file cut at rest: `offset_bytes` is where the file now ends.
+pub const TRUNCATED_AT_REST: &str = "truncated_at_rest";
+/// [`Damage::reason`] of a range zeroed at rest.
+pub const ZEROED_AT_REST: &str = "zeroed_at_rest";
+/// [`Damage::reason`] of a file removed at rest (the whole file).
+pub const REMOVED_AT_REST: &str = "removed_at_rest";
+
+/// Damage at rest (a file cut, removed, a range zeroed while the process was down) from the
+/// disk's fault log, injected at I/O call `op_from` or later.
+pub fn at_rest_damage(disk: &SimFs, op_from: u64) -> Vec<Damage> {
+    disk.fault_log()
+        .into_iter()
+        .filter(|record| record.op >= op_from)
+        .filter_map(|record| {
+            let reason = match record.kind {
+                FaultKind::TruncatedAtRest => TRUNCATED_AT_REST,
+                FaultKind::ZeroedAtRest => ZEROED_AT_REST,
+                FaultKind::RemovedAtRest => REMOVED_AT_REST,
+                _ => return None,
+            };
+            Some(Damage {
+                reason,
+                path: record.path,
+                offset_bytes: record.offset,
+                len_bytes: record.len_bytes.max(1),
+                op: record.op,
+                bit: None,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

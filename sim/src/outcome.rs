@@ -57,6 +57,12 @@ pub struct Outcome {
     pub oracle_checks: u64,
     /// See `oracle_checks`.
     pub oracle_excused: u64,
+    /// Damage at rest injected ([`crate::at_rest`]), by kind and moment
+    /// (`truncate_after_crash`, ...; `refused_...` when no file was at rest).
+    pub at_rest_injected: BTreeMap<String, u64>,
+    /// Opens after damage at rest, by moment and outcome (`after_close_corruption`,
+    /// `after_crash_excused_loss`, `..._intact`).
+    pub at_rest_outcomes: BTreeMap<String, u64>,
     /// The failure, if any check failed.
     pub failure: Option<Failure>,
 }
@@ -80,6 +86,8 @@ impl Outcome {
             probes: BTreeMap::new(),
             oracle_checks: 0,
             oracle_excused: 0,
+            at_rest_injected: BTreeMap::new(),
+            at_rest_outcomes: BTreeMap::new(),
             failure: Some(Failure {
                 check: Check::Panic,
                 detail: message,

@@ -16,6 +16,7 @@
 //! stream, the disk's faults from another seeded from the same seed; the clock is virtual;
 //! iteration is over ordered maps. A run's trace hash is therefore the same every time.
 
+use crate::at_rest::{AtRest, Injected, Moment};
 use crate::checker::{fail, has_latent_sectors, Check, Checked};
 use crate::config::{FaultMask, RunConfig};
 use crate::env::SimMachine;
@@ -78,6 +79,8 @@ pub fn run(seed: u64, config: &RunConfig) -> Outcome {
         probes,
         oracle_checks: sim.oracle_checks,
         oracle_excused: sim.oracle_excused,
+        at_rest_injected: sim.at_rest_injected.clone(),
+        at_rest_outcomes: sim.at_rest_outcomes.clone(),
         failure,
     }
 }
@@ -129,6 +132,19 @@ pub(crate) struct Sim {
     pub(crate) oracle_verified_lsn: u64,
     pub(crate) oracle_checks: u64,
     pub(crate) oracle_excused: u64,
+    /// The seed's damage-at-rest schedule (generation 6 on, [`crate::at_rest`]).
+    pub(crate) at_rest: Option<AtRest>,
+    /// The injection since the last open, until that open is judged.
+    pub(crate) at_rest_pending: Option<Injected>,
+    /// Injections by kind and moment.
+    pub(crate) at_rest_injected: BTreeMap<String, u64>,
+    /// Opens after an injection, by moment and outcome.
+    pub(crate) at_rest_outcomes: BTreeMap<String, u64>,
+    /// The disk's I/O call count when the last open succeeded: damage at rest from then on
+    /// is what the next open meets.
+    pub(crate) op_at_open: u64,
+    /// What the last open reported of the clean close before it (`LOG_END`'s LSN).
+    pub(crate) open_clean_close_lsn: Option<u64>,
 }
 
 fn describe_value_hash(row: &Row) -> u64 {
@@ -212,6 +228,7 @@ impl Sim {
             plan.space_limit_bytes = Some(2f64.powf(exponent) as u64);
         }
         let machine = SimMachine::new(SimFs::new(plan));
+        let at_rest = config.at_rest().then(|| AtRest::draw(seed));
         let clients = vec![None; workload.clients];
         let trace = Trace::new(config.echo);
         Sim {
@@ -240,6 +257,12 @@ impl Sim {
             oracle_verified_lsn: 0,
             oracle_checks: 0,
             oracle_excused: 0,
+            at_rest,
+            at_rest_pending: None,
+            at_rest_injected: BTreeMap::new(),
+            at_rest_outcomes: BTreeMap::new(),
+            op_at_open: 0,
+            open_clean_close_lsn: None,
         }
     }
 
@@ -268,6 +291,10 @@ impl Sim {
                 knobs.index_data_node_slots_max,
                 knobs.index_inner_fanout_max
             ));
+        }
+        if let Some(at_rest) = &self.at_rest {
+            let rate = at_rest.rate;
+            self.log(format!("damage at rest: rate {rate} per close and crash"));
         }
         self.open_checked(Reopen::Process)?;
         for i in 0..self.workload.tables.len() {
@@ -697,17 +724,24 @@ impl Sim {
         };
         self.engine_ops += 1;
         let lsn_written = db.lsns().0;
-        match db.close() {
+        let closed = match db.close() {
             Ok(()) => {
                 self.log(format!("close -> ok at lsn {lsn_written}"));
                 self.check_claim("clean close", lsn_written)?;
                 self.history.durable_lsn = self.history.durable_lsn.max(lsn_written);
+                true
             }
-            Err(e) => self.log(format!("close -> error {}", error_class(&e))),
-        }
+            Err(e) => {
+                self.log(format!("close -> error {}", error_class(&e)));
+                false
+            }
+        };
         self.clients.iter_mut().for_each(|c| *c = None);
         if self.machine.disk.is_frozen() {
             return self.open_checked(Reopen::Crash);
+        }
+        if closed {
+            self.inject_at_rest(Moment::AfterClose);
         }
         self.open_checked(Reopen::Process)
     }
@@ -721,6 +755,7 @@ impl Sim {
         self.clients.iter_mut().for_each(|c| *c = None);
         if let Reopen::Crash = how {
             self.crash_restart();
+            self.inject_at_rest(Moment::AfterCrash);
         }
         // What each attempt of recovery will read, before it changes anything: the exact
         // recovery oracle judges a loss against these images (recovery rewrites no segment
@@ -758,6 +793,7 @@ impl Sim {
                     self.log(format!("open -> corruption: {e}"));
                     if self.corruption_explained(&e) {
                         self.detected_damage = Some(e.to_string());
+                        self.judge_at_rest("corruption");
                         return Ok(());
                     }
                     return fail(
@@ -774,6 +810,7 @@ impl Sim {
                     if attempts >= OPEN_ATTEMPTS_MAX {
                         if has_latent_sectors(&self.machine.disk) {
                             self.detected_damage = Some(e.to_string());
+                            self.judge_at_rest("unreadable");
                             return Ok(());
                         }
                         // Transient faults that keep striking: let the disk calm down.
@@ -805,7 +842,24 @@ impl Sim {
             recovered
         ));
         self.db = Some(db);
+        self.open_clean_close_lsn = stats.clean_close_lsn;
+        let excused_at_rest = |sim: &Sim| -> u64 {
+            sim.excused_losses
+                .iter()
+                .filter(|(reason, _)| reason.contains("at_rest"))
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let excused_before = excused_at_rest(self);
         self.check_recovered(recovered)?;
+        self.judge_at_rest(if self.detected_damage.is_some() {
+            "corruption"
+        } else if excused_at_rest(self) > excused_before {
+            "excused_loss"
+        } else {
+            "intact"
+        });
+        self.op_at_open = self.machine.disk.op_count();
         self.frames_located.clear();
         if self.config.faults.crash && self.rng.random_bool(0.5) && !self.healed {
             let at = self.machine.disk.op_count() + self.rng.random_range(1..4000);

@@ -68,7 +68,7 @@ pub fn shrink(seed: u64, config: &RunConfig) -> Option<Shrunk> {
         }
     }
     // Fewer fault classes.
-    for class in 0..4 {
+    for class in 0..crate::config::FaultMask::NAMES.len() {
         let candidate = RunConfig {
             faults: best.config.faults.without(class),
             ..best.config.clone()

@@ -43,6 +43,10 @@ pub struct Summary {
     pub oracle_excused: u64,
     /// Coverage probe hits over all runs, by name (every probe, zeros included).
     pub probes: BTreeMap<&'static str, u64>,
+    /// Damage at rest injected, by kind and moment (see `Outcome::at_rest_injected`).
+    pub at_rest_injected: BTreeMap<String, u64>,
+    /// Opens after damage at rest, by moment and outcome (see `Outcome::at_rest_outcomes`).
+    pub at_rest_outcomes: BTreeMap<String, u64>,
     /// Wall time of the sweep, seconds.
     pub elapsed_s: f64,
     /// Time spent inside runs, summed over threads, seconds.
@@ -65,6 +69,7 @@ impl Summary {
             *self.faults.entry(kind.clone()).or_default() += count;
         }
         self.add_probes(&outcome.probes);
+        self.add_at_rest(&outcome.at_rest_injected, &outcome.at_rest_outcomes);
         if !outcome.passed() {
             self.failed.push(outcome);
         }
@@ -74,6 +79,22 @@ impl Summary {
     pub fn add_excused(&mut self, excused: &BTreeMap<String, u64>) {
         for (reason, count) in excused {
             *self.excused_losses.entry(reason.clone()).or_default() += count;
+        }
+    }
+
+    /// Adds damage-at-rest counters (of a run, or of another summary).
+    pub fn add_at_rest(
+        &mut self,
+        injected: &BTreeMap<String, u64>,
+        outcomes: &BTreeMap<String, u64>,
+    ) {
+        for (into, from) in [
+            (&mut self.at_rest_injected, injected),
+            (&mut self.at_rest_outcomes, outcomes),
+        ] {
+            for (key, count) in from {
+                *into.entry(key.clone()).or_default() += count;
+            }
         }
     }
 
@@ -126,8 +147,19 @@ impl Summary {
             .map(|(k, v)| format!("\"{k}\":{v}"))
             .collect();
         let probes: Vec<String> = probes.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        let counts = |map: &BTreeMap<String, u64>| -> String {
+            map.iter()
+                .map(|(k, v)| format!("\"{k}\":{v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let at_rest = format!(
+            "{{\"injected\":{{{}}},\"outcomes\":{{{}}}}}",
+            counts(&self.at_rest_injected),
+            counts(&self.at_rest_outcomes)
+        );
         format!(
-            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"excused_losses\":{{{}}},\"liveness_checked\":{},\"oracle_checks\":{},\"oracle_excused\":{},\"faults\":{{{}}},\"probes\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
+            "{{\"seeds\":{},\"failed\":[{}],\"ops\":{},\"steps\":{},\"crashes\":{},\"recoveries\":{},\"detected_damage\":{},\"excused_losses\":{{{}}},\"liveness_checked\":{},\"oracle_checks\":{},\"oracle_excused\":{},\"at_rest\":{},\"faults\":{{{}}},\"probes\":{{{}}},\"sim_ops_per_s\":{:.0},\"elapsed_s\":{:.3}}}",
             self.seeds,
             failed.join(","),
             self.engine_ops,
@@ -139,6 +171,7 @@ impl Summary {
             self.liveness_checked,
             self.oracle_checks,
             self.oracle_excused,
+            at_rest,
             faults.join(","),
             probes.join(","),
             self.sim_ops_per_s(),

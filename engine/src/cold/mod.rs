@@ -170,6 +170,19 @@ pub(crate) fn index_file_name(table_id: u32, segment_id: u64) -> String {
     format!("{table_id:010}-{segment_id:020}.idx")
 }
 
+/// Opens a file of a segment the manifest lists, for reading. The manifest is durable only
+/// once its files are, so a missing one is damage at rest (`Corruption` naming it), not an
+/// I/O error to retry; every other failure is the I/O error it is.
+fn open_listed(fs: &dyn Fs, path: &Path, op: &'static str) -> Result<Box<dyn crate::env::File>> {
+    fs.open(path, OpenMode::Read).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::corruption(path, 0, "missing: the checkpoint's cold manifest lists it")
+        } else {
+            Error::io(op, path, e)
+        }
+    })
+}
+
 /// One listed segment: its manifest entry, its index and its open file.
 pub(crate) struct Segment {
     pub meta: SegmentMeta,
@@ -190,9 +203,7 @@ impl Segment {
         def: &TableDef,
     ) -> Result<Segment> {
         let index_path = dir.join(index_file_name(table_id, meta.id));
-        let file = fs
-            .open(&index_path, OpenMode::Read)
-            .map_err(|e| Error::io("open segment index", &index_path, e))?;
+        let file = open_listed(fs, &index_path, "open segment index")?;
         let bytes = file
             .read_all()
             .map_err(|e| Error::io("read segment index", &index_path, e))?;
@@ -249,9 +260,7 @@ impl Segment {
                 meta.key_min, meta.key_max
             )));
         }
-        let file = fs
-            .open(&path, OpenMode::Read)
-            .map_err(|e| Error::io("open segment", &path, e))?;
+        let file = open_listed(fs, &path, "open segment")?;
         let reader = SegmentReader::open(&path, Arc::from(file), &index)?;
         let corrupt = |reason: String| Error::corruption(&path, 0, reason);
         let expected = segment::arrow_schema(def);
@@ -1054,9 +1063,8 @@ pub(crate) fn migrate_legacy(
     for old in metas.into_iter().rev() {
         let path = dir.join(file_name(table_id, old.id));
         let corrupt = |reason: String| Error::corruption(&path, 0, reason);
-        let bytes = fs
-            .open(&path, OpenMode::Read)
-            .and_then(|f| f.read_all())
+        let bytes = open_listed(fs, &path, "open segment")?
+            .read_all()
             .map_err(|e| Error::io("read segment", &path, e))?;
         if bytes.len() as u64 != old.size_bytes || crc32c::crc32c(&bytes) != old.crc32c {
             return Err(corrupt(
