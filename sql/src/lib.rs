@@ -19,9 +19,10 @@
 //! `DROP TABLE` go to the engine's catalog. `INSERT INTO ... VALUES / SELECT` collects the
 //! statement's rows and inserts them with one `insert_batch`: logged, all or nothing, with
 //! the engine's typed errors (a duplicate key refuses the whole statement). `DELETE` and
-//! `UPDATE` find the matching keys with the same scan paths, then apply one engine write
-//! per row, waiting once for the last: under `Sync::Batch` or a crash the statement's
-//! writes survive as a prefix, in key order; they are not one atomic unit. `UPDATE` cannot
+//! `UPDATE` find the matching keys with the same scan paths and, batch by batch as the
+//! scan yields them, submit one engine write per row, waiting once for the last: under
+//! `Sync::Batch` or a crash the statement's writes survive as a prefix, in the order the
+//! scan yielded them; they are not one atomic unit. `UPDATE` cannot
 //! change the primary key.
 //!
 //! **Types.** `BIGINT` (and the narrower integers, widened) is Int64, `DOUBLE` (and

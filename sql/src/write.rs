@@ -16,7 +16,7 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    collect, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    execute_stream, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
 use futures::StreamExt;
@@ -92,8 +92,8 @@ pub(crate) enum DmlOp {
 }
 
 /// `DELETE` or `UPDATE`: runs its input (a scan of the selected rows, planned with the
-/// table's access paths), then submits one engine write per row and waits once, for the
-/// last, so the statement costs one log sync. Output: one row, `count`, the rows changed.
+/// table's access paths) and, batch by batch as it arrives, submits one engine write per
+/// row; then waits once, for the last, so the statement costs one log sync. Output: one row, `count`, the rows changed.
 #[derive(Debug)]
 pub(crate) struct DmlExec {
     db: Arc<Database>,
@@ -192,20 +192,29 @@ impl ExecutionPlan for DmlExec {
         let def = self.def.clone();
         let op = self.op;
         let run = async move {
-            let batches = collect(input, context).await?;
-            let writes = writes(&def, op, &batches)?;
-            let count = writes.len() as u64;
-            blocking(move || {
-                let mut last = None;
-                for write in writes {
-                    last = Some(db.submit(write)?);
-                }
-                match last {
-                    Some(ticket) => db.wait(ticket),
-                    None => Ok(()),
-                }
-            })
-            .await?;
+            // Batch by batch, so a statement over a large table holds one batch of writes,
+            // not the whole selection; the scan reads a snapshot, so the writes do not
+            // change what it yields.
+            let mut rows = execute_stream(input, context)?;
+            let mut count = 0u64;
+            let mut last = None;
+            while let Some(batch) = rows.next().await {
+                let writes = writes(&def, op, &batch?)?;
+                count += writes.len() as u64;
+                let db = db.clone();
+                let submitted = blocking(move || {
+                    let mut last = None;
+                    for write in writes {
+                        last = Some(db.submit(write)?);
+                    }
+                    Ok(last)
+                })
+                .await?;
+                last = submitted.or(last);
+            }
+            if let Some(ticket) = last {
+                blocking(move || db.wait(ticket)).await?;
+            }
             let counts: ArrayRef = Arc::new(UInt64Array::from(vec![count]));
             Ok(RecordBatch::try_new(count_schema(), vec![counts])?)
         };
@@ -216,40 +225,36 @@ impl ExecutionPlan for DmlExec {
     }
 }
 
-/// The engine writes for the rows in `batches`.
-fn writes(def: &TableDef, op: DmlOp, batches: &[RecordBatch]) -> Result<Vec<Write>> {
+/// The engine writes for the rows in `batch`.
+fn writes(def: &TableDef, op: DmlOp, batch: &RecordBatch) -> Result<Vec<Write>> {
     let table = def.name().to_string();
     let mut writes = Vec::new();
-    for batch in batches {
-        match op {
-            DmlOp::Delete => {
-                let keys = batch.column(0);
-                let keys: Vec<i64> = if let Some(k) = keys.as_any().downcast_ref::<Int64Array>() {
-                    k.values().to_vec()
-                } else if let Some(k) = keys.as_any().downcast_ref::<TimestampMicrosecondArray>() {
-                    k.values().to_vec()
-                } else {
-                    return internal_err!("DELETE's key column has type {}", keys.data_type());
+    match op {
+        DmlOp::Delete => {
+            let keys = batch.column(0);
+            let keys: Vec<i64> = if let Some(k) = keys.as_any().downcast_ref::<Int64Array>() {
+                k.values().to_vec()
+            } else if let Some(k) = keys.as_any().downcast_ref::<TimestampMicrosecondArray>() {
+                k.values().to_vec()
+            } else {
+                return internal_err!("DELETE's key column has type {}", keys.data_type());
+            };
+            writes.extend(keys.into_iter().map(|key| Write::Delete {
+                table: table.clone(),
+                key,
+            }));
+        }
+        DmlOp::Update => {
+            for row in batch_to_rows(def, batch).map_err(to_datafusion)? {
+                let key = match &row[def.primary_key_index()] {
+                    omendb::Value::Int64(k) | omendb::Value::Timestamp(k) => *k,
+                    other => return internal_err!("UPDATE's key has type {}", other.type_name()),
                 };
-                writes.extend(keys.into_iter().map(|key| Write::Delete {
+                writes.push(Write::Update {
                     table: table.clone(),
                     key,
-                }));
-            }
-            DmlOp::Update => {
-                for row in batch_to_rows(def, batch).map_err(to_datafusion)? {
-                    let key = match &row[def.primary_key_index()] {
-                        omendb::Value::Int64(k) | omendb::Value::Timestamp(k) => *k,
-                        other => {
-                            return internal_err!("UPDATE's key has type {}", other.type_name())
-                        }
-                    };
-                    writes.push(Write::Update {
-                        table: table.clone(),
-                        key,
-                        row,
-                    });
-                }
+                    row,
+                });
             }
         }
     }

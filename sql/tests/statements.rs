@@ -272,6 +272,55 @@ fn ddl_and_writes_through_sql_reach_the_engine_and_survive_reopen() {
     assert_eq!(row[1], omendb::Value::Int64(-1));
 }
 
+#[test]
+fn updates_and_deletes_over_many_batches_of_both_tiers_change_each_row_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = Options {
+        hot_rows_max: Some(3_000),
+        ..Options::default()
+    };
+    let f = Fixture::new(dir.path(), options);
+    for chunk in 0..20 {
+        let values: Vec<String> = (0..1_000)
+            .map(|i| {
+                let k = 1_000 + chunk * 1_000 + i;
+                format!("({k}, {k}, 'x')")
+            })
+            .collect();
+        f.run(&format!("INSERT INTO t VALUES {}", values.join(", ")));
+    }
+    f.session.database().checkpoint().expect("checkpoint");
+    assert!(
+        f.session
+            .database()
+            .cold_segment_count("t")
+            .expect("segments")
+            > 0
+    );
+    let count = |sql: &str| -> u64 {
+        let batches = f.run(sql);
+        let array = batches[0].column(0);
+        if let Some(a) = array
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+        {
+            a.value(0)
+        } else {
+            array
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("count")
+                .value(0) as u64
+        }
+    };
+    // 21,000 rows: k = v for k >= 1000, v = 10 k below.
+    assert_eq!(count("UPDATE t SET v = v + 1 WHERE k >= 1000"), 20_000);
+    assert_eq!(count("SELECT count(*) FROM t WHERE v = k + 1"), 20_000);
+    assert_eq!(count("DELETE FROM t WHERE k % 2 = 0"), 10_500);
+    assert_eq!(count("SELECT count(*) FROM t"), 10_500);
+    assert_eq!(count("SELECT count(*) FROM t WHERE k % 2 = 0"), 0);
+}
+
 fn omendb(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_omendb"))
         .args(args)
