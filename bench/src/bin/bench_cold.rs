@@ -5,62 +5,21 @@
 //! keys. Prints peak RSS (VmHWM) and bytes on disk; the last line is one JSON object.
 //!
 //! ```text
-//! cargo run --release -p omendb --bin bench_cold -- --rows 100000000 --hot 10000000 --dir /tmp/cold-bench
+//! cargo run --release -p omendb-bench --bin bench_cold -- --rows 100000000 --hot 10000000 --dir /tmp/cold-bench
 //! ```
 //!
-//! This binary sits outside the engine library and its Env boundary: it reads the clock
+//! Benchmarks sit outside the engine library and its Env boundary: they read the clock
 //! and /proc directly.
 
 use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
+use omendb_bench::{dir_bytes, num, status_kb};
 use std::path::Path;
 use std::time::Instant;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.parse().unwrap_or_else(|_| {
-                eprintln!("{name} wants a number, got {v:?}");
-                std::process::exit(2)
-            })
-        })
-        .unwrap_or(default)
-}
-
-fn dir_bytes(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .map(|e| {
-            let p = e.path();
-            if p.is_dir() {
-                dir_bytes(&p)
-            } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
-            }
-        })
-        .sum()
-}
-
-fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 fn main() -> omendb::Result<()> {
-    let rows = arg("--rows", 1_000_000);
-    let hot = arg("--hot", 100_000) as usize;
-    let batch = arg("--batch", 100_000);
+    let rows = num("--rows", 1_000_000);
+    let hot = num("--hot", 100_000) as usize;
+    let batch = num("--batch", 100_000);
     let dir = std::env::args()
         .skip_while(|a| a != "--dir")
         .nth(1)
@@ -147,7 +106,7 @@ fn main() -> omendb::Result<()> {
     }
     let get_us = started.elapsed().as_secs_f64() * 1e6 / lookups as f64;
     let disk_bytes = dir_bytes(Path::new(&dir));
-    let rss = peak_rss_bytes();
+    let rss = status_kb("VmHWM:") * 1024;
     eprintln!(
         "cold point read {get_us:.1} us; disk {disk_bytes} bytes; peak RSS {rss} bytes; cold tier memory {key_bytes} bytes"
     );
@@ -158,5 +117,5 @@ fn main() -> omendb::Result<()> {
 }
 
 mod omendb_arrow {
-    pub use arrow_array::Int64Array;
+    pub use omendb_sql::datafusion::arrow::array::Int64Array;
 }
