@@ -386,11 +386,6 @@ impl Catalog {
         }
     }
 
-    /// The tables, mutable, in id order (for flush and restore of the cold tier).
-    pub fn tables_mut(&mut self) -> impl Iterator<Item = &mut Table> + '_ {
-        self.tables.values_mut()
-    }
-
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         if self.names.len() != self.tables.len() {
             return Err(format!(

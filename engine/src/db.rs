@@ -52,7 +52,7 @@ use crate::options::{Options, Sync as SyncMode};
 use crate::rowstore::RowRef;
 use crate::schema::{Row, TableDef};
 use crate::shard_lock::{ReadGuard, ShardedRwLock, WriteGuard};
-use crate::table::TableScan;
+use crate::table::{TableId, TableScan};
 use crate::wal::{CommitWorker, RecoveryStats, Wal};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
@@ -130,8 +130,8 @@ struct Shared {
     state: ShardedRwLock<Catalog>,
     wal: Arc<Wal>,
     closed: AtomicBool,
-    /// Serialises checkpoints.
-    checkpoint_lock: Mutex<()>,
+    /// Serialises checkpoints and flushes; holds the flush the worker has in flight.
+    checkpoint_lock: Mutex<Option<FlushJob>>,
     /// Held by a compaction step from its plan to its install.
     compaction_lock: Mutex<()>,
 }
@@ -158,24 +158,19 @@ impl Shared {
     }
 
     fn checkpoint(&self) -> Result<u64> {
-        let _serialised = self
+        let mut job = self
             .checkpoint_lock
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        let fs = self.env.fs.clone();
         if let Some(hot_rows_max) = self.options.hot_rows_max {
-            // Flush under the write lock: the rows move from the hot tier to a segment in
-            // one step as far as readers and writers can tell.
-            let mut state = self.write_lock()?;
-            let (lsn_written, _) = self.wal.lsns();
-            let dir = self.root.join(cold::COLD_DIR);
-            for table in state.tables_mut() {
-                if table.hot_len() > hot_rows_max {
-                    let _span = tracing::info_span!("flush", table = table.def.name()).entered();
-                    table.flush(fs.as_ref(), &dir, hot_rows_max / 2, lsn_written)?;
-                }
-            }
+            self.flush_over(&mut job, hot_rows_max)?;
         }
+        self.checkpoint_locked()
+    }
+
+    /// A checkpoint of the state as it is (no flush); `checkpoint_lock` is held.
+    fn checkpoint_locked(&self) -> Result<u64> {
+        let fs = self.env.fs.clone();
         // Every segment before the new one holds only records the snapshot covers.
         self.wal.roll()?;
         let (lsn, pending) = {
@@ -205,6 +200,157 @@ impl Shared {
         checkpoint::remove_older(fs.as_ref(), &self.root, lsn)?;
         self.wal.remove_segments_through(lsn)?;
         Ok(lsn)
+    }
+
+    /// Flushes every table whose hot tier holds more than `hot_rows_max` rows down to half
+    /// that, after finishing the flush the worker has in flight (`job`, the state guarded by
+    /// `checkpoint_lock`: one flush runs at a time). See [`Shared::flush_phase`].
+    fn flush_over(&self, job: &mut Option<FlushJob>, hot_rows_max: usize) -> Result<()> {
+        while job.is_some() {
+            self.flush_phase(job, None, hot_rows_max)?;
+        }
+        let over: Vec<TableId> = self
+            .read()?
+            .tables()
+            .filter(|t| t.hot_len() > hot_rows_max)
+            .map(|t| t.id)
+            .collect();
+        for table_id in over {
+            self.flush_phase(job, Some(table_id), hot_rows_max)?;
+            while job.is_some() {
+                self.flush_phase(job, None, hot_rows_max)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one phase of a flush; `job` (guarded by `checkpoint_lock`) carries it between
+    /// phases, so that the flush worker can run one per step and writers, readers and
+    /// other steps run between them:
+    /// 1. with no job, starts one for table `start` (or the first table over the cap) if
+    ///    it holds more than `hot_rows_max` hot rows: copies its lowest rows, all but half
+    ///    the cap, under the read lock (writers wait for the copy);
+    /// 2. writes and fsyncs the copy as a segment with no lock held;
+    /// 3. under the write lock, lists the segment and drops the rows from the hot tier
+    ///    (rows written since the copy stay hot, and their copies are hidden in the new
+    ///    segment at once).
+    ///
+    /// Returns whether it did anything. The segment is listed durably by the next
+    /// checkpoint; until then its rows are also in the log, and a crash leaves the file
+    /// unlisted (open removes it). On an error the job is dropped and the table unchanged.
+    fn flush_phase(
+        &self,
+        job: &mut Option<FlushJob>,
+        start: Option<TableId>,
+        hot_rows_max: usize,
+    ) -> Result<bool> {
+        let fs = self.env.fs.clone();
+        let dir = self.root.join(cold::COLD_DIR);
+        match job.take() {
+            None => {
+                let state = self.read()?;
+                let table = match start {
+                    Some(id) => state.table_by_id(id),
+                    None => state.tables().find(|t| t.hot_len() > hot_rows_max),
+                };
+                let Some(table) = table.filter(|t| t.hot_len() > hot_rows_max) else {
+                    return Ok(false);
+                };
+                let _span = tracing::info_span!("flush_copy", table = table.def.name()).entered();
+                let Some(snapshot) = table.flush_snapshot(hot_rows_max / 2) else {
+                    return Ok(false);
+                };
+                *job = Some(FlushJob {
+                    table_id: table.id,
+                    def: table.def.clone(),
+                    // Every copied row is in the log up to here (appends happen under the
+                    // write lock).
+                    lsn: self.wal.lsns().0,
+                    id: table.cold.reserve_id(),
+                    snapshot,
+                    segment: None,
+                });
+                Ok(true)
+            }
+            Some(mut flush) if flush.segment.is_none() => {
+                let written = {
+                    let _span = tracing::info_span!(
+                        "flush",
+                        table = flush.def.name(),
+                        rows = flush.snapshot.len()
+                    )
+                    .entered();
+                    flush.snapshot.write(
+                        fs.as_ref(),
+                        &dir,
+                        flush.table_id,
+                        &flush.def,
+                        flush.id,
+                        flush.lsn,
+                    )
+                };
+                match written {
+                    Ok(segment) => {
+                        flush.segment = Some(segment);
+                        *job = Some(flush);
+                        Ok(true)
+                    }
+                    Err(e) => {
+                        let state = self.read()?;
+                        if let Some(table) = state.table_by_id(flush.table_id) {
+                            table.flush_abandon();
+                        }
+                        Err(e)
+                    }
+                }
+            }
+            Some(flush) => {
+                let FlushJob {
+                    table_id,
+                    def,
+                    snapshot,
+                    segment,
+                    ..
+                } = flush;
+                let Some(segment) = segment else {
+                    return Ok(false);
+                };
+                let mut state = self.write_lock()?;
+                match state.table_by_id_mut(table_id) {
+                    Some(table) if Arc::ptr_eq(&table.def, &def) => {
+                        let _span =
+                            tracing::info_span!("flush_install", table = def.name()).entered();
+                        table.flush_install(&snapshot, segment);
+                    }
+                    // The table was dropped while its segment was written: the files go
+                    // too (unlisted, so a failure to remove them leaves garbage for open).
+                    _ => {
+                        drop(state);
+                        for path in [segment.path(), segment.index_path()] {
+                            fs.remove(path).map_err(|e| {
+                                Error::io("remove segment of a dropped table", path, e)
+                            })?;
+                        }
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    /// One step of the flush worker: a phase of the flush in flight or of a new one; after
+    /// a flush's last phase, a checkpoint that lists its segment.
+    fn flush_worker_step(&self, hot_rows_max: usize) -> Result<bool> {
+        let mut job = self
+            .checkpoint_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let installing = job.as_ref().is_some_and(|j| j.segment.is_some());
+        let did = self.flush_phase(&mut job, None, hot_rows_max)?;
+        if installing {
+            self.checkpoint_locked()?;
+        }
+        Ok(did)
     }
 
     fn compact_step(&self) -> Result<bool> {
@@ -297,11 +443,57 @@ impl crate::env::Worker for CompactionWorker {
     }
 }
 
+/// A flush between its phases (see `Shared::flush_phase`).
+struct FlushJob {
+    table_id: TableId,
+    def: Arc<TableDef>,
+    lsn: u64,
+    /// The reserved segment id.
+    id: u64,
+    snapshot: crate::table::FlushSnapshot,
+    /// Written, not yet listed.
+    segment: Option<cold::Segment>,
+}
+
+/// How long the flush worker waits between looks at the hot tiers when there is nothing to
+/// flush.
+const FLUSH_IDLE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The background flush worker (`Options::flush_worker`): each step is one phase of a
+/// flush (copy, write, install), and the install is followed by a checkpoint.
+struct FlushWorker {
+    shared: std::sync::Weak<Shared>,
+    hot_rows_max: usize,
+}
+
+impl crate::env::Worker for FlushWorker {
+    fn name(&self) -> &str {
+        "flush"
+    }
+
+    fn step(&mut self) -> crate::env::StepResult {
+        use crate::env::StepResult;
+        let Some(shared) = self.shared.upgrade() else {
+            return StepResult::Done;
+        };
+        match shared.flush_worker_step(self.hot_rows_max) {
+            Ok(true) => StepResult::Busy,
+            Ok(false) => StepResult::Idle(FLUSH_IDLE),
+            Err(Error::Closed) => StepResult::Done,
+            Err(e) => {
+                tracing::warn!(error = %e, "flush step failed");
+                StepResult::Idle(COMPACTION_IDLE)
+            }
+        }
+    }
+}
+
 /// An open database. `Send + Sync`: share it with `Arc` across threads.
 pub struct Database {
     shared: Arc<Shared>,
     worker: Mutex<Option<Arc<dyn WorkerControl>>>,
-    compactor: Mutex<Option<Arc<dyn WorkerControl>>>,
+    /// The flush and compaction workers, when started.
+    maintenance: Mutex<Vec<Arc<dyn WorkerControl>>>,
     open_stats: OpenStats,
     /// The directory's one-writer lock. Declared last, so that it is released only after
     /// `Drop` has handed the log buffer to the OS and stopped the workers.
@@ -461,6 +653,7 @@ impl Database {
             None
         };
         let compaction_worker = options.compaction_worker;
+        let flush_worker = options.flush_worker;
         let shared = Arc::new(Shared {
             env,
             root,
@@ -468,29 +661,44 @@ impl Database {
             state: ShardedRwLock::new(catalog),
             wal,
             closed: AtomicBool::new(false),
-            checkpoint_lock: Mutex::new(()),
+            checkpoint_lock: Mutex::new(None),
             compaction_lock: Mutex::new(()),
         });
-        let compactor = if compaction_worker {
-            let spawned = shared.env.spawner.spawn(Box::new(CompactionWorker {
-                shared: Arc::downgrade(&shared),
-            }));
-            match spawned {
-                Ok(control) => Some(control),
+        let mut maintenance: Vec<Arc<dyn WorkerControl>> = Vec::new();
+        let mut wanted: Vec<(Box<dyn crate::env::Worker>, &str)> = Vec::new();
+        if let (true, Some(hot_rows_max)) = (flush_worker, shared.options.hot_rows_max) {
+            wanted.push((
+                Box::new(FlushWorker {
+                    shared: Arc::downgrade(&shared),
+                    hot_rows_max,
+                }),
+                "start flush worker",
+            ));
+        }
+        if compaction_worker {
+            wanted.push((
+                Box::new(CompactionWorker {
+                    shared: Arc::downgrade(&shared),
+                }),
+                "start compaction worker",
+            ));
+        }
+        for (spawn, what) in wanted {
+            match shared.env.spawner.spawn(spawn) {
+                Ok(control) => maintenance.push(control),
                 Err(e) => {
+                    maintenance.iter().for_each(|w| w.stop());
                     if let Some(worker) = worker {
                         worker.stop();
                     }
-                    return Err(Error::io("start compaction worker", &shared.root, e));
+                    return Err(Error::io(what, &shared.root, e));
                 }
             }
-        } else {
-            None
-        };
+        }
         Ok(Database {
             shared,
             worker: Mutex::new(worker),
-            compactor: Mutex::new(compactor),
+            maintenance: Mutex::new(maintenance),
             open_stats: OpenStats {
                 checkpoint_lsn,
                 clean_close_lsn: log_end.as_ref().map(|end| end.lsn),
@@ -846,6 +1054,11 @@ impl Database {
         Ok(self.read()?.table(table)?.cold.memory_bytes())
     }
 
+    /// Rows of `table` in the hot tier (the rest are in cold segments).
+    pub fn hot_row_count(&self, table: &str) -> Result<usize> {
+        Ok(self.read()?.table(table)?.hot_len())
+    }
+
     /// Number of cold segments of `table`.
     pub fn cold_segment_count(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.cold.segments().count())
@@ -859,8 +1072,9 @@ impl Database {
     /// Writes a checkpoint of the whole state, then removes the log and checkpoints it
     /// covers. Writers wait while the state is copied (for a large state, while it is
     /// written into the file's page cache), never for its fsync; readers do not wait. With
-    /// `Options::hot_rows_max`, tables over the cap first flush to the cold tier, under the
-    /// write lock: readers and writers wait for that flush, its fsyncs included.
+    /// `Options::hot_rows_max`, tables over the cap first flush to the cold tier: writers
+    /// wait while the rows to flush are copied and while the written segment is swapped in,
+    /// not while it is encoded, written and fsynced; readers wait only for the swap.
     pub fn checkpoint(&self) -> Result<u64> {
         self.shared.checkpoint()
     }
@@ -921,13 +1135,10 @@ impl Database {
     }
 
     fn stop_worker(&self) {
-        let compactor = self
-            .compactor
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(compactor) = compactor {
-            compactor.stop();
+        let maintenance =
+            std::mem::take(&mut *self.maintenance.lock().unwrap_or_else(|p| p.into_inner()));
+        for worker in maintenance {
+            worker.stop();
         }
         let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(worker) = worker {

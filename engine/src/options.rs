@@ -42,6 +42,14 @@ pub struct Options {
     /// moves its lowest-key rows to a new Parquet segment, keeping half this many hot.
     /// `None` (the default): everything stays hot.
     pub hot_rows_max: Option<usize>,
+    /// Start the background flush worker (with `hot_rows_max`): whenever a table's hot tier
+    /// holds more than `hot_rows_max` rows, it moves the lowest-key rows to a new segment,
+    /// keeping half the cap hot, then writes a checkpoint, so that callers need not
+    /// checkpoint to keep the hot tier bounded. Writers wait while the rows are copied and
+    /// while the segment is swapped in, not while it is encoded, written and fsynced. The
+    /// hot tier can pass the cap by what writers insert during one flush; nothing throttles
+    /// them. Off by default.
+    pub flush_worker: bool,
     /// Start the background compaction worker, which runs `Database::compact_step` until
     /// there is nothing to compact, then waits a second. Off by default.
     pub compaction_worker: bool,
@@ -83,6 +91,7 @@ impl Default for Options {
             sync: Sync::Always,
             background_worker: true,
             hot_rows_max: None,
+            flush_worker: false,
             compaction_worker: false,
             compaction_base_rows: crate::limits::COMPACTION_BASE_ROWS,
             checkpoint_copy_bytes_max: crate::limits::CHECKPOINT_COPY_BYTES_MAX,

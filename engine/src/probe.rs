@@ -65,8 +65,10 @@ pub enum Probe {
     /// Emptied nodes were reclaimed (their slots given to a neighbour, a parent collapsed).
     AlexNodeReclaim,
     // ---- checkpoints and open (engine/src/db.rs) ----
-    /// A checkpoint moved hot rows into a new cold segment.
+    /// A flush moved hot rows into a new cold segment.
     ColdFlush,
+    /// A row updated or deleted while its flush wrote it was hidden in the new segment.
+    ColdWrittenDuringFlush,
     /// A compaction step merged segments of one tier (or the small ones) into one.
     ColdMerge,
     /// A compaction step rewrote a segment to drop the rows its deletion vector hides.
@@ -94,7 +96,7 @@ impl Probe {
     pub const COUNT: usize = Probe::ALL.len();
 
     /// Every probe, in declaration order.
-    pub const ALL: [Probe; 26] = [
+    pub const ALL: [Probe; 27] = [
         Probe::WalLogEndLost,
         Probe::WalTornTailTruncated,
         Probe::WalTornCreationRemoved,
@@ -112,6 +114,7 @@ impl Probe {
         Probe::AlexRootGrowth,
         Probe::AlexNodeReclaim,
         Probe::ColdFlush,
+        Probe::ColdWrittenDuringFlush,
         Probe::ColdMerge,
         Probe::ColdRewriteDead,
         Probe::ColdHiddenDuringMerge,
@@ -143,6 +146,7 @@ impl Probe {
             Probe::AlexRootGrowth => "alex.root_growth",
             Probe::AlexNodeReclaim => "alex.node_reclaim",
             Probe::ColdFlush => "cold.flush",
+            Probe::ColdWrittenDuringFlush => "cold.written_during_flush",
             Probe::ColdMerge => "cold.merge",
             Probe::ColdRewriteDead => "cold.rewrite_dead",
             Probe::ColdHiddenDuringMerge => "cold.hidden_during_merge",

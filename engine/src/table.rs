@@ -78,6 +78,57 @@ pub(crate) struct Table {
     restoring: Vec<(i64, RowLocation)>,
     /// Rows flushed to Parquet segments (crate::cold).
     pub cold: ColdTier,
+    /// Writes to the keys of a flush in flight (set under the read lock by
+    /// [`Table::flush_snapshot`]; writers, who hold the write lock, reach it with `get_mut`).
+    flush_watch: std::sync::Mutex<Option<FlushWatch>>,
+}
+
+/// The rows a flush copied out of the hot tier: keys ascending, each row's packed bytes.
+/// It is written as a segment with no lock held ([`FlushSnapshot::write`]).
+pub(crate) struct FlushSnapshot {
+    layout: RowLayout,
+    keys: Vec<i64>,
+    /// Where each row's bytes end in `bytes`.
+    ends: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl FlushSnapshot {
+    /// Rows copied.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Writes the rows as segment `id` of table `table_id` in `dir`, durably (see
+    /// [`ColdTier::write_segment`]); the table lists it at [`Table::flush_install`].
+    pub fn write(
+        &self,
+        fs: &dyn Fs,
+        dir: &std::path::Path,
+        table_id: TableId,
+        def: &TableDef,
+        id: u64,
+        lsn: u64,
+    ) -> Result<crate::cold::Segment> {
+        let mut start = 0;
+        let rows: Vec<RowRef<'_>> = self
+            .keys
+            .iter()
+            .zip(&self.ends)
+            .map(|(&key, &end)| {
+                let row = RowRef::new(&self.layout, key, &self.bytes[start..end]);
+                start = end;
+                row
+            })
+            .collect();
+        ColdTier::write_segment(fs, dir, table_id, def, &rows, lsn, id)
+    }
+}
+
+/// Updates and deletes, since a flush's snapshot, of hot keys up to the flush's last key.
+struct FlushWatch {
+    last: i64,
+    written: Vec<i64>,
 }
 
 impl Table {
@@ -92,6 +143,7 @@ impl Table {
             scratch: Vec::new(),
             restoring: Vec::new(),
             cold: ColdTier::default(),
+            flush_watch: std::sync::Mutex::new(None),
         }
     }
 
@@ -492,6 +544,7 @@ impl Table {
             self.apply_insert(&[key], vec![row]);
             return;
         };
+        self.note_write(key);
         self.scratch.clear();
         self.layout.pack(&row, &mut self.scratch);
         let moved = self.rows.replace(&self.layout, location, &self.scratch);
@@ -507,6 +560,7 @@ impl Table {
     pub fn apply_delete(&mut self, key: i64, located: Located) {
         match located {
             Located::Hot => {
+                self.note_write(key);
                 let removed = self.remove_hot(key);
                 debug_assert!(removed, "delete of hot key {key} found no row");
             }
@@ -676,56 +730,120 @@ impl Table {
         })
     }
 
-    /// Moves the lowest-key hot rows into a new cold segment in `dir`, keeping `keep_rows`
-    /// hot. Returns whether it flushed. On `Err` the table is unchanged (a file may be left
-    /// behind, never listed).
-    pub fn flush(
-        &mut self,
-        fs: &dyn Fs,
-        dir: &std::path::Path,
-        keep_rows: usize,
-        lsn: u64,
-    ) -> Result<bool> {
+    /// A flush, first phase (under the read lock; writers wait only for this copy): copies
+    /// the lowest-key hot rows, all but `keep_rows`, and from now on records every update
+    /// and delete of their keys, until [`Table::flush_install`] or
+    /// [`Table::flush_abandon`]. `None` if there is nothing to flush.
+    pub fn flush_snapshot(&self, keep_rows: usize) -> Option<FlushSnapshot> {
         let count = self.hot_len().saturating_sub(keep_rows);
         if count == 0 {
-            return Ok(false);
+            return None;
         }
-        let mut cold = std::mem::take(&mut self.cold);
-        let written = {
-            let rows: Vec<RowRef<'_>> = self
-                .scan_hot(Bound::Unbounded, Bound::Unbounded)
-                .take(count)
-                .collect();
-            cold.write_segment(fs, dir, self.id, &self.def, &rows, lsn)
-                .map(|segment| (segment, rows.iter().map(|r| r.key()).collect::<Vec<i64>>()))
+        let mut snapshot = FlushSnapshot {
+            layout: self.layout.clone(),
+            keys: Vec::with_capacity(count),
+            ends: Vec::with_capacity(count),
+            bytes: Vec::new(),
         };
-        self.cold = cold;
-        let (segment, keys) = written?;
-        crate::probe!(ColdFlush);
-        self.remove_lowest(&keys);
-        self.cold.add(segment);
-        // The flushed rows' space is free now; a large flush leaves mostly free pages.
-        self.maybe_rebuild();
-        Ok(true)
+        for (key, location) in
+            PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded).take(count)
+        {
+            let len = self.rows.len_at(&self.layout, location);
+            snapshot
+                .bytes
+                .extend_from_slice(&self.rows.bytes(location)[..len]);
+            snapshot.keys.push(key);
+            snapshot.ends.push(snapshot.bytes.len());
+        }
+        let last = *snapshot.keys.last()?;
+        *self.flush_watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(FlushWatch {
+            last,
+            written: Vec::new(),
+        });
+        Some(snapshot)
     }
 
-    /// Removes the hot rows of `keys`, the lowest keys of the hot tier in order. The index
-    /// is rebuilt by one bulk load of the keys above them: removing a flush's keys one by one
-    /// took 44% of a shuffled-key ingest (ALEX shifts each data node's slots per remove).
-    fn remove_lowest(&mut self, keys: &[i64]) {
+    /// Ends a flush whose segment was not written: stops recording writes.
+    pub fn flush_abandon(&self) {
+        *self.flush_watch.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// A flush, last phase (under the write lock): lists `segment`, written from `snapshot`
+    /// with no lock held, and drops from the hot tier the flushed rows that nobody wrote
+    /// since the snapshot. A row updated or deleted meanwhile has its newer state in the
+    /// hot tier (or none), so its copy in the segment is hidden at once in the segment's
+    /// deletion vector: every key keeps one visible version.
+    pub fn flush_install(&mut self, snapshot: &FlushSnapshot, segment: crate::cold::Segment) {
+        let watch = self
+            .flush_watch
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let mut written = watch.map(|w| w.written).unwrap_or_default();
+        written.sort_unstable();
+        written.dedup();
+        crate::probe!(ColdFlush);
+        let at = self.cold.add(segment);
+        let mut moved = Vec::with_capacity(snapshot.keys.len());
+        let mut touched = written.iter().peekable();
+        for (row, &key) in snapshot.keys.iter().enumerate() {
+            while touched.next_if(|&&k| k < key).is_some() {}
+            if touched.next_if(|&&k| k == key).is_some() {
+                crate::probe!(ColdWrittenDuringFlush);
+                self.cold.hide(crate::cold::ColdPosition {
+                    segment: at,
+                    row: row as u32,
+                });
+            } else {
+                moved.push(key);
+            }
+        }
+        self.remove_flushed(&moved);
+        // The flushed rows' space is free now; a large flush leaves mostly free pages.
+        self.maybe_rebuild();
+    }
+
+    /// Removes the hot rows of `keys` (ascending; every one in the hot tier). The index is
+    /// rebuilt by one bulk load of the rest: removing a flush's keys one by one took 44% of
+    /// a shuffled-key ingest (ALEX shifts each data node's slots per remove).
+    fn remove_flushed(&mut self, keys: &[i64]) {
         let Some(&last) = keys.last() else {
             return;
         };
-        let flushed: Vec<(i64, RowLocation)> =
-            PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Included(last)).collect();
-        debug_assert!(flushed.iter().map(|p| p.0).eq(keys.iter().copied()));
-        let rest: Vec<(i64, RowLocation)> =
-            PrimaryIndex::range(&self.index, Bound::Excluded(last), Bound::Unbounded).collect();
-        let rebuilt = self.build_index(&rest);
-        match rebuilt {
+        let mut flushed = Vec::with_capacity(keys.len());
+        let mut rest = Vec::with_capacity(self.hot_len().saturating_sub(keys.len()));
+        let mut next = keys.iter().peekable();
+        for (key, location) in PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded)
+        {
+            if key <= last && next.next_if(|&&k| k == key).is_some() {
+                flushed.push(location);
+            } else {
+                rest.push((key, location));
+            }
+        }
+        debug_assert_eq!(flushed.len(), keys.len(), "a flushed key left the hot tier");
+        if flushed.len() >= rest.len() {
+            // Most of the store goes: copying the rest into fresh pages (in key order) costs
+            // less than freeing each flushed row and then rebuilding a mostly free store.
+            let mut fresh = RowArena::default();
+            let pairs: Vec<(i64, RowLocation)> = rest
+                .iter()
+                .map(|&(key, location)| {
+                    let len = self.rows.len_at(&self.layout, location);
+                    (key, fresh.insert(&self.rows.bytes(location)[..len]))
+                })
+                .collect();
+            if let Ok(index) = self.build_index(&pairs) {
+                self.index = index;
+                self.rows = fresh;
+                return;
+            }
+            debug_assert!(false, "bulk load after a flush failed");
+        }
+        match self.build_index(&rest) {
             Ok(index) => {
                 self.index = index;
-                for (_, location) in flushed {
+                for location in flushed {
                     self.rows.remove(&self.layout, location);
                 }
             }
@@ -736,6 +854,19 @@ impl Table {
                 for &key in keys {
                     self.remove_hot(key);
                 }
+            }
+        }
+    }
+
+    /// Records a write of hot key `key` for a flush in flight (see [`Table::flush_snapshot`]).
+    fn note_write(&mut self, key: i64) {
+        if let Some(watch) = self
+            .flush_watch
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+        {
+            if key <= watch.last {
+                watch.written.push(key);
             }
         }
     }
@@ -867,4 +998,115 @@ fn pack_and_store(
     scratch.clear();
     layout.pack(row, scratch);
     store.insert(scratch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::OsEnv;
+    use crate::schema::{Column, DataType};
+
+    fn table() -> Table {
+        let def = TableDef::new(
+            "t",
+            vec![
+                Column::new("k", DataType::Int64).primary_key(),
+                Column::new("v", DataType::Int64),
+            ],
+        )
+        .expect("valid definition");
+        Table::new(1, Arc::new(def))
+    }
+
+    fn row(k: i64, v: i64) -> Row {
+        vec![Value::Int64(k), Value::Int64(v)]
+    }
+
+    fn contents(t: &Table) -> Vec<(i64, i64)> {
+        let mut rows: Vec<(i64, i64)> = t
+            .scan(Bound::Unbounded, Bound::Unbounded)
+            .expect("scan")
+            .into_iter()
+            .map(|r| match (&r[0], &r[1]) {
+                (Value::Int64(k), Value::Int64(v)) => (*k, *v),
+                other => panic!("unexpected row {other:?}"),
+            })
+            .collect();
+        rows.sort_unstable();
+        rows
+    }
+
+    /// Writers run between a flush's copy and its install (the segment is written with no
+    /// lock held): what they wrote wins, and every key has one visible version after.
+    #[test]
+    fn writes_during_a_flush_survive_its_install() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fs = OsEnv::new();
+        let mut t = table();
+        let mut model = std::collections::BTreeMap::new();
+        let keys: Vec<i64> = (0..100).map(|i| i * 10).collect();
+        let rows: Vec<Row> = keys.iter().map(|&k| row(k, k)).collect();
+        t.apply_insert(&keys, rows);
+        keys.iter().for_each(|&k| {
+            model.insert(k, k);
+        });
+
+        let snapshot = t.flush_snapshot(40).expect("60 rows to flush");
+        assert_eq!(snapshot.len(), 60);
+        // Within the flushed keys (0..=590): updates, deletes, a delete then re-insert;
+        // above them, an update the flush must not see; and a new key inside the range.
+        for (k, v) in [(0, 1), (100, 2), (590, 3), (600, 4)] {
+            let located = t.check_update(k, &row(k, v)).expect("update");
+            t.apply_update(k, row(k, v), located);
+            model.insert(k, v);
+        }
+        for k in [10, 200, 250] {
+            let located = t.locate(k).expect("locate").expect("present");
+            t.apply_delete(k, located);
+            model.remove(&k);
+        }
+        t.check_insert(&[row(250, 9), row(255, 8)])
+            .expect("absent keys");
+        t.apply_insert(&[250, 255], vec![row(250, 9), row(255, 8)]);
+        model.insert(250, 9);
+        model.insert(255, 8);
+        assert_eq!(contents(&t), model.clone().into_iter().collect::<Vec<_>>());
+
+        let id = t.cold.reserve_id();
+        let segment = snapshot
+            .write(&fs, dir.path(), t.id, &t.def.clone(), id, 1)
+            .expect("segment written");
+        crate::probe::reset();
+        t.flush_install(&snapshot, segment);
+        let hidden = crate::probe::counts()[crate::probe::Probe::ColdWrittenDuringFlush as usize].1;
+        // 0, 100, 590 updated; 10, 200, 250 deleted (250 then inserted again).
+        assert_eq!(hidden, 6);
+        t.check_invariants().expect("invariants");
+        assert_eq!(contents(&t), model.clone().into_iter().collect::<Vec<_>>());
+        assert_eq!(t.len(), model.len());
+        // The 54 untouched flushed rows are cold; everything written since is hot.
+        assert_eq!(t.cold.visible_rows(), 54);
+        for k in [0, 100, 590, 250, 255, 600] {
+            assert!(t.hot_contains(k), "key {k} was written during the flush");
+        }
+        assert!(!t.hot_contains(20) && t.contains(20).expect("lookup"));
+        assert!(!t.contains(10).expect("lookup") && !t.contains(200).expect("lookup"));
+    }
+
+    /// A flush abandoned (its write failed) leaves the table as the writers left it.
+    #[test]
+    fn an_abandoned_flush_changes_nothing() {
+        let mut t = table();
+        let keys: Vec<i64> = (0..10).collect();
+        t.apply_insert(&keys, keys.iter().map(|&k| row(k, 0)).collect());
+        let snapshot = t.flush_snapshot(2).expect("8 rows to flush");
+        let located = t.check_update(3, &row(3, 7)).expect("update");
+        t.apply_update(3, row(3, 7), located);
+        t.flush_abandon();
+        drop(snapshot);
+        assert_eq!(t.hot_len(), 10);
+        assert!(t.cold.is_empty());
+        assert_eq!(contents(&t)[3], (3, 7));
+        t.check_invariants().expect("invariants");
+    }
 }

@@ -16,6 +16,7 @@
 //! | 4 | BUGGIFY knobs: log segment and buffer sizes and the checkpoint copy threshold drawn per seed ([`crate::workload::Knobs`]) |
 //! | 5 | ALEX node capacity and inner fanout drawn per seed too (seed file 0009: a failed seal for appends left a stale slot) |
 //! | 6 | damage at rest after a clean close and after a crash: files cut, removed, zeroed ([`crate::at_rest`]; seed file 0010: a missing cold file was an I/O error) |
+//! | 7 | the background flush worker (`Options::flush_worker`) on for half the seeds with a hot-tier cap: its copy, write and install phases are worker steps, so writes land between them |
 
 use omendb_faults::FaultPlan;
 use std::fmt;
@@ -165,9 +166,9 @@ pub struct RunConfig {
 }
 
 /// The default schedule generation (module doc).
-pub const SCHEDULE_CURRENT: u32 = 6;
+pub const SCHEDULE_CURRENT: u32 = 7;
 /// The newest generation, which may not be the default while it fails seeds.
-pub const SCHEDULE_MAX: u32 = 6;
+pub const SCHEDULE_MAX: u32 = 7;
 const _: () = assert!(SCHEDULE_CURRENT <= SCHEDULE_MAX);
 
 impl RunConfig {
@@ -202,6 +203,11 @@ impl RunConfig {
     /// Whether damage at rest is injected while the process is down (generation 6 on).
     pub fn at_rest(&self) -> bool {
         self.schedule >= 6
+    }
+
+    /// Whether the flush worker is drawn per seed (generation 7 on).
+    pub fn flush_worker_drawn(&self) -> bool {
+        self.schedule >= 7
     }
 
     /// Parses a schedule generation, 1 to [`SCHEDULE_MAX`].
@@ -273,6 +279,7 @@ mod tests {
             ..RunConfig::default()
         };
         assert!(!at(5).at_rest() && at(6).at_rest() && at(6).alex_knobs());
+        assert!(!at(6).flush_worker_drawn() && at(7).flush_worker_drawn() && at(7).at_rest());
         assert!(RunConfig::parse_schedule(&SCHEDULE_MAX.to_string()).is_ok());
         assert!(RunConfig::parse_schedule(&(SCHEDULE_MAX + 1).to_string()).is_err());
     }

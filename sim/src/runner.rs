@@ -220,6 +220,11 @@ impl Sim {
                 config.alex_knobs(),
             );
         }
+        if config.flush_worker_drawn() && workload.hot_rows_max.is_some() {
+            // A stream of its own too (generation 7 on).
+            workload.flush_worker =
+                ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_c0de_0c0f_0007).random_bool(0.5);
+        }
         let mut plan = config.faults.apply(FaultPlan::from_seed(seed));
         if plan.space_limit_bytes.is_some() {
             // The plan draws limits for large disks; a simulated database is small, so
@@ -772,8 +777,10 @@ impl Sim {
                 sync: self.workload.sync,
                 background_worker: true,
                 hot_rows_max: self.workload.hot_rows_max,
-                // The simulator steps compaction itself (Action::Compact).
+                // The simulator steps compaction itself (Action::Compact); the flush
+                // worker's phases are steps of Action::StepWorkers.
                 compaction_worker: false,
+                flush_worker: self.workload.flush_worker,
                 checkpoint_copy_bytes_max: self.workload.checkpoint_copy_bytes_max,
                 compaction_base_rows: self.workload.compaction_base_rows,
                 log_segment_bytes_target: self.workload.knobs.log_segment_bytes_target,

@@ -245,6 +245,8 @@ pub struct Workload {
     pub compaction_base_rows: u64,
     /// The engine's size settings (BUGGIFY knobs).
     pub knobs: Knobs,
+    /// `Options::flush_worker` (schedule generation 7 on, with `hot_rows_max`).
+    pub flush_worker: bool,
 }
 
 /// Engine settings that production keeps at their defaults and the simulator draws per
@@ -358,6 +360,7 @@ impl Workload {
             checkpoint_copy_bytes_max: omendb::limits::CHECKPOINT_COPY_BYTES_MAX,
             compaction_base_rows: omendb::limits::COMPACTION_BASE_ROWS,
             knobs: Knobs::default(),
+            flush_worker: false,
         }
     }
 

@@ -17,8 +17,9 @@
 //!   loop, with the iteration and the difference.
 //!
 //! Modes: `always` (`Sync::Always`), `batch` (`Sync::Batch` with a 10 ms delay), `cold`
-//! (`Sync::Always`, a 64-row hot tier flushed by frequent checkpoints, and the compaction
-//! worker merging segments, so kills land in flushes and compactions too). `unsafe` checks
+//! (`Sync::Always`, a 64-row hot tier flushed by frequent checkpoints and by the flush
+//! worker on its own thread while the writer goes on, and the compaction worker merging
+//! segments, so kills land in flushes and compactions too). `unsafe` checks
 //! the checker: `Sync::None` held to `Sync::Always`'s promise, which the loop must refuse.
 //!
 //! ```text
@@ -101,6 +102,7 @@ impl Mode {
             }),
             Mode::Cold => Options {
                 hot_rows_max: Some(64),
+                flush_worker: true,
                 compaction_worker: true,
                 compaction_base_rows: 256,
                 ..Options::with_sync(Sync::Always)

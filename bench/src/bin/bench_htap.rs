@@ -20,6 +20,12 @@
 //! load and the reads (it needs `--checkpoint-every` small enough that the hot tier stays
 //! near `--hot`; for 1B rows, `--checkpoint-every 5000000`).
 //!
+//! With `--flush-worker`, the loader never checkpoints: the engine's flush worker moves rows
+//! to the cold tier whenever the hot tier passes `--hot` (off the write lock: writers wait
+//! only for the copy of the rows and the swap) and checkpoints after each flush, on the
+//! other core, as an application that leaves maintenance to the engine would run it. The
+//! load ends with one checkpoint, timed in the ingest.
+//!
 //! With `--duckdb`, runs `scripts/duckdb-bench.sh` over the same database directory
 //! afterwards (DuckDB over the cold segment files, and a native DuckDB table of the same
 //! rows) and prints the ratios. The last line is one JSON object.
@@ -104,8 +110,10 @@ fn main() -> omendb::Result<()> {
         // `--compact`: the background compaction worker runs during the load (size-tiered
         // merges off the write lock), as a long-lived database would.
         compaction_worker: flag("--compact"),
+        flush_worker: flag("--flush-worker"),
         ..Options::default()
     };
+    let loader_checkpoints = !options.flush_worker;
     let db = Database::open(&dir, options.clone())?;
     if !reuse {
         db.create_table(TableDef::new(
@@ -140,7 +148,7 @@ fn main() -> omendb::Result<()> {
         db.insert_batch("t", batch_rows)?;
         since += end - i;
         i = end;
-        if since >= every {
+        if since >= every && loader_checkpoints {
             let t = Instant::now();
             db.checkpoint()?;
             checkpoint_s += t.elapsed().as_secs_f64();
@@ -333,7 +341,8 @@ fn main() -> omendb::Result<()> {
         }
     }
     println!(
-        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"segments\":{segments},\"compaction_drain_s\":{drain_s:.2},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes}{duck}}}",
+        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"flush_worker\":{},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"segments\":{segments},\"compaction_drain_s\":{drain_s:.2},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes}{duck}}}",
+        options.flush_worker,
         range_s * 1e3,
         cold_memory as f64 / cold_rows as f64
     );

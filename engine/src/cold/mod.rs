@@ -563,14 +563,16 @@ impl ColdTier {
     /// Writes `rows` (strictly ascending keys, valid for `def`) as a new segment in `dir`,
     /// durably: its Parquet file and its sidecar index; the tier lists it only when
     /// [`ColdTier::add`] is called.
+    /// Segment `id` is reserved by the caller ([`ColdTier::reserve_id`]); the write needs no
+    /// access to the tier, so a flush runs it with no lock held.
     pub fn write_segment<'r, R: RowValues<'r>>(
-        &mut self,
         fs: &dyn Fs,
         dir: &Path,
         table_id: u32,
         def: &TableDef,
         rows: &[R],
         lsn: u64,
+        id: u64,
     ) -> Result<Segment> {
         let pk = def.primary_key_index();
         let key_of = |row: Option<&R>| row.and_then(|r| r.value(pk).as_i64());
@@ -587,7 +589,6 @@ impl ColdTier {
             });
         }
         let encoded = segment::encode(def, rows)?;
-        let id = self.reserve_id();
         let index_bytes = encoded.index.encode();
         let meta = SegmentMeta {
             id,
@@ -743,15 +744,17 @@ impl ColdTier {
         Ok(old)
     }
 
-    /// Lists a segment whose rows just left the hot tier.
-    pub fn add(&mut self, segment: Segment) {
-        debug_assert!(self
-            .segments
-            .last()
-            .is_none_or(|s| s.meta.id < segment.meta.id));
+    /// Lists a segment whose rows just left the hot tier; returns its position. Segments
+    /// stay in id order: a compaction that reserved a larger id may have installed its
+    /// output while the flush wrote this one.
+    pub fn add(&mut self, segment: Segment) -> usize {
+        let id = segment.meta.id;
+        debug_assert!(self.segments.iter().all(|s| s.meta.id != id));
+        let at = self.segments.partition_point(|s| s.meta.id < id);
         self.visible_rows += segment.meta.row_count as usize;
-        self.segments.push(Arc::new(segment));
-        self.deleted.push(Arc::new(RoaringBitmap::new()));
+        self.segments.insert(at, Arc::new(segment));
+        self.deleted.insert(at, Arc::new(RoaringBitmap::new()));
+        at
     }
 
     /// Restores from a checkpoint: the segments with their deletion vectors.
