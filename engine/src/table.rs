@@ -389,10 +389,10 @@ impl Table {
             let order = key_order(&keys);
             self.check_distinct(&keys, &order)?;
             if !self.cold.is_empty() {
-                for &i in &order {
-                    if self.cold_contains(keys[i])? {
-                        return Err(self.duplicate_among(&keys, &order));
-                    }
+                let sorted: Vec<i64> = order.iter().map(|&i| keys[i]).collect();
+                if self.cold.smallest_present(&self.def, &sorted)?.is_some() {
+                    // The smallest key present in either tier names the error.
+                    return Err(self.duplicate_among(&keys, &order));
                 }
             }
             let locations = self.store_rows(&rows, &order);

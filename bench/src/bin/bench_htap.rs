@@ -113,7 +113,8 @@ fn main() -> omendb::Result<()> {
         flush_worker: flag("--flush-worker"),
         ..Options::default()
     };
-    let loader_checkpoints = !options.flush_worker;
+    let flush_worker = options.flush_worker;
+    let loader_checkpoints = !flush_worker;
     let db = Database::open(&dir, options.clone())?;
     if !reuse {
         db.create_table(TableDef::new(
@@ -158,9 +159,10 @@ fn main() -> omendb::Result<()> {
         if last_report.elapsed() > Duration::from_secs(30) {
             last_report = Instant::now();
             eprintln!(
-                "  {i} rows, {:.0} rows/s, {} segments",
+                "  {i} rows, {:.0} rows/s, {} segments, {} hot rows",
                 i as f64 / started.elapsed().as_secs_f64(),
-                db.cold_segment_count("t")?
+                db.cold_segment_count("t")?,
+                db.hot_row_count("t")?
             );
         }
     }
@@ -342,7 +344,7 @@ fn main() -> omendb::Result<()> {
     }
     println!(
         "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"flush_worker\":{},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"segments\":{segments},\"compaction_drain_s\":{drain_s:.2},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes}{duck}}}",
-        options.flush_worker,
+        flush_worker,
         range_s * 1e3,
         cold_memory as f64 / cold_rows as f64
     );

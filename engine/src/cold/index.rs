@@ -76,7 +76,42 @@ pub(crate) fn build_filter(keys: &[i64]) -> Option<BinaryFuse8> {
     BinaryFuse8::try_from_iterator(keys.iter().map(|&k| filter_key(k))).ok()
 }
 
+/// The three fingerprint slots `BinaryFuse8::contains` reads for `key`, computed as xorf
+/// 0.13 computes them (its hashing is not public). Only a prefetch hint uses them: were a
+/// new xorf to hash otherwise, prefetches would miss and nothing else would change (the
+/// test below compares against `contains`).
+fn filter_slots(filter: &BinaryFuse8, key: u64) -> [usize; 3] {
+    let d = &filter.descriptor;
+    let mut hash = key.wrapping_add(d.seed);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    let h0 = ((u128::from(hash) * u128::from(d.segment_count_length)) >> 64) as u32;
+    let h1 = h0.wrapping_add(d.segment_length) ^ (((hash >> 18) as u32) & d.segment_length_mask);
+    let h2 = h0
+        .wrapping_add(d.segment_length)
+        .wrapping_add(d.segment_length)
+        ^ ((hash as u32) & d.segment_length_mask);
+    [h0 as usize, h1 as usize, h2 as usize]
+}
+
 impl SegmentIndex {
+    /// Starts loading the filter's cache lines that [`SegmentIndex::may_contain`] of `key`
+    /// will read: a batch of probes into a filter larger than the caches overlaps its misses
+    /// this way instead of taking them one after another.
+    #[inline]
+    pub fn prefetch_filter(&self, key: i64) {
+        if let Some(filter) = &self.filter {
+            for slot in filter_slots(filter, filter_key(key)) {
+                if let Some(byte) = filter.fingerprints.get(slot) {
+                    crate::mem::prefetch(byte);
+                }
+            }
+        }
+    }
+
     /// Whether the segment may hold `key` (no false negatives).
     #[inline]
     pub fn may_contain(&self, key: i64) -> bool {
@@ -272,6 +307,35 @@ fn fuse_from_parts(descriptor: &[u8], fingerprints: &[u8]) -> Option<BinaryFuse8
 
 #[cfg(test)]
 mod tests {
+    use xorf::Filter;
+
+    /// The prefetch hint reads the slots `contains` reads: for keys in the filter, the three
+    /// fingerprints XOR to the key's fingerprint, as `contains` requires.
+    #[test]
+    fn filter_slots_are_the_ones_contains_reads() {
+        let keys: Vec<i64> = (0..50_000i64).map(|i| i * 7_919 - 1_000_000).collect();
+        let filter = build_filter(&keys).expect("filter");
+        let mut agree = 0;
+        for &key in &keys {
+            let slots = filter_slots(&filter, filter_key(key));
+            let xor = slots
+                .iter()
+                .fold(0u8, |x, &slot| x ^ filter.fingerprints[slot]);
+            let mut hash = filter_key(key).wrapping_add(filter.descriptor.seed);
+            hash ^= hash >> 33;
+            hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+            hash ^= hash >> 33;
+            hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+            hash ^= hash >> 33;
+            let fingerprint = (hash ^ (hash >> 32)) as u8;
+            assert!(filter.contains(&filter_key(key)));
+            if xor == fingerprint {
+                agree += 1;
+            }
+        }
+        assert_eq!(agree, keys.len(), "the slots differ from xorf's");
+    }
+
     use super::*;
 
     fn sample(keys: &[i64]) -> SegmentIndex {

@@ -415,6 +415,10 @@ impl KeyPageCache {
     }
 }
 
+/// How many keys ahead [`ColdTier::smallest_present`] prefetches filter slots: three misses
+/// a key, so about 24 lines in flight.
+const FILTER_PREFETCH_AHEAD: usize = 8;
+
 /// The cold tier of one table.
 #[derive(Default)]
 pub(crate) struct ColdTier {
@@ -522,6 +526,39 @@ impl ColdTier {
             .binary_search(&key)
             .ok()
             .map(|at| (segment.index.key_pages[page].first_row + at as u64) as u32))
+    }
+
+    /// The smallest of `sorted` (ascending keys) with a visible cold row, if any: the
+    /// duplicate check of a batch insert. Segment by segment, only the keys in its range,
+    /// with the filter slots of the keys a few places ahead prefetched, so that a batch's
+    /// filter misses overlap (a filter per segment, each larger than the caches once
+    /// segments hold millions of rows).
+    pub fn smallest_present(&self, def: &TableDef, sorted: &[i64]) -> Result<Option<i64>> {
+        let pk = def.primary_key_index();
+        let mut smallest: Option<i64> = None;
+        for (i, segment) in self.segments.iter().enumerate() {
+            let from = sorted.partition_point(|&k| k < segment.meta.key_min);
+            let to = sorted.partition_point(|&k| k <= segment.meta.key_max);
+            let keys = &sorted[from..to.max(from)];
+            for (j, &key) in keys.iter().enumerate() {
+                if smallest.is_some_and(|s| key >= s) {
+                    break;
+                }
+                if let Some(&ahead) = keys.get(j + FILTER_PREFETCH_AHEAD) {
+                    segment.index.prefetch_filter(ahead);
+                }
+                if !segment.index.may_contain(key) {
+                    continue;
+                }
+                if let Some(row) = self.row_in(i, key, pk)? {
+                    if !self.deleted[i].contains(row) {
+                        smallest = Some(key);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(smallest)
     }
 
     /// Where the visible cold version of `key` is, if there is one.
