@@ -357,18 +357,13 @@ impl Catalog {
         }
     }
 
-    /// Appends `rows` to a table restored from a checkpoint: valid for its schema, and
-    /// continuing a strictly ascending key order. [`Catalog::restore_finish`] ends it.
-    pub fn restore_rows(&mut self, id: TableId, rows: Vec<Row>) -> std::result::Result<(), String> {
-        self.restoring(id)?.restore_append(rows)
-    }
-
-    /// Builds the index of a table whose rows [`Catalog::restore_rows`] restored.
+    /// Builds the index of a table whose rows [`Table::restore_packed`] restored.
     pub fn restore_finish(&mut self, id: TableId) -> std::result::Result<(), String> {
         self.restoring(id)?.restore_finish()
     }
 
-    fn restoring(&mut self, id: TableId) -> std::result::Result<&mut Table, String> {
+    /// The table being restored from a checkpoint (see [`Table::restore_packed`]).
+    pub(crate) fn restoring(&mut self, id: TableId) -> std::result::Result<&mut Table, String> {
         self.tables
             .get_mut(&id)
             .ok_or_else(|| format!("table #{id} was not restored"))

@@ -59,8 +59,6 @@ const VERSION_NO_COLD: u32 = 1;
 const HEADER_BYTES: usize = 32;
 const TRAILER_BYTES: usize = 12;
 const TEMP_NAME: &str = "checkpoint.tmp";
-/// Rows decoded before they are handed to their table, when loading.
-const RESTORE_CHUNK_ROWS: u64 = 1 << 16;
 /// Bytes of each write to the file.
 const WRITE_CHUNK_BYTES: usize = 1 << 20;
 
@@ -376,7 +374,7 @@ impl<'f> Reader<'f> {
     }
 
     /// Decodes one value with `f`; errors name the file offset.
-    fn decode<T>(&mut self, f: impl Fn(&mut Decoder<'_>) -> DecodeResult<T>) -> Result<T> {
+    fn decode<T>(&mut self, mut f: impl FnMut(&mut Decoder<'_>) -> DecodeResult<T>) -> Result<T> {
         loop {
             let mut dec = Decoder::new(&self.window[self.pos..]);
             match f(&mut dec) {
@@ -490,19 +488,21 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
                 format!("row count {row_count} exceeds what the file holds"),
             ));
         }
-        // Rows go into the table a chunk at a time, so a large table is never held twice.
-        let mut left = row_count;
-        while left > 0 {
-            let chunk = left.min(RESTORE_CHUNK_ROWS);
-            left -= chunk;
-            let rows_at = r.at();
-            let mut rows = Vec::with_capacity(chunk as usize);
-            for _ in 0..chunk {
-                rows.push(r.decode(|d| d.row())?);
-            }
-            catalog
-                .restore_rows(id, rows)
-                .map_err(|e| r.corrupt(rows_at, format!("rows of table {:?}: {e}", def.name())))?;
+        // Each row is decoded straight into its packed form and stored: no owned row,
+        // nothing held twice.
+        let table = catalog.restoring(id).map_err(|e| r.corrupt(table_at, e))?;
+        let layout = table.layout().clone();
+        let mut packed = Vec::new();
+        for i in 0..row_count {
+            let row_at = r.at();
+            let key = r.decode(|d| {
+                packed.clear();
+                layout.pack_encoded(&def, d, &mut packed)
+            })?;
+            key.and_then(|key| table.restore_packed(key, &packed))
+                .map_err(|e| {
+                    r.corrupt(row_at, format!("row {i} of table {:?}: {e}", def.name()))
+                })?;
         }
         let rows_end = r.at();
         catalog

@@ -28,11 +28,14 @@
 //! twice its live rows. The rebuild is O(live rows) under the state's write lock, amortised
 //! over at least as many bytes of writes.
 //!
-//! These bytes are produced by the engine from validated rows and never read from disk, so
-//! they are trusted: a malformed packed row is an engine bug, caught by `debug_assert` and by
+//! These bytes are produced by the engine from validated rows ([`RowLayout::pack`]) or from a
+//! checkpoint's encoded rows after checking each value ([`RowLayout::pack_encoded`]), so they
+//! are trusted: a malformed packed row is an engine bug, caught by `debug_assert` and by
 //! [`RowArena::check_location`] in the invariant checks.
 
+use crate::codec::{DecodeResult, Decoder};
 use crate::index::RowLocation;
+use crate::limits;
 use crate::schema::{DataType, Row, TableDef, Value};
 use std::collections::BTreeMap;
 
@@ -197,6 +200,93 @@ impl RowLayout {
                 }
             }
         }
+    }
+
+    /// Decodes one row in the value encoding of crate::codec (the rows of a checkpoint)
+    /// straight into its packed form, appended to `out`: no `Vec<Value>`, no `String` per
+    /// value. The bytes are untrusted, so this checks what [`TableDef::validate_row`] and the
+    /// row-size limit check for an owned row: the arity, each value's type and nullability,
+    /// UTF-8, the value and row size limits. Returns the key, or (inner `Err`) why the row is
+    /// not valid for the table. A [`DecodeError`] means the bytes ran out or are malformed;
+    /// `out` may then hold a partial row, which the caller truncates.
+    pub fn pack_encoded(
+        &self,
+        def: &TableDef,
+        dec: &mut Decoder<'_>,
+        out: &mut Vec<u8>,
+    ) -> DecodeResult<Result<i64, String>> {
+        let columns = def.columns();
+        let count = dec.u16()? as usize;
+        if count != columns.len() {
+            return Ok(Err(format!(
+                "row of {count} values for {} columns",
+                columns.len()
+            )));
+        }
+        let start = out.len();
+        out.resize(start + self.fixed_bytes as usize, 0);
+        let mut var_end = 0u32;
+        let mut key = None;
+        for (slot, column) in self.slots.iter().zip(columns) {
+            let code = dec.u8()?;
+            if code == 0 {
+                let null_bit = match *slot {
+                    Slot::Key => None,
+                    Slot::Fixed { null_bit, .. } | Slot::Var { null_bit, .. } => null_bit,
+                };
+                let Some(bit) = null_bit else {
+                    return Ok(Err(format!(
+                        "NULL in non-nullable column {:?}",
+                        column.name
+                    )));
+                };
+                out[start + (bit / 8) as usize] |= 1 << (bit % 8);
+                if let Slot::Var { offset, .. } = *slot {
+                    let at = start + offset as usize;
+                    out[at..at + 4].copy_from_slice(&var_end.to_le_bytes());
+                }
+                continue;
+            }
+            if DataType::from_code(code) != Some(column.data_type) {
+                return Ok(Err(format!(
+                    "value of type code {code} in column {:?} of type {:?}",
+                    column.name, column.data_type
+                )));
+            }
+            match *slot {
+                Slot::Key => key = Some(dec.i64()?),
+                Slot::Fixed { offset, .. } => {
+                    let at = start + offset as usize;
+                    if column.data_type == DataType::Bool {
+                        let byte = dec.u8()?;
+                        if byte > 1 {
+                            return Err(dec.error(format!("invalid Bool byte {byte}")));
+                        }
+                        out[at] = byte;
+                    } else {
+                        out[at..at + 8].copy_from_slice(dec.take(8)?);
+                    }
+                }
+                Slot::Var { offset, .. } => {
+                    let bytes = dec.blob(limits::VALUE_BYTES_MAX)?;
+                    if column.data_type == DataType::Utf8 && std::str::from_utf8(bytes).is_err() {
+                        return Ok(Err(format!("invalid UTF-8 in column {:?}", column.name)));
+                    }
+                    out.extend_from_slice(bytes);
+                    var_end = var_end.wrapping_add(bytes.len() as u32);
+                    let at = start + offset as usize;
+                    out[at..at + 4].copy_from_slice(&var_end.to_le_bytes());
+                }
+            }
+        }
+        let size_bytes = out.len() - start;
+        if size_bytes > limits::ROW_BYTES_MAX {
+            return Ok(Err(format!(
+                "packed row of {size_bytes} bytes exceeds the limit {}",
+                limits::ROW_BYTES_MAX
+            )));
+        }
+        Ok(key.ok_or_else(|| "the row has no key".to_string()))
     }
 
     /// Length of the packed row that starts `bytes`.
@@ -541,6 +631,17 @@ impl RowArena {
             })
     }
 
+    /// Asks the CPU to start loading the first line of the row at `location`; reads nothing
+    /// of the row itself, so a caller walking rows in key order (scattered in the pages) can
+    /// overlap the misses of the rows ahead.
+    #[inline]
+    pub fn prefetch(&self, location: RowLocation) {
+        let (page, offset) = split(location);
+        if let Some(byte) = self.pages.get(page).and_then(|p| p.get(offset)) {
+            crate::mem::prefetch(byte);
+        }
+    }
+
     /// Stores a packed row; returns its location.
     pub fn insert(&mut self, packed: &[u8]) -> RowLocation {
         let len = packed.len();
@@ -738,7 +839,92 @@ mod tests {
             .collect::<Vec<_>>()
     }
 
+    /// `pack_encoded` of `bytes` into a buffer that already holds 3 bytes, which it keeps.
+    fn pack_encoded_of(bytes: &[u8]) -> DecodeResult<Result<(i64, Vec<u8>), String>> {
+        let def = def();
+        let mut out = vec![0xAA; 3];
+        let key = RowLayout::new(&def).pack_encoded(&def, &mut Decoder::new(bytes), &mut out)?;
+        assert_eq!(out[..3], [0xAA; 3]);
+        Ok(key.map(|k| (k, out[3..].to_vec())))
+    }
+
+    fn encoded(row: &[Value]) -> Vec<u8> {
+        let mut enc = crate::codec::Encoder::new();
+        enc.row(row);
+        enc.bytes
+    }
+
+    fn valid_row() -> Row {
+        vec![
+            Value::Null,
+            Value::Int64(7),
+            Value::Binary(vec![1, 2]),
+            Value::Float64(1.5),
+            Value::Bool(true),
+            Value::Timestamp(-3),
+            Value::Utf8("x".into()),
+            Value::Int64(9),
+        ]
+    }
+
+    #[test]
+    fn pack_encoded_refuses_rows_that_do_not_fit_the_table() {
+        let mut wrong_type = valid_row();
+        wrong_type[2] = Value::Utf8("not binary".into());
+        let mut null_key = valid_row();
+        null_key[1] = Value::Null;
+        let mut null_required = valid_row();
+        null_required[6] = Value::Null;
+        let mut short = valid_row();
+        short.pop();
+        for (row, why) in [
+            (wrong_type, "type code 3 in column \"b\""),
+            (null_key, "NULL in non-nullable column \"k\""),
+            (null_required, "NULL in non-nullable column \"f\""),
+            (short, "row of 7 values for 8 columns"),
+        ] {
+            let refused = pack_encoded_of(&encoded(&row)).expect("decodes");
+            let reason = refused.expect_err("refused");
+            assert!(reason.contains(why), "{reason:?} should say {why:?}");
+        }
+        // Invalid UTF-8 in a Utf8 column, and a Bool byte that is neither 0 nor 1.
+        let mut bytes = encoded(&valid_row());
+        let at = bytes.len() - (1 + 8) - 1; // the "x" of column f, before g
+        bytes[at] = 0xFF;
+        let reason = pack_encoded_of(&bytes)
+            .expect("decodes")
+            .expect_err("refused");
+        assert!(reason.contains("UTF-8"), "{reason:?}");
+        let mut bytes = encoded(&valid_row());
+        let bool_at = bytes.len() - (1 + 8) - (1 + 4 + 1) - (1 + 8) - 1;
+        bytes[bool_at] = 2;
+        let e = pack_encoded_of(&bytes).expect_err("a Bool byte of 2 is malformed");
+        assert!(e.reason.contains("Bool"), "{e:?}");
+    }
+
+    #[test]
+    fn pack_encoded_of_a_truncated_row_is_a_decode_error_at_every_cut() {
+        let bytes = encoded(&valid_row());
+        for cut in 0..bytes.len() {
+            assert!(pack_encoded_of(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(pack_encoded_of(&bytes).is_ok());
+    }
+
     proptest! {
+        #[test]
+        fn pack_encoded_equals_pack_of_the_decoded_row(row in row_strategy()) {
+            let def = def();
+            let key = def.validate_row(&row).expect("generated rows are valid");
+            let mut packed = Vec::new();
+            RowLayout::new(&def).pack(&row, &mut packed);
+            let (decoded_key, decoded) = pack_encoded_of(&encoded(&row))
+                .expect("decodes")
+                .expect("valid");
+            prop_assert_eq!(decoded_key, key);
+            prop_assert_eq!(decoded, packed);
+        }
+
         #[test]
         fn packed_rows_read_back_exactly(row in row_strategy()) {
             let def = def();

@@ -57,6 +57,9 @@ const SCRATCH_BYTES_KEEP: usize = 1 << 20;
 /// covers one DRAM miss, and keeps about 16 misses in flight, within what a core tracks.
 pub(crate) const GET_MANY_AHEAD: usize = 8;
 
+/// How many rows ahead [`Table::iter`] and a flush's copy prefetch: about the misses a core keeps in flight.
+const ITER_PREFETCH_AHEAD: usize = 16;
+
 /// How many keys ahead a batch insert prefetches the index slot of.
 const INSERT_PREFETCH_AHEAD: usize = 8;
 
@@ -475,36 +478,31 @@ impl Table {
         }
     }
 
-    /// Appends `rows` to a table being restored from a checkpoint. The rows must fit the
-    /// schema and continue a strictly ascending key order; [`Table::restore_finish`] builds
-    /// the index once all are in.
-    pub fn restore_append(&mut self, rows: Vec<Row>) -> std::result::Result<(), String> {
-        if self.hot_len() > 0 {
+    /// Appends one packed row (from [`RowLayout::pack_encoded`], which checked it against
+    /// the schema) to a table being restored from a checkpoint; its key must follow the last
+    /// one. [`Table::restore_finish`] builds the index once all are in.
+    pub fn restore_packed(&mut self, key: i64, packed: &[u8]) -> std::result::Result<(), String> {
+        if let Some(&(previous, _)) = self.restoring.last() {
+            if previous >= key {
+                return Err(format!(
+                    "row {}: key {key} does not follow key {previous}",
+                    self.restoring.len()
+                ));
+            }
+        } else if self.hot_len() > 0 {
             return Err("restore into a table that has rows".into());
         }
-        for row in rows {
-            let i = self.restoring.len();
-            let key = self
-                .def
-                .validate_row(&row)
-                .map_err(|e| format!("row {i}: {e}"))?;
-            self.check_row_size(key, &row)
-                .map_err(|e| format!("row {i}: {e}"))?;
-            if let Some(&(previous, _)) = self.restoring.last() {
-                if previous >= key {
-                    return Err(format!("row {i}: key {key} does not follow key {previous}"));
-                }
-            }
-            self.scratch.clear();
-            self.layout.pack(&row, &mut self.scratch);
-            let location = self.rows.insert(&self.scratch);
-            self.restoring.push((key, location));
-        }
-        self.shrink_scratch();
+        let location = self.rows.insert(packed);
+        self.restoring.push((key, location));
         Ok(())
     }
 
-    /// Builds the index of the rows restored by [`Table::restore_append`].
+    /// How this table packs rows (what [`Table::restore_packed`] takes).
+    pub(crate) fn layout(&self) -> &RowLayout {
+        &self.layout
+    }
+
+    /// Builds the index of the rows restored by [`Table::restore_packed`].
     pub fn restore_finish(&mut self) -> std::result::Result<(), String> {
         let pairs = std::mem::take(&mut self.restoring);
         if pairs.is_empty() {
@@ -745,9 +743,7 @@ impl Table {
             ends: Vec::with_capacity(count),
             bytes: Vec::new(),
         };
-        for (key, location) in
-            PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded).take(count)
-        {
+        for (key, location) in self.entries_prefetched().take(count) {
             let len = self.rows.len_at(&self.layout, location);
             snapshot
                 .bytes
@@ -880,9 +876,24 @@ impl Table {
         self.cold = ColdTier::restore(segments, next_segment_id);
     }
 
-    /// Hot rows in key order (what a checkpoint stores as rows).
+    /// Hot rows in key order (what a checkpoint stores as rows). The rows of a table loaded
+    /// in random key order lie scattered over the pages, so each would be a cache miss: the
+    /// row [`ITER_PREFETCH_AHEAD`] places ahead is prefetched, and the misses overlap.
     pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> + '_ {
-        self.scan_hot(Bound::Unbounded, Bound::Unbounded)
+        self.entries_prefetched()
+            .map(move |(key, location)| self.row_at(key, location))
+    }
+
+    /// Every hot (key, location) in key order, the row [`ITER_PREFETCH_AHEAD`] places ahead
+    /// prefetched.
+    fn entries_prefetched(&self) -> impl Iterator<Item = (i64, RowLocation)> + '_ {
+        let all = PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded);
+        let mut ahead = all.clone().skip(ITER_PREFETCH_AHEAD);
+        all.inspect(move |_| {
+            if let Some((_, next)) = ahead.next() {
+                self.rows.prefetch(next);
+            }
+        })
     }
 
     /// Bytes the hot rows take in the row store (pages and free lists).
