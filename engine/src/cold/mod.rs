@@ -564,6 +564,11 @@ impl ColdTier {
     /// Where the visible cold version of `key` is, if there is one.
     pub fn find(&self, def: &TableDef, key: i64) -> Result<Option<ColdPosition>> {
         let pk = def.primary_key_index();
+        // With keys spread over every segment, a get probes the filters of most of them:
+        // ask for all their slots first, so those misses overlap instead of queueing.
+        for segment in self.segments.iter().filter(|s| s.covers(key)) {
+            segment.index.prefetch_filter(key);
+        }
         for i in (0..self.segments.len()).rev() {
             if let Some(row) = self.row_in(i, key, pk)? {
                 if !self.deleted[i].contains(row) {

@@ -1026,29 +1026,12 @@ impl SegmentReader {
         let chunk = meta.row_group(rg).column(column);
         let rg_rows = self.row_group_rows(rg);
         let rg_len = (rg_rows.end - rg_rows.start) as usize;
-        // Pages hold PAGE_ROWS rows unless their bytes filled first: try that, else search.
-        let guess = wanted.start / PAGE_ROWS;
-        let page_of = |row: usize| {
-            let holds = |p: usize| {
-                all.get(p)
-                    .is_some_and(|l| l.first_row_index as usize <= row)
-                    && all
-                        .get(p + 1)
-                        .is_none_or(|l| l.first_row_index as usize > row)
-            };
-            if holds(guess) {
-                guess
-            } else {
-                all.partition_point(|l| l.first_row_index as usize <= row)
-                    .saturating_sub(1)
-            }
-        };
-        let first = page_of(wanted.start);
-        let last = if wanted.end == wanted.start + 1 {
-            first + 1
-        } else {
-            all.partition_point(|l| (l.first_row_index as usize) < wanted.end)
-        };
+        // The page of a row: pages hold PAGE_ROWS rows unless their bytes filled first, so
+        // the rows where pages start are spread about evenly and a prediction finds it.
+        let pages_through =
+            |row: usize| super::index::count_at_most(all, row as i64, |l| l.first_row_index);
+        let first = pages_through(wanted.start).saturating_sub(1);
+        let last = pages_through(wanted.end.saturating_sub(1)).max(first + 1);
         let locations: Vec<_> = all.get(first..last.max(first + 1)).unwrap_or(all).to_vec();
         let start_row = locations.first().map_or(0, |l| l.first_row_index as usize);
         let rows = all.get(last).map_or(rg_len, |l| l.first_row_index as usize);
