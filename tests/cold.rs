@@ -490,3 +490,165 @@ fn flush_worker_keeps_up_with_a_writer_and_loses_nothing() {
     assert_eq!(db.scan("t", ..).unwrap(), expected);
     db.check_invariants().unwrap();
 }
+
+/// `t(k pk, ts Timestamp rising with k, v Int64 scattered, n Int64 nullable and always
+/// NULL, s Utf8)` loaded in key order with a flush every 1,000 rows: each segment (one row
+/// group) holds a narrow band of `ts` and every value of `v`.
+fn zone_map_table(path: &Path) -> Database {
+    use omendb::{Column, DataType, TableDef, Value};
+    let db = open_cold(path, 500);
+    let def = TableDef::new(
+        "t",
+        vec![
+            Column::new("k", DataType::Int64).primary_key(),
+            Column::new("ts", DataType::Timestamp),
+            Column::new("v", DataType::Int64),
+            Column::new("n", DataType::Int64).nullable(),
+            Column::new("s", DataType::Utf8),
+        ],
+    )
+    .expect("valid definition");
+    db.create_table(def).expect("create");
+    for start in (0..8_000i64).step_by(1_000) {
+        let rows = (start..start + 1_000)
+            .map(|k| {
+                vec![
+                    Value::Int64(k),
+                    Value::Timestamp(1_000_000 + k * 10),
+                    Value::Int64((k * 7_919) % 1_000),
+                    Value::Null,
+                    Value::Utf8(format!("row {k}")),
+                ]
+            })
+            .collect();
+        db.insert_batch("t", rows).expect("insert");
+        db.checkpoint().expect("checkpoint");
+    }
+    db
+}
+
+/// (k, ts, v) of every row a pruned scan yields.
+fn pruned_rows(
+    db: &Database,
+    ranges: &[omendb::ColumnRange],
+) -> (std::collections::BTreeSet<(i64, i64, i64)>, u64) {
+    use arrow_array::{Array, Int64Array, TimestampMicrosecondArray};
+    let mut scan = db
+        .scan_stream_pruned("t", .., Some(&["k", "ts", "v"]), ranges)
+        .expect("scan");
+    let mut rows = std::collections::BTreeSet::new();
+    for batch in scan.by_ref() {
+        let batch = batch.expect("batch");
+        let k = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("k");
+        let ts = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .expect("ts");
+        let v = batch
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .expect("v");
+        for i in 0..batch.num_rows() {
+            assert!(rows.insert((k.value(i), ts.value(i), v.value(i))));
+        }
+        assert_eq!(k.null_count(), 0);
+    }
+    (rows, scan.row_groups_skipped())
+}
+
+#[test]
+fn a_pruned_scan_skips_row_groups_outside_the_ranges_and_keeps_every_row_inside() {
+    use omendb::ColumnRange;
+    use std::ops::Bound::{Excluded, Included, Unbounded};
+    use std::ops::RangeBounds;
+    let dir = tempfile::tempdir().unwrap();
+    let db = zone_map_table(dir.path());
+    let segments = db.cold_segment_count("t").expect("segments") as u64;
+    assert!(segments >= 5, "{segments} segments");
+    let (all, skipped) = pruned_rows(&db, &[]);
+    assert_eq!((all.len(), skipped), (8_000, 0));
+    let range = |column: &str, low, high| ColumnRange {
+        column: column.into(),
+        low,
+        high,
+    };
+    let cases = [
+        // A band of ts: the segments around it are read, the others are not.
+        vec![range("ts", Included(1_020_000), Excluded(1_025_000))],
+        vec![range("ts", Unbounded, Included(1_000_005))],
+        vec![range("ts", Excluded(1_079_990), Unbounded)],
+        // v spans every segment: nothing to skip, and nothing lost.
+        vec![range("v", Included(10), Included(20))],
+        // Both: the narrower wins.
+        vec![
+            range("v", Included(0), Included(500)),
+            range("ts", Included(1_040_000), Included(1_040_100)),
+        ],
+        // No value can match: every cold row group goes.
+        vec![range("ts", Excluded(i64::MAX), Unbounded)],
+        // An all-NULL column matches no range.
+        vec![range("n", Included(0), Included(10))],
+    ];
+    let within = |(_, ts, v): (i64, i64, i64), ranges: &[ColumnRange]| {
+        ranges.iter().all(|r| {
+            let x = if r.column == "ts" { ts } else { v };
+            r.column != "n" && (r.low, r.high).contains(&x)
+        })
+    };
+    for ranges in cases {
+        let (rows, skipped) = pruned_rows(&db, &ranges);
+        let wanted: Vec<_> = all
+            .iter()
+            .copied()
+            .filter(|&r| within(r, &ranges))
+            .collect();
+        let kept: Vec<_> = rows
+            .iter()
+            .copied()
+            .filter(|&r| within(r, &ranges))
+            .collect();
+        assert_eq!(kept, wanted, "{ranges:?}");
+        assert!(rows.is_subset(&all), "{ranges:?}");
+        let narrow = ranges.iter().any(|r| r.column != "v");
+        assert_eq!(skipped > 0, narrow, "{ranges:?}: {skipped} skipped");
+        if narrow {
+            // At most the rows of two segments, and the hot tier's, are read.
+            assert!(
+                rows.len() < 2_000 + 1_000,
+                "{ranges:?}: {} rows",
+                rows.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_pruned_scan_refuses_unknown_columns_and_columns_it_cannot_prune() {
+    use omendb::ColumnRange;
+    use std::ops::Bound::Unbounded;
+    let dir = tempfile::tempdir().unwrap();
+    let db = zone_map_table(dir.path());
+    let range = |column: &str| {
+        vec![ColumnRange {
+            column: column.into(),
+            low: Unbounded,
+            high: Unbounded,
+        }]
+    };
+    let e = db.scan_stream_pruned("t", .., None, &range("nope")).err();
+    assert!(
+        matches!(e, Some(Error::ColumnNotFound { ref column, .. }) if column == "nope"),
+        "{e:?}"
+    );
+    let e = db.scan_stream_pruned("t", .., None, &range("s")).err();
+    assert!(
+        matches!(e, Some(Error::TypeMismatch { ref column, .. }) if column == "s"),
+        "{e:?}"
+    );
+}

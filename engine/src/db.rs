@@ -46,6 +46,7 @@
 use crate::catalog::{Catalog, LoggedOp};
 use crate::checkpoint;
 use crate::cold;
+use crate::cold::prune::ColumnRange;
 use crate::env::{DirLock, Env, WorkerControl};
 use crate::error::{Error, Result};
 use crate::options::{Options, Sync as SyncMode};
@@ -998,6 +999,22 @@ impl Database {
         range: impl RangeBounds<i64>,
         projection: Option<&[&str]>,
     ) -> Result<TableScan> {
+        self.scan_stream_pruned(table, range, projection, &[])
+    }
+
+    /// [`Database::scan_stream`], told that only rows whose values of some Int64 or
+    /// Timestamp columns lie in `ranges` are wanted: cold row groups whose statistics
+    /// (min, max, nulls) rule that out are not read (zone maps; `TableScan::row_groups_skipped`
+    /// counts them). The stream may still yield rows outside the ranges (the hot tier and the
+    /// row groups kept are not filtered), so the caller filters. An unknown column is
+    /// `ColumnNotFound`, a column of another type `TypeMismatch`.
+    pub fn scan_stream_pruned(
+        &self,
+        table: &str,
+        range: impl RangeBounds<i64>,
+        projection: Option<&[&str]>,
+        ranges: &[ColumnRange],
+    ) -> Result<TableScan> {
         let state = self.read()?;
         let table = state.table(table)?;
         let columns = table.projection_columns(projection)?;
@@ -1005,6 +1022,7 @@ impl Database {
             range.start_bound().cloned(),
             range.end_bound().cloned(),
             &columns,
+            ranges,
         )
     }
 

@@ -43,6 +43,7 @@ mod table;
 pub mod wal;
 
 pub use arrow_array::RecordBatch;
+pub use cold::prune::ColumnRange;
 pub use db::{Database, OpenStats, Table, Ticket, Write};
 pub use env::Env;
 pub use error::{Error, Result};

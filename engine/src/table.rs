@@ -706,7 +706,9 @@ impl Table {
         lower: Bound<i64>,
         upper: Bound<i64>,
         columns: &[usize],
+        ranges: &[crate::cold::prune::ColumnRange],
     ) -> Result<TableScan> {
+        let pruning = crate::cold::prune::Pruning::new(&self.def, ranges)?;
         let schema = self.projected_schema(columns)?;
         let mut hot = std::collections::VecDeque::new();
         let mut rows = self.scan_hot(lower, upper).peekable();
@@ -723,7 +725,7 @@ impl Table {
         }
         Ok(TableScan {
             schema,
-            cold: self.cold.scan(&self.def, lower, upper, columns),
+            cold: self.cold.scan(&self.def, lower, upper, columns, pruning),
             hot,
         })
     }
@@ -975,6 +977,12 @@ impl TableScan {
     /// The schema of every batch.
     pub fn schema(&self) -> arrow_schema::SchemaRef {
         self.schema.clone()
+    }
+
+    /// Cold row groups left unread so far because their statistics rule out a column range
+    /// of [`crate::Database::scan_stream_pruned`].
+    pub fn row_groups_skipped(&self) -> u64 {
+        self.cold.row_groups_skipped()
     }
 }
 

@@ -13,9 +13,13 @@ use datafusion::datasource::sink::DataSinkExec;
 use datafusion::datasource::{provider_as_source, TableProvider, TableType};
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{cast, Expr, LogicalPlanBuilder, TableProviderFilterPushDown};
+use datafusion::logical_expr::{
+    cast, Expr, LogicalPlanBuilder, Operator, TableProviderFilterPushDown,
+};
 use datafusion::physical_plan::ExecutionPlan;
-use omendb::{Database, TableDef};
+use omendb::{ColumnRange, DataType, Database, TableDef};
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 /// One OmenDB table seen by DataFusion: its schema comes from the engine's definition, its
@@ -55,6 +59,55 @@ impl OmenTable {
             .iter()
             .filter_map(|filter| KeySet::of(filter, self.key()))
             .fold(KeySet::ALL, |keys, more| keys.intersect(&more))
+    }
+
+    /// The values `filter` admits in one non-key Int64 or Timestamp column, if it constrains
+    /// only that column with literals (the shapes [`KeySet::of`] reads): the scan skips cold
+    /// row groups whose statistics rule them out, and DataFusion still applies the filter
+    /// (`Inexact`). A filter with `IS NULL` is not used: `KeySet` reads it as "no key", which
+    /// holds for the key but not for a nullable column.
+    fn column_values(&self, filter: &Expr) -> Option<(String, KeySet)> {
+        if has_is_null(filter) {
+            return None;
+        }
+        let key = self.def.primary_key_index();
+        self.def
+            .columns()
+            .iter()
+            .enumerate()
+            .filter(|&(i, c)| {
+                i != key && matches!(c.data_type, DataType::Int64 | DataType::Timestamp)
+            })
+            .find_map(|(_, c)| Some((c.name.clone(), KeySet::of(filter, &c.name)?)))
+    }
+
+    /// One [`ColumnRange`] per column the filters constrain (conjuncts on the same column
+    /// intersected: DataFusion hands `v BETWEEN a AND b` over as `v >= a` and `v <= b`).
+    fn column_ranges(&self, filters: &[Expr]) -> Vec<ColumnRange> {
+        let mut by_column: BTreeMap<String, KeySet> = BTreeMap::new();
+        for (column, values) in filters.iter().filter_map(|f| self.column_values(f)) {
+            let values = match by_column.get(&column) {
+                Some(before) => before.intersect(&values),
+                None => values,
+            };
+            by_column.insert(column, values);
+        }
+        by_column
+            .into_iter()
+            .map(|(column, values)| {
+                let (low, high) = match values {
+                    KeySet::Range(low, high) => (low, high),
+                    KeySet::Points(points) => match (points.first(), points.last()) {
+                        (Some(&first), Some(&last)) => {
+                            (Bound::Included(first), Bound::Included(last))
+                        }
+                        // No value matches: a range no statistics overlap.
+                        _ => (Bound::Excluded(i64::MAX), Bound::Unbounded),
+                    },
+                };
+                ColumnRange { column, low, high }
+            })
+            .collect()
     }
 
     /// A plan of the rows the filters select, with `exprs` as its columns: the input of
@@ -104,9 +157,14 @@ impl TableProvider for OmenTable {
     ) -> Result<Vec<TableProviderFilterPushDown>> {
         Ok(filters
             .iter()
-            .map(|filter| match KeySet::of(filter, self.key()) {
-                Some(_) => TableProviderFilterPushDown::Exact,
-                None => TableProviderFilterPushDown::Unsupported,
+            .map(|filter| {
+                if KeySet::of(filter, self.key()).is_some() {
+                    TableProviderFilterPushDown::Exact
+                } else if self.column_values(filter).is_some() {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
             })
             .collect())
     }
@@ -134,15 +192,22 @@ impl TableProvider for OmenTable {
             AccessPath::Full => self.db.row_count(self.def.name()).ok(),
             _ => None,
         };
-        Ok(Arc::new(OmenScanExec::new(
-            self.db.clone(),
-            self.def.name().to_string(),
-            path,
-            schema,
-            self.key(),
-            limit,
-            rows_estimate,
-        )))
+        let ranges = match path {
+            AccessPath::Point(_) => Vec::new(),
+            _ => self.column_ranges(filters),
+        };
+        Ok(Arc::new(
+            OmenScanExec::new(
+                self.db.clone(),
+                self.def.name().to_string(),
+                path,
+                schema,
+                self.key(),
+                limit,
+                rows_estimate,
+            )
+            .with_ranges(ranges),
+        ))
     }
 
     async fn insert_into(
@@ -234,4 +299,15 @@ pub(crate) fn nullable(schema: &SchemaRef) -> SchemaRef {
 /// A reference to the column `name` (taken whole: a name with a dot is not a qualifier).
 fn column(name: &str) -> Expr {
     Expr::Column(datafusion::common::Column::new_unqualified(name))
+}
+
+/// Whether `filter` tests a column for NULL anywhere [`KeySet::of`] looks.
+fn has_is_null(filter: &Expr) -> bool {
+    match filter {
+        Expr::IsNull(_) => true,
+        Expr::BinaryExpr(b) if matches!(b.op, Operator::And | Operator::Or) => {
+            has_is_null(&b.left) || has_is_null(&b.right)
+        }
+        _ => false,
+    }
 }

@@ -18,6 +18,7 @@ use datafusion::common::{Result, Statistics};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::{
     RecordBatchReceiverStreamBuilder, RecordBatchStreamAdapter,
 };
@@ -25,7 +26,7 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use omendb::Database;
+use omendb::{ColumnRange, Database};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
@@ -59,6 +60,21 @@ impl AccessPath {
     }
 }
 
+/// `[a, b]`, `(a, +inf)` and so on.
+fn write_range(f: &mut fmt::Formatter<'_>, low: Bound<i64>, high: Bound<i64>) -> fmt::Result {
+    match low {
+        Bound::Included(l) => write!(f, "[{l}")?,
+        Bound::Excluded(l) => write!(f, "({l}")?,
+        Bound::Unbounded => f.write_str("(-inf")?,
+    }
+    f.write_str(", ")?;
+    match high {
+        Bound::Included(h) => write!(f, "{h}]"),
+        Bound::Excluded(h) => write!(f, "{h})"),
+        Bound::Unbounded => f.write_str("+inf)"),
+    }
+}
+
 impl fmt::Display for AccessPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -66,17 +82,7 @@ impl fmt::Display for AccessPath {
             AccessPath::Point(keys) => write!(f, "point keys={} keys", keys.len()),
             AccessPath::KeyRange(low, high) => {
                 f.write_str("key_range ")?;
-                match low {
-                    Bound::Included(l) => write!(f, "[{l}")?,
-                    Bound::Excluded(l) => write!(f, "({l}")?,
-                    Bound::Unbounded => f.write_str("(-inf")?,
-                }
-                f.write_str(", ")?;
-                match high {
-                    Bound::Included(h) => write!(f, "{h}]"),
-                    Bound::Excluded(h) => write!(f, "{h})"),
-                    Bound::Unbounded => f.write_str("+inf)"),
-                }
+                write_range(f, *low, *high)
             }
             AccessPath::Full => f.write_str("full_columnar_scan"),
         }
@@ -96,7 +102,11 @@ pub struct OmenScanExec {
     schema: SchemaRef,
     limit: Option<usize>,
     rows_estimate: Option<usize>,
+    /// Value ranges of non-key columns the filters above need: cold row groups whose
+    /// statistics rule one out are skipped (`Database::scan_stream_pruned`).
+    ranges: Vec<ColumnRange>,
     properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
 }
 
 impl OmenScanExec {
@@ -129,8 +139,17 @@ impl OmenScanExec {
             schema,
             limit,
             rows_estimate,
+            ranges: Vec::new(),
             properties,
+            metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+
+    /// The same scan told the value ranges of other columns its consumer filters by, which
+    /// it prunes cold row groups with.
+    pub(crate) fn with_ranges(mut self, ranges: Vec<ColumnRange>) -> OmenScanExec {
+        self.ranges = ranges;
+        self
     }
 
     /// The access path this scan takes.
@@ -156,6 +175,17 @@ impl DisplayAs for OmenScanExec {
                     .map(|f| f.name().as_str())
                     .collect();
                 write!(f, ", projection=[{}]", names.join(", "))?;
+                if !self.ranges.is_empty() {
+                    f.write_str(", prune=[")?;
+                    for (i, range) in self.ranges.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(", ")?;
+                        }
+                        write!(f, "{} in ", range.column)?;
+                        write_range(f, range.low, range.high)?;
+                    }
+                    f.write_str("]")?;
+                }
                 if let Some(limit) = self.limit {
                     write!(f, ", limit={limit}")?;
                 }
@@ -210,9 +240,13 @@ impl ExecutionPlan for OmenScanExec {
         Ok(Arc::new(stats))
     }
 
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
     fn execute(
         &self,
-        _partition: usize,
+        partition: usize,
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let db = self.db.clone();
@@ -234,34 +268,49 @@ impl ExecutionPlan for OmenScanExec {
             AccessPath::KeyRange(low, high) => (*low, *high),
             AccessPath::Full => (Bound::Unbounded, Bound::Unbounded),
         };
+        let ranges = self.ranges.clone();
+        let pruned = MetricBuilder::new(&self.metrics).counter("row_groups_pruned", partition);
         let mut builder =
             RecordBatchReceiverStreamBuilder::new(schema.clone(), SCAN_CHANNEL_BATCHES);
         let tx = builder.tx();
         builder.spawn_blocking(move || {
-            let mut remaining = limit;
-            if remaining == 0 {
+            if limit == 0 {
                 return Ok(());
             }
             let names: Vec<&str> = columns.iter().map(String::as_str).collect();
-            let scan = db
-                .scan_stream(&table, range, Some(&names))
+            let mut scan = db
+                .scan_stream_pruned(&table, range, Some(&names), &ranges)
                 .map_err(external)?;
-            for batch in scan {
-                let batch = batch.map_err(external)?;
-                if batch.num_rows() == 0 {
-                    continue;
-                }
-                let batch = shape(&schema, batch, remaining)?;
-                remaining -= batch.num_rows();
-                // A closed channel: the consumer is gone (a LIMIT above, a cancelled query).
-                if tx.blocking_send(Ok(batch)).is_err() || remaining == 0 {
-                    break;
-                }
-            }
-            Ok(())
+            let sent = send_batches(&mut scan, &schema, limit, &tx);
+            pruned.add(scan.row_groups_skipped() as usize);
+            sent
         });
         Ok(builder.build())
     }
+}
+
+/// Sends the batches of `scan`, shaped to `schema`, until `rows_max` rows are sent or the
+/// consumer is gone.
+fn send_batches(
+    scan: &mut omendb::TableScan,
+    schema: &SchemaRef,
+    rows_max: usize,
+    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+) -> Result<()> {
+    let mut remaining = rows_max;
+    for batch in scan.by_ref() {
+        let batch = batch.map_err(external)?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let batch = shape(schema, batch, remaining)?;
+        remaining -= batch.num_rows();
+        // A closed channel: the consumer is gone (a LIMIT above, a cancelled query).
+        if tx.blocking_send(Ok(batch)).is_err() || remaining == 0 {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The point reads of `keys`, [`POINT_READ_KEYS_MAX`] a batch, run by the task that polls

@@ -150,6 +150,14 @@ const QUERIES: &[&str] = &[
     "SELECT k, v FROM t WHERE k NOT BETWEEN -8990 AND 8990 ORDER BY k",
     "SELECT k FROM t WHERE k IN (3, 6, 9) AND v > 0 ORDER BY k",
     "SELECT k, v FROM t WHERE v > 990 ORDER BY k",
+    // Filters on v (nullable BIGINT) prune cold row groups by their statistics, then
+    // DataFusion applies them: the answers must not change.
+    "SELECT k, v FROM t WHERE v BETWEEN -5 AND 5 ORDER BY k",
+    "SELECT count(*), sum(v) FROM t WHERE v IN (1, 2, 999)",
+    "SELECT k FROM t WHERE v = -1000 OR v = 999 ORDER BY k",
+    "SELECT count(*) FROM t WHERE v < -990 AND v IS NOT NULL",
+    "SELECT count(*) FROM t WHERE v IS NULL OR v > 995",
+    "SELECT count(*) FROM t WHERE v > 5000",
     "SELECT k FROM t WHERE v IS NULL ORDER BY k",
     "SELECT k, s FROM t WHERE s LIKE 'o''h%' ORDER BY k",
     "SELECT k FROM t WHERE b ORDER BY k",

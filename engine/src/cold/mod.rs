@@ -42,6 +42,7 @@ pub(crate) mod columns;
 pub(crate) mod compact;
 pub(crate) mod index;
 pub(crate) mod pages;
+pub(crate) mod prune;
 pub(crate) mod segment;
 
 use crate::codec::{DecodeResult, Decoder, Encoder};
@@ -822,6 +823,7 @@ impl ColdTier {
         lower: Bound<i64>,
         upper: Bound<i64>,
         columns: &[usize],
+        pruning: prune::Pruning,
     ) -> ColdScan {
         let segments = self
             .segments
@@ -846,6 +848,9 @@ impl ColdTier {
             columns: columns.to_vec(),
             schema,
             current: None,
+            pruning,
+            pieces: std::collections::VecDeque::new(),
+            row_groups_skipped: 0,
         }
     }
 
@@ -859,7 +864,7 @@ impl ColdTier {
         let all: Vec<usize> = (0..def.columns().len()).collect();
         let mut rows = BTreeMap::new();
         let path = PathBuf::from(COLD_DIR);
-        for batch in self.scan(def, lower, upper, &all) {
+        for batch in self.scan(def, lower, upper, &all, prune::Pruning::default()) {
             let batch = batch?;
             for i in 0..batch.num_rows() {
                 let row = segment::batch_row(def, &batch, i, &path)?;
@@ -989,6 +994,13 @@ pub(crate) struct ColdScan {
     /// The Arrow schema of `columns`.
     schema: SchemaRef,
     current: Option<SegmentColumns>,
+    /// Row groups whose statistics rule out the caller's column ranges are not read.
+    pruning: prune::Pruning,
+    /// The segment being read and its row ranges still to read (the row groups the
+    /// pruning kept, adjacent ones merged).
+    pieces: std::collections::VecDeque<std::ops::Range<u64>>,
+    /// Row groups left unread by the pruning so far.
+    row_groups_skipped: u64,
 }
 
 impl ColdScan {
@@ -1030,25 +1042,50 @@ impl ColdScan {
         Ok(start..end.max(start))
     }
 
-    /// Starts reading `segment`: the row groups holding the range's rows, with a selection
-    /// when the range cuts a row group or rows are deleted.
-    fn start(
-        &self,
+    /// The row ranges of `segment` to read: the rows in the scan's key range, less the row
+    /// groups the pruning rules out (counted in `row_groups_skipped`).
+    fn pieces(
+        &mut self,
         segment: &Segment,
-        deleted: &Arc<RoaringBitmap>,
-    ) -> Result<Option<SegmentColumns>> {
+    ) -> Result<std::collections::VecDeque<std::ops::Range<u64>>> {
         let rows = self.row_range(segment)?;
+        let mut pieces = std::collections::VecDeque::new();
         if rows.is_empty() {
-            return Ok(None);
+            return Ok(pieces);
         }
-        Ok(Some(SegmentColumns::new(
-            segment.reader.clone(),
-            self.def.clone(),
-            self.schema.clone(),
-            self.columns.clone(),
-            rows,
-            deleted.clone(),
-        )))
+        if self.pruning.is_empty() {
+            pieces.push_back(rows);
+            return Ok(pieces);
+        }
+        let reader = &segment.reader;
+        let (Some(first), Some(last)) = (
+            reader.row_group_of(rows.start),
+            reader.row_group_of(rows.end - 1),
+        ) else {
+            return Err(Error::corruption(
+                segment.path(),
+                0,
+                format!("rows {rows:?} are in no row group"),
+            ));
+        };
+        for rg in first..=last {
+            if !self.pruning.keeps(reader, rg) {
+                self.row_groups_skipped += 1;
+                continue;
+            }
+            let group = reader.row_group_rows(rg);
+            let piece = group.start.max(rows.start)..group.end.min(rows.end);
+            match pieces.back_mut() {
+                Some(previous) if previous.end == piece.start => previous.end = piece.end,
+                _ => pieces.push_back(piece),
+            }
+        }
+        Ok(pieces)
+    }
+
+    /// Row groups the scan has left unread because of its column ranges, so far.
+    pub fn row_groups_skipped(&self) -> u64 {
+        self.row_groups_skipped
     }
 }
 
@@ -1063,19 +1100,33 @@ impl Iterator for ColdScan {
                     Some(Ok(batch)) => return Some(Ok(batch)),
                     Some(Err(e)) => {
                         self.current = None;
+                        self.pieces.clear();
                         self.next = self.segments.len();
                         return Some(Err(e));
                     }
                     None => self.current = None,
                 }
             }
+            if let Some(rows) = self.pieces.pop_front() {
+                // The segment these pieces belong to is the last one taken.
+                let (segment, deleted) = &self.segments[self.next - 1];
+                self.current = Some(SegmentColumns::new(
+                    segment.reader.clone(),
+                    self.def.clone(),
+                    self.schema.clone(),
+                    self.columns.clone(),
+                    rows,
+                    deleted.clone(),
+                ));
+                continue;
+            }
             let (segment, deleted) = self.segments.get(self.next)?.clone();
             self.next += 1;
             if deleted.len() == segment.meta.row_count {
                 continue;
             }
-            match self.start(&segment, &deleted) {
-                Ok(scan) => self.current = scan,
+            match self.pieces(&segment) {
+                Ok(pieces) => self.pieces = pieces,
                 Err(e) => {
                     self.next = self.segments.len();
                     return Some(Err(e));
