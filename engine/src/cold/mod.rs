@@ -40,6 +40,7 @@
 
 pub(crate) mod columns;
 pub(crate) mod compact;
+pub(crate) mod delta;
 pub(crate) mod index;
 pub(crate) mod pages;
 pub(crate) mod prune;
@@ -360,19 +361,39 @@ pub(crate) struct ColdPosition {
 /// A key page: (segment id, page number).
 type PageId = (u64, u32);
 
-/// Decoded key pages, by (segment id, page), evicted least recently used first once their
-/// bytes pass the limit. Deterministic: ordered maps and a use counter, no clock.
+/// A cached key page.
+#[derive(Clone)]
+enum CachedKeys {
+    /// The page's `DELTA_BINARY_PACKED` values (about a byte a key), checked against their
+    /// CRC when read, searched in place by crate::cold::delta.
+    Packed { values: bytes::Bytes, count: usize },
+    /// Keys decoded by parquet's reader (a page of another shape), checked ascending.
+    Decoded(Arc<[i64]>),
+}
+
+impl CachedKeys {
+    fn size_bytes(&self) -> usize {
+        match self {
+            CachedKeys::Packed { values, .. } => values.len(),
+            CachedKeys::Decoded(keys) => keys.len() * 8,
+        }
+    }
+}
+
+/// Key pages, by (segment id, page), evicted least recently used first once their bytes
+/// pass the limit. Deterministic: ordered maps and a use counter, no clock. Pages are kept
+/// packed, so 64 MiB holds the keys of about 60M cold rows.
 #[derive(Default)]
 struct KeyPageCache {
-    /// (segment id, page) -> the page's keys and its last use.
-    pages: BTreeMap<PageId, (Arc<[i64]>, u64)>,
+    /// (segment id, page) -> the page and its last use.
+    pages: BTreeMap<PageId, (CachedKeys, u64)>,
     by_use: BTreeMap<u64, PageId>,
     uses: u64,
     bytes: usize,
 }
 
 impl KeyPageCache {
-    fn get(&mut self, key: PageId) -> Option<Arc<[i64]>> {
+    fn get(&mut self, key: PageId) -> Option<CachedKeys> {
         let (page, used) = self.pages.get_mut(&key)?;
         self.by_use.remove(used);
         self.uses += 1;
@@ -381,11 +402,11 @@ impl KeyPageCache {
         Some(page.clone())
     }
 
-    fn insert(&mut self, key: PageId, page: Arc<[i64]>) {
+    fn insert(&mut self, key: PageId, page: CachedKeys) {
         self.uses += 1;
-        self.bytes += page.len() * 8;
+        self.bytes += page.size_bytes();
         if let Some((old, used)) = self.pages.insert(key, (page, self.uses)) {
-            self.bytes -= old.len() * 8;
+            self.bytes -= old.size_bytes();
             self.by_use.remove(&used);
         }
         self.by_use.insert(self.uses, key);
@@ -394,7 +415,7 @@ impl KeyPageCache {
                 break;
             };
             if let Some((page, _)) = self.pages.remove(&oldest) {
-                self.bytes -= page.len() * 8;
+                self.bytes -= page.size_bytes();
             }
         }
     }
@@ -409,7 +430,7 @@ impl KeyPageCache {
             .collect();
         for key in dead {
             if let Some((page, used)) = self.pages.remove(&key) {
-                self.bytes -= page.len() * 8;
+                self.bytes -= page.size_bytes();
                 self.by_use.remove(&used);
             }
         }
@@ -482,8 +503,8 @@ impl ColdTier {
                 .sum::<usize>()
     }
 
-    /// The decoded key page `page` of segment `i`, from the cache or the file.
-    fn key_page(&self, i: usize, page: usize, pk: usize) -> Result<Arc<[i64]>> {
+    /// Key page `page` of segment `i`, from the cache or the file.
+    fn cached_key_page(&self, i: usize, page: usize, pk: usize) -> Result<CachedKeys> {
         let segment = &self.segments[i];
         let cache_key = (segment.meta.id, page as u32);
         if let Some(keys) = self
@@ -494,23 +515,53 @@ impl ColdTier {
         {
             return Ok(keys);
         }
-        let keys: Arc<[i64]> = segment
-            .reader
-            .read_key_page(&segment.index, pk, page)?
-            .into();
-        if keys.windows(2).any(|w| w[0] >= w[1])
-            || keys.first() != Some(&segment.index.key_pages[page].first_key)
-        {
-            return Err(Error::corruption(
-                segment.path(),
-                0,
-                format!("key page {page} is not ascending from its listed first key"),
-            ));
-        }
+        let index = &segment.index;
+        let keys = match segment.reader.key_page_values(index, pk, page)? {
+            Some(values) => CachedKeys::Packed {
+                values,
+                count: {
+                    let rows = index.page_rows(page);
+                    (rows.end - rows.start) as usize
+                },
+            },
+            None => {
+                let keys: Arc<[i64]> = segment.reader.read_key_page(index, pk, page)?.into();
+                if keys.windows(2).any(|w| w[0] >= w[1])
+                    || keys.first() != Some(&index.key_pages[page].first_key)
+                {
+                    return Err(Error::corruption(
+                        segment.path(),
+                        0,
+                        format!("key page {page} is not ascending from its listed first key"),
+                    ));
+                }
+                CachedKeys::Decoded(keys)
+            }
+        };
         if let Ok(mut cache) = self.key_pages.lock() {
             cache.insert(cache_key, keys.clone());
         }
         Ok(keys)
+    }
+
+    /// The keys of key page `page` of segment `i`, decoded.
+    fn key_page(&self, i: usize, page: usize, pk: usize) -> Result<Arc<[i64]>> {
+        match self.cached_key_page(i, page, pk)? {
+            CachedKeys::Decoded(keys) => Ok(keys),
+            CachedKeys::Packed { values, count } => {
+                let segment = &self.segments[i];
+                let corrupt = |reason: String| {
+                    Error::corruption(segment.path(), 0, format!("key page {page}: {reason}"))
+                };
+                let keys = delta::decode_all(&values, count).map_err(corrupt)?;
+                if keys.windows(2).any(|w| w[0] >= w[1])
+                    || keys.first() != Some(&segment.index.key_pages[page].first_key)
+                {
+                    return Err(corrupt("not ascending from its listed first key".into()));
+                }
+                Ok(keys.into())
+            }
+        }
     }
 
     /// The row of `key` in segment `i`, if it holds it (visible or not).
@@ -522,11 +573,18 @@ impl ColdTier {
         let Some(page) = segment.index.page_of(key) else {
             return Ok(None);
         };
-        let keys = self.key_page(i, page, pk)?;
-        Ok(keys
-            .binary_search(&key)
-            .ok()
-            .map(|at| (segment.index.key_pages[page].first_row + at as u64) as u32))
+        let listed = &segment.index.key_pages[page];
+        let at = match self.cached_key_page(i, page, pk)? {
+            CachedKeys::Decoded(keys) => keys.binary_search(&key).ok(),
+            CachedKeys::Packed { values, count } => {
+                delta::search(&values, count, listed.first_key, key)
+                    .map_err(|reason| {
+                        Error::corruption(segment.path(), 0, format!("key page {page}: {reason}"))
+                    })?
+                    .ok()
+            }
+        };
+        Ok(at.map(|at| (listed.first_row + at as u64) as u32))
     }
 
     /// The smallest of `sorted` (ascending keys) with a visible cold row, if any: the
@@ -1215,4 +1273,77 @@ pub(crate) fn migrate_legacy(
         .map_err(|e| Error::io("sync cold directory", dir, e))?;
     loaded.reverse();
     Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Column, DataType, Value};
+
+    /// Every key page of real segments, read as packed values and searched in place, gives
+    /// what parquet's own reader decodes: dense, sparse and extreme keys, one and several
+    /// row groups.
+    #[test]
+    fn packed_key_pages_agree_with_parquets_reader() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = crate::env::Env::os().fs;
+        let def = TableDef::new(
+            "t",
+            vec![
+                Column::new("k", DataType::Int64).primary_key(),
+                Column::new("v", DataType::Int64),
+            ],
+        )
+        .expect("def");
+        let key_sets: Vec<Vec<i64>> = vec![
+            (0..300_000).map(|k| k * 3 - 450_000).collect(),
+            (0..5_000).map(|k| k * k * 7_919).collect(),
+            vec![i64::MIN, -1, 0, 1, i64::MAX],
+            vec![42],
+        ];
+        for (id, keys) in key_sets.into_iter().enumerate() {
+            let rows: Vec<Row> = keys
+                .iter()
+                .map(|&k| vec![Value::Int64(k), Value::Int64(k / 2)])
+                .collect();
+            let refs: Vec<&Row> = rows.iter().collect();
+            let segment =
+                ColdTier::write_segment(fs.as_ref(), dir.path(), 1, &def, &refs, 1, id as u64)
+                    .expect("write");
+            let tier = ColdTier::restore(vec![(segment, RoaringBitmap::new())], id as u64 + 1);
+            let segment = &tier.segments[0];
+            let index = &segment.index;
+            let mut seen = 0;
+            for page in 0..index.key_pages.len() {
+                let parquet = segment
+                    .reader
+                    .read_key_page(index, 0, page)
+                    .expect("parquet");
+                let packed = segment
+                    .reader
+                    .key_page_values(index, 0, page)
+                    .expect("read")
+                    .expect("keys are written packed and uncompressed");
+                assert_eq!(
+                    delta::decode_all(&packed, parquet.len()),
+                    Ok(parquet.clone())
+                );
+                assert_eq!(&*tier.key_page(0, page, 0).expect("page"), &parquet[..]);
+                seen += parquet.len();
+            }
+            assert_eq!(seen, keys.len());
+            for (row, &key) in keys.iter().enumerate().step_by(97) {
+                assert_eq!(tier.row_in(0, key, 0).expect("find"), Some(row as u32));
+                // v is read from its own page (delta-packed, or plain when its neighbours
+                // differ too widely), every row group and page position included.
+                assert_eq!(
+                    segment.reader.read_row(&def, row as u64, key).expect("row"),
+                    vec![Value::Int64(key), Value::Int64(key / 2)]
+                );
+                if key < i64::MAX && keys.binary_search(&(key + 1)).is_err() {
+                    assert_eq!(tier.row_in(0, key + 1, 0).expect("find"), None);
+                }
+            }
+        }
+    }
 }

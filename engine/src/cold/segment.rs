@@ -1146,6 +1146,123 @@ impl SegmentReader {
         Ok(keys)
     }
 
+    /// The values of key page `page` as their raw bytes, when they can be searched without
+    /// parquet's column reader (crate::cold::delta): see [`SegmentReader::delta_page`].
+    /// `None` for any other shape; the caller then decodes with
+    /// [`SegmentReader::read_key_page`].
+    pub fn key_page_values(
+        &self,
+        index: &SegmentIndex,
+        pk: usize,
+        page: usize,
+    ) -> Result<Option<Bytes>> {
+        let rows = index.page_rows(page);
+        let rg = self
+            .row_group_of(rows.start)
+            .ok_or_else(|| corrupt(&self.path, format!("key page {page} is in no row group")))?;
+        let within = (rows.start - self.row_group_rows(rg).start) as usize;
+        let want = (rows.end - rows.start) as usize;
+        Ok(self
+            .delta_page(rg, pk, within)?
+            .filter(|page| page.first_row == within && page.count == want)
+            .map(|page| page.values))
+    }
+
+    /// The data page of column `column` in row group `rg` that holds row `within` (of the
+    /// row group), read in one checked call, when its values can be decoded without
+    /// parquet's column reader: an uncompressed v1 or v2 page of `DELTA_BINARY_PACKED`
+    /// integers without levels (a NOT NULL column), which is how the engine writes keys and
+    /// most integer columns. `None` for any other shape.
+    fn delta_page(&self, rg: usize, column: usize, within: usize) -> Result<Option<DeltaPage>> {
+        let meta = self.metadata.metadata();
+        let chunk = meta.row_group(rg).column(column);
+        if chunk.compression() != Compression::UNCOMPRESSED
+            || chunk.column_descr().max_def_level() != 0
+        {
+            return Ok(None);
+        }
+        let Some(all) = meta
+            .offset_index()
+            .and_then(|i| i.get(rg)?.get(column))
+            .map(|i| i.page_locations())
+        else {
+            return Ok(None);
+        };
+        let at = index::count_at_most(all, within as i64, |l| l.first_row_index);
+        let Some(location) = at.checked_sub(1).and_then(|at| all.get(at)) else {
+            return Ok(None);
+        };
+        let failure = ReadFailure::new(&self.path);
+        let mut reader = self.column_chunk_reader(rg, column);
+        reader.io_failure = failure.io_failure.clone();
+        let bytes = reader
+            .read_verified(
+                u64::try_from(location.offset).unwrap_or(u64::MAX),
+                u64::try_from(location.compressed_page_size).unwrap_or(u64::MAX),
+            )
+            .map_err(|e| failure.parquet(e))?;
+        let (header, header_len) =
+            crate::cold::pages::parse_header(&bytes).map_err(|e| failure.parquet(e))?;
+        let body = bytes.slice(header_len.min(bytes.len())..);
+        let (count, plain) = match header.kind {
+            crate::cold::pages::Kind::V1 {
+                num_values,
+                encoding,
+                ..
+            } => (num_values, encoding == Encoding::DELTA_BINARY_PACKED),
+            crate::cold::pages::Kind::V2 {
+                num_values,
+                num_nulls,
+                encoding,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            } => (
+                num_values,
+                num_nulls == 0
+                    && encoding == Encoding::DELTA_BINARY_PACKED
+                    && def_levels_byte_len == 0
+                    && rep_levels_byte_len == 0,
+            ),
+            crate::cold::pages::Kind::Dictionary { .. } => (0, false),
+        };
+        let whole = body.len() == header.compressed_size
+            && header.compressed_size == header.uncompressed_size;
+        Ok((plain && whole).then_some(DeltaPage {
+            values: body,
+            first_row: location.first_row_index as usize,
+            count: count as usize,
+        }))
+    }
+
+    /// The Int64 value at row `within` of row group `rg` of NOT NULL column `column`, read
+    /// straight from its `DELTA_BINARY_PACKED` page; `None` if the page has another shape.
+    fn one_delta(&self, rg: usize, column: usize, within: usize) -> Result<Option<i64>> {
+        let Some(page) = self.delta_page(rg, column, within)? else {
+            return Ok(None);
+        };
+        let corrupt_page = |reason: String| {
+            corrupt(
+                &self.path,
+                format!(
+                    "column {column} of row group {rg}, page at row {}: {reason}",
+                    page.first_row
+                ),
+            )
+        };
+        let mut values =
+            crate::cold::delta::DeltaValues::new(&page.values, page.count).map_err(corrupt_page)?;
+        let skip = within
+            .checked_sub(page.first_row)
+            .filter(|&skip| skip < page.count)
+            .ok_or_else(|| corrupt_page(format!("does not hold row {within}")))?;
+        values.skip(skip).map_err(corrupt_page)?;
+        match values.next_value().map_err(corrupt_page)? {
+            Some(value) => Ok(Some(value)),
+            None => Err(corrupt_page(format!("ends before row {within}"))),
+        }
+    }
+
     /// Reads the row at segment row `row` whose key is `key`: every column but the key
     /// decoded from the one page of each that holds the row.
     pub fn read_row(&self, def: &TableDef, row: u64, key: i64) -> Result<Row> {
@@ -1161,8 +1278,16 @@ impl SegmentReader {
                 continue;
             }
             let value = match column.data_type {
-                DataType::Int64 => self.one::<Int64Type>(rg, c, within)?.map(Value::Int64),
-                DataType::Timestamp => self.one::<Int64Type>(rg, c, within)?.map(Value::Timestamp),
+                DataType::Int64 | DataType::Timestamp => {
+                    let value = match self.one_delta(rg, c, within)? {
+                        Some(value) => Some(value),
+                        None => self.one::<Int64Type>(rg, c, within)?,
+                    };
+                    value.map(|v| match column.data_type {
+                        DataType::Timestamp => Value::Timestamp(v),
+                        _ => Value::Int64(v),
+                    })
+                }
                 DataType::Float64 => self.one::<DoubleType>(rg, c, within)?.map(Value::Float64),
                 DataType::Bool => self.one::<BoolType>(rg, c, within)?.map(Value::Bool),
                 DataType::Binary => self
@@ -1235,6 +1360,15 @@ impl SegmentReader {
         }
         Ok(Bytes::from(bytes))
     }
+}
+
+/// A data page whose values crate::cold::delta decodes.
+struct DeltaPage {
+    /// The page's `DELTA_BINARY_PACKED` values, checked against their CRC.
+    values: Bytes,
+    /// Row (of the row group) of its first value.
+    first_row: usize,
+    count: usize,
 }
 
 /// The key column's value `key` for a table.
