@@ -164,6 +164,16 @@ pub struct History {
     pub recovered_lsn: u64,
     /// Highest LSN the engine has claimed durable or acknowledged under `Sync::Always`.
     pub durable_lsn: u64,
+    /// The last state [`History::state_at`] computed, where the next one starts replaying.
+    base: Option<StateBase>,
+}
+
+/// The state after the first `count` writes of a history, all with LSN `<= lsn`.
+#[derive(Debug, Clone)]
+struct StateBase {
+    lsn: u64,
+    count: usize,
+    state: ModelState,
 }
 
 impl History {
@@ -178,23 +188,42 @@ impl History {
         self.writes.push((lsn, write));
     }
 
-    /// The state after every write with LSN `<= lsn`.
-    pub fn state_at(&self, lsn: u64) -> ModelState {
-        let mut state = ModelState::default();
-        for (at, write) in &self.writes {
+    /// The state after every write with LSN `<= lsn`. It replays from the last state it
+    /// computed when that one's LSN is not past `lsn` (recoveries move forward, so each
+    /// replays only the writes since the one before), else from the empty database: a
+    /// replay from the start at every recovery was 5% of a sweep.
+    pub fn state_at(&mut self, lsn: u64) -> ModelState {
+        let (mut state, mut count) = match &self.base {
+            Some(base) if base.lsn <= lsn && base.count <= self.writes.len() => {
+                (base.state.clone(), base.count)
+            }
+            _ => (ModelState::default(), 0),
+        };
+        for (at, write) in &self.writes[count..] {
             if *at > lsn {
                 break;
             }
             if state.predict(write).is_ok() {
                 state.apply(write);
             }
+            count += 1;
         }
+        self.base = Some(StateBase {
+            lsn,
+            count,
+            state: state.clone(),
+        });
         state
     }
 
     /// A recovery reached `lsn`: the writes after it are gone.
     pub fn recovered(&mut self, lsn: u64) {
         self.writes.retain(|(at, _)| *at <= lsn);
+        // The writes a base summarises are all `<= base.lsn`: they survive a cut at or
+        // after it.
+        if self.base.as_ref().is_some_and(|base| base.lsn > lsn) {
+            self.base = None;
+        }
         self.recovered_lsn = lsn;
         self.durable_lsn = lsn;
     }

@@ -75,3 +75,42 @@ pub fn fnv64(bytes: &[u8]) -> u64 {
     }
     hash
 }
+
+/// A stable 64-bit hash fed slice by slice: FNV-1a's step over each slice's 8-byte
+/// little-endian words, then over its last bytes one by one. Eight times fewer multiplies
+/// than [`fnv64`] on long values (not the same figure).
+#[derive(Debug, Clone, Copy)]
+pub struct WordHash(u64);
+
+impl WordHash {
+    /// The hash of nothing.
+    pub fn new() -> WordHash {
+        WordHash(0xcbf2_9ce4_8422_2325)
+    }
+
+    /// Adds `bytes`.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(word);
+            self.0 ^= u64::from_le_bytes(le);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        for &byte in words.remainder() {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// The hash so far.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for WordHash {
+    fn default() -> WordHash {
+        WordHash::new()
+    }
+}

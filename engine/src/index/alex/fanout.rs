@@ -70,6 +70,20 @@ impl SliceCost {
     }
 }
 
+/// The slices of one level that hold keys, as `(slice, cost)` in ascending slice order. A
+/// level has `2^depth` slices but at most as many non-empty ones as sampled keys, so a deep
+/// level over a few keys (a small table whose keys include `i64::MIN` or `MAX` stretches
+/// the unit model until its keys share one slice at every depth) costs its keys, not
+/// `2^depth` (with 2^20-slot inner nodes that was 32 MiB allocated and summed per plan).
+type SparseLevel = Vec<(usize, SliceCost)>;
+
+/// The cost of `slice` in `level`: an empty slice's is the default (no keys, no cost).
+fn slice_cost(level: &SparseLevel, slice: usize) -> SliceCost {
+    level
+        .binary_search_by_key(&slice, |(index, _)| *index)
+        .map_or(SliceCost::default(), |found| level[found].1)
+}
+
 /// Cost per key of one data node over sorted `keys` at `density`.
 pub(crate) fn data_node_cost<K: Key>(keys: &[K], density: f64) -> f64 {
     if keys.is_empty() {
@@ -101,12 +115,12 @@ pub(crate) fn plan<K: Key>(keys: &[K], unit: &LinearModel<K>, limits: &PlanLimit
     };
     let total_keys = keys.len().max(1) as f64;
 
-    let mut levels: Vec<Vec<SliceCost>> = Vec::new();
+    let mut levels: Vec<SparseLevel> = Vec::new();
     let mut best_depth = limits.depth_min;
     let mut best_cost = f64::INFINITY;
     let mut best_fits = false;
     for depth in limits.depth_min..=depth_max {
-        let mut slices = vec![SliceCost::default(); 1 << depth];
+        let mut slices: SparseLevel = Vec::new();
         let mut start = 0;
         let mut children = 0usize;
         let mut oversize_slices = 0usize;
@@ -122,15 +136,22 @@ pub(crate) fn plan<K: Key>(keys: &[K], unit: &LinearModel<K>, limits: &PlanLimit
             } else {
                 0.0
             };
-            slices[slice] = SliceCost {
-                keys: estimated_keys,
-                cost_per_key: data_node_cost(&sample[start..end], super::data_node::DENSITY_INIT)
-                    + oversize,
-            };
+            debug_assert!(slices.last().is_none_or(|(last, _)| *last < slice));
+            slices.push((
+                slice,
+                SliceCost {
+                    keys: estimated_keys,
+                    cost_per_key: data_node_cost(
+                        &sample[start..end],
+                        super::data_node::DENSITY_INIT,
+                    ) + oversize,
+                },
+            ));
             children += 1;
             start = end;
         }
-        let data_cost: f64 = slices.iter().map(SliceCost::total).sum::<f64>() / total_keys;
+        // Empty slices add exactly 0.0, so summing only the others gives the same figure.
+        let data_cost: f64 = slices.iter().map(|(_, cost)| cost.total()).sum::<f64>() / total_keys;
         let structure_bytes = if depth == 0 {
             0.0
         } else {
@@ -171,8 +192,9 @@ pub(crate) fn plan<K: Key>(keys: &[K], unit: &LinearModel<K>, limits: &PlanLimit
                 && i + 1 < groups.len()
                 && groups[i + 1] == (level, index + 1)
             {
-                let parent = parents[index / 2];
-                let apart = children_costs[index].total() + children_costs[index + 1].total();
+                let parent = slice_cost(parents, index / 2);
+                let apart = slice_cost(children_costs, index).total()
+                    + slice_cost(children_costs, index + 1).total();
                 if parent.keys <= limits.leaf_keys_max && parent.total() <= apart {
                     merged.push((level - 1, index / 2));
                     i += 2;

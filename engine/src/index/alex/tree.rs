@@ -1025,8 +1025,8 @@ impl<K: Key, P: Payload> Alex<K, P> {
             keys.extend(part_keys);
             payloads.extend(part_payloads);
         }
-        let width = block_width(fresh.1 - fresh.0);
-        let made = self.fill_new_blocks(grown, fresh.0, fresh.1, width, &keys, &payloads);
+        let blocks = root_growth_blocks(fresh.0, fresh.1);
+        let made = self.fill_new_blocks(grown, &blocks, &keys, &payloads);
         match side {
             Side::Right => self.splice(self.tail, &made, NO_NODE),
             Side::Left => self.splice(NO_NODE, &made, self.head),
@@ -1034,23 +1034,23 @@ impl<K: Key, P: Payload> Alex<K, P> {
         true
     }
 
-    /// Fills the root's slots `[first, end)` with new data nodes, one per `width` slots, each
-    /// holding the sorted `keys` that route into its block. Returns them in order.
+    /// Fills the root's slot `blocks` (`(first slot, width)`, in order, tiling the new
+    /// slots) with new data nodes, each holding the sorted `keys` that route into its block.
+    /// Returns them in order.
     fn fill_new_blocks(
         &mut self,
         root: usize,
-        first: usize,
-        end: usize,
-        width: usize,
+        blocks: &[(usize, usize)],
         keys: &[K],
         payloads: &[P],
     ) -> Vec<u32> {
-        let mut made = Vec::with_capacity((end - first) / width);
-        let mut block = first;
+        let mut made = Vec::with_capacity(blocks.len());
+        self.datas
+            .reserve(blocks.len().saturating_sub(self.free_datas.len()));
         let mut low = 0;
-        while block < end {
+        for (i, &(block, width)) in blocks.iter().enumerate() {
             let routing = &self.inners[root];
-            let high = if block + width >= end {
+            let high = if i + 1 == blocks.len() {
                 keys.len()
             } else {
                 keys.partition_point(|key| routing.route(*key) < block + width)
@@ -1063,7 +1063,6 @@ impl<K: Key, P: Payload> Alex<K, P> {
                 Placement::Spread,
             ));
             low = high;
-            block += width;
         }
         made
     }
@@ -1141,11 +1140,101 @@ enum Side {
 }
 
 /// Block width for `added` new root slots: a power of two dividing `added` (so blocks tile
-/// the new slots), as small as possible while making at most `ROOT_GROWTH_NODES_MAX` nodes.
+/// the new slots), as small as possible while making at most `ROOT_GROWTH_NODES_MAX` nodes,
+/// if `added`'s factors of two allow it.
 fn block_width(added: usize) -> usize {
     let mut width = 1;
     while added / width > ROOT_GROWTH_NODES_MAX && (added / width).is_multiple_of(2) {
         width *= 2;
     }
     width
+}
+
+/// The blocks `(first slot, width)` tiling the new root slots `[first, end)`, in order:
+/// all `block_width` wide when that makes at most `ROOT_GROWTH_NODES_MAX` of them. Otherwise
+/// `end - first` is an odd multiple of that width (growing 4 slots in place to 2^20 adds
+/// 2^20 - 4, and 4-wide blocks would be 262,143 empty data nodes, about 100 MB, for one
+/// key near `i64::MAX`): then each block is the widest power of two aligned at its first
+/// slot that fits, up to the narrowest cap that keeps the count within the limit.
+fn root_growth_blocks(first: usize, end: usize) -> Vec<(usize, usize)> {
+    let added = end - first;
+    let width = block_width(added);
+    if added / width <= ROOT_GROWTH_NODES_MAX {
+        return (first..end)
+            .step_by(width)
+            .map(|slot| (slot, width))
+            .collect();
+    }
+    let mut cap = width;
+    loop {
+        cap *= 2;
+        let blocks = aligned_blocks(first, end, cap);
+        if blocks.len() <= ROOT_GROWTH_NODES_MAX || cap >= added {
+            return blocks;
+        }
+    }
+}
+
+/// Tiles `[first, end)` greedily with blocks of power-of-two width at most `cap`, each
+/// aligned to its width.
+fn aligned_blocks(first: usize, end: usize, cap: usize) -> Vec<(usize, usize)> {
+    debug_assert!(cap.is_power_of_two());
+    let mut blocks = Vec::new();
+    let mut slot = first;
+    while slot < end {
+        let aligned = if slot == 0 {
+            cap
+        } else {
+            (1usize << slot.trailing_zeros()).min(cap)
+        };
+        let mut width = aligned;
+        while slot + width > end {
+            width /= 2;
+        }
+        blocks.push((slot, width));
+        slot += width;
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod growth_tests {
+    use super::{root_growth_blocks, ROOT_GROWTH_NODES_MAX};
+
+    fn assert_tiles(first: usize, end: usize, blocks: &[(usize, usize)]) {
+        let mut next = first;
+        for &(slot, width) in blocks {
+            assert_eq!(slot, next);
+            assert!(
+                width.is_power_of_two() && slot % width == 0,
+                "{slot} {width}"
+            );
+            next += width;
+        }
+        assert_eq!(next, end);
+    }
+
+    #[test]
+    fn root_growth_makes_at_most_the_limit_of_nodes() {
+        for (first, end) in [
+            (4, 1 << 20),
+            (0, (1 << 20) - 4),
+            (1 << 10, 1 << 20),
+            (2, 1 << 12),
+            (1 << 19, 1 << 20),
+            (8, 16),
+        ] {
+            let blocks = root_growth_blocks(first, end);
+            assert_tiles(first, end, &blocks);
+            assert!(blocks.len() <= ROOT_GROWTH_NODES_MAX, "{first}..{end}");
+        }
+        // Where uniform blocks stay within the limit they are kept (the shape before).
+        assert_eq!(
+            root_growth_blocks(8, 16),
+            (8..16).map(|s| (s, 1)).collect::<Vec<_>>()
+        );
+        assert!(root_growth_blocks(1 << 19, 1 << 20)
+            .iter()
+            .all(|&(_, w)| w == 512));
+    }
 }
