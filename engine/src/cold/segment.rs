@@ -589,7 +589,9 @@ fn index_of_file(
     let mut region = 0usize;
     let mut region_crc = 0u32;
     let mut at = 0u64;
-    let mut chunk = vec![0u8; READ_BACK_BYTES];
+    // No bigger than the file: the simulator's segments are a few KiB, and zeroing a whole
+    // read-back chunk for each was 4% of a sweep.
+    let mut chunk = vec![0u8; (len as usize).min(READ_BACK_BYTES)];
     while at < len {
         let n = ((len - at) as usize).min(READ_BACK_BYTES);
         file.read_exact_at(&mut chunk[..n], at)
