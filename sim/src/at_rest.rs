@@ -8,7 +8,9 @@
 //!
 //! **What.** One file at rest (same inode in the durable and the current view, nothing
 //! unsynced, no handle; see `SimFs::truncate_at_rest`): half the time a log segment (half
-//! of those the last one), else any file of the database. Then, with the kind drawn: cut at
+//! of those the last one; from generation 8, of the others, when there are three or more,
+//! half an interior one: neither the segment recovery starts from nor the last, where a
+//! lost segment is a gap only the LSN chain shows), else any file of the database. Then, with the kind drawn: cut at
 //! a byte (half the time anywhere, half the time within its last 512 bytes), removed, or a
 //! range zeroed (from a byte drawn the same way, to the end half the time, else 1 byte to
 //! 4 KiB). The disk records it in the fault log.
@@ -92,14 +94,21 @@ pub struct AtRest {
     rng: ChaCha8Rng,
     /// The chance of an injection at each moment.
     pub rate: f64,
+    /// Generation 8 on: an interior log segment (neither the first nor the last of three
+    /// or more) is aimed at on purpose (see the module doc).
+    interior: bool,
 }
 
 impl AtRest {
     /// The schedule of `seed` (generation 6 on).
-    pub fn draw(seed: u64) -> AtRest {
+    pub fn draw(seed: u64, interior: bool) -> AtRest {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ AT_REST_SALT);
         let rate = RATES[rng.random_range(0..RATES.len())];
-        AtRest { rng, rate }
+        AtRest {
+            rng,
+            rate,
+            interior,
+        }
     }
 
     /// A byte offset in `[0, len)`: anywhere half the time, else in the last
@@ -131,6 +140,8 @@ impl AtRest {
         let path = if !segments.is_empty() && self.rng.random_bool(0.5) {
             if self.rng.random_bool(0.5) {
                 segments[segments.len() - 1].clone()
+            } else if self.interior && segments.len() >= 3 && self.rng.random_bool(0.5) {
+                segments[self.rng.random_range(1..segments.len() - 1)].clone()
             } else {
                 segments[self.rng.random_range(0..segments.len())].clone()
             }

@@ -147,6 +147,9 @@ pub(crate) struct Sim {
     pub(crate) open_clean_close_lsn: Option<u64>,
 }
 
+/// The log segment size target of generation 8's tiny-segment seeds: most writes roll.
+const LOG_SEGMENT_BYTES_TINY: u64 = 512;
+
 /// A summary of a row's values for trace lines. Word-wise: hashing a 64 KiB value byte by
 /// byte was 3% of a sweep.
 fn describe_value_hash(row: &Row) -> u64 {
@@ -221,6 +224,12 @@ impl Sim {
                 &mut workload.checkpoint_copy_bytes_max,
                 config.alex_knobs(),
             );
+            // Generation 8: a quarter of the seeds log into tiny segments, so that a log at
+            // rest often has interior segments for damage at rest to strike (drawn last
+            // from the knobs' own stream: no earlier draw moves).
+            if config.at_rest_interior() && knobs.random_bool(0.25) {
+                workload.knobs.log_segment_bytes_target = LOG_SEGMENT_BYTES_TINY;
+            }
         }
         if config.flush_worker_drawn() && workload.hot_rows_max.is_some() {
             // A stream of its own too (generation 7 on).
@@ -235,7 +244,9 @@ impl Sim {
             plan.space_limit_bytes = Some(2f64.powf(exponent) as u64);
         }
         let machine = SimMachine::new(SimFs::new(plan));
-        let at_rest = config.at_rest().then(|| AtRest::draw(seed));
+        let at_rest = config
+            .at_rest()
+            .then(|| AtRest::draw(seed, config.at_rest_interior()));
         let clients = vec![None; workload.clients];
         let trace = Trace::new(config.echo);
         Sim {
