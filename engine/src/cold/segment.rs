@@ -1129,15 +1129,21 @@ impl SegmentReader {
         Ok((values, levels))
     }
 
-    /// Decodes key page `page` (of `index`'s directory) of key column `pk`: its keys, in
-    /// order, decoded straight from the one page (whatever its encoding).
-    pub fn read_key_page(&self, index: &SegmentIndex, pk: usize, page: usize) -> Result<Vec<i64>> {
+    /// Where key page `page` of `index`'s directory lies: its row group, its first row within
+    /// it, and its key count.
+    fn key_page_place(&self, index: &SegmentIndex, page: usize) -> Result<(usize, usize, usize)> {
         let rows = index.page_rows(page);
         let rg = self
             .row_group_of(rows.start)
             .ok_or_else(|| corrupt(&self.path, format!("key page {page} is in no row group")))?;
         let within = (rows.start - self.row_group_rows(rg).start) as usize;
-        let want = (rows.end - rows.start) as usize;
+        Ok((rg, within, (rows.end - rows.start) as usize))
+    }
+
+    /// Decodes key page `page` (of `index`'s directory) of key column `pk`: its keys, in
+    /// order, decoded straight from the one page (whatever its encoding).
+    pub fn read_key_page(&self, index: &SegmentIndex, pk: usize, page: usize) -> Result<Vec<i64>> {
+        let (rg, within, want) = self.key_page_place(index, page)?;
         let (keys, levels) = self.column_values::<Int64Type>(rg, pk, within, want)?;
         if keys.len() != want || levels.contains(&0) {
             return Err(corrupt(
@@ -1158,12 +1164,7 @@ impl SegmentReader {
         pk: usize,
         page: usize,
     ) -> Result<Option<Bytes>> {
-        let rows = index.page_rows(page);
-        let rg = self
-            .row_group_of(rows.start)
-            .ok_or_else(|| corrupt(&self.path, format!("key page {page} is in no row group")))?;
-        let within = (rows.start - self.row_group_rows(rg).start) as usize;
-        let want = (rows.end - rows.start) as usize;
+        let (rg, within, want) = self.key_page_place(index, page)?;
         Ok(self
             .delta_page(rg, pk, within)?
             .filter(|page| page.first_row == within && page.count == want)
