@@ -178,7 +178,11 @@ impl AtRest {
                 "zero",
             )
         };
-        let log = path.starts_with(&format!("{root}/wal/")) || path == format!("{root}/LOG_END");
+        // A removed checkpoint counts as damage to the log: the segments it covered are gone,
+        // so it was the only record of its LSNs (a cut or zeroed one fails its CRC instead).
+        let log = path.starts_with(&format!("{root}/wal/"))
+            || path == format!("{root}/LOG_END")
+            || (kind == "remove" && path.starts_with(&format!("{root}/checkpoint-")));
         match result {
             Ok(()) => Some((what, kind, log)),
             Err(e) => Some((format!("not injected ({e}): {what}"), "refused", false)),

@@ -617,6 +617,20 @@ impl LogImage {
             reason: reason.to_string(),
             detail: format!("lsn {lost}: {what} ({} at op {})", d.reason, d.op),
         };
+        // The checkpoint that held `lost` was removed at rest. The log segments it covered
+        // were removed once it was durable, so when nothing of the log after it is left
+        // either (here the log ends intact before `lost`), nothing on disk says it existed:
+        // after a crash, recovery cannot tell this database from a new one (docs/FORMAT.md,
+        // what stays undetectable). A log segment left after it would fail the gap check.
+        if let Some(d) = damage.iter().find(|d| {
+            d.reason == REMOVED_AT_REST && checkpoint_lsn(&d.path).is_some_and(|lsn| lsn >= lost)
+        }) {
+            return Some(excuse(
+                "removed_at_rest_checkpoint",
+                d,
+                format!("{} held lsn {lost} and was removed", d.path),
+            ));
+        }
         if let Some(segment) = torn_creation {
             let hit = damage.iter().find(|d| {
                 d.path == segment.path && matches!(d.reason, TRUNCATED_AT_REST | ZEROED_AT_REST)
@@ -657,6 +671,12 @@ impl LogImage {
             ),
         ))
     }
+}
+
+/// The LSN of a checkpoint's path (`.../checkpoint-<lsn:020>.ckpt`).
+fn checkpoint_lsn(path: &str) -> Option<u64> {
+    let (_, name) = path.rsplit_once("/checkpoint-")?;
+    name.strip_suffix(".ckpt").and_then(parse_digits)
 }
 
 /// The sequence number of a log segment's path (`.../wal/<seq:020>.wal`).
