@@ -197,8 +197,9 @@ fn encode_into(
         enc.u32(table.id);
         enc.table_def(&table.def);
         enc.u64(table.hot_len() as u64);
-        for row in table.iter() {
-            enc.row_ref(&row);
+        let layout = table.layout();
+        for (key, packed) in table.packed_rows() {
+            layout.encode_packed(key, packed, &mut enc.bytes);
             flush(&mut enc, &mut crc, WRITE_CHUNK_BYTES)?;
         }
         enc.u64(table.cold.next_segment_id());

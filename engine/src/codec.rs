@@ -6,7 +6,7 @@
 //! caller turns into [`crate::Error::Corruption`] with the file.
 
 use crate::limits;
-use crate::rowstore::{RowRef, ValueRef};
+use crate::rowstore::ValueRef;
 use crate::schema::{Column, DataType, Row, TableDef, Value};
 
 /// Why bytes could not be decoded, and where (offset from the start of the decoded slice).
@@ -88,14 +88,6 @@ impl Encoder {
                 self.u8(DataType::Timestamp.code());
                 self.i64(v);
             }
-        }
-    }
-
-    /// A row read in place, encoded exactly as [`Encoder::row`] encodes its owned copy.
-    pub fn row_ref(&mut self, row: &RowRef<'_>) {
-        self.u16(row.len() as u16);
-        for value in row.values() {
-            self.value_ref(value);
         }
     }
 

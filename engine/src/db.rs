@@ -282,7 +282,7 @@ impl Shared {
                     )
                     .entered();
                     flush.snapshot.write(
-                        fs.as_ref(),
+                        &self.env,
                         &dir,
                         flush.table_id,
                         &flush.def,

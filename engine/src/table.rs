@@ -36,7 +36,6 @@
 //! own invariants hold.
 
 use crate::cold::{ColdPosition, ColdScan, ColdTier};
-use crate::env::Fs;
 use crate::error::{Error, Result};
 use crate::index::alex::AlexConfig;
 use crate::index::{PrimaryIndex, RowLocation};
@@ -106,7 +105,7 @@ impl FlushSnapshot {
     /// [`ColdTier::write_segment`]); the table lists it at [`Table::flush_install`].
     pub fn write(
         &self,
-        fs: &dyn Fs,
+        env: &crate::env::Env,
         dir: &std::path::Path,
         table_id: TableId,
         def: &TableDef,
@@ -124,7 +123,7 @@ impl FlushSnapshot {
                 row
             })
             .collect();
-        ColdTier::write_segment(fs, dir, table_id, def, &rows, lsn, id)
+        ColdTier::write_segment(env, dir, table_id, def, &rows, lsn, id)
     }
 }
 
@@ -878,12 +877,14 @@ impl Table {
         self.cold = ColdTier::restore(segments, next_segment_id);
     }
 
-    /// Hot rows in key order (what a checkpoint stores as rows). The rows of a table loaded
-    /// in random key order lie scattered over the pages, so each would be a cache miss: the
-    /// row [`ITER_PREFETCH_AHEAD`] places ahead is prefetched, and the misses overlap.
-    pub fn iter(&self) -> impl Iterator<Item = RowRef<'_>> + '_ {
+    /// Every hot row in key order as its key and packed bytes (which run on to the end of
+    /// their page; [`RowLayout`] knows where the row ends): what a checkpoint stores as
+    /// rows. The rows of a table loaded in random key order lie scattered over the pages, so
+    /// each would be a cache miss: the row [`ITER_PREFETCH_AHEAD`] places ahead is
+    /// prefetched, and the misses overlap.
+    pub(crate) fn packed_rows(&self) -> impl Iterator<Item = (i64, &[u8])> + '_ {
         self.entries_prefetched()
-            .map(move |(key, location)| self.row_at(key, location))
+            .map(move |(key, location)| (key, self.rows.bytes(location)))
     }
 
     /// Every hot (key, location) in key order, the row [`ITER_PREFETCH_AHEAD`] places ahead
@@ -1022,7 +1023,6 @@ fn pack_and_store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::OsEnv;
     use crate::schema::{Column, DataType};
 
     fn table() -> Table {
@@ -1060,7 +1060,7 @@ mod tests {
     #[test]
     fn writes_during_a_flush_survive_its_install() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let fs = OsEnv::new();
+        let env = crate::env::Env::os();
         let mut t = table();
         let mut model = std::collections::BTreeMap::new();
         let keys: Vec<i64> = (0..100).map(|i| i * 10).collect();
@@ -1093,7 +1093,7 @@ mod tests {
 
         let id = t.cold.reserve_id();
         let segment = snapshot
-            .write(&fs, dir.path(), t.id, &t.def.clone(), id, 1)
+            .write(&env, dir.path(), t.id, &t.def.clone(), id, 1)
             .expect("segment written");
         crate::probe::reset();
         t.flush_install(&snapshot, segment);

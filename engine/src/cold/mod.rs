@@ -666,8 +666,8 @@ impl ColdTier {
     /// [`ColdTier::add`] is called.
     /// Segment `id` is reserved by the caller ([`ColdTier::reserve_id`]); the write needs no
     /// access to the tier, so a flush runs it with no lock held.
-    pub fn write_segment<'r, R: RowValues<'r>>(
-        fs: &dyn Fs,
+    pub fn write_segment<'r, R: RowValues<'r> + std::marker::Sync>(
+        env: &crate::env::Env,
         dir: &Path,
         table_id: u32,
         def: &TableDef,
@@ -689,7 +689,8 @@ impl ColdTier {
                 limit: u32::MAX as usize,
             });
         }
-        let encoded = segment::encode(def, rows)?;
+        let fs = env.fs.as_ref();
+        let encoded = segment::encode(def, rows, env.spawner.as_ref())?;
         let index_bytes = encoded.index.encode();
         let meta = SegmentMeta {
             id,
@@ -1286,7 +1287,6 @@ mod tests {
     #[test]
     fn packed_key_pages_agree_with_parquets_reader() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let fs = crate::env::Env::os().fs;
         let def = TableDef::new(
             "t",
             vec![
@@ -1307,9 +1307,16 @@ mod tests {
                 .map(|&k| vec![Value::Int64(k), Value::Int64(k / 2)])
                 .collect();
             let refs: Vec<&Row> = rows.iter().collect();
-            let segment =
-                ColdTier::write_segment(fs.as_ref(), dir.path(), 1, &def, &refs, 1, id as u64)
-                    .expect("write");
+            let segment = ColdTier::write_segment(
+                &crate::env::Env::os(),
+                dir.path(),
+                1,
+                &def,
+                &refs,
+                1,
+                id as u64,
+            )
+            .expect("write");
             let tier = ColdTier::restore(vec![(segment, RoaringBitmap::new())], id as u64 + 1);
             let segment = &tier.segments[0];
             let index = &segment.index;

@@ -23,7 +23,7 @@
 
 use crate::cold::index::{self, KeyPage, SegmentIndex};
 use crate::cold::pages::{ChunkPages, PageSource};
-use crate::env::File;
+use crate::env::{File, Spawn};
 use crate::error::{Error, Result};
 use crate::rowstore::{RowValues, ValueRef};
 use crate::schema::{DataType, Row, TableDef, Value};
@@ -378,10 +378,31 @@ fn encode_error(def: &TableDef, e: ParquetError) -> Error {
 
 /// Encodes `rows` (valid for `def`, strictly ascending by key, at least one) as a Parquet
 /// file and its sidecar index.
-pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result<Encoded> {
+pub(crate) fn encode<'r, R: RowValues<'r> + std::marker::Sync>(
+    def: &TableDef,
+    rows: &[R],
+    spawn: &dyn Spawn,
+) -> Result<Encoded> {
+    let pk = def.primary_key_index();
+    let keys: Vec<i64> = rows.iter().filter_map(|r| r.value(pk).as_i64()).collect();
+    // The filter needs only the keys: it is built on another thread, where there is one,
+    // while this one encodes the file (together about a fifth of a shuffled-key flush).
+    let mut bytes = None;
+    let mut filter = None;
+    spawn.join(&mut || bytes = Some(encode_parquet(def, rows)), &mut || {
+        filter = Some(index::build_filter(&keys))
+    });
+    let bytes = bytes.unwrap_or_else(|| encode_parquet(def, rows))?;
+    let filter = filter.unwrap_or_else(|| index::build_filter(&keys));
+    let index = index_with_filter(def, &bytes, &keys, filter)
+        .map_err(|reason| Error::corruption(Path::new("<new segment>"), 0, reason))?;
+    Ok(Encoded { bytes, index })
+}
+
+/// The Parquet file of `rows` (see [`encode`]).
+fn encode_parquet<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result<Bytes> {
     let schema = arrow_schema(def);
     let all: Vec<usize> = (0..def.columns().len()).collect();
-    let pk = def.primary_key_index();
     let props = writer_properties(def, &rows[..rows.len().min(SAMPLE_ROWS)]);
     let fail = |e: ParquetError| encode_error(def, e);
     let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).map_err(fail)?;
@@ -389,11 +410,7 @@ pub(crate) fn encode<'r, R: RowValues<'r>>(def: &TableDef, rows: &[R]) -> Result
         let batch = rows_to_batch(def, schema.clone(), &all, chunk)?;
         writer.write(&batch).map_err(fail)?;
     }
-    let bytes = Bytes::from(writer.into_inner().map_err(fail)?);
-    let keys: Vec<i64> = rows.iter().filter_map(|r| r.value(pk).as_i64()).collect();
-    let index = index_of(def, &bytes, &keys)
-        .map_err(|reason| Error::corruption(Path::new("<new segment>"), 0, reason))?;
-    Ok(Encoded { bytes, index })
+    Ok(Bytes::from(writer.into_inner().map_err(fail)?))
 }
 
 /// Bytes written through this go to an `Env` file at increasing offsets, 1 MiB at a time,
@@ -684,6 +701,16 @@ pub(crate) fn index_of(
     bytes: &Bytes,
     keys: &[i64],
 ) -> std::result::Result<SegmentIndex, String> {
+    index_with_filter(def, bytes, keys, index::build_filter(keys))
+}
+
+/// [`index_of`] with the membership filter of `keys` already built.
+fn index_with_filter(
+    def: &TableDef,
+    bytes: &Bytes,
+    keys: &[i64],
+    filter: Option<xorf::BinaryFuse8>,
+) -> std::result::Result<SegmentIndex, String> {
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
     let metadata = ArrowReaderMetadata::load(bytes, options)
         .map_err(|e| format!("unreadable Parquet footer: {e}"))?;
@@ -702,7 +729,7 @@ pub(crate) fn index_of(
         row_count: keys.len() as u64,
         key_pages: key_pages(def, meta, keys)?,
         region_crcs,
-        filter: index::build_filter(keys),
+        filter,
     })
 }
 

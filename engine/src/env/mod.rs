@@ -175,6 +175,16 @@ pub trait WorkerControl: Send + std::marker::Sync {
 pub trait Spawn: Send + std::marker::Sync {
     /// Starts `worker`; returns the handle that wakes or stops it.
     fn spawn(&self, worker: Box<dyn Worker>) -> io::Result<Arc<dyn WorkerControl>>;
+
+    /// Runs `a` and `b` and returns when both have returned: on two threads where the
+    /// environment has them (a flush builds a segment's membership filter while it encodes
+    /// the Parquet file), else one after the other. Neither may depend on the other running
+    /// at the same time. The default, and the simulator's, runs `a` then `b`, so a run stays
+    /// deterministic.
+    fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
+        a();
+        b();
+    }
 }
 
 /// The environment the engine runs in: a file system, a clock and a spawner.

@@ -273,4 +273,24 @@ impl Spawn for OsEnv {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(handle);
         Ok(control)
     }
+
+    fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
+        // Shared by reference, so that `b` can still run here if no thread can be had.
+        let b = Mutex::new(b);
+        let run_b = || (b.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))();
+        std::thread::scope(|scope| {
+            let spawned = std::thread::Builder::new()
+                .name("omendb-join".into())
+                .spawn_scoped(scope, run_b);
+            a();
+            match spawned {
+                Ok(handle) => {
+                    if let Err(panic) = handle.join() {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+                Err(_) => run_b(),
+            }
+        });
+    }
 }
