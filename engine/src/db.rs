@@ -183,6 +183,7 @@ impl Shared {
                 lsn,
                 checkpoint::start(
                     fs.as_ref(),
+                    self.env.spawner.as_ref(),
                     &self.root,
                     lsn,
                     &state,
@@ -621,7 +622,13 @@ impl Database {
         // acknowledged.
         let lsn_recovered = recovery.lsn_last;
         if lsn_recovered > checkpoint_lsn {
-            checkpoint::write(fs.as_ref(), &root, lsn_recovered, &catalog)?;
+            checkpoint::write(
+                fs.as_ref(),
+                env.spawner.as_ref(),
+                &root,
+                lsn_recovered,
+                &catalog,
+            )?;
             checkpoint::remove_older(fs.as_ref(), &root, lsn_recovered)?;
         }
         let wal = Wal::start(

@@ -744,7 +744,10 @@ impl Table {
             ends: Vec::with_capacity(count),
             bytes: Vec::new(),
         };
-        for (key, location) in self.entries_prefetched().take(count) {
+        for (key, location) in self
+            .entries_prefetched(Bound::Unbounded, Bound::Unbounded)
+            .take(count)
+        {
             let len = self.rows.len_at(&self.layout, location);
             snapshot
                 .bytes
@@ -877,20 +880,39 @@ impl Table {
         self.cold = ColdTier::restore(segments, next_segment_id);
     }
 
-    /// Every hot row in key order as its key and packed bytes (which run on to the end of
-    /// their page; [`RowLayout`] knows where the row ends): what a checkpoint stores as
-    /// rows. The rows of a table loaded in random key order lie scattered over the pages, so
-    /// each would be a cache miss: the row [`ITER_PREFETCH_AHEAD`] places ahead is
-    /// prefetched, and the misses overlap.
-    pub(crate) fn packed_rows(&self) -> impl Iterator<Item = (i64, &[u8])> + '_ {
-        self.entries_prefetched()
+    /// The hot rows with keys in `(from, to)` in key order, as their key and packed bytes
+    /// (which run on to the end of their page; [`RowLayout`] knows where the row ends): what a
+    /// checkpoint stores as rows. The rows of a table loaded in random key order lie
+    /// scattered over the pages, so each would be a cache miss: the row
+    /// [`ITER_PREFETCH_AHEAD`] places ahead is prefetched, and the misses overlap.
+    pub(crate) fn packed_rows(
+        &self,
+        from: Bound<i64>,
+        to: Bound<i64>,
+    ) -> impl Iterator<Item = (i64, &[u8])> + '_ {
+        self.entries_prefetched(from, to)
             .map(move |(key, location)| (key, self.rows.bytes(location)))
     }
 
-    /// Every hot (key, location) in key order, the row [`ITER_PREFETCH_AHEAD`] places ahead
-    /// prefetched.
-    fn entries_prefetched(&self) -> impl Iterator<Item = (i64, RowLocation)> + '_ {
-        let all = PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded);
+    /// Keys that cut the hot rows into about `parts` runs of equal length, ascending (fewer
+    /// when there are fewer rows): one walk of the index, no row read.
+    pub(crate) fn key_splits(&self, parts: usize) -> Vec<i64> {
+        let every = self.hot_len().div_ceil(parts.max(1)).max(1);
+        PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded)
+            .step_by(every)
+            .skip(1)
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// Every hot (key, location) with a key in `(from, to)`, in key order, the row
+    /// [`ITER_PREFETCH_AHEAD`] places ahead prefetched.
+    fn entries_prefetched(
+        &self,
+        from: Bound<i64>,
+        to: Bound<i64>,
+    ) -> impl Iterator<Item = (i64, RowLocation)> + '_ {
+        let all = PrimaryIndex::range(&self.index, from, to);
         let mut ahead = all.clone().skip(ITER_PREFETCH_AHEAD);
         all.inspect(move |_| {
             if let Some((_, next)) = ahead.next() {
