@@ -4,25 +4,10 @@
 
 use omendb::probe::Probe;
 use omendb_sim::seeds::load_dir;
-use omendb_sim::sweep::{sweep, Summary};
+use omendb_sim::sweep::{sweep, ProbeScope, Summary, PROBES_RARE, PROBES_UNREACHABLE};
 use omendb_sim::{replay_command, run, FaultMask, Outcome, RunConfig};
 use std::path::Path;
 use std::sync::OnceLock;
-
-/// Probes the bounded sweep is not required to hit, each with the reason. Keep it short:
-/// a probe here is a path no seed reaches, which is a hole in the simulator's power.
-const PROBES_NOT_REQUIRED: &[(&str, &str)] = &[
-    (
-        "disk.latent_healed_by_write",
-        "the engine never rewrites a file in place: log segments, checkpoints and cold segments \
-         are written once, so a latent sector goes away only with its file",
-    ),
-    (
-        "cold.hidden_during_merge",
-        "the simulator runs a compaction step whole, so no write lands between its plan and \
-         its install; tests/cold.rs races updates and deletes against real compaction threads",
-    ),
-];
 
 fn describe(outcome: &Outcome) -> String {
     match &outcome.failure {
@@ -76,20 +61,16 @@ fn bounded_sweep() -> &'static Summary {
 #[test]
 fn bounded_sweep_hits_every_probe() {
     let summary = bounded_sweep();
-    let missed: Vec<&str> = summary
-        .probes_missed()
-        .into_iter()
-        .filter(|name| !PROBES_NOT_REQUIRED.iter().any(|(n, _)| n == name))
-        .collect();
+    let missed = summary.probes_required_missed(ProbeScope::Bounded);
     assert!(
         missed.is_empty(),
         "probes never hit in the bounded sweep: {missed:?}\nall hits: {:?}",
         summary.probes
     );
-    for (name, _) in PROBES_NOT_REQUIRED {
+    for (name, _) in PROBES_UNREACHABLE.iter().chain(PROBES_RARE) {
         assert!(
             Probe::ALL.iter().any(|p| p.name() == *name),
-            "PROBES_NOT_REQUIRED names {name}, which is no probe"
+            "a probe list names {name}, which is no probe"
         );
     }
 }

@@ -1084,6 +1084,15 @@ impl Database {
         Ok(self.read()?.table(table)?.hot_len())
     }
 
+    /// The last key a flush of `table` copied, while that flush is between its copy and its
+    /// install (its segment being written); `None` otherwise. Writes to hot keys at or below
+    /// it during that time are the ones the install must hide in the new segment, so the
+    /// simulator aims writes there (`Table::flush_install`); not for applications.
+    #[doc(hidden)]
+    pub fn flush_in_flight(&self, table: &str) -> Result<Option<i64>> {
+        Ok(self.read()?.table(table)?.flush_in_flight())
+    }
+
     /// Number of cold segments of `table`.
     pub fn cold_segment_count(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.cold.segments().count())

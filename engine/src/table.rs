@@ -763,6 +763,15 @@ impl Table {
         Some(snapshot)
     }
 
+    /// The last key copied by a flush that has not installed yet.
+    pub fn flush_in_flight(&self) -> Option<i64> {
+        self.flush_watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|w| w.last)
+    }
+
     /// Ends a flush whose segment was not written: stops recording writes.
     pub fn flush_abandon(&self) {
         *self.flush_watch.lock().unwrap_or_else(|p| p.into_inner()) = None;

@@ -1,7 +1,8 @@
 //! Damage at rest (schedule generation 6, issue 18): while the process is down, a file of
 //! the database is cut short at any byte, removed, or has a range zeroed.
 //!
-//! **When.** At two moments, each with the seed's rate: after a clean close, before the
+//! **When.** At two moments, each with the seed's rate (from generation 9, 0.5 at a moment
+//! with three or more log segments at rest, in a seed whose rate is not 0): after a clean close, before the
 //! next open; and after a crash, once the disk has restarted and before the first open
 //! attempt (not between the attempts of one open). At most one injection per moment, so at
 //! most one between two opens; never once the liveness phase has healed the disk.
@@ -10,7 +11,9 @@
 //! unsynced, no handle; see `SimFs::truncate_at_rest`): half the time a log segment (half
 //! of those the last one; from generation 8, of the others, when there are three or more,
 //! half an interior one: neither the segment recovery starts from nor the last, where a
-//! lost segment is a gap only the LSN chain shows), else any file of the database. Then, with the kind drawn: cut at
+//! lost segment is a gap only the LSN chain shows; from generation 9, with three or more,
+//! half the injections remove an interior one outright, the one damage only the chain can
+//! show), else any file of the database. Then, with the kind drawn: cut at
 //! a byte (half the time anywhere, half the time within its last 512 bytes), removed, or a
 //! range zeroed (from a byte drawn the same way, to the end half the time, else 1 byte to
 //! 4 KiB). The disk records it in the fault log.
@@ -43,6 +46,7 @@
 //! latent sector first); the sweep's JSON has both, as `"at_rest":{"injected":{...},
 //! "outcomes":{...}}`.
 
+use crate::oracle::{scan_frames, segment_seq, SEGMENT_HEADER_BYTES};
 use crate::runner::{Sim, DB_PATH};
 use omendb_faults::SimFs;
 use rand::{Rng, SeedableRng};
@@ -54,6 +58,9 @@ const AT_REST_SALT: u64 = 0x5eed_c0de_0c0f_0006;
 /// Rates per moment a seed draws from (swarm testing: half the seeds none, so that runs
 /// stopped by detected damage leave most seeds their whole schedule and liveness phase).
 const RATES: [f64; 4] = [0.0, 0.0, 0.03, 0.15];
+/// Generation 9: the chance of an injection at a moment with three or more log segments at
+/// rest, in a seed that injects at all.
+const GAP_MOMENT_RATE: f64 = 0.5;
 /// A cut or a zeroed range starts within this many bytes of the end half the time: the
 /// log's tail is where the interesting frames are.
 const TAIL_BYTES: u64 = 512;
@@ -86,6 +93,10 @@ pub struct Injected {
     pub moment: Moment,
     /// Whether it touched a log segment or the log end marker.
     pub log: bool,
+    /// A cut inside a frame of the sealed segment with this sequence number (the one before
+    /// an empty last segment): an open that reports corruption must not name a later
+    /// segment instead (a gap there means the cut was taken for a torn tail).
+    pub cut_sealed_seq: Option<u64>,
 }
 
 /// The seed's at-rest schedule: its stream and rate.
@@ -97,17 +108,21 @@ pub struct AtRest {
     /// Generation 8 on: an interior log segment (neither the first nor the last of three
     /// or more) is aimed at on purpose (see the module doc).
     interior: bool,
+    /// Generation 9 on: with three or more log segments at rest, half the injections remove
+    /// an interior one (see the module doc).
+    gaps: bool,
 }
 
 impl AtRest {
     /// The schedule of `seed` (generation 6 on).
-    pub fn draw(seed: u64, interior: bool) -> AtRest {
+    pub fn draw(seed: u64, interior: bool, gaps: bool) -> AtRest {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ AT_REST_SALT);
         let rate = RATES[rng.random_range(0..RATES.len())];
         AtRest {
             rng,
             rate,
             interior,
+            gaps,
         }
     }
 
@@ -123,8 +138,13 @@ impl AtRest {
 
     /// Damages one file of the database at `root` on `disk`, if the coin says so and a file
     /// is at rest; returns what it did (for the trace) and whether it touched the log.
-    fn inject(&mut self, disk: &SimFs, root: &str) -> Option<(String, &'static str, bool)> {
-        if self.rate <= 0.0 || !self.rng.random_bool(self.rate) {
+    #[allow(clippy::type_complexity)]
+    fn inject(
+        &mut self,
+        disk: &SimFs,
+        root: &str,
+    ) -> Option<(String, &'static str, bool, Option<u64>)> {
+        if self.rate <= 0.0 {
             return None;
         }
         let durable = disk.durable_files();
@@ -137,6 +157,73 @@ impl AtRest {
             .iter()
             .filter(|p| p.starts_with(&format!("{root}/wal/")) && p.ends_with(".wal"))
             .collect();
+        // The segment before an empty last one: its tail is not the log's tail, so damage
+        // there must be reported, never cut as a torn tail (only the empty segment after it
+        // would not show the loss as a gap in the LSN chain).
+        let before_empty_last = match segments.as_slice() {
+            [.., before, last] => {
+                let len = |p: &String| disk.read_current(Path::new(p)).map_or(0, |b| b.len());
+                (len(last) <= SEGMENT_HEADER_BYTES && len(before) > SEGMENT_HEADER_BYTES)
+                    .then(|| (*before).clone())
+            }
+            _ => None,
+        };
+        // Three segments at rest are rare (every open checkpoints and starts a fresh log), so
+        // from generation 9 such a moment is damaged at a rate of its own, as is one with a
+        // segment before an empty last one.
+        let gap_moment = self.gaps && (segments.len() >= 3 || before_empty_last.is_some());
+        let rate = if gap_moment {
+            GAP_MOMENT_RATE
+        } else {
+            self.rate
+        };
+        if !self.rng.random_bool(rate) {
+            return None;
+        }
+        if let (true, Some(before)) = (gap_moment, &before_empty_last) {
+            if self.rng.random_bool(0.5) {
+                // Inside one of its frames: a sealed segment cut there is provably damaged.
+                let bytes = disk.read_current(Path::new(before)).unwrap_or_default();
+                let seq = segment_seq(before);
+                let frames = seq
+                    .map(|seq| scan_frames(seq, &bytes).frames)
+                    .unwrap_or_default();
+                if !frames.is_empty() {
+                    let frame = frames[self.rng.random_range(0..frames.len())];
+                    let cut = frame.offset_bytes + self.rng.random_range(1..frame.size_bytes);
+                    let what = format!(
+                        "cut {before} (before an empty last segment) from {} to {cut} bytes, inside the frame of LSN {}",
+                        bytes.len(),
+                        frame.lsn
+                    );
+                    return Some(match disk.truncate_at_rest(Path::new(before), cut) {
+                        Ok(()) => (what, "truncate_before_empty_last", true, seq),
+                        Err(e) => (
+                            format!("not injected ({e}): {what}"),
+                            "refused",
+                            false,
+                            None,
+                        ),
+                    });
+                }
+            }
+        }
+        if gap_moment && segments.len() >= 3 && self.rng.random_bool(0.5) {
+            // A whole interior segment gone: only the LSN chain shows the gap (a cut or zeroed
+            // one fails its CRC, which recovery reports anyway).
+            let path = segments[self.rng.random_range(1..segments.len() - 1)].clone();
+            let len = disk.read_current(Path::new(&path)).map_or(0, |b| b.len());
+            let what = format!("removed interior {path} ({len} bytes)");
+            return Some(match disk.remove_at_rest(Path::new(&path)) {
+                Ok(()) => (what, "remove_interior", true, None),
+                Err(e) => (
+                    format!("not injected ({e}): {what}"),
+                    "refused",
+                    false,
+                    None,
+                ),
+            });
+        }
         let path = if !segments.is_empty() && self.rng.random_bool(0.5) {
             if self.rng.random_bool(0.5) {
                 segments[segments.len() - 1].clone()
@@ -184,8 +271,13 @@ impl AtRest {
             || path == format!("{root}/LOG_END")
             || (kind == "remove" && path.starts_with(&format!("{root}/checkpoint-")));
         match result {
-            Ok(()) => Some((what, kind, log)),
-            Err(e) => Some((format!("not injected ({e}): {what}"), "refused", false)),
+            Ok(()) => Some((what, kind, log, None)),
+            Err(e) => Some((
+                format!("not injected ({e}): {what}"),
+                "refused",
+                false,
+                None,
+            )),
         }
     }
 }
@@ -201,7 +293,8 @@ impl Sim {
         };
         // The process is down: its stopped workers (and the log handles they hold) are gone.
         self.machine.spawner.reap();
-        let Some((what, kind, log)) = at_rest.inject(&self.machine.disk, DB_PATH) else {
+        let Some((what, kind, log, cut_sealed_seq)) = at_rest.inject(&self.machine.disk, DB_PATH)
+        else {
             return;
         };
         *self
@@ -210,11 +303,36 @@ impl Sim {
             .or_default() += 1;
         self.log(format!("at rest ({}): {what}", moment.name()));
         if kind != "refused" {
-            self.at_rest_pending = Some(Injected { moment, log });
+            self.at_rest_pending = Some(Injected {
+                moment,
+                log,
+                cut_sealed_seq,
+            });
         }
     }
 
     /// Counts how the open after an injection ended (see the module doc) and forgets it.
+    /// After a cut inside a frame of the segment before an empty last one, corruption the
+    /// open reports must not name a later segment: that is the gap a cut taken for a torn
+    /// tail leaves, where the cut segment is sealed and its damage provable.
+    pub(crate) fn check_cut_sealed_named(&self, error: &omendb::Error) -> crate::checker::Checked {
+        let Some(seq) = self.at_rest_pending.and_then(|i| i.cut_sealed_seq) else {
+            return Ok(());
+        };
+        let omendb::Error::Corruption { path, .. } = error else {
+            return Ok(());
+        };
+        match segment_seq(&path.to_string_lossy()) {
+            Some(named) if named > seq => crate::checker::fail(
+                crate::checker::Check::FalseCorruption,
+                format!(
+                    "log segment {seq} was cut inside a frame at rest, and a later segment follows it, but the open reported a later one: {error}"
+                ),
+            ),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn judge_at_rest(&mut self, outcome: &str) {
         if let Some(injected) = self.at_rest_pending.take() {
             *self

@@ -20,6 +20,7 @@ pub mod at_rest;
 pub mod checker;
 pub mod config;
 pub mod env;
+pub mod flush_aim;
 pub mod liveness;
 pub mod metamorphic;
 pub mod model;

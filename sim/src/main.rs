@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use omendb_sim::sweep::{sweep, Summary};
+use omendb_sim::sweep::{sweep, ProbeScope, Summary};
 use omendb_sim::{replay_command, run, FaultMask, Outcome, RunConfig};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -75,6 +75,9 @@ enum Command {
     },
     /// Run fresh seeds until the time is up, e.g. `--duration 10m`.
     Chaos {
+        /// Fail if a reachable probe was never hit (see omendb_sim::sweep::PROBES_RARE).
+        #[arg(long)]
+        require_probes: bool,
         /// How long: 90s, 10m, 2h.
         #[arg(long, value_parser = parse_duration)]
         duration: Duration,
@@ -293,6 +296,7 @@ fn main() -> ExitCode {
             summary.failed.is_empty()
         }
         Command::Chaos {
+            require_probes,
             duration,
             start,
             jobs,
@@ -347,7 +351,11 @@ fn main() -> ExitCode {
             if args.json {
                 println!("{}", total.to_json());
             }
-            total.failed.is_empty()
+            let missed = total.probes_required_missed(ProbeScope::Long);
+            if require_probes && !missed.is_empty() {
+                eprintln!("chaos: probes never hit: {missed:?}");
+            }
+            total.failed.is_empty() && (!require_probes || missed.is_empty())
         }
         Command::Shrink { seed, args } => {
             match omendb_sim::shrink::shrink(seed, &config(&args, false)) {

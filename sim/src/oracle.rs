@@ -33,7 +33,7 @@ use std::path::Path;
 
 const SEGMENT_MAGIC: &[u8; 8] = b"OMENWAL\0";
 const SEGMENT_VERSION: u32 = 1;
-const SEGMENT_HEADER_BYTES: usize = 32;
+pub(crate) const SEGMENT_HEADER_BYTES: usize = 32;
 const FRAME_HEADER_BYTES: usize = 25;
 
 /// The intact frames at the start of one durable log segment.
@@ -680,7 +680,7 @@ fn checkpoint_lsn(path: &str) -> Option<u64> {
 }
 
 /// The sequence number of a log segment's path (`.../wal/<seq:020>.wal`).
-fn segment_seq(path: &str) -> Option<u64> {
+pub(crate) fn segment_seq(path: &str) -> Option<u64> {
     let (_, name) = path.rsplit_once("/wal/")?;
     name.strip_suffix(".wal").and_then(parse_digits)
 }

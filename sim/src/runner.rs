@@ -246,7 +246,7 @@ impl Sim {
         let machine = SimMachine::new(SimFs::new(plan));
         let at_rest = config
             .at_rest()
-            .then(|| AtRest::draw(seed, config.at_rest_interior()));
+            .then(|| AtRest::draw(seed, config.at_rest_interior(), config.at_rest_gaps()));
         let clients = vec![None; workload.clients];
         let trace = Trace::new(config.echo);
         Sim {
@@ -428,7 +428,8 @@ impl Sim {
             Action::StepWorkers => {
                 let steps = self.machine.spawner.step_all();
                 self.log(format!("workers stepped {steps}"));
-                self.poll_clients()
+                self.poll_clients()?;
+                self.aim_writes_at_flushes()
             }
             Action::Wait => self.wait_one(),
             Action::AdvanceClock => {
@@ -599,6 +600,21 @@ impl Sim {
             self.storage_full_seen = 0;
             self.log(format!("space returns: limit {limit} bytes"));
         }
+    }
+
+    /// Submits `write` from a client with nothing in flight, waiting for every client that
+    /// has a write in flight first ([`Sim::submit`] instead waits for a busy client it drew
+    /// and drops the write).
+    pub(crate) fn submit_from_free_client(&mut self, write: Write) -> Checked {
+        for client in 0..self.clients.len() {
+            if let Some(pending) = self.clients[client] {
+                self.wait_client(client, pending)?;
+            }
+        }
+        if self.detected_damage.is_some() || self.db.is_none() {
+            return Ok(());
+        }
+        self.submit(write)
     }
 
     pub(crate) fn wait_client(&mut self, client: usize, pending: Pending) -> Checked {
@@ -811,6 +827,7 @@ impl Sim {
                 }
                 Err(e) if e.is_corruption() => {
                     self.log(format!("open -> corruption: {e}"));
+                    self.check_cut_sealed_named(&e)?;
                     if self.corruption_explained(&e) {
                         self.detected_damage = Some(e.to_string());
                         self.judge_at_rest("corruption");
