@@ -1,7 +1,7 @@
 //! `omendb-stress`: many threads against one database, every acknowledged write checked.
 //!
 //! ```text
-//! cargo run --release -p omendb --features stress --bin omendb-stress -- \
+//! cargo run --release -p omendb-bench --bin omendb-stress -- \
 //!     --threads 100 --mix 50:50 --keys 100000 --dist uniform --sync batch --duration 60s
 //! ```
 //!

@@ -1,13 +1,13 @@
 //! Benchmark: the ALEX index against `BTreeMap<i64, u64>` on the same keys, in one process.
 //!
 //! ```text
-//! cargo run --release -p omendb --bin bench_index -- --keys 10000000 --dist uniform --seed 1
+//! cargo run --release -p omendb-bench --bin bench_index -- --keys 10000000 --dist uniform --seed 1
 //!     [--build bulk|insert] [--lookups 1000000] [--inserts 1000000] [--scans 100000]
 //!     [--scan-len 100]
-//! cargo run --release -p omendb --bin bench_index -- --chase-mib 1024
-//! cargo run --release -p omendb --bin bench_index -- --touch-mib 4096
-//! cargo run --release -p omendb --bin bench_index -- --layout-probe 1 --keys 10000000
-//! cargo run --release -p omendb --bin bench_index -- --window 100000 --keys 30000000
+//! cargo run --release -p omendb-bench --bin bench_index -- --chase-mib 1024
+//! cargo run --release -p omendb-bench --bin bench_index -- --touch-mib 4096
+//! cargo run --release -p omendb-bench --bin bench_index -- --layout-probe 1 --keys 10000000
+//! cargo run --release -p omendb-bench --bin bench_index -- --window 100000 --keys 30000000
 //! ```
 //!
 //! Phases, each timed for both structures: build (bulk load from sorted pairs, or inserts in
