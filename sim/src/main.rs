@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use omendb_keygen::parse_duration;
 use omendb_sim::sweep::{sweep, ProbeScope, Summary};
 use omendb_sim::{replay_command, run, FaultMask, Outcome, RunConfig};
 use std::process::ExitCode;
@@ -78,7 +79,7 @@ enum Command {
         /// Fail if a reachable probe was never hit (see omendb_sim::sweep::PROBES_RARE).
         #[arg(long)]
         require_probes: bool,
-        /// How long: 90s, 10m, 2h.
+        /// How long: 90s, 10m, 2h (or 1.5h, 500ms).
         #[arg(long, value_parser = parse_duration)]
         duration: Duration,
         /// First seed (seeds then count up).
@@ -134,24 +135,6 @@ fn parse_shard(text: &str) -> Result<(u64, u64), String> {
         return Err(format!("shard {i}/{n}: need 0 <= I < N"));
     }
     Ok((i, n))
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|e| format!("bad duration {text:?}: {e}"))?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        _ => return Err(format!("bad unit in {text:?}: use s, m or h")),
-    };
-    Ok(Duration::from_secs(seconds))
 }
 
 fn jobs_or_cores(jobs: Option<usize>) -> usize {

@@ -3,21 +3,24 @@
 //! seeds hammer one table with batches, others churn the catalog, others mostly read.
 
 use omendb::{Column, DataType, Row, Sync, TableDef, Value};
+use omendb_keygen::{log_uniform, skewed_low};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// How keys of new rows are drawn.
+/// How keys of new rows are drawn. The names mean what [`omendb_keygen::Dist`] says; the
+/// shapes come from there, drawn from the run's own stream so that every seed replays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyDist {
     /// 1, 2, 3, ... from a random start.
     Sequential,
     /// Uniform over a range (narrow ranges make duplicates likely).
     Uniform,
-    /// Zipf-like: log-uniform ranks, so small ranks dominate.
-    Zipf,
-    /// Most keys crowd the low end of the range.
+    /// Log-uniform ([`omendb_keygen::log_uniform`]) multiples of 7: small values dominate
+    /// and repeat.
+    LogUniform,
+    /// Most keys crowd the low end of the range ([`omendb_keygen::skewed_low`], cubed).
     SkewedLow,
     /// Most keys crowd the high end.
     SkewedHigh,
@@ -43,7 +46,7 @@ pub const DISTS_V2: [KeyDist; 2] = [KeyDist::Descending, KeyDist::BackFill];
 const DISTS: [KeyDist; 8] = [
     KeyDist::Sequential,
     KeyDist::Uniform,
-    KeyDist::Zipf,
+    KeyDist::LogUniform,
     KeyDist::SkewedLow,
     KeyDist::SkewedHigh,
     KeyDist::Clustered,
@@ -51,8 +54,7 @@ const DISTS: [KeyDist; 8] = [
     KeyDist::UuidV7Like,
 ];
 
-/// Keys a workload mixes in on purpose: the edges of i64 and their neighbours.
-pub const EDGE_KEYS: [i64; 7] = [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX];
+pub use omendb_keygen::EDGE_KEYS;
 
 /// State of one key generator.
 #[derive(Debug, Clone)]
@@ -110,17 +112,14 @@ impl KeyGen {
                 self.next
             }
             KeyDist::Uniform => rng.random_range(-self.span..=self.span),
-            KeyDist::Zipf => {
-                let rank = (self.span as f64).powf(rng.random_range(0.0..1.0)) as i64;
-                rank * 7
+            KeyDist::LogUniform => {
+                log_uniform(self.span as u64, rng.random_range(0.0..1.0)) as i64 * 7
             }
             KeyDist::SkewedLow => {
-                let u: f64 = rng.random_range(0.0..1.0);
-                (u * u * u * self.span as f64) as i64
+                skewed_low(rng.random_range(0.0..1.0), 3, self.span as u64) as i64
             }
             KeyDist::SkewedHigh => {
-                let u: f64 = rng.random_range(0.0..1.0);
-                self.span - (u * u * u * self.span as f64) as i64
+                self.span - skewed_low(rng.random_range(0.0..1.0), 3, self.span as u64) as i64
             }
             KeyDist::Clustered => {
                 let center = self.centers[rng.random_range(0..self.centers.len())];
