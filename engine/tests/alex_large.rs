@@ -9,11 +9,17 @@ use omendb::index::alex::AlexIndex;
 use omendb::index::PrimaryIndex;
 
 mod key_dist;
-use key_dist::{key_of, Dist, SplitMix, ALL};
+use key_dist::{key_of, Dist, ALL};
+use omendb_keygen::SplitMix64;
 
 const KEYS: usize = 1_000_000;
 
-fn compare<I: PrimaryIndex>(index: &I, model: &BTreeMap<i64, u64>, rng: &mut SplitMix, dist: Dist) {
+fn compare<I: PrimaryIndex>(
+    index: &I,
+    model: &BTreeMap<i64, u64>,
+    rng: &mut SplitMix64,
+    dist: Dist,
+) {
     if let Err(problem) = index.check_invariants() {
         panic!("{dist:?}: {problem}");
     }
@@ -22,7 +28,11 @@ fn compare<I: PrimaryIndex>(index: &I, model: &BTreeMap<i64, u64>, rng: &mut Spl
         assert_eq!(index.get(*key), Some(*value), "{dist:?}: get {key}");
     }
     for _ in 0..200 {
-        let start = key_of(dist, (rng.next() % KEYS as u64) as usize, rng.next());
+        let start = key_of(
+            dist,
+            (rng.next_u64() % KEYS as u64) as usize,
+            rng.next_u64(),
+        );
         let got: Vec<(i64, u64)> = index
             .range(Bound::Included(start), Bound::Unbounded)
             .take(100)
@@ -41,11 +51,11 @@ fn compare<I: PrimaryIndex>(index: &I, model: &BTreeMap<i64, u64>, rng: &mut Spl
 }
 
 fn insert_built(dist: Dist) {
-    let mut rng = SplitMix(0xA1E8 ^ dist as u64);
+    let mut rng = SplitMix64::new(0xA1E8 ^ dist as u64);
     let mut index = <AlexIndex as PrimaryIndex>::new();
     let mut model = BTreeMap::new();
     for step in 0..KEYS {
-        let raw = rng.next();
+        let raw = rng.next_u64();
         let key = key_of(dist, step, raw);
         let fresh = !model.contains_key(&key);
         assert_eq!(index.insert(key, raw), fresh, "{dist:?}: {key}");
@@ -70,10 +80,10 @@ fn insert_built(dist: Dist) {
 }
 
 fn bulk_built(dist: Dist) {
-    let mut rng = SplitMix(0xB01C ^ dist as u64);
+    let mut rng = SplitMix64::new(0xB01C ^ dist as u64);
     let model: BTreeMap<i64, u64> = (0..KEYS)
         .map(|step| {
-            let raw = rng.next();
+            let raw = rng.next_u64();
             (key_of(dist, step, raw), raw)
         })
         .collect();
@@ -82,7 +92,7 @@ fn bulk_built(dist: Dist) {
     let mut model = model;
     compare(&index, &model, &mut rng, dist);
     for step in KEYS..KEYS + KEYS / 5 {
-        let raw = rng.next();
+        let raw = rng.next_u64();
         let key = key_of(dist, step, raw);
         let fresh = !model.contains_key(&key);
         assert_eq!(index.insert(key, raw), fresh, "{dist:?}: {key}");

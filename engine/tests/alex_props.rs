@@ -222,13 +222,13 @@ macro_rules! distribution_props {
 
 distribution_props! {
     sequential => Dist::Sequential,
-    reverse => Dist::Reverse,
+    descending => Dist::Descending,
     uniform => Dist::Uniform,
-    zipf => Dist::Zipf,
+    log_uniform_narrow => Dist::LogUniformNarrow,
     skewed_low => Dist::SkewedLow,
     skewed_high => Dist::SkewedHigh,
     clustered => Dist::Clustered,
     time_series => Dist::TimeSeries,
-    exponential => Dist::Exponential,
+    log_uniform_wide => Dist::LogUniformWide,
     edges => Dist::Edges,
 }

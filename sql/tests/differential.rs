@@ -8,6 +8,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use omendb::{Database, Options};
+use omendb_keygen::SplitMix64;
 use omendb_sql::SqlSession;
 use std::sync::Arc;
 
@@ -34,22 +35,6 @@ impl PartialEq for Val {
             }
             _ => false,
         }
-    }
-}
-
-/// A deterministic generator (SplitMix64), so the corpus data is the same every run.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -80,7 +65,8 @@ fn sql_literal(v: &Val) -> String {
 
 /// The rows of t and u as SQL VALUES tuples.
 fn rows() -> (Vec<String>, Vec<String>) {
-    let mut gen = Gen(42);
+    // Seeded, so the corpus data is the same every run.
+    let mut gen = SplitMix64::new(42);
     let words = [
         "apple", "banana", "cherry", "date", "elder", "fig", "grape", "o'hara",
     ];

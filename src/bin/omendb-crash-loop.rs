@@ -30,6 +30,7 @@
 //! Exit code 0 when every iteration checked, 1 on the first failure.
 
 use omendb::{Column, DataType, Database, Error, Options, Row, Sync, TableDef, Value};
+use omendb_keygen::splitmix64;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -55,13 +56,6 @@ fn num(args: &[String], name: &str, default: u64) -> u64 {
             std::process::exit(2)
         })
     })
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -124,7 +118,7 @@ fn table_def() -> omendb::Result<TableDef> {
 }
 
 fn row_of(key: i64, op: u64) -> Row {
-    let len = (splitmix(op ^ 0xabcd) % 200) as usize;
+    let len = (splitmix64(op ^ 0xabcd) % 200) as usize;
     let s = if len.is_multiple_of(7) {
         Value::Null
     } else {
@@ -143,7 +137,7 @@ enum Op {
 }
 
 fn op(seed: u64, i: u64, exists: impl Fn(i64) -> bool) -> Op {
-    let r = splitmix(seed ^ i.wrapping_mul(0x9E37_79B9));
+    let r = splitmix64(seed ^ i.wrapping_mul(0x9E37_79B9));
     let key = (r % KEYS) as i64;
     if !exists(key) {
         Op::Insert(row_of(key, i))
@@ -297,7 +291,7 @@ fn parent(args: &[String]) -> std::result::Result<(), String> {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("spawn the writer: {e}"))?;
-        let delay = splitmix(seed ^ iteration.wrapping_mul(31)) % max_ms;
+        let delay = splitmix64(seed ^ iteration.wrapping_mul(31)) % max_ms;
         std::thread::sleep(Duration::from_millis(delay));
         // SIGKILL on Unix: no destructor, no flush of the log buffer.
         let _ = writer.kill();

@@ -1,24 +1,26 @@
 //! Key distributions shared by the ALEX tests: each maps a step number and 64 random bits to a
-//! key, so a shrunk proptest case or a seed reproduces the same keys.
+//! key, so a shrunk proptest case or a seed reproduces the same keys. The names mean what
+//! [`omendb_keygen::Dist`] says, and the shapes are keygen's; the spans and the edge cases
+//! are these tests' own.
+
+use omendb_keygen::{log_uniform, skewed_low, unit_f64, EDGE_KEYS};
 
 #[derive(Debug, Clone, Copy)]
 #[allow(dead_code)] // each test binary uses its own subset
 pub enum Dist {
     Sequential,
-    Reverse,
+    Descending,
     Uniform,
-    Zipf,
+    /// Log-uniform over a million values, times 1009: few distinct keys, many repeats.
+    LogUniformNarrow,
     SkewedLow,
     SkewedHigh,
     Clustered,
     TimeSeries,
-    Exponential,
+    /// Log-uniform over [1, 2^62): every order of magnitude equally likely.
+    LogUniformWide,
+    /// The edges of i64 and keys near 0.
     Edges,
-}
-
-/// Unit interval value from the top 53 bits.
-fn unit(raw: u64) -> f64 {
-    (raw >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// The key a step draws: `step` orders the sequential kinds, `raw` is the randomness.
@@ -26,12 +28,11 @@ pub fn key_of(dist: Dist, step: usize, raw: u64) -> i64 {
     let step = step as i64;
     match dist {
         Dist::Sequential => step * 8 + (raw % 4) as i64,
-        Dist::Reverse => -step * 8 - (raw % 4) as i64,
+        Dist::Descending => -step * 8 - (raw % 4) as i64,
         Dist::Uniform => raw as i64,
-        // Zipf(1) over a million ranks: P(rank) ~ 1/rank, so rank = N^u.
-        Dist::Zipf => (1e6f64.powf(unit(raw)) as i64) * 1009,
-        Dist::SkewedLow => (unit(raw).powi(4) * (1u64 << 50) as f64) as i64,
-        Dist::SkewedHigh => i64::MAX - (unit(raw).powi(4) * (1u64 << 50) as f64) as i64,
+        Dist::LogUniformNarrow => log_uniform(1_000_000, unit_f64(raw)) as i64 * 1009,
+        Dist::SkewedLow => skewed_low(unit_f64(raw), 4, 1 << 50) as i64,
+        Dist::SkewedHigh => i64::MAX - skewed_low(unit_f64(raw), 4, 1 << 50) as i64,
         Dist::Clustered => {
             let cluster = (raw % 6) as i64;
             cluster * 1_500_000_000_000_000_000 - 4_000_000_000_000_000_000
@@ -47,14 +48,12 @@ pub fn key_of(dist: Dist, step: usize, raw: u64) -> i64 {
             let tick = (step - late).max(0);
             tick * 1000 + (tick / 64) * (1 << 30) + ((raw >> 20) % 997) as i64
         }
-        Dist::Exponential => 2f64.powf(unit(raw) * 62.0) as i64,
+        Dist::LogUniformWide => log_uniform(1 << 62, unit_f64(raw)) as i64,
         Dist::Edges => match raw % 4 {
             0 => i64::MIN + ((raw >> 8) % 32) as i64,
             1 => i64::MAX - ((raw >> 8) % 32) as i64,
             2 => ((raw >> 8) % 32) as i64 - 16,
-            _ => {
-                [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX][(raw >> 8) as usize % 7]
-            }
+            _ => EDGE_KEYS[(raw >> 8) as usize % EDGE_KEYS.len()],
         },
     }
 }
@@ -63,28 +62,13 @@ pub fn key_of(dist: Dist, step: usize, raw: u64) -> i64 {
 #[allow(dead_code)]
 pub const ALL: [Dist; 10] = [
     Dist::Sequential,
-    Dist::Reverse,
+    Dist::Descending,
     Dist::Uniform,
-    Dist::Zipf,
+    Dist::LogUniformNarrow,
     Dist::SkewedLow,
     Dist::SkewedHigh,
     Dist::Clustered,
     Dist::TimeSeries,
-    Dist::Exponential,
+    Dist::LogUniformWide,
     Dist::Edges,
 ];
-
-/// A small deterministic generator (SplitMix64) for the deterministic tests.
-#[allow(dead_code)]
-pub struct SplitMix(pub u64);
-
-#[allow(dead_code)]
-impl SplitMix {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
