@@ -1,9 +1,17 @@
-//! Pieces the benchmark binaries share: command-line arguments, key orders, the rows of
-//! the benchmark table, timing statistics and process memory.
+//! Pieces the benchmark binaries share: command-line arguments and durations, the one-line
+//! JSON results ([`json`]), the rows of the benchmark table, timing statistics and process
+//! memory. Keys, key orders and random streams come from `omendb-keygen`, shared with the
+//! simulator and the tests.
 //!
 //! Benchmarks live outside the engine library and its Env boundary: they read the clock
 //! and /proc directly.
 
+pub mod json;
+
+pub use json::{JsonLine, JsonValue};
+pub use omendb_keygen::{parse_duration, KeyOrder};
+
+use omendb_keygen::splitmix64;
 use std::path::Path;
 
 /// The value of `--name VALUE` on the command line.
@@ -14,12 +22,20 @@ pub fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-/// `--name N` as a number (`_` allowed as a separator), or `default`; exits 2 on a value
-/// that is not a number.
+/// The count `text` gives for `flag`: a whole number, `_` allowed as a separator
+/// (`10_000_000`).
+pub fn parse_count(flag: &str, text: &str) -> Result<u64, String> {
+    text.replace('_', "")
+        .parse()
+        .map_err(|_| format!("{flag} wants a number, got {text:?}"))
+}
+
+/// `--name N` as a number ([`parse_count`]), or `default`; exits 2 on a value that is not a
+/// number.
 pub fn num(name: &str, default: u64) -> u64 {
     arg(name).map_or(default, |v| {
-        v.replace('_', "").parse().unwrap_or_else(|_| {
-            eprintln!("{name} wants a number, got {v:?}");
+        parse_count(name, &v).unwrap_or_else(|problem| {
+            eprintln!("{problem}");
             std::process::exit(2)
         })
     })
@@ -30,32 +46,24 @@ pub fn flag(name: &str) -> bool {
     std::env::args().any(|a| a == name)
 }
 
-/// SplitMix64's output function of `x`: a fixed, well-mixed 64-bit hash.
-pub fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
 const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// Column `v` of the benchmark tables for `key`: uniform in [0, 1e9).
 pub fn v_of(key: u64) -> i64 {
-    (splitmix(key) % 1_000_000_000) as i64
+    (splitmix64(key) % 1_000_000_000) as i64
 }
 
 /// Column `s` of the benchmark tables for `key`: 8-16 alphanumerics.
 /// Each 64-bit draw yields ten base-62 digits (62^10 < 2^64), so a row costs three draws,
 /// not seventeen: the generator is not what the benchmarks measure.
 pub fn s_of(key: u64) -> String {
-    let mut x = splitmix(key ^ 0x5555_5555);
+    let mut x = splitmix64(key ^ 0x5555_5555);
     let len = 8 + (x % 9) as usize;
     let mut s = String::with_capacity(len);
     let mut digits = 0;
     while s.len() < len {
         if digits == 0 {
-            x = splitmix(x);
+            x = splitmix64(x);
             digits = 10;
         }
         let radix = ALPHABET.len() as u64;
@@ -64,47 +72,6 @@ pub fn s_of(key: u64) -> String {
         digits -= 1;
     }
     s
-}
-
-/// The key of the `i`-th insert: a permutation of `0..rows` (`shuffled`: every batch
-/// lands all over the key space) or `i` itself (in order: the easy case).
-pub struct KeyOrder {
-    rows: u64,
-    step: u64,
-    shuffled: bool,
-}
-
-impl KeyOrder {
-    /// The order of `rows` keys.
-    pub fn new(rows: u64, shuffled: bool) -> KeyOrder {
-        // A multiplier coprime to `rows` makes i -> i * step mod rows a permutation.
-        let mut step = (rows as f64 * 0.618_033_988_75) as u64 | 1;
-        while gcd(step, rows.max(1)) != 1 {
-            step += 2;
-        }
-        KeyOrder {
-            rows: rows.max(1),
-            step,
-            shuffled,
-        }
-    }
-
-    /// The `i`-th key.
-    pub fn key(&self, i: u64) -> u64 {
-        if self.shuffled {
-            ((i as u128 * self.step as u128) % self.rows as u128) as u64
-        } else {
-            i
-        }
-    }
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 /// The median of `xs` (the upper one of an even count); 0 for none.
@@ -168,12 +135,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shuffled_key_orders_are_permutations() {
-        for rows in [1, 2, 10, 997, 1000, 4096] {
-            let order = KeyOrder::new(rows, true);
-            let mut keys: Vec<u64> = (0..rows).map(|i| order.key(i)).collect();
-            keys.sort_unstable();
-            assert_eq!(keys, (0..rows).collect::<Vec<_>>(), "{rows}");
-        }
+    fn counts_take_separators_and_name_their_flag() {
+        assert_eq!(parse_count("--rows", "10_000_000"), Ok(10_000_000));
+        assert_eq!(
+            parse_count("--rows", "ten"),
+            Err("--rows wants a number, got \"ten\"".to_string())
+        );
     }
 }

@@ -13,8 +13,8 @@
 //!
 //! Key orders (`--dist`): `shuffled` (a permutation of 0..rows: every batch lands all over
 //! the key space, the case users have), `sequential` (0..rows in order: the easy case), and
-//! `zipf` (inserts shuffled; the point gets draw keys by a Zipf(1) law over rank, so a few
-//! keys take most reads).
+//! `zipf` (inserts shuffled; the point gets draw ranks by YCSB's Zipfian law, theta 0.99,
+//! scattered by the key order, so a few keys take most reads; see `omendb_keygen::Dist`).
 //!
 //! With `--compact`, the compaction worker merges segments in the background during the
 //! load and the reads (it needs `--checkpoint-every` small enough that the hot tier stays
@@ -38,7 +38,8 @@
 //! /proc directly.
 
 use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
-use omendb_bench::{arg, dir_bytes, flag, median, num, s_of, splitmix, status_kb, v_of, KeyOrder};
+use omendb_bench::{arg, dir_bytes, flag, median, num, s_of, status_kb, v_of, KeyOrder};
+use omendb_keygen::{splitmix64, unit_f64, Dist, Zipf};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -75,12 +76,6 @@ fn sum_v(db: &Database, range: std::ops::RangeInclusive<i64>) -> omendb::Result<
     Ok((sum, rows))
 }
 
-/// A Zipf(1) rank in 1..=n (P(rank) ~ 1/rank): n^u for u uniform.
-fn zipf_rank(n: u64, raw: u64) -> u64 {
-    let u = (raw >> 11) as f64 / (1u64 << 53) as f64;
-    ((n as f64).powf(u) as u64).clamp(1, n)
-}
-
 fn main() -> omendb::Result<()> {
     let rows = num("--rows", 1_000_000);
     let hot = num("--hot", rows / 10) as usize;
@@ -91,11 +86,11 @@ fn main() -> omendb::Result<()> {
     let gets = num("--gets", 20_000);
     let dist = arg("--dist").unwrap_or_else(|| "shuffled".into());
     let dir = arg("--dir").unwrap_or_else(|| "/tmp/omendb-bench-htap".into());
-    let shuffled = match dist.as_str() {
-        "shuffled" | "zipf" => true,
-        "sequential" => false,
-        other => {
-            eprintln!("--dist is shuffled, sequential or zipf, not {other:?}");
+    let supported = [Dist::Shuffled, Dist::Sequential, Dist::Zipf];
+    let shuffled = match Dist::parse(&dist, &supported) {
+        Ok(parsed) => parsed != Dist::Sequential,
+        Err(problem) => {
+            eprintln!("{problem}");
             std::process::exit(2)
         }
     };
@@ -235,7 +230,7 @@ fn main() -> omendb::Result<()> {
     // Range sums at `repeat` random places.
     let mut times = Vec::new();
     for r in 0..repeat.max(1) as u64 {
-        let lo = (splitmix(r + 77) % (rows - range_keys as u64 + 1)) as i64;
+        let lo = (splitmix64(r + 77) % (rows - range_keys as u64 + 1)) as i64;
         let hi = lo + range_keys - 1;
         let t = Instant::now();
         let (s, n) = sum_v(&db, lo..=hi)?;
@@ -256,12 +251,22 @@ fn main() -> omendb::Result<()> {
         db.insert_batch("t", fresh)?;
     }
     let cold_keys = (rows / 2).max(1);
+    let zipf = if dist == "zipf" {
+        match Zipf::new(cold_keys, Zipf::THETA_YCSB) {
+            Ok(zipf) => Some(zipf),
+            Err(problem) => {
+                eprintln!("{problem}");
+                std::process::exit(2)
+            }
+        }
+    } else {
+        None
+    };
     let draw = |g: u64| -> i64 {
-        let raw = splitmix(g ^ 0xC01D);
-        if dist == "zipf" {
-            order.key(zipf_rank(cold_keys, raw) - 1) as i64 % cold_keys as i64
-        } else {
-            (raw % cold_keys) as i64
+        let raw = splitmix64(g ^ 0xC01D);
+        match &zipf {
+            Some(zipf) => order.key(zipf.rank(unit_f64(raw))) as i64 % cold_keys as i64,
+            None => (raw % cold_keys) as i64,
         }
     };
     // Warm the key page cache and the OS page cache as a steady state would.
@@ -278,7 +283,7 @@ fn main() -> omendb::Result<()> {
     }
     let mut hot_ns = Vec::with_capacity(gets as usize);
     for g in 0..gets {
-        let key = rows + splitmix(g) % 10_000;
+        let key = rows + splitmix64(g) % 10_000;
         let t = Instant::now();
         let row = db.get("t", key as i64)?;
         hot_ns.push(t.elapsed().as_nanos() as u64);

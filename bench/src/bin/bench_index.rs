@@ -17,6 +17,11 @@
 //! counting allocator while the structure was built (the only figure available for
 //! `BTreeMap`). The last line of output is one JSON object with the results.
 //!
+//! Keys (`--dist`, meanings as in `omendb_keygen::Dist`): `uniform` random i64, `sequential`
+//! 1..N, `pareto` (1e9 / u: dense just above 1e9 with a long tail; called `zipf` before
+//! the names were unified, the same keys), `clustered` (1000 random cluster starts, keys
+//! 1-64 apart within a cluster).
+//!
 //! This binary sits outside the engine library and its Env boundary: it reads the clock
 //! directly.
 
@@ -28,6 +33,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use omendb::index::alex::{Alex, AlexIndex};
+use omendb_bench::{parse_count, JsonLine};
+use omendb_keygen::{pareto, Dist, SplitMix64};
 
 /// Heap bytes currently allocated, as seen by the global allocator.
 struct CountingAllocator;
@@ -68,61 +75,13 @@ fn heap_bytes() -> usize {
     HEAP_BYTES.load(Ordering::Relaxed)
 }
 
-/// SplitMix64: small, seeded, good enough to draw keys and orders.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        ((self.next() as u128 * bound as u128) >> 64) as usize
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i + 1));
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dist {
-    Uniform,
-    Sequential,
-    Zipf,
-    Clustered,
-}
-
-impl Dist {
-    fn parse(name: &str) -> Result<Dist, String> {
-        match name {
-            "uniform" => Ok(Dist::Uniform),
-            "sequential" => Ok(Dist::Sequential),
-            "zipf" => Ok(Dist::Zipf),
-            "clustered" => Ok(Dist::Clustered),
-            other => Err(format!("unknown --dist {other}")),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Dist::Uniform => "uniform",
-            Dist::Sequential => "sequential",
-            Dist::Zipf => "zipf",
-            Dist::Clustered => "clustered",
-        }
-    }
-}
+/// The key distributions this benchmark draws (`--dist`; meanings in `omendb_keygen::Dist`).
+const DISTS: [Dist; 4] = [
+    Dist::Uniform,
+    Dist::Sequential,
+    Dist::Pareto,
+    Dist::Clustered,
+];
 
 struct Args {
     keys: usize,
@@ -145,6 +104,16 @@ struct Args {
     window: usize,
 }
 
+fn usage() -> String {
+    format!(
+        "usage: bench_index [--keys N=10000000] [--dist {}] [--seed S=1] \
+         [--build bulk|insert] [--lookups N=1000000] [--inserts N=1000000] [--scans N=100000] \
+         [--scan-len N=100]\n   or: bench_index --chase-mib MIB | --touch-mib MIB | \
+         --layout-probe 1 [--keys N] | --window W [--keys N]",
+        Dist::names(&DISTS)
+    )
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         keys: 10_000_000,
@@ -162,18 +131,16 @@ fn parse_args() -> Result<Args, String> {
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
+        if flag == "--help" || flag == "-h" {
+            return Err(usage());
+        }
         let value = given
             .next()
             .ok_or_else(|| format!("{flag} needs a value"))?;
-        let number = || {
-            value
-                .replace('_', "")
-                .parse::<u64>()
-                .map_err(|e| format!("{flag} {value}: {e}"))
-        };
+        let number = || parse_count(&flag, &value);
         match flag.as_str() {
             "--keys" => args.keys = number()? as usize,
-            "--dist" => args.dist = Dist::parse(&value)?,
+            "--dist" => args.dist = Dist::parse(&value, &DISTS)?,
             "--seed" => args.seed = number()?,
             "--build" => {
                 args.build_by_insert = match value.as_str() {
@@ -208,26 +175,29 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// `count` distinct keys of `dist`, sorted.
-fn distinct_keys(dist: Dist, count: usize, rng: &mut SplitMix) -> Vec<i64> {
+fn distinct_keys(dist: Dist, count: usize, rng: &mut SplitMix64) -> Vec<i64> {
     let mut keys: Vec<i64> = Vec::with_capacity(count + count / 8);
     // Clustered: 1000 clusters at random places, keys within a cluster 1..64 apart.
-    let clusters: Vec<i64> = (0..1000).map(|_| (rng.next() >> 2) as i64).collect();
+    let clusters: Vec<i64> = (0..1000).map(|_| (rng.next_u64() >> 2) as i64).collect();
     let mut cursor = 0i64;
     while keys.len() < count {
         let missing = count - keys.len();
         for _ in 0..missing + missing / 16 + 16 {
             let key = match dist {
-                Dist::Uniform => rng.next() as i64,
+                Dist::Uniform => rng.next_u64() as i64,
                 Dist::Sequential => {
                     cursor += 1;
                     cursor
                 }
-                // Power law: value = C / u, dense near C with a long tail (Zipf-like, s = 1).
-                Dist::Zipf => (1e9 / rng.unit().max(1e-18)).min(9e18) as i64,
+                // Dense just above 1e9, with a long tail.
+                Dist::Pareto => pareto(1e9, rng.unit()) as i64,
                 Dist::Clustered => {
-                    let base = clusters[rng.below(clusters.len())];
-                    base.wrapping_add((rng.below(count / 1000 + 1) * 32 + rng.below(32)) as i64)
+                    let base = clusters[rng.below_usize(clusters.len())];
+                    base.wrapping_add(
+                        (rng.below_usize(count / 1000 + 1) * 32 + rng.below_usize(32)) as i64,
+                    )
                 }
+                other => unreachable!("--dist {} is not in DISTS", other.name()),
             };
             keys.push(key);
         }
@@ -237,7 +207,7 @@ fn distinct_keys(dist: Dist, count: usize, rng: &mut SplitMix) -> Vec<i64> {
     if keys.len() > count {
         // Drop a random surplus so that what is left keeps the distribution's shape.
         let surplus = keys.len() - count;
-        let mut drop: Vec<usize> = (0..surplus).map(|_| rng.below(keys.len())).collect();
+        let mut drop: Vec<usize> = (0..surplus).map(|_| rng.below_usize(keys.len())).collect();
         drop.sort_unstable();
         drop.dedup();
         let mut position = 0;
@@ -260,7 +230,7 @@ fn ns_per(elapsed: std::time::Duration, operations: usize) -> f64 {
 /// lines, like an index slot then a row in a table far larger than the caches. With `huge`,
 /// the buffer is advised onto transparent huge pages before it is touched, as the engine's
 /// index and row pages are. The median of five passes of a million loads each.
-fn chase(mib: usize, huge: bool, rng: &mut SplitMix) -> f64 {
+fn chase(mib: usize, huge: bool, rng: &mut SplitMix64) -> f64 {
     const WORDS_PER_LINE: usize = 8;
     let lines = (mib << 20) / 64;
     let mut memory: Vec<u64> = Vec::with_capacity(lines * WORDS_PER_LINE);
@@ -271,7 +241,7 @@ fn chase(mib: usize, huge: bool, rng: &mut SplitMix) -> f64 {
     // Sattolo's shuffle: one cycle through every line.
     let mut order: Vec<usize> = (0..lines).collect();
     for i in (1..lines).rev() {
-        order.swap(i, rng.below(i));
+        order.swap(i, rng.below_usize(i));
     }
     for i in 0..lines {
         memory[order[i] * WORDS_PER_LINE] = (order[(i + 1) % lines] * WORDS_PER_LINE) as u64;
@@ -386,11 +356,11 @@ fn latency_summary(mut ns: Vec<u64>) -> (u64, u64, f64) {
 /// the same keys in the same random order; each get is timed on its own and copies the row
 /// out, like `benchmark_table_vs_sqlite`, but without the table layer (lock, table lookup,
 /// decoding by schema), so the difference between the two is the layout's alone.
-fn layout_probe(args: &Args, rng: &mut SplitMix) {
+fn layout_probe(args: &Args, rng: &mut SplitMix64) {
     let mut keys = distinct_keys(Dist::Uniform, args.keys, rng);
     rng.shuffle(&mut keys);
     let lookups: Vec<i64> = (0..args.lookups)
-        .map(|_| keys[rng.below(keys.len())])
+        .map(|_| keys[rng.below_usize(keys.len())])
         .collect();
     let time_gets = |get: &dyn Fn(i64) -> Option<(i64, f64, String)>| {
         let mut ns = Vec::with_capacity(lookups.len());
@@ -407,13 +377,14 @@ fn layout_probe(args: &Args, rng: &mut SplitMix) {
         }
         latency_summary(ns)
     };
-    let mut report = Vec::new();
+    let mut report = JsonLine::new();
+    report.set("layout_probe_keys", keys.len() as f64);
 
     // The timer alone: two clock reads around a get that does no work.
     {
         let (p50, _, mean) = time_gets(&|key| Some((key, 0.0, String::new())));
         println!("timer alone: p50 {p50} ns, mean {mean:.0} ns");
-        report.push(format!("\"timer_p50_ns\":{p50}"));
+        report.set("timer_p50_ns", p50 as f64);
     }
 
     // Separate: packed rows appended to a row store in insertion order, the slot holds the
@@ -450,11 +421,19 @@ fn layout_probe(args: &Args, rng: &mut SplitMix) {
             index.bytes_used() as f64 / keys.len() as f64,
             store.len() as f64 / keys.len() as f64,
         );
-        report.push(format!(
-            "\"separate_get_p50_ns\":{p50},\"separate_get_p99_ns\":{p99},\"separate_get_mean_ns\":{mean:.0},\"separate_insert_ns\":{build_ns:.0},\"separate_index_bytes_per_key\":{:.1},\"separate_row_bytes_per_key\":{:.1}",
-            index.bytes_used() as f64 / keys.len() as f64,
-            store.len() as f64 / keys.len() as f64,
-        ));
+        report
+            .set("separate_get_p50_ns", p50 as f64)
+            .set("separate_get_p99_ns", p99 as f64)
+            .set("separate_get_mean_ns", mean)
+            .set("separate_insert_ns", build_ns)
+            .set(
+                "separate_index_bytes_per_key",
+                index.bytes_used() as f64 / keys.len() as f64,
+            )
+            .set(
+                "separate_row_bytes_per_key",
+                store.len() as f64 / keys.len() as f64,
+            );
     }
 
     // Clustered: the packed row inside the slot, `[v 8][f 8][s length 1][s bytes]`.
@@ -481,15 +460,14 @@ fn layout_probe(args: &Args, rng: &mut SplitMix) {
              mean {mean:.0} ns; insert {build_ns:.0} ns/key; {per_key:.1} bytes/key",
             std::mem::size_of::<(i64, InlineRow)>(),
         );
-        report.push(format!(
-            "\"clustered_get_p50_ns\":{p50},\"clustered_get_p99_ns\":{p99},\"clustered_get_mean_ns\":{mean:.0},\"clustered_insert_ns\":{build_ns:.0},\"clustered_bytes_per_key\":{per_key:.1}"
-        ));
+        report
+            .set("clustered_get_p50_ns", p50 as f64)
+            .set("clustered_get_p99_ns", p99 as f64)
+            .set("clustered_get_mean_ns", mean)
+            .set("clustered_insert_ns", build_ns)
+            .set("clustered_bytes_per_key", per_key);
     }
-    println!(
-        "{{\"layout_probe_keys\":{},{}}}",
-        keys.len(),
-        report.join(",")
-    );
+    println!("{}", report.to_json());
 }
 
 /// `--window W`: the index's memory under a sliding key window, the shape of a time-series
@@ -525,10 +503,16 @@ fn sliding_window(keys: usize, window: usize) {
         }
     }
     let elapsed = ns_per(started.elapsed(), keys);
-    println!(
-        "{{\"window\":{window},\"window_keys\":{keys},\"window_ns_per_key\":{elapsed:.0},\"window_bytes_final\":{},\"window_bytes_max\":{bytes_max},\"window_bytes_late_min\":{late_bytes_min},\"window_data_nodes_max\":{nodes_max}}}",
-        index.bytes_used()
-    );
+    let mut report = JsonLine::new();
+    report
+        .set("window", window as f64)
+        .set("window_keys", keys as f64)
+        .set("window_ns_per_key", elapsed)
+        .set("window_bytes_final", index.bytes_used() as f64)
+        .set("window_bytes_max", bytes_max as f64)
+        .set("window_bytes_late_min", late_bytes_min as f64)
+        .set("window_data_nodes_max", nodes_max as f64);
+    println!("{}", report.to_json());
 }
 
 fn main() {
@@ -539,17 +523,19 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let mut rng = SplitMix(args.seed);
+    let mut rng = SplitMix64::new(args.seed);
     if args.touch_mib > 0 {
         let (fresh, again) = touch(args.touch_mib);
         println!(
             "first write to {} MiB: {fresh:.2} GB/s fresh, {again:.2} GB/s right after freeing it",
             args.touch_mib
         );
-        println!(
-            "{{\"touch_mib\":{},\"touch_fresh_gb_per_s\":{fresh:.2},\"touch_again_gb_per_s\":{again:.2}}}",
-            args.touch_mib
-        );
+        let mut report = JsonLine::new();
+        report
+            .set("touch_mib", args.touch_mib as f64)
+            .set("touch_fresh_gb_per_s", fresh)
+            .set("touch_again_gb_per_s", again);
+        println!("{}", report.to_json());
         return;
     }
     if args.layout_probe {
@@ -566,10 +552,12 @@ fn main() {
             chase(args.chase_mib, false, &mut rng),
         );
         println!("dependent random load over {} MiB: {huge:.1} ns with huge pages advised, {small:.1} ns without", args.chase_mib);
-        println!(
-            "{{\"chase_mib\":{},\"chase_ns_huge_pages\":{huge:.1},\"chase_ns_small_pages\":{small:.1}}}",
-            args.chase_mib
-        );
+        let mut report = JsonLine::new();
+        report
+            .set("chase_mib", args.chase_mib as f64)
+            .set("chase_ns_huge_pages", huge)
+            .set("chase_ns_small_pages", small);
+        println!("{}", report.to_json());
         return;
     }
 
@@ -581,7 +569,7 @@ fn main() {
         let mut chosen = vec![false; all.len()];
         let mut left = args.inserts;
         while left > 0 {
-            let index = rng.below(all.len());
+            let index = rng.below_usize(all.len());
             if !chosen[index] {
                 chosen[index] = true;
                 left -= 1;
@@ -606,10 +594,10 @@ fn main() {
     }
     let pairs: Vec<(i64, u64)> = base.iter().map(|k| (*k, *k as u64 ^ 0x5555)).collect();
     let lookups: Vec<i64> = (0..args.lookups)
-        .map(|_| base[rng.below(base.len())])
+        .map(|_| base[rng.below_usize(base.len())])
         .collect();
     let scan_starts: Vec<i64> = (0..args.scans)
-        .map(|_| base[rng.below(base.len())])
+        .map(|_| base[rng.below_usize(base.len())])
         .collect();
     let mut build_order = if args.build_by_insert {
         pairs.clone()
@@ -755,24 +743,34 @@ fn main() {
         btree_heap as f64 / args.keys as f64,
     );
     println!("checksum {checksum}");
-    println!(
-        "{{\"keys\":{},\"dist\":\"{}\",\"build\":\"{}\",\"alex_get_ns\":{:.1},\"btree_get_ns\":{:.1},\"alex_insert_ns\":{:.1},\"btree_insert_ns\":{:.1},\"alex_bytes_per_key\":{:.2},\"btree_bytes_per_key\":{:.2},\"alex_bytes_per_key_after_inserts\":{:.2},\"alex_range_ns_per_key\":{:.2},\"btree_range_ns_per_key\":{:.2},\"range_len\":{},\"alex_build_ms\":{:.0},\"btree_build_ms\":{:.0},\"alex_depth_max\":{},\"alex_data_nodes\":{}}}",
-        args.keys,
-        args.dist.name(),
-        if args.build_by_insert { "insert" } else { "bulk" },
-        alex_get,
-        btree_get,
-        alex_insert,
-        btree_insert,
-        alex_bytes as f64 / args.keys as f64,
-        btree_heap as f64 / args.keys as f64,
-        alex_bytes_after as f64 / alex.len() as f64,
-        alex_scan,
-        btree_scan,
-        args.scan_len,
-        alex_build.as_secs_f64() * 1e3,
-        btree_build.as_secs_f64() * 1e3,
-        stats.depth_max,
-        stats.data_nodes,
-    );
+    let mut report = JsonLine::new();
+    report
+        .set("keys", args.keys as f64)
+        .set_text("dist", args.dist.name())
+        .set_text(
+            "build",
+            if args.build_by_insert {
+                "insert"
+            } else {
+                "bulk"
+            },
+        )
+        .set("alex_get_ns", alex_get)
+        .set("btree_get_ns", btree_get)
+        .set("alex_insert_ns", alex_insert)
+        .set("btree_insert_ns", btree_insert)
+        .set("alex_bytes_per_key", alex_bytes as f64 / args.keys as f64)
+        .set("btree_bytes_per_key", btree_heap as f64 / args.keys as f64)
+        .set(
+            "alex_bytes_per_key_after_inserts",
+            alex_bytes_after as f64 / alex.len() as f64,
+        )
+        .set("alex_range_ns_per_key", alex_scan)
+        .set("btree_range_ns_per_key", btree_scan)
+        .set("range_len", args.scan_len as f64)
+        .set("alex_build_ms", alex_build.as_secs_f64() * 1e3)
+        .set("btree_build_ms", btree_build.as_secs_f64() * 1e3)
+        .set("alex_depth_max", stats.depth_max as f64)
+        .set("alex_data_nodes", stats.data_nodes as f64);
+    println!("{}", report.to_json());
 }

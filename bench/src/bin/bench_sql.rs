@@ -30,8 +30,9 @@
 
 use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
 use omendb_bench::{
-    arg, flag, load_average, median, num, quantile, s_of, splitmix, status_kb, v_of, KeyOrder,
+    arg, flag, load_average, median, num, quantile, s_of, status_kb, v_of, KeyOrder,
 };
+use omendb_keygen::splitmix64;
 use omendb_sql::datafusion::arrow::array::{Array, Int64Array, RecordBatch};
 use omendb_sql::datafusion::physical_plan::collect;
 use omendb_sql::SqlSession;
@@ -44,7 +45,7 @@ type BoxError = Box<dyn std::error::Error>;
 
 const GROUPS: u64 = 16;
 fn g_of(key: u64) -> i64 {
-    (splitmix(key ^ 0x6767) % GROUPS) as i64
+    (splitmix64(key ^ 0x6767) % GROUPS) as i64
 }
 
 fn row_of(key: u64) -> Vec<Value> {
@@ -191,7 +192,7 @@ fn run() -> Result<(), BoxError> {
     }
     let ranges: Vec<(i64, i64)> = (0..repeat as u64 + 1)
         .map(|r| {
-            let lo = (splitmix(r + 77) % (rows - range_keys as u64 + 1)) as i64;
+            let lo = (splitmix64(r + 77) % (rows - range_keys as u64 + 1)) as i64;
             (lo, lo + range_keys - 1)
         })
         .collect();
@@ -199,7 +200,7 @@ fn run() -> Result<(), BoxError> {
         |lo: i64, hi: i64| -> i64 { (lo..=hi).map(|k| v_of(k as u64)).fold(0, i64::wrapping_add) };
     let range_sums: Vec<i64> = ranges.iter().map(|&(lo, hi)| range_sum(lo, hi)).collect();
     let point_keys: Vec<i64> = (0..points)
-        .map(|p| (splitmix(p ^ 0xC01D) % rows) as i64)
+        .map(|p| (splitmix64(p ^ 0xC01D) % rows) as i64)
         .collect();
 
     let db = Arc::new(db);

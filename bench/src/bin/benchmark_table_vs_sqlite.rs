@@ -52,9 +52,10 @@
 //!   timer and is taken out of `wall_s`; `settle_s` records it.
 
 use omendb::{Column, DataType, Database, Options, RowRef, Sync, TableDef, Value, ValueRef, Write};
+use omendb_bench::{dir_bytes, load_average, median, parse_count, status_kb, JsonLine};
+use omendb_keygen::{mix64, skewed_low, unit_f64, Dist, Permutation, Zipf};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Zipf};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -94,40 +95,16 @@ fn run(args: &[String]) -> BenchResult<()> {
 // ---------------------------------------------------------------------------------------
 // Configuration
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dist {
-    Sequential,
-    Uniform,
-    Zipf,
-    Skewed,
-    Clustered,
-    Timeseries,
-}
-
-impl Dist {
-    fn parse(s: &str) -> BenchResult<Dist> {
-        Ok(match s {
-            "sequential" => Dist::Sequential,
-            "uniform" => Dist::Uniform,
-            "zipf" => Dist::Zipf,
-            "skewed" => Dist::Skewed,
-            "clustered" => Dist::Clustered,
-            "timeseries" => Dist::Timeseries,
-            _ => return Err(format!("unknown --dist {s:?}")),
-        })
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Dist::Sequential => "sequential",
-            Dist::Uniform => "uniform",
-            Dist::Zipf => "zipf",
-            Dist::Skewed => "skewed",
-            Dist::Clustered => "clustered",
-            Dist::Timeseries => "timeseries",
-        }
-    }
-}
+/// The key distributions this benchmark runs (`--dist`); docs/BENCHMARKS.md says what each
+/// models, `omendb_keygen::Dist` what each name means.
+const DISTS: [Dist; 6] = [
+    Dist::Sequential,
+    Dist::Uniform,
+    Dist::Zipf,
+    Dist::Skewed,
+    Dist::Clustered,
+    Dist::Timeseries,
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SyncMode {
@@ -248,15 +225,10 @@ impl Config {
             let value = args
                 .get(i + 1)
                 .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-            let number = || -> BenchResult<u64> {
-                value
-                    .replace('_', "")
-                    .parse::<u64>()
-                    .map_err(|e| format!("{flag} {value:?}: {e}"))
-            };
+            let number = || parse_count(flag, value);
             match flag {
                 "--rows" => config.rows = number()?,
-                "--dist" => config.dist = Dist::parse(value)?,
+                "--dist" => config.dist = Dist::parse(value, &DISTS)?,
                 "--sync" => config.sync = SyncMode::parse(value)?,
                 "--seed" => config.seed = number()?,
                 "--batch" => config.batch_rows = number()? as usize,
@@ -293,54 +265,6 @@ impl Config {
 // ---------------------------------------------------------------------------------------
 // Workload: every key is a pure function of its insertion index, so neither side keeps a
 // key list in memory (it would count in its peak RSS), and queries pick a random index.
-
-/// splitmix64's finaliser: a bijection on u64.
-fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// A seeded random permutation of `0..n`: a four-round Feistel network on the smallest
-/// even number of bits that covers `n`, with cycle walking (fewer than 4 steps expected).
-#[derive(Debug, Clone)]
-struct Permutation {
-    n: u64,
-    half_bits: u32,
-    round_keys: [u64; 4],
-}
-
-impl Permutation {
-    fn new(n: u64, seed: u64) -> Permutation {
-        let bits = (64 - n.saturating_sub(1).leading_zeros()).max(2);
-        let half_bits = bits.div_ceil(2);
-        let mut round_keys = [0u64; 4];
-        for (round, key) in round_keys.iter_mut().enumerate() {
-            *key = mix64(seed ^ (0x5851_f42d_4c95_7f2d_u64.wrapping_mul(round as u64 + 1)));
-        }
-        Permutation {
-            n,
-            half_bits,
-            round_keys,
-        }
-    }
-
-    fn apply(&self, mut x: u64) -> u64 {
-        debug_assert!(x < self.n);
-        let mask = (1u64 << self.half_bits) - 1;
-        loop {
-            let (mut left, mut right) = (x >> self.half_bits, x & mask);
-            for key in self.round_keys {
-                let f = mix64(right ^ key) & mask;
-                (left, right) = (right, left ^ f);
-            }
-            x = (left << self.half_bits) | right;
-            if x < self.n {
-                return x;
-            }
-        }
-    }
-}
 
 /// Up to 1,024 clusters, each at least 4,096 rows long (fewer clusters in small runs).
 const CLUSTERS_MAX: u64 = 1024;
@@ -383,6 +307,7 @@ impl Workload {
                 self.cluster_base(cluster) + offset as i64
             }
             Dist::Timeseries => self.timeseries_key(self.timeseries_position(index)),
+            other => unreachable!("--dist {} is not in DISTS", other.name()),
         }
     }
 
@@ -390,7 +315,7 @@ impl Workload {
     /// ever sparser above (a sixth-power CDF over 2^56), strictly increasing in `rank`.
     fn skewed_key(&self, rank: u64) -> i64 {
         let fraction = rank as f64 / self.rows as f64;
-        rank as i64 + (fraction.powi(6) * (1u64 << 56) as f64) as i64
+        rank as i64 + skewed_low(fraction, 6, 1 << 56) as i64
     }
 
     /// Clusters are 2^40 apart, each starting at a random offset below 2^39.
@@ -446,6 +371,7 @@ impl Workload {
                 let low = self.cluster_base(cluster) + offset as i64;
                 (low, low + span as i64)
             }
+            other => unreachable!("--dist {} is not in DISTS", other.name()),
         }
     }
 
@@ -466,17 +392,15 @@ impl Workload {
     }
 
     /// Point-get keys, identical on both sides: uniform over the inserted set, or under
-    /// `zipf` Zipf-popular (s = 0.99, YCSB's constant) with the popular keys scattered.
+    /// `zipf` YCSB's Zipfian popularity (theta 0.99, `omendb_keygen::Zipf`) with the popular
+    /// keys scattered by a seeded permutation.
     fn query_keys(&self, seed: u64, count: usize) -> BenchResult<Vec<i64>> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
         if self.dist == Dist::Zipf {
-            let zipf = Zipf::new(self.rows as f64, 0.99).map_err(|e| format!("zipf: {e}"))?;
+            let zipf = Zipf::new(self.rows, Zipf::THETA_YCSB)?;
             let hot = Permutation::new(self.rows, seed ^ 2);
             Ok((0..count)
-                .map(|_| {
-                    let rank = (zipf.sample(&mut rng) as u64).clamp(1, self.rows) - 1;
-                    self.key_at(hot.apply(rank))
-                })
+                .map(|_| self.key_at(hot.apply(zipf.rank(unit_f64(rng.random::<u64>())))))
                 .collect())
         } else {
             Ok((0..count)
@@ -525,107 +449,15 @@ fn fill_batch(workload: &Workload, start: u64, end: u64, out: &mut Vec<Tuple>) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Measures of one side
+// JsonLine of one side: a `JsonLine` each, and one for the comparison
 
-#[derive(Debug, Clone, Default)]
-struct Measures {
-    fields: BTreeMap<String, JsonValue>,
-}
-
-#[derive(Debug, Clone)]
-enum JsonValue {
-    Number(f64),
-    Text(String),
-}
-
-impl Measures {
-    fn set(&mut self, name: &str, value: f64) {
-        self.fields
-            .insert(name.to_string(), JsonValue::Number(value));
-    }
-
-    fn set_text(&mut self, name: &str, value: &str) {
-        self.fields
-            .insert(name.to_string(), JsonValue::Text(value.to_string()));
-    }
-
-    fn number(&self, name: &str) -> f64 {
-        match self.fields.get(name) {
-            Some(JsonValue::Number(n)) => *n,
-            _ => f64::NAN,
-        }
-    }
-
-    fn text(&self, name: &str) -> String {
-        match self.fields.get(name) {
-            Some(JsonValue::Text(t)) => t.clone(),
-            Some(JsonValue::Number(n)) => format!("{n}"),
-            None => String::new(),
-        }
-    }
-
-    fn to_json(&self) -> String {
-        let body: Vec<String> = self
-            .fields
-            .iter()
-            .map(|(name, value)| {
-                let value = match value {
-                    JsonValue::Number(n) if n.is_finite() && n.fract() == 0.0 => {
-                        format!("{}", *n as i64)
-                    }
-                    JsonValue::Number(n) if n.is_finite() => format!("{n:.3}"),
-                    JsonValue::Number(_) => "null".to_string(),
-                    JsonValue::Text(t) => format!("\"{}\"", t.replace('"', "'")),
-                };
-                format!("\"{name}\":{value}")
-            })
-            .collect();
-        format!("{{{}}}", body.join(","))
-    }
-
-    /// Parses the flat objects `to_json` writes (numbers, strings without escapes, null).
-    fn from_json(line: &str) -> BenchResult<Measures> {
-        let body = line
-            .trim()
-            .strip_prefix('{')
-            .and_then(|s| s.strip_suffix('}'))
-            .ok_or_else(|| format!("not a JSON object: {line:?}"))?;
-        let mut measures = Measures::default();
-        let mut rest = body;
-        while !rest.is_empty() {
-            let (name, after) = rest
-                .strip_prefix('"')
-                .and_then(|s| s.split_once("\":"))
-                .ok_or_else(|| format!("bad JSON near {rest:?}"))?;
-            let (value, next) = if let Some(text) = after.strip_prefix('"') {
-                let (text, next) = text
-                    .split_once('"')
-                    .ok_or_else(|| format!("unterminated string near {after:?}"))?;
-                measures.set_text(name, text);
-                ("", next)
-            } else {
-                match after.split_once(',') {
-                    Some((value, next)) => (value, next),
-                    None => (after, ""),
-                }
-            };
-            if !value.is_empty() {
-                measures.set(name, value.parse::<f64>().unwrap_or(f64::NAN));
-            }
-            rest = next.strip_prefix(',').unwrap_or(next);
-        }
-        Ok(measures)
-    }
-}
-
-/// Latency percentiles (nearest rank) of `latencies_ns`, which it sorts.
 /// The `q` quantile of ascending `sorted` (nearest rank); `sorted` is not empty.
 fn quantile(sorted: &[u64], q: f64) -> u64 {
     let n = sorted.len();
     sorted[((q * n as f64).ceil() as usize).clamp(1, n) - 1]
 }
 
-fn percentiles(latencies_ns: &mut [u64], measures: &mut Measures) {
+fn percentiles(latencies_ns: &mut [u64], measures: &mut JsonLine) {
     latencies_ns.sort_unstable();
     let n = latencies_ns.len();
     let at = |q: f64| quantile(latencies_ns, q) as f64;
@@ -645,7 +477,7 @@ fn repeat_gets(
     db: &Database,
     keys: &[i64],
     first_ns: &[u64],
-    measures: &mut Measures,
+    measures: &mut JsonLine,
 ) -> BenchResult<()> {
     let mut again_ns = Vec::with_capacity(keys.len());
     for &key in keys {
@@ -704,36 +536,15 @@ fn sched_seconds() -> (f64, f64) {
     (on_cpu_ns / 1e9, waiting_ns / 1e9)
 }
 
-fn set_sched(measures: &mut Measures, phase: &str, before: (f64, f64)) {
+fn set_sched(measures: &mut JsonLine, phase: &str, before: (f64, f64)) {
     let after = sched_seconds();
     measures.set(&format!("{phase}_on_cpu_s"), after.0 - before.0);
     measures.set(&format!("{phase}_runqueue_wait_s"), after.1 - before.1);
 }
 
-fn proc_status_bytes(field: &str) -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
-            let kib: f64 = rest.trim().trim_end_matches("kB").trim().parse().ok()?;
-            Some(kib * 1024.0)
-        })
-        .unwrap_or(f64::NAN)
-}
-
-fn dir_bytes(path: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return 0;
-    };
-    entries
-        .filter_map(|entry| entry.ok())
-        .map(|entry| match entry.metadata() {
-            Ok(meta) if meta.is_dir() => dir_bytes(&entry.path()),
-            Ok(meta) => meta.len(),
-            Err(_) => 0,
-        })
-        .sum()
+/// `/proc/self/status` field `name` (`VmRSS`, `VmHWM`) in bytes.
+fn status_bytes(name: &str) -> f64 {
+    status_kb(&format!("{name}:")) as f64 * 1024.0
 }
 
 fn fresh_dir(path: &Path) -> BenchResult<()> {
@@ -743,15 +554,10 @@ fn fresh_dir(path: &Path) -> BenchResult<()> {
     std::fs::create_dir_all(path).map_err(|e| format!("create {}: {e}", path.display()))
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 const AGGREGATE_PASSES: usize = 3;
 
-fn common_measures(config: &Config, side: &str) -> Measures {
-    let mut measures = Measures::default();
+fn common_measures(config: &Config, side: &str) -> JsonLine {
+    let mut measures = JsonLine::default();
     measures.set_text("side", side);
     measures.set("timer_overhead_ns", timer_overhead_ns());
     measures.set("rows", config.rows as f64);
@@ -775,7 +581,7 @@ fn read_row(row: RowRef<'_>) -> (i64, i64, f64, String) {
     )
 }
 
-fn omendb_side(config: &Config) -> BenchResult<Measures> {
+fn omendb_side(config: &Config) -> BenchResult<JsonLine> {
     let workload = Workload::new(config);
     let dir = config.dir.join("omendb");
     fresh_dir(&dir)?;
@@ -847,7 +653,7 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
         "insert_rows_per_s",
         config.rows as f64 / insert_time.as_secs_f64(),
     );
-    measures.set("rss_after_insert_bytes", proc_status_bytes("VmRSS"));
+    measures.set("rss_after_insert_bytes", status_bytes("VmRSS"));
     let count = db.row_count(TABLE).map_err(e("row count"))?;
     if count as u64 != config.rows {
         return Err(format!(
@@ -917,11 +723,8 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
         ));
     }
     drop(keys);
-    measures.set("rss_after_gets_bytes", proc_status_bytes("VmRSS"));
-    measures.set(
-        "peak_rss_before_checkpoint_bytes",
-        proc_status_bytes("VmHWM"),
-    );
+    measures.set("rss_after_gets_bytes", status_bytes("VmRSS"));
+    measures.set("peak_rss_before_checkpoint_bytes", status_bytes("VmHWM"));
 
     // Range scans.
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x3c6e_f372_fe94_f82b);
@@ -985,7 +788,7 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
     db.close().map_err(e("close"))?;
     measures.set("close_s", started.elapsed().as_secs_f64());
     measures.set("disk_bytes", dir_bytes(&dir) as f64);
-    measures.set("peak_rss_bytes", proc_status_bytes("VmHWM"));
+    measures.set("peak_rss_bytes", status_bytes("VmHWM"));
     if !config.keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -995,7 +798,7 @@ fn omendb_side(config: &Config) -> BenchResult<Measures> {
 // ---------------------------------------------------------------------------------------
 // SQLite
 
-fn sqlite_side(config: &Config) -> BenchResult<Measures> {
+fn sqlite_side(config: &Config) -> BenchResult<JsonLine> {
     use rusqlite::{params, Connection};
     let workload = Workload::new(config);
     let dir = config.dir.join("sqlite");
@@ -1063,7 +866,7 @@ fn sqlite_side(config: &Config) -> BenchResult<Measures> {
         "insert_rows_per_s",
         config.rows as f64 / insert_time.as_secs_f64(),
     );
-    measures.set("rss_after_insert_bytes", proc_status_bytes("VmRSS"));
+    measures.set("rss_after_insert_bytes", status_bytes("VmRSS"));
     let count: i64 = conn
         .query_row("SELECT count(*) FROM bench", [], |row| row.get(0))
         .map_err(e("count"))?;
@@ -1185,7 +988,7 @@ fn sqlite_side(config: &Config) -> BenchResult<Measures> {
         .map_err(|(_, err)| format!("sqlite close: {err}"))?;
     measures.set("close_s", started.elapsed().as_secs_f64());
     measures.set("disk_bytes", dir_bytes(&dir) as f64);
-    measures.set("peak_rss_bytes", proc_status_bytes("VmHWM"));
+    measures.set("peak_rss_bytes", status_bytes("VmHWM"));
     if !config.keep {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -1197,18 +1000,9 @@ fn sqlite_side(config: &Config) -> BenchResult<Measures> {
 
 /// The label of the primary index in every result (`--report` groups runs by it): the
 /// index type the engine's tables use, `pub(crate) type Index = AlexIndex` in table.rs.
-fn index_label() -> String {
-    "AlexIndex".to_string()
-}
+const INDEX_LABEL: &str = "AlexIndex";
 
-fn load_average_1m() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
-fn run_side(args: &[String], side: &str, settle_secs: u64) -> BenchResult<Measures> {
+fn run_side(args: &[String], side: &str, settle_secs: u64) -> BenchResult<JsonLine> {
     if settle_secs > 0 {
         eprintln!("benchmark_table_vs_sqlite: settling {settle_secs} s before the {side} side");
         std::thread::sleep(Duration::from_secs(settle_secs));
@@ -1228,7 +1022,7 @@ fn run_side(args: &[String], side: &str, settle_secs: u64) -> BenchResult<Measur
         ));
     }
     let last = stdout.lines().last().unwrap_or("");
-    Measures::from_json(last)
+    JsonLine::from_json(last)
 }
 
 const SIDE_FIELDS: &[&str] = &[
@@ -1266,7 +1060,7 @@ const SIDE_FIELDS: &[&str] = &[
 ];
 
 fn compare(args: &[String], config: &Config) -> BenchResult<()> {
-    let load_start = load_average_1m();
+    let load_start = load_average();
     let started = Instant::now();
     eprintln!(
         "benchmark_table_vs_sqlite: {} rows, {} keys, sync {}, seed {}, index {}",
@@ -1274,19 +1068,19 @@ fn compare(args: &[String], config: &Config) -> BenchResult<()> {
         config.dist.name(),
         config.sync.name(),
         config.seed,
-        index_label()
+        INDEX_LABEL
     );
     // `--only` runs one side (for scales where the other would not fit or finish); the
     // ratios are then null.
     let ours = match config.only {
-        Some(Side::Sqlite) => Measures::default(),
+        Some(Side::Sqlite) => JsonLine::default(),
         _ => run_side(args, "omendb", config.settle_secs)?,
     };
     let theirs = match config.only {
-        Some(Side::Omendb) => Measures::default(),
+        Some(Side::Omendb) => JsonLine::default(),
         _ => run_side(args, "sqlite", config.settle_secs)?,
     };
-    let mut all = Measures::default();
+    let mut all = JsonLine::default();
     all.set("rows", config.rows as f64);
     all.set_text("dist", config.dist.name());
     all.set_text("sync", config.sync.name());
@@ -1305,7 +1099,7 @@ fn compare(args: &[String], config: &Config) -> BenchResult<()> {
     }
     all.set("sqlite_cache_mib", config.sqlite_cache_mib as f64);
     all.set("settle_s", config.settle_secs as f64);
-    all.set_text("index", &index_label());
+    all.set_text("index", INDEX_LABEL);
     all.set("seed", config.seed as f64);
     all.set("batch_rows", config.batch_rows as f64);
     all.set("batch_delay_ms", config.batch_delay_ms as f64);
@@ -1353,7 +1147,7 @@ fn compare(args: &[String], config: &Config) -> BenchResult<()> {
         ours.number("rss_after_insert_bytes") / config.rows as f64,
     );
     all.set("load1_start", load_start);
-    all.set("load1_end", load_average_1m());
+    all.set("load1_end", load_average());
     // Wall time of the run without the `--settle-secs` pauses.
     let sides = 2 - u64::from(config.only.is_some());
     all.set(
@@ -1368,7 +1162,7 @@ fn compare(args: &[String], config: &Config) -> BenchResult<()> {
         config.sync.name(),
         config.sync.sqlite_synchronous(),
         config.batch_rows,
-        index_label()
+        INDEX_LABEL
     );
     println!("| measure | OmenDB | SQLite | OmenDB / SQLite |");
     println!("|---|---|---|---|");
@@ -1414,8 +1208,8 @@ fn human(value: f64) -> String {
 // Report: medians of many runs, as a markdown table and an SVG plot
 
 /// Runs grouped by (index, rows, dist, sync): the median of each numeric field, and the run count.
-fn medians(runs: &[Measures]) -> Vec<(Measures, usize)> {
-    let mut groups: BTreeMap<(String, u64, String, String), Vec<&Measures>> = BTreeMap::new();
+fn medians(runs: &[JsonLine]) -> Vec<(JsonLine, usize)> {
+    let mut groups: BTreeMap<(String, u64, String, String), Vec<&JsonLine>> = BTreeMap::new();
     for run in runs {
         let key = (
             run.text("index"),
@@ -1429,7 +1223,7 @@ fn medians(runs: &[Measures]) -> Vec<(Measures, usize)> {
         .into_values()
         .map(|group| {
             let mut out = group[0].clone();
-            let names: Vec<String> = out.fields.keys().cloned().collect();
+            let names: Vec<String> = out.names().map(String::from).collect();
             for name in names {
                 let values: Vec<f64> = group
                     .iter()
@@ -1448,10 +1242,10 @@ fn medians(runs: &[Measures]) -> Vec<(Measures, usize)> {
 fn report(input: &Path, svg: Option<&Path>) -> BenchResult<()> {
     let text =
         std::fs::read_to_string(input).map_err(|e| format!("read {}: {e}", input.display()))?;
-    let runs: Vec<Measures> = text
+    let runs: Vec<JsonLine> = text
         .lines()
         .filter(|line| line.trim_start().starts_with('{'))
-        .map(Measures::from_json)
+        .map(JsonLine::from_json)
         .collect::<BenchResult<_>>()?;
     if runs.is_empty() {
         return Err(format!("no results in {}", input.display()));
@@ -1499,7 +1293,7 @@ fn report(input: &Path, svg: Option<&Path>) -> BenchResult<()> {
     Ok(())
 }
 
-fn plot(groups: &[(Measures, usize)], out: &Path) -> BenchResult<()> {
+fn plot(groups: &[(JsonLine, usize)], out: &Path) -> BenchResult<()> {
     use plotters::prelude::*;
     let err = |e: &dyn std::fmt::Display| format!("plot: {e}");
     let sync = groups
