@@ -26,7 +26,7 @@ SVG=${SVG:-docs/bench/scale.svg}
 EXTRA=${EXTRA:-}
 BIN=target/release/benchmark_table_vs_sqlite
 
-nice -n 10 cargo build --release -p omendb --features sqlite-baseline --bin benchmark_table_vs_sqlite
+nice -n 10 cargo build --release -p omendb-bench --bin benchmark_table_vs_sqlite
 mkdir -p "$(dirname "$OUT")"
 
 if [[ -z "${REPORT_ONLY:-}" ]]; then

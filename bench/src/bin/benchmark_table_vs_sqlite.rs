@@ -449,7 +449,7 @@ fn fill_batch(workload: &Workload, start: u64, end: u64, out: &mut Vec<Tuple>) {
 }
 
 // ---------------------------------------------------------------------------------------
-// JsonLine of one side: a `JsonLine` each, and one for the comparison
+// Measures of one side: a `JsonLine` each, and one for the comparison
 
 /// The `q` quantile of ascending `sorted` (nearest rank); `sorted` is not empty.
 fn quantile(sorted: &[u64], q: f64) -> u64 {
