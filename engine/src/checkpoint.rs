@@ -716,18 +716,8 @@ pub(crate) fn remove_unlisted_segments(
 mod tests {
     use super::*;
     use crate::catalog::LoggedOp;
-    use crate::env::{OsEnv, Worker, WorkerControl};
+    use crate::env::{InOrder, OsEnv};
     use crate::schema::{Column, DataType, TableDef, Value};
-    use std::sync::Arc;
-
-    /// Runs `join`'s closures in order (the simulator's way).
-    struct InOrder;
-
-    impl Spawn for InOrder {
-        fn spawn(&self, _: Box<dyn Worker>) -> std::io::Result<Arc<dyn WorkerControl>> {
-            Err(std::io::Error::other("no workers here"))
-        }
-    }
 
     fn encoded(catalog: &Catalog, spawn: &dyn Spawn) -> Vec<u8> {
         let mut out = Vec::new();

@@ -1720,17 +1720,8 @@ impl ChunkReader for VerifiedReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::{OsEnv, Worker, WorkerControl};
+    use crate::env::{InOrder, OsEnv};
     use crate::schema::Column;
-
-    /// Runs `join`'s closures in order (the simulator's way).
-    struct InOrder;
-
-    impl Spawn for InOrder {
-        fn spawn(&self, _: Box<dyn Worker>) -> std::io::Result<Arc<dyn WorkerControl>> {
-            Err(std::io::Error::other("no workers here"))
-        }
-    }
 
     /// The file `ArrowWriter` writes from the same rows, fed in batches of [`BATCH_ROWS`].
     fn written_by_arrow_writer(def: &TableDef, rows: &[&Row]) -> Vec<u8> {

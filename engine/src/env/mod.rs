@@ -215,3 +215,15 @@ impl fmt::Debug for Env {
         f.write_str("Env")
     }
 }
+
+/// A spawner with no workers whose `join` runs its closures in order, as the simulator's
+/// does: for tests that compare a two-thread encoding with a one-thread one.
+#[cfg(test)]
+pub(crate) struct InOrder;
+
+#[cfg(test)]
+impl Spawn for InOrder {
+    fn spawn(&self, _: Box<dyn Worker>) -> io::Result<Arc<dyn WorkerControl>> {
+        Err(io::Error::other("no workers here"))
+    }
+}
