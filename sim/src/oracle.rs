@@ -631,21 +631,28 @@ impl LogImage {
                 format!("{} held lsn {lost} and was removed", d.path),
             ));
         }
+        let mut kept = self.segments.as_slice();
         if let Some(segment) = torn_creation {
             let hit = damage.iter().find(|d| {
                 d.path == segment.path && matches!(d.reason, TRUNCATED_AT_REST | ZEROED_AT_REST)
-            })?;
-            return Some(excuse(
-                &format!("{}_into_a_torn_creation", hit.reason),
-                hit,
-                format!(
-                    "{} lost its header and reads as a torn creation, which recovery removes",
-                    segment.path
-                ),
-            ));
+            });
+            if let Some(hit) = hit {
+                return Some(excuse(
+                    &format!("{}_into_a_torn_creation", hit.reason),
+                    hit,
+                    format!(
+                        "{} lost its header and reads as a torn creation, which recovery removes",
+                        segment.path
+                    ),
+                ));
+            }
+            // Its rest is zeros and nothing cut or zeroed it: it held no frame (a creation
+            // torn by a crash, or an empty segment whose header a flip broke). Recovery
+            // removes it, and the log is what comes before it.
+            kept = &kept[..kept.len().saturating_sub(1)];
         }
-        let seq_last = self.segments.last().map_or(0, |s| s.seq);
-        if let Some(last) = self.segments.last() {
+        let seq_last = kept.last().map_or(0, |s| s.seq);
+        if let Some(last) = kept.last() {
             let cut = damage.iter().find(|d| {
                 d.reason == TRUNCATED_AT_REST
                     && d.path == last.path
@@ -665,10 +672,16 @@ impl LogImage {
         Some(excuse(
             "removed_at_rest_last_segment",
             removed,
-            format!(
-                "{} was removed, and no segment after it is left",
-                removed.path
-            ),
+            match torn_creation {
+                Some(after) => format!(
+                    "{} was removed, and the only segment after it, {}, holds no frame and reads as a torn creation",
+                    removed.path, after.path
+                ),
+                None => format!(
+                    "{} was removed, and no segment after it is left",
+                    removed.path
+                ),
+            },
         ))
     }
 }
@@ -893,5 +906,35 @@ mod tests {
         // A flip before the image was read is in the image already: no second copy.
         let early = [flip(SEG1, third as u64 + 26, 10)];
         assert!(log.with_later_flips(&early, 1).is_none());
+    }
+
+    fn removed(path: &str, op: u64) -> Damage {
+        Damage {
+            reason: REMOVED_AT_REST,
+            path: path.to_string(),
+            offset_bytes: 0,
+            len_bytes: 1,
+            op,
+            bit: None,
+        }
+    }
+
+    #[test]
+    fn a_removed_segment_is_excused_only_when_the_empty_one_after_it_lost_its_header() {
+        // Chaos seed 797417167: segment 1 (lsns 1..=3) removed at rest; segment 2 empty,
+        // its header naming lsn 4; a flip breaks that header while recovery reads it.
+        let empty = header(2, 4);
+        let mut rest = empty.clone();
+        rest.resize(512, 0);
+        let log = image(vec![(2, SEG2, rest)]);
+        let damage = [removed(SEG1, 90), flip(SEG2, 9, 120)];
+        let why = log.explain_loss(1, &damage, None).unwrap_err();
+        assert!(why.contains("gap"), "the intact header vouches: {why}");
+        let excuse = LogImage::explain_loss_in_any(std::slice::from_ref(&log), 1, &damage, None)
+            .expect("excused once the flip broke the header");
+        assert_eq!(excuse.reason, "removed_at_rest_last_segment");
+        // Without the removal nothing explains the loss of lsn 1.
+        let flipped = log.with_later_flips(&damage, 1).expect("one later flip");
+        assert!(flipped.explain_loss(1, &damage[1..], None).is_err());
     }
 }
