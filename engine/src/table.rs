@@ -59,6 +59,10 @@ pub(crate) const GET_MANY_AHEAD: usize = 8;
 /// How many rows ahead [`Table::iter`] and a flush's copy prefetch: about the misses a core keeps in flight.
 const ITER_PREFETCH_AHEAD: usize = 16;
 
+/// Packed bytes of hot rows past which an Arrow export starts a new batch (see
+/// `Table::export_hot`).
+const HOT_EXPORT_CHUNK_BYTES: usize = 64 << 20;
+
 /// How many keys ahead a batch insert prefetches the index slot of.
 const INSERT_PREFETCH_AHEAD: usize = 8;
 
@@ -709,24 +713,74 @@ impl Table {
     ) -> Result<TableScan> {
         let pruning = crate::cold::prune::Pruning::new(&self.def, ranges)?;
         let schema = self.projected_schema(columns)?;
-        let mut hot = std::collections::VecDeque::new();
-        let mut rows = self.scan_hot(lower, upper).peekable();
-        let mut chunk = Vec::with_capacity(crate::cold::segment::BATCH_ROWS);
-        while rows.peek().is_some() {
-            chunk.clear();
-            chunk.extend(rows.by_ref().take(crate::cold::segment::BATCH_ROWS));
-            hot.push_back(crate::cold::segment::rows_to_batch(
-                &self.def,
-                schema.clone(),
-                columns,
-                &chunk,
-            )?);
-        }
+        let hot = self.export_hot(lower, upper, columns, &schema)?;
         Ok(TableScan {
             schema,
             cold: self.cold.scan(&self.def, lower, upper, columns, pruning),
             hot,
         })
+    }
+
+    /// The hot rows in the range as Arrow batches of `columns` (`schema`), in key order:
+    /// the index yields each chunk's rows (prefetched ahead), then each column is filled in
+    /// one pass over them ([`RowLayout::export_column`]). A chunk ends at
+    /// [`BATCH_ROWS`](crate::cold::segment::BATCH_ROWS) rows or once its rows pass
+    /// [`HOT_EXPORT_CHUNK_BYTES`], which keeps a string column under Arrow's `i32` offsets
+    /// (a row is at most `limits::ROW_BYTES_MAX`).
+    fn export_hot(
+        &self,
+        lower: Bound<i64>,
+        upper: Bound<i64>,
+        columns: &[usize],
+        schema: &arrow_schema::SchemaRef,
+    ) -> Result<std::collections::VecDeque<arrow_array::RecordBatch>> {
+        let batch_rows = crate::cold::segment::BATCH_ROWS;
+        // A chunk's bytes matter only for an exported Utf8 or Binary column.
+        let variable = columns.iter().any(|&c| self.layout.is_variable(c));
+        let mut batches = std::collections::VecDeque::new();
+        let mut keys = Vec::with_capacity(batch_rows);
+        let mut rows: Vec<&[u8]> = Vec::with_capacity(batch_rows);
+        // Without an exported Utf8 or Binary column this pass touches only the index: the
+        // first column's pass prefetches the rows' bytes (`export_column`) and later
+        // columns find them cached. With one, each row's length is read here, so rows are
+        // prefetched ahead of it.
+        let mut entries = PrimaryIndex::range(&self.index, lower, upper).peekable();
+        let mut ahead = variable
+            .then(|| PrimaryIndex::range(&self.index, lower, upper).skip(ITER_PREFETCH_AHEAD));
+        while entries.peek().is_some() {
+            keys.clear();
+            rows.clear();
+            let mut bytes = 0;
+            for (key, location) in entries.by_ref() {
+                let row = self.rows.bytes(location);
+                if let Some(ahead) = ahead.as_mut() {
+                    if let Some((_, next)) = ahead.next() {
+                        self.rows.prefetch(next);
+                    }
+                    bytes += self.layout.len_of(row);
+                }
+                keys.push(key);
+                rows.push(row);
+                if keys.len() == batch_rows || bytes >= HOT_EXPORT_CHUNK_BYTES {
+                    break;
+                }
+            }
+            let arrays = columns
+                .iter()
+                .map(|&column| self.layout.export_column(column, &keys, &rows))
+                .collect();
+            let batch = arrow_array::RecordBatch::try_new_with_options(
+                schema.clone(),
+                arrays,
+                &arrow_array::RecordBatchOptions::new().with_row_count(Some(keys.len())),
+            )
+            .map_err(|e| Error::InvalidSchema {
+                table: self.def.name().to_string(),
+                reason: format!("hot rows do not form an Arrow batch: {e}"),
+            })?;
+            batches.push_back(batch);
+        }
+        Ok(batches)
     }
 
     /// A flush, first phase (under the read lock; writers wait only for this copy): copies
