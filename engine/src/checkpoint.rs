@@ -43,7 +43,7 @@
 use crate::catalog::Catalog;
 use crate::codec::{DecodeResult, Decoder, Encoder};
 use crate::cold::{self, Segment, SegmentMeta};
-use crate::env::{Fs, OpenMode, Spawn};
+use crate::env::{remove_durably, Fs, OpenMode, Spawn};
 use crate::error::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -100,19 +100,18 @@ pub(crate) fn remove_temp(fs: &dyn Fs, root: &Path) -> Result<()> {
 
 /// Removes the checkpoints older than `lsn` (the one at `lsn` is durable), durably.
 pub(crate) fn remove_older(fs: &dyn Fs, root: &Path, lsn: u64) -> Result<()> {
-    let mut removed = false;
-    for (old_lsn, path) in list(fs, root)? {
-        if old_lsn < lsn {
-            fs.remove(&path)
-                .map_err(|e| Error::io("remove old checkpoint", &path, e))?;
-            removed = true;
-        }
-    }
-    if removed {
-        fs.sync_dir(root)
-            .map_err(|e| Error::io("sync database directory", root, e))?;
-    }
-    Ok(())
+    let older: Vec<PathBuf> = list(fs, root)?
+        .into_iter()
+        .filter(|(old_lsn, _)| *old_lsn < lsn)
+        .map(|(_, path)| path)
+        .collect();
+    remove_durably(
+        fs,
+        root,
+        &older,
+        "remove old checkpoint",
+        "sync database directory",
+    )
 }
 
 /// Writes a checkpoint of `catalog` at `lsn` and makes it durable. Returns its path.
@@ -695,21 +694,21 @@ pub(crate) fn remove_unlisted_segments(
     let names = fs
         .list(cold_dir)
         .map_err(|e| Error::io("list cold directory", cold_dir, e))?;
-    let mut removed = false;
-    for name in names {
-        if !listed.contains(&name) {
-            let path = cold_dir.join(&name);
-            tracing::info!(path = %path.display(), "removing unlisted segment file");
-            fs.remove(&path)
-                .map_err(|e| Error::io("remove unlisted segment", &path, e))?;
-            removed = true;
-        }
+    let unlisted: Vec<PathBuf> = names
+        .iter()
+        .filter(|name| !listed.contains(*name))
+        .map(|name| cold_dir.join(name))
+        .collect();
+    for path in &unlisted {
+        tracing::info!(path = %path.display(), "removing unlisted segment file");
     }
-    if removed {
-        fs.sync_dir(cold_dir)
-            .map_err(|e| Error::io("sync cold directory", cold_dir, e))?;
-    }
-    Ok(())
+    remove_durably(
+        fs,
+        cold_dir,
+        &unlisted,
+        "remove unlisted segment",
+        "sync cold directory",
+    )
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ use crate::catalog::{Catalog, LoggedOp};
 use crate::checkpoint;
 use crate::cold;
 use crate::cold::prune::ColumnRange;
-use crate::env::{DirLock, Env, WorkerControl};
+use crate::env::{remove_durably, DirLock, Env, WorkerControl};
 use crate::error::{Error, Result};
 use crate::options::{Options, Sync as SyncMode};
 use crate::rowstore::RowRef;
@@ -403,14 +403,13 @@ impl Shared {
             }
         };
         self.checkpoint()?;
-        for path in &replaced {
-            fs.remove(path)
-                .map_err(|e| Error::io("remove compacted segment", path, e))?;
-        }
-        if !replaced.is_empty() {
-            fs.sync_dir(&dir)
-                .map_err(|e| Error::io("sync cold directory", &dir, e))?;
-        }
+        remove_durably(
+            fs.as_ref(),
+            &dir,
+            &replaced,
+            "remove compacted segment",
+            "sync cold directory",
+        )?;
         Ok(true)
     }
 }

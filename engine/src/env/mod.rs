@@ -187,6 +187,31 @@ pub trait Spawn: Send + std::marker::Sync {
     }
 }
 
+/// Removes the files `paths`, all entries of `dir`, then syncs `dir` once, so that the
+/// removals are durable when it returns `Ok` (see the crash semantics above); with nothing
+/// to remove it makes no call. `remove_op` and `sync_op` name the two steps in an
+/// [`Error::Io`](crate::Error::Io). A failure stops at once: the files removed so far stay
+/// removed, but until a later `sync_dir` a crash may bring them back, so callers remove
+/// only what is no longer needed (covered by a durable checkpoint, or never listed).
+pub(crate) fn remove_durably<P: AsRef<Path>>(
+    fs: &dyn Fs,
+    dir: &Path,
+    paths: &[P],
+    remove_op: &'static str,
+    sync_op: &'static str,
+) -> crate::Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    for path in paths {
+        let path = path.as_ref();
+        fs.remove(path)
+            .map_err(|e| crate::Error::io(remove_op, path, e))?;
+    }
+    fs.sync_dir(dir)
+        .map_err(|e| crate::Error::io(sync_op, dir, e))
+}
+
 /// The environment the engine runs in: a file system, a clock and a spawner.
 #[derive(Clone)]
 pub struct Env {

@@ -44,7 +44,7 @@
 pub(crate) mod end;
 pub(crate) mod format;
 
-use crate::env::{Clock, File, Fs, OpenMode, StepResult, Worker};
+use crate::env::{remove_durably, Clock, File, Fs, OpenMode, StepResult, Worker};
 use crate::error::{Error, Result};
 use crate::limits;
 use crate::options::Sync as SyncMode;
@@ -331,14 +331,13 @@ impl Wal {
         lsn_covered: u64,
     ) -> Result<Wal> {
         debug_assert!(lsn_covered >= scan.stats.lsn_last);
-        if !scan.segments.is_empty() {
-            for path in &scan.segments {
-                fs.remove(path)
-                    .map_err(|e| Error::io("remove recovered log segment", path, e))?;
-            }
-            fs.sync_dir(dir)
-                .map_err(|e| Error::io("sync log directory", dir, e))?;
-        }
+        remove_durably(
+            fs.as_ref(),
+            dir,
+            &scan.segments,
+            "remove recovered log segment",
+            "sync log directory",
+        )?;
         let lsn_next = lsn_covered + 1;
         // A stray half-made segment left by a failed start is removed by the next recovery
         // (torn header) or is a valid empty segment covered by the checkpoint.
@@ -881,17 +880,14 @@ impl Wal {
                 .unwrap_or(0);
             state.segments.drain(..keep_from).collect()
         };
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        for segment in &doomed {
-            self.fs
-                .remove(&segment.path)
-                .map_err(|e| Error::io("remove log segment", &segment.path, e))?;
-        }
-        self.fs
-            .sync_dir(&self.dir)
-            .map_err(|e| Error::io("sync log directory", &self.dir, e))
+        let paths: Vec<&Path> = doomed.iter().map(|segment| segment.path.as_path()).collect();
+        remove_durably(
+            self.fs.as_ref(),
+            &self.dir,
+            &paths,
+            "remove log segment",
+            "sync log directory",
+        )
     }
 
     fn current_path(&self, state: &WalState) -> PathBuf {
