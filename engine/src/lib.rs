@@ -21,8 +21,8 @@
 //!
 //! Layers, in the order data flows: [`db`] (the API and write pipeline) → `catalog` (tables
 //! and the one path by which changes apply) → `table` (rows and the primary index) →
-//! [`index`] (ALEX); durability in [`wal`] and `checkpoint`; bytes in `codec`; limits in
-//! [`limits`]; the OS behind [`env`].
+//! [`index`] (ALEX); durability in [`wal`] and `checkpoint`, recovery on open in
+//! `recovery`; bytes in `codec`; limits in [`limits`]; the OS behind [`env`].
 
 mod catalog;
 mod checkpoint;
@@ -36,6 +36,7 @@ pub mod limits;
 mod mem;
 pub mod options;
 pub mod probe;
+mod recovery;
 mod rowstore;
 pub mod schema;
 mod shard_lock;
