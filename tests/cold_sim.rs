@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use omendb::{Database, Options, Row, Sync};
+use omendb::{Database, Durability, Options, Row};
 use omendb_faults::{FaultPlan, SimFs};
 use omendb_sim::env::SimMachine;
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ fn open_on(machine: &SimMachine) -> omendb::Result<Database> {
         machine.env(),
         "/db",
         Options {
-            sync: Sync::Always,
+            sync: Durability::Always,
             background_worker: true,
             hot_rows_max: Some(10),
             compaction_worker: false,

@@ -150,7 +150,7 @@ pub(crate) fn take<G: std::ops::Deref<Target = Catalog>>(
     let (lsn, pending) = {
         let state = read()?;
         // Append and apply happen under the write lock: the last LSN is the state's.
-        let lsn = wal.lsns().0;
+        let lsn = wal.lsns().appended;
         let _span = tracing::info_span!("checkpoint_copy", lsn).entered();
         (
             lsn,

@@ -6,7 +6,7 @@
 //! checked, appended to the log buffer (memory, no fsync), then applied; inserts, the hot
 //! path, are validated and inserted, then appended, and undone if the append fails
 //! (crate::catalog, crate::table). Writing the buffer out and waiting for durability
-//! (`Sync::Always`) happen after the lock is released, so writers that arrive during one
+//! (`Durability::Always`) happen after the lock is released, so writers that arrive during one
 //! fsync share the next one (group commit) and no lock of the state is held across a log
 //! fsync: an appender that finds the buffer past its flush mark writes it out under the lock
 //! (a plain write), and writers wait for the log writer only when the buffer is full
@@ -47,13 +47,13 @@ use crate::cold;
 use crate::cold::prune::ColumnRange;
 use crate::env::{remove_durably, DirLock, Env, WorkerControl};
 use crate::error::{Error, Result};
-use crate::options::{Options, Sync as SyncMode};
+use crate::options::{Durability, Options};
 use crate::recovery::{self, Recovered};
 use crate::rowstore::RowRef;
 use crate::schema::{Row, TableDef};
 use crate::shard_lock::{ReadGuard, ShardedRwLock, WriteGuard};
 use crate::table::{TableId, TableScan};
-use crate::wal::{CommitWorker, RecoveryStats, Wal, WAL_DIR};
+use crate::wal::{CommitWorker, Lsns, RecoveryStats, Wal, WAL_DIR};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -242,7 +242,7 @@ impl Shared {
                     def: table.def.clone(),
                     // Every copied row is in the log up to here (appends happen under the
                     // write lock).
-                    lsn: self.wal.lsns().0,
+                    lsn: self.wal.lsns().appended,
                     id: table.cold.reserve_id(),
                     snapshot,
                     segment: None,
@@ -578,8 +578,14 @@ impl Database {
     }
 
     /// The durability mode.
-    pub fn sync_mode(&self) -> SyncMode {
+    pub fn durability(&self) -> Durability {
         self.shared.options.sync
+    }
+
+    /// The durability mode, under its old name.
+    #[deprecated(note = "renamed to durability()")]
+    pub fn sync_mode(&self) -> Durability {
+        self.durability()
     }
 
     fn read(&self) -> Result<ReadGuard<'_, Catalog>> {
@@ -640,11 +646,11 @@ impl Database {
     }
 
     /// Blocks until `ticket` is acknowledged under the durability mode: with
-    /// `Sync::Always` until its record is fsynced (sharing the fsync with concurrent
+    /// `Durability::Always` until its record is fsynced (sharing the fsync with concurrent
     /// writers); with `Batch` and `None` it already is.
     pub fn wait(&self, ticket: Ticket) -> Result<()> {
         match self.shared.options.sync {
-            SyncMode::Always if ticket.lsn > 0 => {
+            Durability::Always if ticket.lsn > 0 => {
                 let _span = tracing::debug_span!("commit", lsn = ticket.lsn).entered();
                 self.shared.wal.sync_to(ticket.lsn)
             }
@@ -656,7 +662,7 @@ impl Database {
     /// became durable: such a write must be treated as not acknowledged.
     pub fn is_acknowledged(&self, ticket: Ticket) -> Result<bool> {
         match self.shared.options.sync {
-            SyncMode::Always if ticket.lsn > 0 => self.shared.wal.is_durable(ticket.lsn),
+            Durability::Always if ticket.lsn > 0 => self.shared.wal.is_durable(ticket.lsn),
             _ => Ok(true),
         }
     }
@@ -675,9 +681,9 @@ impl Database {
         self.shared.wal.poisoned()
     }
 
-    /// `(lsn_appended, lsn_durable)` of the log: the last LSN appended (in the log buffer
-    /// or the file) and the last one synced.
-    pub fn lsns(&self) -> (u64, u64) {
+    /// Where the log stands: the last LSN appended (in the log buffer or the file) and the
+    /// last one synced ([`Lsns`]).
+    pub fn lsns(&self) -> Lsns {
         self.shared.wal.lsns()
     }
 
@@ -919,6 +925,8 @@ impl Database {
     /// Memory the hot rows of `table` take in its row store, in bytes: pages (live rows,
     /// free space, each page's unused tail) and free lists; the index is apart
     /// ([`Database::index_bytes`]).
+    // Test and benchmark hook (tests/api.rs): hidden, not part of the stable API.
+    #[doc(hidden)]
     pub fn row_bytes(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.row_bytes())
     }
@@ -926,11 +934,17 @@ impl Database {
     /// Memory the cold tier of `table` keeps for its rows, in bytes: membership filters,
     /// key page directories, page checksums and deletion vectors (about 1.2 bytes a cold
     /// row; not the bounded cache of decoded key pages nor the Parquet footers).
+    // Benchmark and test hook (bench_cold, bench_htap, tests/cold.rs): hidden, not part of
+    // the stable API.
+    #[doc(hidden)]
     pub fn cold_memory_bytes(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.cold.memory_bytes())
     }
 
     /// Rows of `table` in the hot tier (the rest are in cold segments).
+    // Benchmark and test hook (bench_htap, tests/cold.rs): hidden, not part of the stable
+    // API.
+    #[doc(hidden)]
     pub fn hot_row_count(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.hot_len())
     }
@@ -939,17 +953,23 @@ impl Database {
     /// install (its segment being written); `None` otherwise. Writes to hot keys at or below
     /// it during that time are the ones the install must hide in the new segment, so the
     /// simulator aims writes there (`Table::flush_install`); not for applications.
+    // Simulator hook (sim/src/flush_aim.rs aims writes at a flush in flight).
     #[doc(hidden)]
     pub fn flush_in_flight(&self, table: &str) -> Result<Option<i64>> {
         Ok(self.read()?.table(table)?.flush_in_flight())
     }
 
     /// Number of cold segments of `table`.
+    // Test, simulator and benchmark hook (tests/cold*.rs, sql/tests, sim/src/liveness.rs,
+    // bench_cold, bench_sql, bench_htap): hidden, not part of the stable API.
+    #[doc(hidden)]
     pub fn cold_segment_count(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.cold.segments().count())
     }
 
     /// Heap bytes used by `table`'s primary index.
+    // Benchmark hook (benchmark_table_vs_sqlite): hidden, not part of the stable API.
+    #[doc(hidden)]
     pub fn index_bytes(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.index_bytes())
     }
@@ -982,12 +1002,15 @@ impl Database {
 
     /// Checks every internal invariant (catalog, tables, indexes); `Err` describes the
     /// first violation. For tests and the simulator.
+    // Test and simulator hook (sim/src/checker.rs, tests/, engine/tests/, omendb-stress,
+    // omendb-crash-loop): hidden, not part of the stable API.
+    #[doc(hidden)]
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         let state = self.read().map_err(|e| e.to_string())?;
         state.check_invariants()?;
-        let (written, durable) = self.shared.wal.lsns();
-        if durable > written {
-            return Err(format!("lsn_durable {durable} > lsn_written {written}"));
+        let Lsns { appended, durable } = self.shared.wal.lsns();
+        if durable > appended {
+            return Err(format!("lsn_durable {durable} > lsn_appended {appended}"));
         }
         Ok(())
     }
@@ -1006,7 +1029,7 @@ impl Database {
         synced?;
         // Writers that were in flight when the flag went up are in the buffer now.
         self.shared.wal.sync_all()?;
-        let (appended, durable) = self.shared.wal.lsns();
+        let Lsns { appended, durable } = self.shared.wal.lsns();
         if durable == appended {
             let root = &self.shared.root;
             crate::wal::end::write(

@@ -15,7 +15,7 @@ use std::ops::Bound;
 pub type RowLocation = u64;
 
 /// The operations a table needs from its primary index.
-pub trait PrimaryIndex: Send + std::marker::Sync {
+pub trait PrimaryIndex: Send + Sync {
     /// Iterator over `(key, location)` pairs in ascending key order.
     type Range<'a>: Iterator<Item = (i64, RowLocation)> + 'a
     where

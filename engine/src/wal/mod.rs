@@ -6,7 +6,7 @@
 //! buffer and returns its LSN: the ticket. It does no I/O (unless the buffer passes
 //! [`limits::LOG_BUFFER_BYTES_FLUSH`]: then the appender writes it out, a plain write) and
 //! never an fsync, so the database calls it under its state lock, and log order is apply
-//! order. A record is acknowledged under `Sync::Always` once `lsn_durable >= lsn`.
+//! order. A record is acknowledged under `Durability::Always` once `lsn_durable >= lsn`.
 //! [`Wal::sync_to`] is the blocking completion: the first waiter becomes the *log writer*
 //! (the leader), takes the whole buffer, and with the lock released writes it with one
 //! `write_at` and syncs it with one fsync; later waiters sleep on a condition variable and
@@ -51,7 +51,7 @@ pub use recover::{LogScan, RecoveryStats};
 use crate::env::{remove_durably, Clock, File, Fs, OpenMode, StepResult, Worker};
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::options::Sync as SyncMode;
+use crate::options::Durability;
 use format::{encode_frame, encode_segment_header, segment_file_name, SEGMENT_HEADER_BYTES};
 #[cfg(feature = "shuttle")]
 use shuttle::sync::{Condvar, Mutex, MutexGuard};
@@ -135,12 +135,24 @@ impl Default for WalLimits {
     }
 }
 
+/// Where the log stands ([`crate::Database::lsns`]): `durable <= appended`, both only grow
+/// while the database is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lsns {
+    /// The last LSN appended: its write is applied and its record is in the log buffer or
+    /// the file, not necessarily synced (under `Durability::Always` it is not yet
+    /// acknowledged until `durable` reaches it).
+    pub appended: u64,
+    /// The last LSN synced: every record up to it survives a crash.
+    pub durable: u64,
+}
+
 /// The write-ahead log of one database.
 pub struct Wal {
     fs: Arc<dyn Fs>,
     clock: Arc<dyn Clock>,
     dir: PathBuf,
-    mode: SyncMode,
+    mode: Durability,
     limits: WalLimits,
     state: Mutex<WalState>,
     /// Signalled whenever the log writer finishes (durability advanced, or the log was
@@ -156,7 +168,7 @@ impl Wal {
         fs: Arc<dyn Fs>,
         clock: Arc<dyn Clock>,
         dir: &Path,
-        mode: SyncMode,
+        mode: Durability,
         scan: LogScan,
         lsn_covered: u64,
     ) -> Result<Wal> {
@@ -217,11 +229,6 @@ impl Wal {
 
     fn wait_io<'a>(&'a self, state: MutexGuard<'a, WalState>) -> MutexGuard<'a, WalState> {
         self.io_done.wait(state).unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The durability mode.
-    pub fn mode(&self) -> SyncMode {
-        self.mode
     }
 
     /// Appends one record to the log buffer and returns its LSN. No I/O unless the buffer
@@ -611,11 +618,13 @@ impl Wal {
         }
     }
 
-    /// `(lsn_appended, lsn_durable)`: the last LSN in the log (in the buffer or the file)
-    /// and the last one synced.
-    pub fn lsns(&self) -> (u64, u64) {
+    /// The last LSN in the log (in the buffer or the file) and the last one synced.
+    pub fn lsns(&self) -> Lsns {
         let state = self.lock();
-        (state.lsn_appended, state.lsn_durable)
+        Lsns {
+            appended: state.lsn_appended,
+            durable: state.lsn_durable,
+        }
     }
 
     /// The poison reason, if the log is poisoned.
@@ -623,7 +632,7 @@ impl Wal {
         self.lock().poisoned.clone()
     }
 
-    /// One step of the log writer, for the background worker: with `Sync::Always` and
+    /// One step of the log writer, for the background worker: with `Durability::Always` and
     /// `Batch` it writes and syncs when a sync is due; with `None` it writes the buffer
     /// (rolling segments as needed) and syncs only at a roll. Returns how long until the
     /// next step is due.
@@ -635,24 +644,24 @@ impl Wal {
         }
         let Some(since) = state.unsynced_since else {
             return StepResult::Idle(match self.mode {
-                SyncMode::Batch { max_delay } => max_delay.min(idle),
-                SyncMode::None => limits::LOG_WRITE_DELAY.min(idle),
-                SyncMode::Always => idle,
+                Durability::Batch { max_delay } => max_delay.min(idle),
+                Durability::None => limits::LOG_WRITE_DELAY.min(idle),
+                Durability::Always => idle,
             });
         };
         if state.io_in_progress {
             return StepResult::Idle(Duration::from_micros(100));
         }
         let sync = match self.mode {
-            SyncMode::Always => true,
-            SyncMode::Batch { max_delay } => {
+            Durability::Always => true,
+            Durability::Batch { max_delay } => {
                 let age = self.clock.now_monotonic().saturating_sub(since);
                 if age < max_delay {
                     return StepResult::Idle(max_delay - age);
                 }
                 true
             }
-            SyncMode::None => {
+            Durability::None => {
                 if state.buffer.is_empty() {
                     return StepResult::Idle(limits::LOG_WRITE_DELAY);
                 }
