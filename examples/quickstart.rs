@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release --example quickstart [-- DIR]`
 
-use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
+use omendb::{Column, DataType, Database, Durability, Options, TableDef, Value};
 use std::time::Instant;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let rows = 100_000i64;
     {
-        let db = Database::open(&dir, Options::with_sync(Sync::Always))?;
+        let db = Database::open(&dir, Options::with_sync(Durability::Always))?;
         if db.table_names()?.is_empty() {
             db.create_table(TableDef::new(
                 "events",

@@ -4,11 +4,11 @@ mod common;
 
 use common::*;
 use omendb::limits::{BATCH_ROWS_MAX, NAME_BYTES_MAX, VALUE_BYTES_MAX};
-use omendb::{Column, DataType, Database, Error, Sync, TableDef, Value};
+use omendb::{Column, DataType, Database, Durability, Error, TableDef, Value};
 
 fn fresh() -> (tempfile::TempDir, Database) {
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path(), Sync::None);
+    let db = open(dir.path(), Durability::None);
     db.create_table(table_def("t")).unwrap();
     (dir, db)
 }
@@ -64,7 +64,7 @@ fn extreme_keys_and_ranges() {
     let inverted = db.scan("t", 5..1).unwrap();
     assert!(inverted.is_empty());
     drop(db);
-    let db = open(dir.path(), Sync::None);
+    let db = open(dir.path(), Durability::None);
     for &k in &keys {
         assert_eq!(db.get("t", k).unwrap(), Some(row(k, 1)));
     }
@@ -75,7 +75,7 @@ fn sixteen_mib_binary_round_trips_and_larger_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let value: Vec<u8> = (0..VALUE_BYTES_MAX).map(|i| (i * 31 % 251) as u8).collect();
     {
-        let db = open(dir.path(), Sync::Always);
+        let db = open(dir.path(), Durability::Always);
         db.create_table(table_def("t")).unwrap();
         let big = vec![
             Value::Int64(1),
@@ -97,7 +97,7 @@ fn sixteen_mib_binary_round_trips_and_larger_is_refused() {
         );
         assert_eq!(db.row_count("t").unwrap(), 1);
     }
-    let db = open(dir.path(), Sync::Always);
+    let db = open(dir.path(), Durability::Always);
     assert_eq!(db.get("t", 1).unwrap().unwrap()[3], Value::Binary(value));
 }
 
@@ -385,11 +385,11 @@ fn every_type_round_trips_through_the_log() {
         ],
     ];
     {
-        let db = open(dir.path(), Sync::Always);
+        let db = open(dir.path(), Durability::Always);
         db.create_table(def.clone()).unwrap();
         db.insert_batch("all", rows.clone()).unwrap();
     }
-    let db = open(dir.path(), Sync::Always);
+    let db = open(dir.path(), Durability::Always);
     assert_eq!(db.table_def("all").unwrap(), def);
     assert_eq!(db.scan("all", ..).unwrap(), rows);
 }
@@ -408,11 +408,11 @@ fn table_handle_works() {
 #[test]
 fn closed_database_refuses_nothing_silently() {
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path(), Sync::Always);
+    let db = open(dir.path(), Durability::Always);
     db.create_table(table_def("t")).unwrap();
     db.insert("t", row(1, 1)).unwrap();
     db.close().unwrap();
-    let db = open(dir.path(), Sync::Always);
+    let db = open(dir.path(), Durability::Always);
     assert_eq!(db.get("t", 1).unwrap(), Some(row(1, 1)));
 }
 
@@ -521,23 +521,23 @@ fn get_with_reads_in_place_and_matches_get() {
 #[test]
 fn a_directory_holds_one_open_database_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
-    let first = open(dir.path(), Sync::Always);
+    let first = open(dir.path(), Durability::Always);
     first.create_table(table_def("t")).unwrap();
     first.insert("t", row(1, 1)).unwrap();
-    match Database::open(dir.path(), omendb::Options::with_sync(Sync::Always)) {
+    match Database::open(dir.path(), omendb::Options::with_sync(Durability::Always)) {
         Err(Error::Locked { path }) => assert_eq!(path, dir.path()),
         other => panic!("a second open must be refused, got {other:?}"),
     }
     // The refused open changed nothing: the first goes on, and a drop frees the directory.
     first.insert("t", row(2, 2)).unwrap();
     drop(first);
-    let second = open(dir.path(), Sync::Always);
+    let second = open(dir.path(), Durability::Always);
     assert_eq!(second.row_count("t").unwrap(), 2);
     // `close` frees it too; another directory was never affected.
     second.close().unwrap();
     let other = tempfile::tempdir().unwrap();
-    let _elsewhere = open(other.path(), Sync::Always);
-    let third = open(dir.path(), Sync::Always);
+    let _elsewhere = open(other.path(), Durability::Always);
+    let third = open(dir.path(), Durability::Always);
     assert_eq!(third.get("t", 2).unwrap(), Some(row(2, 2)));
 }
 
@@ -549,7 +549,7 @@ fn small_index_limits_keep_every_row_across_reopen() {
     let small = omendb::Options {
         index_data_node_slots_max: 64,
         index_inner_fanout_max: 4,
-        ..omendb::Options::with_sync(Sync::None)
+        ..omendb::Options::with_sync(Durability::None)
     };
     let db = Database::open(dir.path(), small.clone()).unwrap();
     db.create_table(table_def("t")).unwrap();
@@ -559,7 +559,7 @@ fn small_index_limits_keep_every_row_across_reopen() {
     db.check_invariants().unwrap();
     db.checkpoint().unwrap();
     db.close().unwrap();
-    for options in [omendb::Options::with_sync(Sync::None), small] {
+    for options in [omendb::Options::with_sync(Durability::None), small] {
         let db = Database::open(dir.path(), options).unwrap();
         db.check_invariants().unwrap();
         assert_eq!(db.row_count("t").unwrap(), 3000);

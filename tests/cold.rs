@@ -5,7 +5,7 @@ mod common;
 
 use common::model_ops::{check_against_model, key_value_pairs, op, sync_mode};
 use common::*;
-use omendb::{Database, Error, Options, Sync};
+use omendb::{Database, Durability, Error, Options};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -13,7 +13,7 @@ fn open_cold(path: &Path, hot_rows_max: usize) -> Database {
     Database::open(
         path,
         Options {
-            sync: Sync::None,
+            sync: Durability::None,
             background_worker: true,
             hot_rows_max: Some(hot_rows_max),
             compaction_worker: false,
@@ -192,7 +192,7 @@ fn a_missing_listed_segment_file_is_corruption_naming_it() {
         let bytes = std::fs::read(file).unwrap();
         std::fs::remove_file(file).unwrap();
         for _ in 0..2 {
-            match Database::open(dir.path(), Options::with_sync(Sync::None)) {
+            match Database::open(dir.path(), Options::with_sync(Durability::None)) {
                 Err(Error::Corruption { path, reason, .. }) => {
                     assert_eq!(&path, file);
                     assert!(reason.contains("missing"), "{reason}");
@@ -229,7 +229,7 @@ fn corrupted_segment_is_reported_with_its_file() {
     for (file, offset) in [(&index, 20), (&segment, len - 20)] {
         let before = std::fs::read(file).unwrap();
         flip_byte(file, offset);
-        match Database::open(dir.path(), Options::with_sync(Sync::None)) {
+        match Database::open(dir.path(), Options::with_sync(Durability::None)) {
             Err(Error::Corruption { path, .. }) => assert_eq!(&path, file),
             other => panic!("expected corruption of {file:?}, got {other:?}"),
         }
@@ -322,7 +322,7 @@ fn compaction_worker_merges_segments_in_the_background() {
     let db = Database::open(
         dir.path(),
         Options {
-            sync: Sync::None,
+            sync: Durability::None,
             background_worker: true,
             hot_rows_max: Some(50),
             compaction_worker: true,
@@ -364,7 +364,7 @@ fn rows_changed_while_a_compaction_merges_stay_changed() {
         Database::open(
             dir.path(),
             Options {
-                sync: Sync::None,
+                sync: Durability::None,
                 background_worker: true,
                 hot_rows_max: Some(20_000),
                 compaction_worker: false,
@@ -442,7 +442,7 @@ fn compactor_free(db: std::sync::Arc<Database>) -> Database {
 fn flush_worker_keeps_up_with_a_writer_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let options = Options {
-        sync: Sync::None,
+        sync: Durability::None,
         background_worker: true,
         hot_rows_max: Some(5_000),
         flush_worker: true,

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use omendb::{Database, Options, Row, Sync};
+use omendb::{Database, Durability, Options, Row};
 use omendb_faults::{FaultPlan, SimFs};
 use omendb_sim::env::SimMachine;
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ fn open_on(machine: &SimMachine) -> omendb::Result<Database> {
         machine.env(),
         "/db",
         Options {
-            sync: Sync::Always,
+            sync: Durability::Always,
             background_worker: true,
             hot_rows_max: Some(10),
             compaction_worker: false,
@@ -76,22 +76,38 @@ fn check(machine: &SimMachine, db: &Database, model: &BTreeMap<i64, Row>, what: 
     );
 }
 
-#[test]
-fn crash_at_every_io_call_of_a_flushing_checkpoint() {
+/// Crashes `step` at each of its I/O calls in turn, for each seed in `seeds`, on a database
+/// `prepare` built and `setup` readied: after the restart the database must open with every
+/// row as the model has it and no unlisted segment file, run `step` again and reopen the
+/// same. The first `n` at which `step` finishes without a crash ends a seed's loop; `step`
+/// must then have returned `Ok(true)` and left `segments_after` segments. Returns how many
+/// crash points were tried.
+fn crash_at_every_io_call(
+    seeds: std::ops::Range<u64>,
+    name: &str,
+    setup: impl Fn(&Database),
+    step: impl Fn(&Database) -> omendb::Result<bool>,
+    segments_after: usize,
+) -> usize {
     let mut crashes = 0;
-    for seed in 0..3u64 {
+    for seed in seeds {
         for n in 1u64.. {
             let machine = SimMachine::new(SimFs::new(FaultPlan::none().with_seed(seed)));
             let (db, model) = prepare(&machine);
+            setup(&db);
             let start = machine.disk.op_count();
             machine.disk.crash_at_op(start + n);
-            let done = db.checkpoint();
+            let done = step(&db);
             let crashed = machine.disk.is_frozen();
-            let what = format!("seed {seed}, crash at call {n} of the checkpoint");
+            let what = format!("seed {seed}, crash at call {n} of the {name}");
             if !crashed {
                 machine.disk.cancel_crash();
-                done.unwrap_or_else(|e| panic!("{what}: {e}"));
-                assert_eq!(db.cold_segment_count("t").unwrap(), 2, "{what}");
+                assert!(done.unwrap_or_else(|e| panic!("{what}: {e}")), "{what}");
+                assert_eq!(
+                    db.cold_segment_count("t").unwrap(),
+                    segments_after,
+                    "{what}"
+                );
                 check(&machine, &db, &model, &what);
                 break;
             }
@@ -101,58 +117,39 @@ fn crash_at_every_io_call_of_a_flushing_checkpoint() {
             machine.disk.restart();
             let db = open_on(&machine).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
             check(&machine, &db, &model, &what);
-            // The recovered database flushes and reopens cleanly.
-            db.checkpoint().unwrap();
+            // The recovered database runs the step and reopens cleanly.
+            step(&db).unwrap_or_else(|e| panic!("{what}: {name} again: {e}"));
             drop(db);
             let db = open_on(&machine).unwrap();
             check(
                 &machine,
                 &db,
                 &model,
-                &format!("{what}, after a second reopen"),
+                &format!("{what}, after the {name} again and a reopen"),
             );
         }
     }
+    crashes
+}
+
+#[test]
+fn crash_at_every_io_call_of_a_flushing_checkpoint() {
+    let crashes = crash_at_every_io_call(
+        0..3,
+        "checkpoint",
+        |_| {},
+        |db| db.checkpoint().map(|_| true),
+        2,
+    );
     assert!(crashes > 10, "only {crashes} crash points");
 }
 
 #[test]
 fn crash_at_every_io_call_of_a_compaction() {
-    let mut crashes = 0;
-    for seed in 0..2u64 {
-        for n in 1u64.. {
-            let machine = SimMachine::new(SimFs::new(FaultPlan::none().with_seed(seed)));
-            let (db, model) = prepare(&machine);
-            db.checkpoint().unwrap();
-            assert_eq!(db.cold_segment_count("t").unwrap(), 2);
-            let start = machine.disk.op_count();
-            machine.disk.crash_at_op(start + n);
-            let done = db.compact_step();
-            let crashed = machine.disk.is_frozen();
-            let what = format!("seed {seed}, crash at call {n} of the compaction");
-            if !crashed {
-                machine.disk.cancel_crash();
-                assert!(done.unwrap_or_else(|e| panic!("{what}: {e}")));
-                assert_eq!(db.cold_segment_count("t").unwrap(), 1, "{what}");
-                check(&machine, &db, &model, &what);
-                break;
-            }
-            crashes += 1;
-            drop(db);
-            machine.disk.cancel_crash();
-            machine.disk.restart();
-            let db = open_on(&machine).unwrap_or_else(|e| panic!("{what}: reopen: {e}"));
-            check(&machine, &db, &model, &what);
-            db.compact_step().unwrap();
-            drop(db);
-            let db = open_on(&machine).unwrap();
-            check(
-                &machine,
-                &db,
-                &model,
-                &format!("{what}, after compacting again"),
-            );
-        }
-    }
+    let setup = |db: &Database| {
+        db.checkpoint().unwrap();
+        assert_eq!(db.cold_segment_count("t").unwrap(), 2);
+    };
+    let crashes = crash_at_every_io_call(0..2, "compaction", setup, Database::compact_step, 1);
     assert!(crashes > 10, "only {crashes} crash points");
 }

@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use omendb::{Database, Error, Sync, Table};
+use omendb::{Database, Durability, Error, Table};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
@@ -17,8 +17,8 @@ use std::time::Duration;
 
 const THREADS: usize = 10;
 
-fn batch() -> Sync {
-    Sync::Batch {
+fn batch() -> Durability {
+    Durability::Batch {
         max_delay: Duration::from_millis(2),
     }
 }
@@ -27,7 +27,7 @@ fn batch() -> Sync {
 /// thread order.
 fn on_threads<T: Send + 'static>(
     db: &Arc<Database>,
-    body: impl Fn(&Database, usize) -> T + Send + std::marker::Sync + 'static,
+    body: impl Fn(&Database, usize) -> T + Send + Sync + 'static,
 ) -> Vec<T> {
     let body = Arc::new(body);
     let start = Arc::new(Barrier::new(THREADS));
@@ -59,7 +59,7 @@ fn all_rows(db: &Database, table: &str) -> BTreeMap<i64, omendb::Row> {
 
 #[test]
 fn database_and_table_handles_are_send_and_sync() {
-    fn assert_send_sync<T: Send + std::marker::Sync>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Database>();
     assert_send_sync::<Table<'static>>();
     assert_send_sync::<omendb::Ticket>();
@@ -67,11 +67,15 @@ fn database_and_table_handles_are_send_and_sync() {
 
 #[test]
 fn disjoint_inserts_from_ten_threads_all_land() {
-    for sync in [Sync::Always, batch()] {
+    for sync in [Durability::Always, batch()] {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(open(dir.path(), sync));
         db.create_table(table_def("t")).unwrap();
-        let per_thread = if sync == Sync::Always { 200 } else { 2_000 };
+        let per_thread = if sync == Durability::Always {
+            200
+        } else {
+            2_000
+        };
         on_threads(&db, move |db, t| {
             let table = db.table("t").unwrap();
             for i in 0..per_thread {
@@ -92,11 +96,15 @@ fn disjoint_inserts_from_ten_threads_all_land() {
 
 #[test]
 fn overlapping_inserts_accept_each_key_exactly_once() {
-    for sync in [Sync::Always, batch()] {
+    for sync in [Durability::Always, batch()] {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(open(dir.path(), sync));
         db.create_table(table_def("t")).unwrap();
-        let keys = if sync == Sync::Always { 150i64 } else { 1_500 };
+        let keys = if sync == Durability::Always {
+            150i64
+        } else {
+            1_500
+        };
         // Every thread inserts every key, each in its own order, with its own value.
         let won = on_threads(&db, move |db, t| {
             let mut won = Vec::new();

@@ -29,7 +29,7 @@ fn killed_writers_lose_nothing_the_mode_promises() {
 
 #[test]
 fn the_loop_catches_acknowledgements_the_mode_does_not_keep() {
-    // `Sync::None` loses the log buffer with the process; held to `Sync::Always`'s promise,
+    // `Durability::None` loses the log buffer with the process; held to `Durability::Always`'s promise,
     // some iteration recovers less than was acknowledged.
     let out = crash_loop("unsafe", 200, 3);
     assert_eq!(

@@ -6,10 +6,10 @@
 mod common;
 
 use common::*;
-use omendb::{Database, Error, Options, Sync, Value};
+use omendb::{Database, Durability, Error, Options, Value};
 use std::time::Duration;
 
-fn write_rows_drop_reopen(sync: Sync) {
+fn write_rows_drop_reopen(sync: Durability) {
     let dir = tempfile::tempdir().unwrap();
     let n = 300;
     {
@@ -21,7 +21,7 @@ fn write_rows_drop_reopen(sync: Sync) {
         db.insert_batch("t", (n..n + 100).map(|k| row(k, -k)).collect())
             .unwrap();
         // Dropped without close: the process lives on, so even unsynced writes are in the
-        // OS page cache; Sync::Always rows are also on the platter.
+        // OS page cache; Durability::Always rows are also on the platter.
     }
     let db = open(dir.path(), sync);
     assert_eq!(db.row_count("t").unwrap(), (n + 100) as usize);
@@ -38,25 +38,25 @@ fn write_rows_drop_reopen(sync: Sync) {
 
 #[test]
 fn acknowledged_rows_survive_drop_without_close_sync_always() {
-    write_rows_drop_reopen(Sync::Always);
+    write_rows_drop_reopen(Durability::Always);
 }
 
 #[test]
 fn acknowledged_rows_survive_drop_without_close_sync_batch() {
-    write_rows_drop_reopen(Sync::Batch {
+    write_rows_drop_reopen(Durability::Batch {
         max_delay: Duration::from_millis(5),
     });
 }
 
 #[test]
 fn acknowledged_rows_survive_drop_without_close_sync_none() {
-    write_rows_drop_reopen(Sync::None);
+    write_rows_drop_reopen(Durability::None);
 }
 
 /// A database whose last log record is the insert of key 99; returns the byte range of
 /// the last two records in the newest segment: (start of second-to-last, start of last, end).
 fn db_with_known_tail(dir: &std::path::Path) -> (u64, u64, u64) {
-    let db = open(dir, Sync::Always);
+    let db = open(dir, Durability::Always);
     db.create_table(table_def("t")).unwrap();
     for k in 0..97 {
         db.insert("t", row(k, k)).unwrap();
@@ -86,7 +86,7 @@ fn torn_tail_is_truncated_at_every_byte_offset() {
             .unwrap();
         file.set_len(cut).unwrap();
         drop(file);
-        let db = Database::open(copy.path(), Options::with_sync(Sync::Always))
+        let db = Database::open(copy.path(), Options::with_sync(Durability::Always))
             .unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(db.get("t", 99).unwrap(), None, "cut at {cut}");
         assert_eq!(db.get("t", 98).unwrap(), Some(row(98, 98)), "cut at {cut}");
@@ -99,7 +99,7 @@ fn torn_tail_is_truncated_at_every_byte_offset() {
         // The log goes on after the cut: a new write and another reopen keep everything.
         db.insert("t", row(99, 1)).unwrap();
         drop(db);
-        let db = open(copy.path(), Sync::Always);
+        let db = open(copy.path(), Durability::Always);
         assert_eq!(db.get("t", 99).unwrap(), Some(row(99, 1)), "cut at {cut}");
     }
 }
@@ -120,7 +120,7 @@ fn zero_filled_tail_is_truncated_at_every_byte_offset() {
         // A preallocated, zeroed extension past the end too.
         bytes.extend_from_slice(&[0u8; 4096]);
         std::fs::write(&segment, &bytes).unwrap();
-        let db = open(copy.path(), Sync::Always);
+        let db = open(copy.path(), Durability::Always);
         if unchanged {
             // The record's last bytes were zeros already: it is intact and must be kept.
             assert_eq!(
@@ -146,7 +146,7 @@ fn bit_flip_in_a_record_followed_by_another_is_corruption_at_every_byte() {
         let mut bytes = std::fs::read(&segment).unwrap();
         bytes[offset as usize] ^= 1 << (offset % 8);
         std::fs::write(&segment, &bytes).unwrap();
-        match Database::open(copy.path(), Options::with_sync(Sync::Always)) {
+        match Database::open(copy.path(), Options::with_sync(Durability::Always)) {
             Err(Error::Corruption {
                 path, offset: at, ..
             }) => {
@@ -163,7 +163,7 @@ fn bit_flip_in_a_record_followed_by_another_is_corruption_at_every_byte() {
 fn checkpoint_then_more_writes_recover() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = open(dir.path(), Sync::Always);
+        let db = open(dir.path(), Durability::Always);
         db.create_table(table_def("t")).unwrap();
         db.insert_batch("t", (0..1000).map(|k| row(k, k)).collect())
             .unwrap();
@@ -181,7 +181,7 @@ fn checkpoint_then_more_writes_recover() {
         .filter(|n| n.starts_with("checkpoint"))
         .collect();
     assert_eq!(names, vec![format!("checkpoint-{:020}.ckpt", 2)]);
-    let db = open(dir.path(), Sync::Always);
+    let db = open(dir.path(), Durability::Always);
     assert_eq!(db.open_stats().checkpoint_lsn, 2);
     assert_eq!(db.open_stats().recovery.records_replayed, 4);
     assert_eq!(db.row_count("t").unwrap(), 999);
@@ -198,7 +198,7 @@ fn checkpoint_then_more_writes_recover() {
 fn corrupt_checkpoint_is_reported_not_skipped() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = open(dir.path(), Sync::Always);
+        let db = open(dir.path(), Durability::Always);
         db.create_table(table_def("t")).unwrap();
         db.insert_batch("t", (0..100).map(|k| row(k, k)).collect())
             .unwrap();
@@ -220,12 +220,12 @@ fn corrupt_checkpoint_is_reported_not_skipped() {
 fn leftover_temporary_checkpoint_is_ignored_and_removed() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = open(dir.path(), Sync::Always);
+        let db = open(dir.path(), Durability::Always);
         db.create_table(table_def("t")).unwrap();
         db.insert("t", row(1, 1)).unwrap();
     }
     std::fs::write(dir.path().join("checkpoint.tmp"), b"half a checkpoint").unwrap();
-    let db = open(dir.path(), Sync::Always);
+    let db = open(dir.path(), Durability::Always);
     assert_eq!(db.get("t", 1).unwrap(), Some(row(1, 1)));
     assert!(!dir.path().join("checkpoint.tmp").exists());
 }
@@ -234,19 +234,19 @@ fn leftover_temporary_checkpoint_is_ignored_and_removed() {
 fn catalog_changes_survive_reopen_and_names_can_be_reused() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = open(dir.path(), Sync::Always);
+        let db = open(dir.path(), Durability::Always);
         db.create_table(table_def("a")).unwrap();
         db.insert("a", row(1, 1)).unwrap();
         db.drop_table("a").unwrap();
         db.create_table(table_def("a")).unwrap();
         db.insert("a", row(2, 2)).unwrap();
     }
-    let db = open(dir.path(), Sync::Always);
+    let db = open(dir.path(), Durability::Always);
     assert_eq!(db.get("a", 1).unwrap(), None);
     assert_eq!(db.get("a", 2).unwrap(), Some(row(2, 2)));
     db.checkpoint().unwrap();
     drop(db);
-    let db = open(dir.path(), Sync::Always);
+    let db = open(dir.path(), Durability::Always);
     assert_eq!(db.scan("a", ..).unwrap(), vec![row(2, 2)]);
     assert_eq!(db.get("a", 2).unwrap().unwrap()[1], Value::Int64(2));
 }
@@ -260,7 +260,7 @@ fn large_checkpoints_stream_out_and_load_back_through_a_window() {
         let dir = tempfile::tempdir().unwrap();
         let options = Options {
             checkpoint_copy_bytes_max: copy_max,
-            ..Options::with_sync(Sync::None)
+            ..Options::with_sync(Durability::None)
         };
         let text = |k: i64| "t".repeat((k as usize * 7919) % 3000);
         let make = |k: i64| {
@@ -307,7 +307,7 @@ fn large_checkpoints_stream_out_and_load_back_through_a_window() {
 /// A cleanly closed database of 40 single-row inserts: its newest segment, and the
 /// segment's length after each insert (every record boundary of the tail).
 fn closed_db_with_boundaries(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u64>) {
-    let db = open(dir, Sync::Always);
+    let db = open(dir, Durability::Always);
     db.create_table(table_def("t")).unwrap();
     let segment = newest_segment(dir);
     let mut boundaries = vec![file_len(&segment)];
@@ -357,18 +357,18 @@ fn after_a_clean_close_a_log_cut_at_any_record_boundary_is_corruption() {
             .set_len(cut)
             .unwrap();
         expect_log_end_corruption(
-            Database::open(copy.path(), Options::with_sync(Sync::Always)),
+            Database::open(copy.path(), Options::with_sync(Durability::Always)),
             &format!("cut at {cut}"),
         );
         // The evidence is kept: the cut segment is still there, and open fails again.
         assert!(segment.exists(), "cut at {cut}: segment removed");
         expect_log_end_corruption(
-            Database::open(copy.path(), Options::with_sync(Sync::Always)),
+            Database::open(copy.path(), Options::with_sync(Durability::Always)),
             &format!("cut at {cut}, second open"),
         );
     }
     // Uncut, the database opens whole and the marker is gone afterwards.
-    let db = open(original.path(), Sync::Always);
+    let db = open(original.path(), Durability::Always);
     assert_eq!(db.row_count("t").unwrap(), 40);
     assert!(db.open_stats().clean_close_lsn.is_some());
     assert!(!original.path().join("LOG_END").exists());
@@ -382,7 +382,7 @@ fn after_a_clean_close_a_deleted_last_segment_or_zeroed_tail_is_corruption() {
     copy_db(original.path(), copy.path());
     std::fs::remove_file(newest_segment(copy.path())).unwrap();
     expect_log_end_corruption(
-        Database::open(copy.path(), Options::with_sync(Sync::Always)),
+        Database::open(copy.path(), Options::with_sync(Durability::Always)),
         "last segment deleted",
     );
     let (start, end) = (boundaries[30], *boundaries.last().unwrap());
@@ -399,7 +399,7 @@ fn after_a_clean_close_a_deleted_last_segment_or_zeroed_tail_is_corruption() {
         }
         std::fs::write(&segment, &bytes).unwrap();
         expect_log_end_corruption(
-            Database::open(copy.path(), Options::with_sync(Sync::Always)),
+            Database::open(copy.path(), Options::with_sync(Durability::Always)),
             &format!("zeroed from {from}"),
         );
     }
@@ -408,12 +408,12 @@ fn after_a_clean_close_a_deleted_last_segment_or_zeroed_tail_is_corruption() {
 #[test]
 fn after_a_crash_a_log_cut_at_a_record_boundary_opens_as_that_prefix() {
     // Without a clean close there is no recorded end: a cut at a record boundary is what a
-    // crash can leave (under Sync::Batch and Sync::None), and the log opens as that prefix.
-    // (Under Sync::Always the same cut made at rest after a crash cannot be told from it:
+    // crash can leave (under Durability::Batch and Durability::None), and the log opens as that prefix.
+    // (Under Durability::Always the same cut made at rest after a crash cannot be told from it:
     // docs/FORMAT.md, Log end.)
     let original = tempfile::tempdir().unwrap();
     let boundaries = {
-        let db = open(original.path(), Sync::Always);
+        let db = open(original.path(), Durability::Always);
         db.create_table(table_def("t")).unwrap();
         let segment = newest_segment(original.path());
         let mut boundaries = vec![];
@@ -435,7 +435,7 @@ fn after_a_crash_a_log_cut_at_a_record_boundary_opens_as_that_prefix() {
             .unwrap()
             .set_len(cut)
             .unwrap();
-        let db = open(copy.path(), Sync::Always);
+        let db = open(copy.path(), Durability::Always);
         assert_eq!(db.open_stats().clean_close_lsn, None);
         let rows = db.row_count("t").unwrap();
         assert_eq!(rows, i + 1, "cut at {cut}");

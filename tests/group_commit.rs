@@ -1,10 +1,10 @@
-//! Group commit on a real disk: concurrent writers with Sync::Always all get acknowledged,
+//! Group commit on a real disk: concurrent writers with Durability::Always all get acknowledged,
 //! share fsyncs, and every acknowledged row is there after a reopen.
 
 mod common;
 
 use common::*;
-use omendb::Sync;
+use omendb::Durability;
 use std::sync::Arc;
 
 #[test]
@@ -13,7 +13,7 @@ fn concurrent_writers_share_fsyncs_and_lose_nothing() {
     let threads = 8i64;
     let per_thread = 50i64;
     {
-        let db = Arc::new(open(dir.path(), Sync::Always));
+        let db = Arc::new(open(dir.path(), Durability::Always));
         db.create_table(table_def("t")).unwrap();
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -29,11 +29,14 @@ fn concurrent_writers_share_fsyncs_and_lose_nothing() {
         for h in handles {
             h.join().unwrap();
         }
-        let (written, durable) = db.lsns();
-        assert_eq!(written, durable, "every acknowledged write is durable");
-        assert_eq!(written, 1 + (threads * per_thread) as u64);
+        let lsns = db.lsns();
+        assert_eq!(
+            lsns.appended, lsns.durable,
+            "every acknowledged write is durable"
+        );
+        assert_eq!(lsns.appended, 1 + (threads * per_thread) as u64);
     }
-    let db = open(dir.path(), Sync::Always);
+    let db = open(dir.path(), Durability::Always);
     assert_eq!(db.row_count("t").unwrap(), (threads * per_thread) as usize);
     for t in 0..threads {
         for i in 0..per_thread {
@@ -48,7 +51,7 @@ fn submit_then_worker_acknowledges() {
     // The non-blocking half of the pipeline: submit several writes, then wait on the last
     // ticket; one sync covers all of them.
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path(), Sync::Always);
+    let db = open(dir.path(), Durability::Always);
     db.create_table(table_def("t")).unwrap();
     let tickets: Vec<_> = (0..10)
         .map(|k| {
@@ -71,7 +74,7 @@ fn submit_then_worker_acknowledges() {
 #[test]
 fn a_ticket_from_before_a_reopen_is_refused_not_waited_on_forever() {
     let dir = tempfile::tempdir().unwrap();
-    let db = open(dir.path(), Sync::Always);
+    let db = open(dir.path(), Durability::Always);
     db.create_table(table_def("t")).unwrap();
     let ticket = db
         .submit(omendb::Write::Insert {
@@ -84,7 +87,7 @@ fn a_ticket_from_before_a_reopen_is_refused_not_waited_on_forever() {
     // The reopened log starts after a checkpoint; a second database on a fresh directory
     // has written less than the ticket's LSN.
     let other = tempfile::tempdir().unwrap();
-    let db = open(other.path(), Sync::Always);
+    let db = open(other.path(), Durability::Always);
     assert!(matches!(
         db.wait(ticket),
         Err(omendb::Error::InvalidTicket { .. })

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use omendb::env::{Env, File, Fs, OpenMode};
-use omendb::{Database, Options, Sync, Write};
+use omendb::{Database, Durability, Options, Write};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -176,8 +176,8 @@ fn check_segment(path: &Path, events: &[Event]) -> u64 {
 #[test]
 fn the_log_drops_what_it_synced_in_whole_pages_and_keeps_up() {
     for sync in [
-        Sync::Always,
-        Sync::Batch {
+        Durability::Always,
+        Durability::Batch {
             max_delay: std::time::Duration::from_millis(5),
         },
     ] {
@@ -231,7 +231,7 @@ fn the_log_drops_what_it_synced_in_whole_pages_and_keeps_up() {
             "{sync:?}: dropped {dropped} of {written} bytes"
         );
         drop(db);
-        let db = open(dir.path(), Sync::Always);
+        let db = open(dir.path(), Durability::Always);
         assert_eq!(db.row_count("t").unwrap(), 6_000);
         assert_eq!(db.get("t", 4_321).unwrap(), Some(big_row(4_321)));
     }
@@ -241,7 +241,8 @@ fn the_log_drops_what_it_synced_in_whole_pages_and_keeps_up() {
 fn a_checkpoint_drops_the_whole_finished_segment() {
     let dir = tempfile::tempdir().unwrap();
     let (env, journal) = recording_env(Arc::new(omendb::env::OsEnv::new()));
-    let db = Database::open_with_env(env, dir.path(), Options::with_sync(Sync::Always)).unwrap();
+    let db =
+        Database::open_with_env(env, dir.path(), Options::with_sync(Durability::Always)).unwrap();
     db.create_table(table_def("t")).unwrap();
     db.insert_batch("t", (0..50).map(big_row).collect())
         .unwrap();
@@ -308,7 +309,7 @@ fn no_drop_after_a_failed_sync() {
             },
         );
         let (env, journal) = recording_env(Arc::new(faulty));
-        let sync = Sync::Batch {
+        let sync = Durability::Batch {
             max_delay: std::time::Duration::from_millis(1),
         };
         // Opening may itself meet an injected sync error; then there is no log to check.

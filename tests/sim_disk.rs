@@ -6,17 +6,17 @@ mod common;
 
 use common::model_ops::{check_against_model, op, sync_mode};
 use common::*;
-use omendb::{Database, Options, Sync};
+use omendb::{Database, Durability, Options};
 use omendb_faults::{FaultPlan, SimFs};
 use omendb_sim::env::SimMachine;
 use proptest::prelude::*;
 
-fn open_on(machine: &SimMachine, sync: Sync) -> Database {
+fn open_on(machine: &SimMachine, sync: Durability) -> Database {
     open_with_copy_max(machine, sync, Options::default().checkpoint_copy_bytes_max)
 }
 
 /// `copy_max` 0 makes every checkpoint stream to its file instead of copying the state.
-fn open_with_copy_max(machine: &SimMachine, sync: Sync, copy_max: usize) -> Database {
+fn open_with_copy_max(machine: &SimMachine, sync: Durability, copy_max: usize) -> Database {
     Database::open_with_env(
         machine.env(),
         "/db",
@@ -53,7 +53,7 @@ proptest! {
 fn acknowledged_rows_survive_power_loss_on_sim_disk() {
     for seed in 0..50u64 {
         let machine = SimMachine::new(SimFs::new(FaultPlan::none().with_seed(seed)));
-        let db = open_on(&machine, Sync::Always);
+        let db = open_on(&machine, Durability::Always);
         db.create_table(table_def("t")).unwrap();
         for k in 0..40 {
             db.insert("t", row(k, k)).unwrap();
@@ -68,7 +68,7 @@ fn acknowledged_rows_survive_power_loss_on_sim_disk() {
         machine.disk.freeze();
         drop(db);
         machine.disk.restart();
-        let db = open_on(&machine, Sync::Always);
+        let db = open_on(&machine, Durability::Always);
         for k in 0..40 {
             assert_eq!(
                 db.get("t", k).unwrap(),
@@ -86,7 +86,7 @@ fn unsynced_rows_may_vanish_but_the_log_stays_a_prefix() {
     let mut lost_some = false;
     for seed in 0..50u64 {
         let machine = SimMachine::new(SimFs::new(FaultPlan::none().with_seed(seed)));
-        let db = open_on(&machine, Sync::None);
+        let db = open_on(&machine, Durability::None);
         db.create_table(table_def("t")).unwrap();
         db.checkpoint().unwrap();
         for k in 0..40 {
@@ -95,7 +95,7 @@ fn unsynced_rows_may_vanish_but_the_log_stays_a_prefix() {
         machine.disk.freeze();
         drop(db);
         machine.disk.restart();
-        let db = open_on(&machine, Sync::None);
+        let db = open_on(&machine, Durability::None);
         let n = db.row_count("t").unwrap() as i64;
         lost_some |= n < 40;
         // Whatever survived is exactly the first n inserts.

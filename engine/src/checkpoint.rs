@@ -22,9 +22,10 @@
 //! Version 1 files (no cold manifest) and version 2 files (tombstones, segments without a
 //! sidecar index; migrated at load by crate::cold::migrate_legacy) are still read.
 //!
-//! **Writing.** `Database::checkpoint` (crate::db) runs the sequence: flush, roll the log,
-//! [`start`] under the state's read lock, [`Pending::finish`] after releasing it, then
-//! [`remove_older`] and the log's removal of the segments it covers. [`start`] copies the
+//! **Writing.** `Database::checkpoint` (crate::db) flushes tables over the hot-tier cap,
+//! then runs [`take`], the protocol: roll the log, [`start`] under the state's read lock,
+//! [`Pending::finish`] after releasing it, then [`remove_older`] and the log's removal of
+//! the segments it covers. [`start`] copies the
 //! encoding into memory when the hot rows take at most `Options::checkpoint_copy_bytes_max`
 //! bytes, else streams it into the temporary file (no fsync), so a large table is not held
 //! twice; the bytes are the same either way. The file is written as `checkpoint.tmp`,
@@ -43,8 +44,9 @@
 use crate::catalog::Catalog;
 use crate::codec::{DecodeResult, Decoder, Encoder};
 use crate::cold::{self, Segment, SegmentMeta};
-use crate::env::{Fs, OpenMode, Spawn};
+use crate::env::{remove_durably, Env, Fs, OpenMode, Spawn};
 use crate::error::{Error, Result};
+use crate::wal::Wal;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -100,19 +102,18 @@ pub(crate) fn remove_temp(fs: &dyn Fs, root: &Path) -> Result<()> {
 
 /// Removes the checkpoints older than `lsn` (the one at `lsn` is durable), durably.
 pub(crate) fn remove_older(fs: &dyn Fs, root: &Path, lsn: u64) -> Result<()> {
-    let mut removed = false;
-    for (old_lsn, path) in list(fs, root)? {
-        if old_lsn < lsn {
-            fs.remove(&path)
-                .map_err(|e| Error::io("remove old checkpoint", &path, e))?;
-            removed = true;
-        }
-    }
-    if removed {
-        fs.sync_dir(root)
-            .map_err(|e| Error::io("sync database directory", root, e))?;
-    }
-    Ok(())
+    let older: Vec<PathBuf> = list(fs, root)?
+        .into_iter()
+        .filter(|(old_lsn, _)| *old_lsn < lsn)
+        .map(|(_, path)| path)
+        .collect();
+    remove_durably(
+        fs,
+        root,
+        &older,
+        "remove old checkpoint",
+        "sync database directory",
+    )
 }
 
 /// Writes a checkpoint of `catalog` at `lsn` and makes it durable. Returns its path.
@@ -126,6 +127,54 @@ pub(crate) fn write(
     let mut out = Unsynced::create(fs, root)?;
     encode_into(lsn, catalog, spawn, &mut |chunk| out.append(chunk))?;
     out.finish(fs, root, lsn)
+}
+
+/// The checkpoint protocol, with the database's `checkpoint_lock` held and any flush done
+/// (crate::db): rolls the log (no database lock held), so that every older segment holds
+/// only records the snapshot covers; under the state's read lock (`read`), takes the LSN
+/// (appends and applies happen under the write lock, so the last LSN appended is the
+/// state's) and [`start`]s the checkpoint; with the lock released, [`Pending::finish`]es it
+/// (sync, read back, rename, directory sync); then removes the older checkpoints and the
+/// log segments it covers. Returns its LSN. A crash at any call leaves the old checkpoint
+/// and its log, or the new one.
+pub(crate) fn take<G: std::ops::Deref<Target = Catalog>>(
+    env: &Env,
+    root: &Path,
+    wal: &Wal,
+    copy_bytes_max: usize,
+    read: impl FnOnce() -> Result<G>,
+) -> Result<u64> {
+    let fs = env.fs.clone();
+    // Every segment before the new one holds only records the snapshot covers.
+    wal.roll()?;
+    let (lsn, pending) = {
+        let state = read()?;
+        // Append and apply happen under the write lock: the last LSN is the state's.
+        let lsn = wal.lsns().appended;
+        let _span = tracing::info_span!("checkpoint_copy", lsn).entered();
+        (
+            lsn,
+            start(
+                fs.as_ref(),
+                env.spawner.as_ref(),
+                root,
+                lsn,
+                &state,
+                copy_bytes_max,
+            )?,
+        )
+    };
+    match &pending {
+        Pending::Copied(_) => crate::probe!(CheckpointCopied),
+        Pending::Streamed(_) => crate::probe!(CheckpointStreamed),
+    }
+    // Writers wait only while the state is copied (into memory, or for a large state
+    // into the file's page cache), never for an fsync.
+    let _span = tracing::info_span!("checkpoint", lsn).entered();
+    pending.finish(fs.as_ref(), root, lsn)?;
+    remove_older(fs.as_ref(), root, lsn)?;
+    wal.remove_segments_through(lsn)?;
+    Ok(lsn)
 }
 
 /// A checkpoint in the making: encoded into memory (`Copied`) or already written to the
@@ -695,21 +744,21 @@ pub(crate) fn remove_unlisted_segments(
     let names = fs
         .list(cold_dir)
         .map_err(|e| Error::io("list cold directory", cold_dir, e))?;
-    let mut removed = false;
-    for name in names {
-        if !listed.contains(&name) {
-            let path = cold_dir.join(&name);
-            tracing::info!(path = %path.display(), "removing unlisted segment file");
-            fs.remove(&path)
-                .map_err(|e| Error::io("remove unlisted segment", &path, e))?;
-            removed = true;
-        }
+    let unlisted: Vec<PathBuf> = names
+        .iter()
+        .filter(|name| !listed.contains(*name))
+        .map(|name| cold_dir.join(name))
+        .collect();
+    for path in &unlisted {
+        tracing::info!(path = %path.display(), "removing unlisted segment file");
     }
-    if removed {
-        fs.sync_dir(cold_dir)
-            .map_err(|e| Error::io("sync cold directory", cold_dir, e))?;
-    }
-    Ok(())
+    remove_durably(
+        fs,
+        cold_dir,
+        &unlisted,
+        "remove unlisted segment",
+        "sync cold directory",
+    )
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! `Database`: open and recover, the write pipeline, reads, checkpoints, close.
+//! `Database`: open, the write pipeline, reads, flushes and checkpoints, compaction, close.
 //!
 //! Kept thin: the catalog owns tables and rows, the log owns durability, checkpoints own
 //! snapshots. A write runs under the state's write lock, so log order is apply order and a
@@ -6,26 +6,24 @@
 //! checked, appended to the log buffer (memory, no fsync), then applied; inserts, the hot
 //! path, are validated and inserted, then appended, and undone if the append fails
 //! (crate::catalog, crate::table). Writing the buffer out and waiting for durability
-//! (`Sync::Always`) happen after the lock is released, so writers that arrive during one
+//! (`Durability::Always`) happen after the lock is released, so writers that arrive during one
 //! fsync share the next one (group commit) and no lock of the state is held across a log
 //! fsync: an appender that finds the buffer past its flush mark writes it out under the lock
 //! (a plain write), and writers wait for the log writer only when the buffer is full
 //! (back-pressure).
 //!
 //! **Checkpoints** ([`Database::checkpoint`], `Shared::checkpoint`): with
-//! `Options::hot_rows_max`, tables over the cap first flush to the cold tier under the write
-//! lock, and that flush writes and fsyncs the new segment's files, so readers and writers
-//! wait for it. Then the log rolls (no lock held), the state is copied into memory under the
-//! read lock (or, when its hot rows pass `Options::checkpoint_copy_bytes_max`, streamed to
-//! the file's page cache under it), and the file is synced, read back and renamed after the
-//! lock is released; older checkpoints and the log segments it covers are removed last
-//! (crate::checkpoint has the file).
+//! `Options::hot_rows_max`, tables over the cap first flush to the cold tier in three phases
+//! (`Shared::flush_phase`: copy under the read lock, write and fsync with no lock held,
+//! install under the write lock). Then `checkpoint::take` runs the protocol: the log rolls
+//! (no lock held), the state is copied into memory under the read lock (or, when its hot
+//! rows pass `Options::checkpoint_copy_bytes_max`, streamed to the file's page cache under
+//! it), and the file is synced, read back and renamed after the lock is released; older
+//! checkpoints and the log segments it covers are removed last (crate::checkpoint).
 //!
-//! **Open** ([`Database::open_with_env`]) does every step of recovery, in order: take the
-//! directory lock, make the directories durable, load the newest checkpoint, remove cold
-//! files it does not list, replay the log after it (crate::wal), check the log against the
-//! last clean close's `LOG_END`, write a checkpoint of the recovered state if anything was
-//! replayed, and start a fresh log segment (the old segments are removed).
+//! **Open** ([`Database::open_with_env`]) recovers (crate::recovery: the directory lock, the
+//! newest checkpoint, the log after it, a checkpoint of the recovered state and a fresh log
+//! segment), then starts the background workers.
 //!
 //! **Threads.** `Database` is `Send + Sync`; share it with `Arc`. The state's lock is a
 //! [`ShardedRwLock`]: readers take the read lock of their own shard, so they run in parallel
@@ -47,14 +45,15 @@ use crate::catalog::{Catalog, LoggedOp};
 use crate::checkpoint;
 use crate::cold;
 use crate::cold::prune::ColumnRange;
-use crate::env::{DirLock, Env, WorkerControl};
+use crate::env::{remove_durably, DirLock, Env, WorkerControl};
 use crate::error::{Error, Result};
-use crate::options::{Options, Sync as SyncMode};
+use crate::options::{Durability, Options};
+use crate::recovery::{self, Recovered};
 use crate::rowstore::RowRef;
 use crate::schema::{Row, TableDef};
 use crate::shard_lock::{ReadGuard, ShardedRwLock, WriteGuard};
 use crate::table::{TableId, TableScan};
-use crate::wal::{CommitWorker, RecoveryStats, Wal};
+use crate::wal::{CommitWorker, Lsns, RecoveryStats, Wal, WAL_DIR};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -171,37 +170,13 @@ impl Shared {
 
     /// A checkpoint of the state as it is (no flush); `checkpoint_lock` is held.
     fn checkpoint_locked(&self) -> Result<u64> {
-        let fs = self.env.fs.clone();
-        // Every segment before the new one holds only records the snapshot covers.
-        self.wal.roll()?;
-        let (lsn, pending) = {
-            let state = self.read()?;
-            // Append and apply happen under the write lock: the last LSN is the state's.
-            let lsn = self.wal.lsns().0;
-            let _span = tracing::info_span!("checkpoint_copy", lsn).entered();
-            (
-                lsn,
-                checkpoint::start(
-                    fs.as_ref(),
-                    self.env.spawner.as_ref(),
-                    &self.root,
-                    lsn,
-                    &state,
-                    self.options.checkpoint_copy_bytes_max,
-                )?,
-            )
-        };
-        match &pending {
-            checkpoint::Pending::Copied(_) => crate::probe!(CheckpointCopied),
-            checkpoint::Pending::Streamed(_) => crate::probe!(CheckpointStreamed),
-        }
-        // Writers wait only while the state is copied (into memory, or for a large state
-        // into the file's page cache), never for an fsync.
-        let _span = tracing::info_span!("checkpoint", lsn).entered();
-        pending.finish(fs.as_ref(), &self.root, lsn)?;
-        checkpoint::remove_older(fs.as_ref(), &self.root, lsn)?;
-        self.wal.remove_segments_through(lsn)?;
-        Ok(lsn)
+        checkpoint::take(
+            &self.env,
+            &self.root,
+            &self.wal,
+            self.options.checkpoint_copy_bytes_max,
+            || self.read(),
+        )
     }
 
     /// Flushes every table whose hot tier holds more than `hot_rows_max` rows down to half
@@ -267,7 +242,7 @@ impl Shared {
                     def: table.def.clone(),
                     // Every copied row is in the log up to here (appends happen under the
                     // write lock).
-                    lsn: self.wal.lsns().0,
+                    lsn: self.wal.lsns().appended,
                     id: table.cold.reserve_id(),
                     snapshot,
                     segment: None,
@@ -403,14 +378,13 @@ impl Shared {
             }
         };
         self.checkpoint()?;
-        for path in &replaced {
-            fs.remove(path)
-                .map_err(|e| Error::io("remove compacted segment", path, e))?;
-        }
-        if !replaced.is_empty() {
-            fs.sync_dir(&dir)
-                .map_err(|e| Error::io("sync cold directory", &dir, e))?;
-        }
+        remove_durably(
+            fs.as_ref(),
+            &dir,
+            &replaced,
+            "remove compacted segment",
+            "sync cold directory",
+        )?;
         Ok(true)
     }
 }
@@ -510,8 +484,6 @@ impl std::fmt::Debug for Database {
     }
 }
 
-const WAL_DIR: &str = "wal";
-
 impl Database {
     /// Opens (creating if needed) the database in directory `path` on the real disk.
     pub fn open(path: impl AsRef<Path>, options: Options) -> Result<Database> {
@@ -527,129 +499,12 @@ impl Database {
         let root = path.as_ref().to_path_buf();
         let span = tracing::info_span!("open", path = %root.display());
         let _entered = span.enter();
-        let fs = env.fs.clone();
-        fs.create_dir(&root.join(WAL_DIR))
-            .map_err(|e| Error::io("create database directory", &root, e))?;
-        // One open database per directory: two logs appending to the same segments, or one
-        // recovering while the other writes, would destroy acknowledged data.
-        let dir_lock = fs
-            .lock_dir(&root)
-            .map_err(|e| Error::io("lock database directory", &root, e))?
-            .ok_or_else(|| Error::Locked { path: root.clone() })?;
-        // Make the directories themselves durable, every time: a previous open may have
-        // created them and failed before its sync, and a crash would then take them away
-        // with everything later written inside.
-        fs.sync_dir(&root)
-            .map_err(|e| Error::io("sync database directory", &root, e))?;
-        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs.sync_dir(parent)
-                .map_err(|e| Error::io("sync parent directory", parent, e))?;
-        }
-        let cold_dir = root.join(cold::COLD_DIR);
-        fs.create_dir(&cold_dir)
-            .map_err(|e| Error::io("create cold directory", &cold_dir, e))?;
-        fs.sync_dir(&root)
-            .map_err(|e| Error::io("sync database directory", &root, e))?;
-        checkpoint::remove_temp(fs.as_ref(), &root)?;
-        // Where the log ended at the last clean close, if the last close was clean.
-        let log_end = crate::wal::end::read(fs.as_ref(), &root)?;
-        let checkpoints = checkpoint::list(fs.as_ref(), &root)?;
-        let (checkpoint_lsn, mut catalog) = match checkpoints.last() {
-            Some((lsn, path)) => (*lsn, checkpoint::load(fs.as_ref(), path, *lsn)?),
-            None => (0, Catalog::new()),
-        };
-        let index_config = crate::index::alex::AlexConfig {
-            data_node_slots_max: options.index_data_node_slots_max,
-            inner_fanout_max: options.index_inner_fanout_max,
-            ..crate::index::alex::AlexConfig::default()
-        };
-        catalog
-            .set_index_config(index_config)
-            .map_err(|reason| Error::corruption(&root, 0, reason))?;
-        checkpoint::remove_unlisted_segments(fs.as_ref(), &cold_dir, &catalog)?;
-        let recovery_span = tracing::info_span!("recovery", checkpoint_lsn);
-        let _recovering = recovery_span.enter();
-        let wal_dir = root.join(WAL_DIR);
-        let scan = Wal::recover(
-            fs.as_ref(),
-            &wal_dir,
-            checkpoint_lsn,
-            |_lsn, kind, payload| {
-                let op = LoggedOp::decode(kind, payload).map_err(|e| {
-                    Error::corruption("<record payload>", e.offset as u64, e.reason)
-                })?;
-                if let Some(checked) = catalog.check(op)? {
-                    catalog.apply(checked);
-                }
-                Ok(())
-            },
-        )?;
-        let recovery = scan.stats.clone();
-        if recovery.records_replayed > 0 {
-            crate::probe!(OpenReplayedRecords);
-        }
-        // After a clean close the log must reach the LSN it recorded: a shorter log lost
-        // acknowledged writes at rest. Reported before anything is written, so the old
-        // checkpoint and segments are still there to look at.
-        if let Some(end) = &log_end {
-            crate::wal::end::check(
-                end,
-                recovery.lsn_last.max(checkpoint_lsn),
-                recovery.truncated_at.as_ref(),
-                fs.as_ref(),
-                &wal_dir,
-            )?;
-        }
-        if let Some((path, offset)) = &recovery.truncated_at {
-            tracing::warn!(
-                segment = %path.display(),
-                offset,
-                bytes = recovery.bytes_truncated,
-                "recovery cut a torn log tail: writes after this point were not durable"
-            );
-        }
-        tracing::info!(
-            checkpoint_lsn,
-            records_replayed = recovery.records_replayed,
-            bytes_truncated = recovery.bytes_truncated,
-            lsn_last = recovery.lsn_last,
-            "recovered"
-        );
-        // Every open starts a fresh log on top of a durable checkpoint of the recovered
-        // state. The records just replayed may be readable only from the OS cache (after a
-        // failed fsync Linux keeps pages it will never write), so they are made durable in
-        // a new file before the segments holding them are removed and anything new is
-        // acknowledged.
-        let lsn_recovered = recovery.lsn_last;
-        if lsn_recovered > checkpoint_lsn {
-            checkpoint::write(
-                fs.as_ref(),
-                env.spawner.as_ref(),
-                &root,
-                lsn_recovered,
-                &catalog,
-            )?;
-            checkpoint::remove_older(fs.as_ref(), &root, lsn_recovered)?;
-        }
-        let wal = Wal::start(
-            fs.clone(),
-            env.clock.clone(),
-            &wal_dir,
-            options.sync,
-            scan,
-            lsn_recovered,
-        )?
-        .with_limits(crate::wal::WalLimits {
-            segment_bytes_target: options.log_segment_bytes_target,
-            buffer_bytes_flush: options.log_buffer_bytes_flush,
-            buffer_bytes_max: options.log_buffer_bytes_max,
-        });
-        drop(_recovering);
-        // The recovered state is durable in the new log: the marker describes a log that
-        // is gone.
-        if log_end.is_some() {
-            crate::wal::end::remove(fs.as_ref(), &root)?;
-        }
+        let Recovered {
+            catalog,
+            wal,
+            dir_lock,
+            stats: open_stats,
+        } = recovery::recover(&env, &root, &options)?;
         let wal = Arc::new(wal);
         let worker = if options.background_worker {
             Some(
@@ -707,11 +562,7 @@ impl Database {
             shared,
             worker: Mutex::new(worker),
             maintenance: Mutex::new(maintenance),
-            open_stats: OpenStats {
-                checkpoint_lsn,
-                clean_close_lsn: log_end.as_ref().map(|end| end.lsn),
-                recovery,
-            },
+            open_stats,
             _dir_lock: dir_lock,
         })
     }
@@ -727,8 +578,14 @@ impl Database {
     }
 
     /// The durability mode.
-    pub fn sync_mode(&self) -> SyncMode {
+    pub fn durability(&self) -> Durability {
         self.shared.options.sync
+    }
+
+    /// The durability mode, under its old name.
+    #[deprecated(note = "renamed to durability()")]
+    pub fn sync_mode(&self) -> Durability {
+        self.durability()
     }
 
     fn read(&self) -> Result<ReadGuard<'_, Catalog>> {
@@ -789,11 +646,11 @@ impl Database {
     }
 
     /// Blocks until `ticket` is acknowledged under the durability mode: with
-    /// `Sync::Always` until its record is fsynced (sharing the fsync with concurrent
+    /// `Durability::Always` until its record is fsynced (sharing the fsync with concurrent
     /// writers); with `Batch` and `None` it already is.
     pub fn wait(&self, ticket: Ticket) -> Result<()> {
         match self.shared.options.sync {
-            SyncMode::Always if ticket.lsn > 0 => {
+            Durability::Always if ticket.lsn > 0 => {
                 let _span = tracing::debug_span!("commit", lsn = ticket.lsn).entered();
                 self.shared.wal.sync_to(ticket.lsn)
             }
@@ -805,7 +662,7 @@ impl Database {
     /// became durable: such a write must be treated as not acknowledged.
     pub fn is_acknowledged(&self, ticket: Ticket) -> Result<bool> {
         match self.shared.options.sync {
-            SyncMode::Always if ticket.lsn > 0 => self.shared.wal.is_durable(ticket.lsn),
+            Durability::Always if ticket.lsn > 0 => self.shared.wal.is_durable(ticket.lsn),
             _ => Ok(true),
         }
     }
@@ -824,9 +681,9 @@ impl Database {
         self.shared.wal.poisoned()
     }
 
-    /// `(lsn_appended, lsn_durable)` of the log: the last LSN appended (in the log buffer
-    /// or the file) and the last one synced.
-    pub fn lsns(&self) -> (u64, u64) {
+    /// Where the log stands: the last LSN appended (in the log buffer or the file) and the
+    /// last one synced ([`Lsns`]).
+    pub fn lsns(&self) -> Lsns {
         self.shared.wal.lsns()
     }
 
@@ -1068,6 +925,8 @@ impl Database {
     /// Memory the hot rows of `table` take in its row store, in bytes: pages (live rows,
     /// free space, each page's unused tail) and free lists; the index is apart
     /// ([`Database::index_bytes`]).
+    // Test and benchmark hook (tests/api.rs): hidden, not part of the stable API.
+    #[doc(hidden)]
     pub fn row_bytes(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.row_bytes())
     }
@@ -1075,11 +934,17 @@ impl Database {
     /// Memory the cold tier of `table` keeps for its rows, in bytes: membership filters,
     /// key page directories, page checksums and deletion vectors (about 1.2 bytes a cold
     /// row; not the bounded cache of decoded key pages nor the Parquet footers).
+    // Benchmark and test hook (bench_cold, bench_htap, tests/cold.rs): hidden, not part of
+    // the stable API.
+    #[doc(hidden)]
     pub fn cold_memory_bytes(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.cold.memory_bytes())
     }
 
     /// Rows of `table` in the hot tier (the rest are in cold segments).
+    // Benchmark and test hook (bench_htap, tests/cold.rs): hidden, not part of the stable
+    // API.
+    #[doc(hidden)]
     pub fn hot_row_count(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.hot_len())
     }
@@ -1088,17 +953,23 @@ impl Database {
     /// install (its segment being written); `None` otherwise. Writes to hot keys at or below
     /// it during that time are the ones the install must hide in the new segment, so the
     /// simulator aims writes there (`Table::flush_install`); not for applications.
+    // Simulator hook (sim/src/flush_aim.rs aims writes at a flush in flight).
     #[doc(hidden)]
     pub fn flush_in_flight(&self, table: &str) -> Result<Option<i64>> {
         Ok(self.read()?.table(table)?.flush_in_flight())
     }
 
     /// Number of cold segments of `table`.
+    // Test, simulator and benchmark hook (tests/cold*.rs, sql/tests, sim/src/liveness.rs,
+    // bench_cold, bench_sql, bench_htap): hidden, not part of the stable API.
+    #[doc(hidden)]
     pub fn cold_segment_count(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.cold.segments().count())
     }
 
     /// Heap bytes used by `table`'s primary index.
+    // Benchmark hook (benchmark_table_vs_sqlite): hidden, not part of the stable API.
+    #[doc(hidden)]
     pub fn index_bytes(&self, table: &str) -> Result<usize> {
         Ok(self.read()?.table(table)?.index_bytes())
     }
@@ -1131,12 +1002,15 @@ impl Database {
 
     /// Checks every internal invariant (catalog, tables, indexes); `Err` describes the
     /// first violation. For tests and the simulator.
+    // Test and simulator hook (sim/src/checker.rs, tests/, engine/tests/, omendb-stress,
+    // omendb-crash-loop): hidden, not part of the stable API.
+    #[doc(hidden)]
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         let state = self.read().map_err(|e| e.to_string())?;
         state.check_invariants()?;
-        let (written, durable) = self.shared.wal.lsns();
-        if durable > written {
-            return Err(format!("lsn_durable {durable} > lsn_written {written}"));
+        let Lsns { appended, durable } = self.shared.wal.lsns();
+        if durable > appended {
+            return Err(format!("lsn_durable {durable} > lsn_appended {appended}"));
         }
         Ok(())
     }
@@ -1155,7 +1029,7 @@ impl Database {
         synced?;
         // Writers that were in flight when the flag went up are in the buffer now.
         self.shared.wal.sync_all()?;
-        let (appended, durable) = self.shared.wal.lsns();
+        let Lsns { appended, durable } = self.shared.wal.lsns();
         if durable == appended {
             let root = &self.shared.root;
             crate::wal::end::write(

@@ -6,9 +6,9 @@
 //! deterministic simulator.
 //!
 //! ```no_run
-//! use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
+//! use omendb::{Column, DataType, Database, Durability, Options, TableDef, Value};
 //! # fn main() -> omendb::Result<()> {
-//! let db = Database::open("/tmp/example-db", Options::with_sync(Sync::Always))?;
+//! let db = Database::open("/tmp/example-db", Options::with_sync(Durability::Always))?;
 //! db.create_table(TableDef::new("users", vec![
 //!     Column::new("id", DataType::Int64).primary_key(),
 //!     Column::new("name", DataType::Utf8),
@@ -21,8 +21,8 @@
 //!
 //! Layers, in the order data flows: [`db`] (the API and write pipeline) → `catalog` (tables
 //! and the one path by which changes apply) → `table` (rows and the primary index) →
-//! [`index`] (ALEX); durability in [`wal`] and `checkpoint`; bytes in `codec`; limits in
-//! [`limits`]; the OS behind [`env`].
+//! [`index`] (ALEX); durability in `wal` and `checkpoint`, recovery on open in
+//! `recovery`; bytes in `codec`; limits in [`limits`]; the OS behind [`env`].
 
 mod catalog;
 mod checkpoint;
@@ -36,18 +36,30 @@ pub mod limits;
 mod mem;
 pub mod options;
 pub mod probe;
+mod recovery;
 mod rowstore;
 pub mod schema;
 mod shard_lock;
 mod table;
+// The log is internal. engine/tests/shuttle_commit.rs drives `Wal` itself under shuttle's
+// scheduler, so with the `shuttle` feature (which only that test uses) the module is
+// public, and hidden from the docs.
+#[cfg(feature = "shuttle")]
+#[doc(hidden)]
 pub mod wal;
+#[cfg(not(feature = "shuttle"))]
+mod wal;
 
 pub use arrow_array::RecordBatch;
 pub use cold::prune::ColumnRange;
 pub use db::{Database, OpenStats, Table, Ticket, Write};
 pub use env::Env;
 pub use error::{Error, Result};
-pub use options::{Options, Sync};
+/// The old name of [`Durability`]; see [`options::Sync`].
+#[allow(deprecated)]
+pub use options::Sync;
+pub use options::{Durability, Options};
 pub use rowstore::{RowRef, ValueRef};
 pub use schema::{Column, DataType, Row, TableDef, Value};
 pub use table::TableScan;
+pub use wal::{Lsns, RecoveryStats};

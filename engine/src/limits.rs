@@ -42,7 +42,7 @@ pub const LOG_BUFFER_BYTES_MAX: usize = 16 << 20;
 /// larger during a slow fsync is shrunk to this once written.
 pub const LOG_BUFFER_BYTES_SPARE: usize = 2 << 20;
 
-/// With `Sync::None`, how long the background worker lets records wait in the log buffer
+/// With `Durability::None`, how long the background worker lets records wait in the log buffer
 /// before writing them to the OS.
 pub const LOG_WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 

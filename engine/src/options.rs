@@ -1,4 +1,4 @@
-//! Options of a database: durability mode, checkpoint policy.
+//! Options of a database: durability mode ([`Durability`]), checkpoint policy.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 /// Dropping or closing the `Database` writes the buffer out, so only a crash (of the process
 /// or the machine) can lose what the mode allows it to lose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sync {
+pub enum Durability {
     /// Acknowledged means fsynced: an acknowledged write survives any crash. Concurrent
     /// committers share one write and one fsync (group commit).
     Always,
@@ -28,13 +28,18 @@ pub enum Sync {
     None,
 }
 
+/// The old name of [`Durability`], which shadowed `std::marker::Sync` wherever it was
+/// imported. Kept for one release.
+#[deprecated(note = "renamed to Durability")]
+pub type Sync = Durability;
+
 /// How a database is opened.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The durability mode of every write.
-    pub sync: Sync,
-    /// Start the log writer worker (needed for `Sync::Batch`, and for `Sync::None` to write
-    /// the buffer out within its delay; with `Sync::Always` writers sync themselves, so the
+    pub sync: Durability,
+    /// Start the log writer worker (needed for `Durability::Batch`, and for `Durability::None` to write
+    /// the buffer out within its delay; with `Durability::Always` writers sync themselves, so the
     /// worker only matters to callers that use `submit`). Without it, a full buffer is
     /// written by the writer that finds it full, and the rest at checkpoint, close or drop.
     pub background_worker: bool,
@@ -88,7 +93,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            sync: Sync::Always,
+            sync: Durability::Always,
             background_worker: true,
             hot_rows_max: None,
             flush_worker: false,
@@ -107,7 +112,7 @@ impl Default for Options {
 
 impl Options {
     /// Default options with durability `sync`.
-    pub fn with_sync(sync: Sync) -> Options {
+    pub fn with_sync(sync: Durability) -> Options {
         Options {
             sync,
             ..Options::default()

@@ -15,7 +15,7 @@
 
 use omendb::env::{Clock, File, Fs, OpenMode};
 use omendb::wal::Wal;
-use omendb::Sync;
+use omendb::{Durability, Lsns};
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -221,7 +221,7 @@ impl Clock for StepClock {
     fn sleep(&self, _duration: Duration) {}
 }
 
-fn start(fs: &MemFs, mode: Sync) -> Arc<Wal> {
+fn start(fs: &MemFs, mode: Durability) -> Arc<Wal> {
     let dir = Path::new(DIR);
     let scan = Wal::recover(fs, dir, 0, |_, _, _| Ok(())).expect("recover empty");
     let wal = Wal::start(
@@ -256,7 +256,7 @@ fn config() -> shuttle::Config {
     config
 }
 
-fn check(iterations: usize, body: impl Fn() + Send + std::marker::Sync + 'static) {
+fn check(iterations: usize, body: impl Fn() + Send + Sync + 'static) {
     let body = Arc::new(body);
     let random = shuttle::Runner::new(
         shuttle::scheduler::RandomScheduler::new_from_seed(0x5eed, iterations),
@@ -277,7 +277,7 @@ fn check(iterations: usize, body: impl Fn() + Send + std::marker::Sync + 'static
 fn group_commit_acknowledges_only_after_the_covering_fsync() {
     check(3_000, || {
         let fs = MemFs::default();
-        let wal = start(&fs, Sync::Always);
+        let wal = start(&fs, Durability::Always);
         let mut threads = Vec::new();
         for t in 0..3u8 {
             let (wal, fs) = (wal.clone(), fs.clone());
@@ -303,7 +303,13 @@ fn group_commit_acknowledges_only_after_the_covering_fsync() {
         for thread in threads {
             thread.join().expect("thread");
         }
-        assert_eq!(wal.lsns(), (6, 6));
+        assert_eq!(
+            wal.lsns(),
+            Lsns {
+                appended: 6,
+                durable: 6
+            }
+        );
         assert_eq!(fs.durable_lsns(), (1..=6).collect::<Vec<_>>());
     });
 }
@@ -315,7 +321,7 @@ fn a_failed_fsync_poisons_and_wakes_every_waiter() {
     for failing in 1..=3u64 {
         check(1_000, move || {
             let fs = MemFs::default();
-            let wal = start(&fs, Sync::Always);
+            let wal = start(&fs, Durability::Always);
             fs.fail_sync_in(failing);
             let mut threads = Vec::new();
             for t in 0..3u8 {
@@ -348,14 +354,14 @@ fn a_failed_fsync_poisons_and_wakes_every_waiter() {
                 thread.join().expect("thread");
             }
             // Durable never claims more than the disk holds.
-            let (_, durable) = wal.lsns();
+            let durable = wal.lsns().durable;
             let lsns = fs.durable_lsns();
             assert!(lsns.last().copied().unwrap_or(0) >= durable);
         });
     }
 }
 
-/// `Sync::Batch` with records big enough to fill the buffer: appenders write a full buffer
+/// `Durability::Batch` with records big enough to fill the buffer: appenders write a full buffer
 /// themselves, wait when it is full and the writer is busy (back-pressure), and the worker
 /// syncs on its delay. No deadlock; everything is durable after `sync_all`.
 #[test]
@@ -365,7 +371,7 @@ fn full_buffer_back_pressure_never_deadlocks() {
         let fs = MemFs::default();
         let wal = start(
             &fs,
-            Sync::Batch {
+            Durability::Batch {
                 max_delay: Duration::from_millis(2),
             },
         );
@@ -391,7 +397,13 @@ fn full_buffer_back_pressure_never_deadlocks() {
             thread.join().expect("thread");
         }
         wal.sync_all().expect("sync_all");
-        assert_eq!(wal.lsns(), (4, 4));
+        assert_eq!(
+            wal.lsns(),
+            Lsns {
+                appended: 4,
+                durable: 4
+            }
+        );
         assert_eq!(fs.durable_lsns(), vec![1, 2, 3, 4]);
     });
 }

@@ -57,10 +57,11 @@
 //! open). It changes the durable and the current view alike, draws nothing from the
 //! disk's streams, is no I/O call, and is recorded in the fault log.
 
-use crate::error::{crashed, injected};
+use crate::error::crashed;
 use crate::file_data::{sector_pieces, FileData, FILE_BYTES_MAX};
 use crate::hash::Hash64;
-use crate::log::{FaultKind, FaultLog, FaultRecord, Stats};
+use crate::inject::Injector;
+use crate::log::{FaultKind, FaultRecord, Stats};
 use crate::namespace::{components, path_text, Found, Ino, Namespace, ROOT};
 use crate::plan::{CrashModel, FaultPlan};
 use omendb::env::{DirLock, File, Fs, OpenMode};
@@ -92,28 +93,23 @@ const LEN_RNG_SALT: u64 = 0x1e57_0b17_e5ee_d001;
 
 /// The whole simulated disk.
 struct Disk {
-    plan: FaultPlan,
-    rng: ChaCha8Rng,
+    /// The plan, its stream (`faults.rng`), the call count, the space count (the total
+    /// size of the files the disk holds), the fault log and the counters.
+    faults: Injector,
     /// The stream of the crash draws added after the first (`len_mid_write`), so that
-    /// adding them moved no draw of `rng`.
+    /// adding them moved no draw of `faults.rng`.
     len_rng: ChaCha8Rng,
-    /// I/O calls counted so far.
-    op_count: u64,
     /// The call at which the disk froze, while it is frozen.
     frozen_at: Option<u64>,
     /// Bumped by every restart; handles of an older epoch are dead.
     epoch: u64,
     /// The call of the last freeze, reported by dead handles.
     last_crash_op: u64,
-    /// The total size of the files the disk holds.
-    used_bytes: u64,
     ns: Namespace,
     files: BTreeMap<Ino, FileNode>,
     next_ino: Ino,
     /// Unreadable sectors: (inode, sector index).
     latent: BTreeSet<(Ino, u64)>,
-    log: FaultLog,
-    stats: Stats,
     /// Set when some inode may have become unreferenced; the next sweep clears it.
     garbage_possible: bool,
     /// Directories locked with `Fs::lock_dir` (path components), and the lock's number.
@@ -176,59 +172,25 @@ fn too_large(offset_end: Option<u64>) -> io::Result<u64> {
 
 impl Disk {
     fn new(plan: FaultPlan) -> Disk {
-        let plan = plan.normalized();
+        let faults = Injector::new(plan);
         Disk {
-            rng: ChaCha8Rng::seed_from_u64(plan.seed),
-            len_rng: ChaCha8Rng::seed_from_u64(plan.seed ^ LEN_RNG_SALT),
-            plan,
-            op_count: 0,
+            len_rng: ChaCha8Rng::seed_from_u64(faults.plan.seed ^ LEN_RNG_SALT),
+            faults,
             frozen_at: None,
             epoch: 0,
             last_crash_op: 0,
-            used_bytes: 0,
             ns: Namespace::new(),
             files: BTreeMap::new(),
             next_ino: ROOT + 1,
             latent: BTreeSet::new(),
-            log: FaultLog::default(),
-            stats: Stats::default(),
             garbage_possible: false,
             dir_locks: BTreeMap::new(),
             next_dir_lock: 0,
         }
     }
 
-    fn record(&mut self, record: FaultRecord) {
-        *self.stats.faults.entry(record.kind).or_insert(0) += 1;
-        self.log.push(record);
-    }
-
-    fn record_at(
-        &mut self,
-        kind: FaultKind,
-        op: u64,
-        path: &str,
-        offset: u64,
-        len_bytes: u64,
-        detail: String,
-    ) {
-        self.record(FaultRecord {
-            op,
-            kind,
-            path: path.to_owned(),
-            offset,
-            len_bytes,
-            detail,
-        });
-    }
-
-    /// Draws a fault with probability `rate`; draws nothing when the rate is zero.
-    fn coin(&mut self, rate: f64) -> bool {
-        rate > 0.0 && self.rng.random_bool(rate)
-    }
-
     fn crash_due(&self) -> bool {
-        self.frozen_at.is_none() && self.plan.crash_at_op == Some(self.op_count + 1)
+        self.frozen_at.is_none() && self.faults.plan.crash_at_op == Some(self.faults.op_count + 1)
     }
 
     /// Starts an I/O call: fails if frozen, counts it, freezes if it is the planned crash.
@@ -236,14 +198,12 @@ impl Disk {
         if let Some(op) = self.frozen_at {
             return Err(crashed(op));
         }
-        self.op_count += 1;
-        self.stats.ops += 1;
-        let op = self.op_count;
-        if self.plan.crash_at_op == Some(op) {
+        let op = self.faults.count_op();
+        if self.faults.plan.crash_at_op == Some(op) {
             self.freeze(op, "planned crash".to_owned());
             return Err(crashed(op));
         }
-        if self.coin(self.plan.bit_flip) {
+        if self.faults.coin(|plan| plan.bit_flip) {
             self.random_bit_flip(op);
         }
         Ok(op)
@@ -252,7 +212,8 @@ impl Disk {
     fn freeze(&mut self, op: u64, detail: String) {
         self.frozen_at = Some(op);
         self.last_crash_op = op;
-        self.record_at(FaultKind::Crash, op, "/", 0, 0, detail);
+        self.faults
+            .record_at(FaultKind::Crash, op, "/", 0, 0, detail);
     }
 
     fn check_handle(&self, epoch: u64) -> io::Result<()> {
@@ -276,15 +237,7 @@ impl Disk {
     }
 
     fn sector_bytes(&self) -> u64 {
-        self.plan.sector_bytes
-    }
-
-    /// Bytes the space limit still allows; `u64::MAX` without a limit.
-    fn space_left(&self) -> u64 {
-        match self.plan.space_limit_bytes {
-            Some(limit) => limit.saturating_sub(self.used_bytes),
-            None => u64::MAX,
-        }
+        self.faults.plan.sector_bytes
     }
 
     /// Writes into the page cache; keeps the space count and the latent set right.
@@ -299,7 +252,7 @@ impl Disk {
             .ok_or_else(|| io::Error::other("inode vanished"))?;
         let len_before = node.data.len();
         node.data.write(offset, bytes, op);
-        self.used_bytes += node.data.len() - len_before;
+        self.faults.used_bytes += node.data.len() - len_before;
         if !self.latent.is_empty() {
             let first = offset / sector;
             let last = (offset + bytes.len() as u64 - 1) / sector;
@@ -321,7 +274,7 @@ impl Disk {
         let node = self.node_mut(ino)?;
         let len_before = node.data.len();
         node.data.set_len(len_bytes, op);
-        self.used_bytes = self.used_bytes - len_before + len_bytes;
+        self.faults.used_bytes = self.faults.used_bytes - len_before + len_bytes;
         if len_bytes < len_before && !self.latent.is_empty() {
             let first_gone = len_bytes.div_ceil(sector);
             let gone: Vec<(Ino, u64)> = self
@@ -346,15 +299,15 @@ impl Disk {
         if candidates.is_empty() {
             return;
         }
-        let ino = candidates[self.rng.random_range(0..candidates.len())];
+        let ino = candidates[self.faults.rng.random_range(0..candidates.len())];
         let Some(node) = self.files.get_mut(&ino) else {
             return;
         };
         let bits = node.data.durable_bytes().len() as u64 * 8;
-        let bit = self.rng.random_range(0..bits);
+        let bit = self.faults.rng.random_range(0..bits);
         node.data.flip_durable_bit(bit);
         let path = node.path.clone();
-        self.record_at(
+        self.faults.record_at(
             FaultKind::BitFlip,
             op,
             &path,
@@ -369,17 +322,16 @@ impl Disk {
     fn read_at(&mut self, ino: Ino, epoch: u64, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.check_handle(epoch)?;
         let op = self.begin()?;
-        if self.coin(self.plan.read_error) {
+        if self.faults.coin(|plan| plan.read_error) {
             let path = self.node(ino)?.path.clone();
-            self.record_at(
+            return Err(self.faults.fail(
                 FaultKind::ReadError,
                 op,
                 &path,
                 offset,
                 buf.len() as u64,
                 String::new(),
-            );
-            return Err(injected(FaultKind::ReadError, op, &path, offset));
+            ));
         }
         let len = self.node(ino)?.data.len();
         if offset >= len || buf.is_empty() {
@@ -395,33 +347,30 @@ impl Disk {
             .copied();
         if let Some((_, bad)) = latent_hit {
             let path = self.node(ino)?.path.clone();
-            self.record_at(
+            return Err(self.faults.fail(
                 FaultKind::LatentRead,
                 op,
                 &path,
                 bad * sector,
                 sector,
                 String::new(),
-            );
-            return Err(injected(FaultKind::LatentRead, op, &path, bad * sector));
+            ));
         }
-        if self.coin(self.plan.read_latent) {
-            let bad = self.rng.random_range(first..=last);
+        if self.faults.coin(|plan| plan.read_latent) {
+            let bad = self.faults.rng.random_range(first..=last);
             self.latent.insert((ino, bad));
             let path = self.node(ino)?.path.clone();
-            self.record_at(
+            return Err(self.faults.fail(
                 FaultKind::LatentSector,
                 op,
                 &path,
                 bad * sector,
                 sector,
                 String::new(),
-            );
-            return Err(injected(FaultKind::LatentSector, op, &path, bad * sector));
+            ));
         }
         let read = self.node(ino)?.data.read(buf, offset);
-        self.stats.reads += 1;
-        self.stats.bytes_read += read as u64;
+        self.faults.count_read(read);
         Ok(read)
     }
 
@@ -440,12 +389,12 @@ impl Disk {
             let pieces: Vec<u64> = sector_pieces(offset, buf, self.sector_bytes())
                 .map(|(o, _)| o)
                 .collect();
-            let kept = self.rng.random_range(0..=pieces.len());
+            let kept = self.faults.rng.random_range(0..=pieces.len());
             let prefix_end = pieces.get(kept).copied().unwrap_or(end);
             let prefix = &buf[..(prefix_end - offset) as usize];
             let growth = prefix_end.saturating_sub(self.node(ino)?.data.len());
-            if growth <= self.space_left() {
-                self.apply_write(ino, offset, prefix, self.op_count + 1)?;
+            if growth <= self.faults.space_left() {
+                self.apply_write(ino, offset, prefix, self.faults.op_count + 1)?;
             }
         }
         let op = self.begin()?;
@@ -460,65 +409,60 @@ impl Disk {
             let node = self.node(ino)?;
             (node.path.clone(), node.data.len())
         };
-        if self.coin(self.plan.write_error) {
-            self.record_at(
+        if self.faults.coin(|plan| plan.write_error) {
+            return Err(self.faults.fail(
                 FaultKind::WriteError,
                 op,
                 &path,
                 offset,
                 buf.len() as u64,
                 String::new(),
-            );
-            return Err(injected(FaultKind::WriteError, op, &path, offset));
+            ));
         }
         let growth = end.saturating_sub(len_before);
-        if growth > self.space_left() {
-            let allowed_end = len_before + self.space_left();
-            let prefix_len = allowed_end.saturating_sub(offset).min(buf.len() as u64);
+        if growth > self.faults.space_left() {
+            let prefix_len = self
+                .faults
+                .full_prefix_len(len_before, offset, buf.len() as u64);
             self.apply_write(ino, offset, &buf[..prefix_len as usize], op)?;
             let detail = format!(
                 "wrote {prefix_len} of {} bytes, used {}",
                 buf.len(),
-                self.used_bytes
+                self.faults.used_bytes
             );
-            self.record_at(
+            return Err(self.faults.fail(
                 FaultKind::DiskFull,
                 op,
                 &path,
                 offset,
                 buf.len() as u64,
                 detail,
-            );
-            return Err(injected(FaultKind::DiskFull, op, &path, offset));
+            ));
         }
         let sector = self.sector_bytes();
-        if self.coin(self.plan.write_torn) {
-            let pieces: Vec<u64> = sector_pieces(offset, buf, sector).map(|(o, _)| o).collect();
-            let kept = self.rng.random_range(0..pieces.len());
-            let prefix_len = (pieces[kept] - offset) as usize;
+        if self.faults.coin(|plan| plan.write_torn) {
+            let (prefix_len, detail) = self.faults.torn_prefix(offset, buf);
             self.apply_write(ino, offset, &buf[..prefix_len], op)?;
-            let detail = format!("wrote {kept} of {} sector pieces", pieces.len());
-            self.record_at(
+            return Err(self.faults.fail(
                 FaultKind::TornWrite,
                 op,
                 &path,
                 offset,
                 buf.len() as u64,
                 detail,
-            );
-            return Err(injected(FaultKind::TornWrite, op, &path, offset));
+            ));
         }
-        if self.coin(self.plan.write_torn_acked) {
+        if self.faults.coin(|plan| plan.write_torn_acked) {
             let pieces: Vec<(u64, usize)> = sector_pieces(offset, buf, sector)
                 .map(|(o, p)| (o, p.len()))
                 .collect();
-            let missing_for_sure = self.rng.random_range(0..pieces.len());
+            let missing_for_sure = self.faults.rng.random_range(0..pieces.len());
             if end > len_before {
                 self.apply_set_len(ino, end, op)?;
             }
             let mut written = 0;
             for (i, (piece_offset, piece_len)) in pieces.iter().enumerate() {
-                if i != missing_for_sure && self.rng.random_bool(0.5) {
+                if i != missing_for_sure && self.faults.rng.random_bool(0.5) {
                     let start = (piece_offset - offset) as usize;
                     self.apply_write(ino, *piece_offset, &buf[start..start + piece_len], op)?;
                     written += 1;
@@ -528,7 +472,7 @@ impl Disk {
                 "wrote {written} of {} sector pieces, reported success",
                 pieces.len()
             );
-            self.record_at(
+            self.faults.record_at(
                 FaultKind::TornWriteAcked,
                 op,
                 &path,
@@ -536,15 +480,17 @@ impl Disk {
                 buf.len() as u64,
                 detail,
             );
-            self.count_write(buf.len());
+            self.faults.count_write(buf.len());
             return Ok(());
         }
-        if self.coin(self.plan.write_misdirected) && self.misdirect(ino, buf, offset, op, &path)? {
-            self.count_write(buf.len());
+        if self.faults.coin(|plan| plan.write_misdirected)
+            && self.misdirect(ino, buf, offset, op, &path)?
+        {
+            self.faults.count_write(buf.len());
             return Ok(());
         }
         self.apply_write(ino, offset, buf, op)?;
-        self.count_write(buf.len());
+        self.faults.count_write(buf.len());
         Ok(())
     }
 
@@ -565,20 +511,20 @@ impl Disk {
             .copied()
             .filter(|other| *other != ino)
             .collect();
-        let target = if !others.is_empty() && self.rng.random_bool(0.5) {
-            others[self.rng.random_range(0..others.len())]
+        let target = if !others.is_empty() && self.faults.rng.random_bool(0.5) {
+            others[self.faults.rng.random_range(0..others.len())]
         } else {
             ino
         };
         let sector = self.sector_bytes();
         let target_len = self.node(target)?.data.len();
-        let target_offset = self.rng.random_range(0..=target_len / sector) * sector;
+        let target_offset = self.faults.rng.random_range(0..=target_len / sector) * sector;
         let len_before = self.node(ino)?.data.len();
         let intended_end = offset + buf.len() as u64;
         let target_end = too_large(target_offset.checked_add(buf.len() as u64))?;
         let growth =
             intended_end.saturating_sub(len_before) + target_end.saturating_sub(target_len);
-        if growth > self.space_left() || (target == ino && target_offset == offset) {
+        if growth > self.faults.space_left() || (target == ino && target_offset == offset) {
             return Ok(false);
         }
         if intended_end > len_before {
@@ -587,7 +533,7 @@ impl Disk {
         self.apply_write(target, target_offset, buf, op)?;
         let target_path = self.node(target)?.path.clone();
         let detail = format!("landed in {target_path} at offset {target_offset}");
-        self.record_at(
+        self.faults.record_at(
             FaultKind::MisdirectedWrite,
             op,
             path,
@@ -598,11 +544,6 @@ impl Disk {
         Ok(true)
     }
 
-    fn count_write(&mut self, len: usize) {
-        self.stats.writes += 1;
-        self.stats.bytes_written += len as u64;
-    }
-
     fn sync(&mut self, ino: Ino, epoch: u64) -> io::Result<()> {
         self.check_handle(epoch)?;
         let op = self.begin()?;
@@ -610,12 +551,12 @@ impl Disk {
     }
 
     fn sync_file(&mut self, ino: Ino, op: u64) -> io::Result<()> {
-        if self.coin(self.plan.sync_error) {
+        if self.faults.coin(|plan| plan.sync_error) {
             // A failed fsync settles the writes, but the process keeps running and keeps
             // its view of the size: sizes stop inside a write only at a power loss.
             let model = CrashModel {
                 len_mid_write: 0.0,
-                ..self.plan.crash
+                ..self.faults.plan.crash
             };
             let sector = self.sector_bytes();
             let mut records = Vec::new();
@@ -625,7 +566,7 @@ impl Disk {
                 .ok_or_else(|| io::Error::other("inode vanished"))?;
             let path = node.path.clone();
             node.data.fail_sync(
-                &mut self.rng,
+                &mut self.faults.rng,
                 &mut self.len_rng,
                 &model,
                 sector,
@@ -636,14 +577,16 @@ impl Disk {
                 "pending writes settled as by a crash: {} losses",
                 records.len()
             );
-            self.record_at(FaultKind::SyncError, op, &path, 0, 0, detail);
+            let error = self
+                .faults
+                .fail(FaultKind::SyncError, op, &path, 0, 0, detail);
             for record in records {
-                self.record(record);
+                self.faults.record(record);
             }
-            return Err(injected(FaultKind::SyncError, op, &path, 0));
+            return Err(error);
         }
         self.node_mut(ino)?.data.sync();
-        self.stats.syncs += 1;
+        self.faults.stats.syncs += 1;
         Ok(())
     }
 
@@ -658,17 +601,16 @@ impl Disk {
             let node = self.node(ino)?;
             (node.path.clone(), node.data.len())
         };
-        if len_bytes.saturating_sub(len_before) > self.space_left() {
-            let detail = format!("extend from {len_before}, used {}", self.used_bytes);
-            self.record_at(
+        if len_bytes.saturating_sub(len_before) > self.faults.space_left() {
+            let detail = format!("extend from {len_before}, used {}", self.faults.used_bytes);
+            return Err(self.faults.fail(
                 FaultKind::DiskFull,
                 op,
                 &path,
                 len_before,
                 len_bytes - len_before,
                 detail,
-            );
-            return Err(injected(FaultKind::DiskFull, op, &path, len_before));
+            ));
         }
         self.apply_set_len(ino, len_bytes, op)
     }
@@ -843,21 +785,22 @@ impl Disk {
             Found::File(ino) => return self.sync_file(ino, op),
             Found::Dir(ino) => ino,
         };
-        if self.coin(self.plan.sync_dir_error) {
+        if self.faults.coin(|plan| plan.sync_dir_error) {
             // The entries stay pending: a crash may lose them, a later sync_dir (a journal
             // retry) may make them durable. Settling them now would let later ops that
             // build on a lost one become durable alone, and give an inode two names.
             let path = path_text(&parts);
             let detail = "pending entries stay pending".to_owned();
-            self.record_at(FaultKind::SyncDirError, op, &path, 0, 0, detail);
-            return Err(injected(FaultKind::SyncDirError, op, &path, 0));
+            return Err(self
+                .faults
+                .fail(FaultKind::SyncDirError, op, &path, 0, 0, detail));
         }
         if self.ns.has_pending_in(ino) {
             self.ns.sync_dir(ino);
             self.garbage_possible = true;
         }
         self.collect_garbage();
-        self.stats.sync_dirs += 1;
+        self.faults.stats.sync_dirs += 1;
         Ok(())
     }
 
@@ -886,7 +829,7 @@ impl Disk {
             }
             keep
         });
-        self.used_bytes -= freed_bytes;
+        self.faults.used_bytes -= freed_bytes;
         let files = &self.files;
         self.latent.retain(|(ino, _)| files.contains_key(ino));
         self.ns.retain_dirs(&referenced);
@@ -896,22 +839,22 @@ impl Disk {
 
     fn restart(&mut self) {
         if self.frozen_at.is_none() {
-            let op = self.op_count;
+            let op = self.faults.op_count;
             self.freeze(op, "power cut between calls".to_owned());
         }
         let mut records = Vec::new();
-        let keep = self.plan.crash.dir_op_persist;
-        let alive = self.ns.crash(&mut self.rng, keep, &mut records);
+        let keep = self.faults.plan.crash.dir_op_persist;
+        let alive = self.ns.crash(&mut self.faults.rng, keep, &mut records);
         self.files.retain(|ino, _| alive.contains(ino));
         for (path, found) in self.ns.walk(false) {
             if let Some(node) = self.files.get_mut(&found.ino()) {
                 node.path = path;
             }
         }
-        let (model, sector) = (self.plan.crash, self.sector_bytes());
+        let (model, sector) = (self.faults.plan.crash, self.sector_bytes());
         for node in self.files.values_mut() {
             node.data.crash(
-                &mut self.rng,
+                &mut self.faults.rng,
                 &mut self.len_rng,
                 &model,
                 sector,
@@ -922,18 +865,23 @@ impl Disk {
         }
         let files = &self.files;
         self.latent.retain(|(ino, _)| files.contains_key(ino));
-        self.used_bytes = self.files.values().map(|node| node.data.len()).sum();
+        self.faults.used_bytes = self.files.values().map(|node| node.data.len()).sum();
         for record in records {
-            self.record(record);
+            self.faults.record(record);
         }
         self.epoch += 1;
         self.dir_locks.clear();
         self.frozen_at = None;
-        if self.plan.crash_at_op.is_some_and(|op| op <= self.op_count) {
-            self.plan.crash_at_op = None;
+        if self
+            .faults
+            .plan
+            .crash_at_op
+            .is_some_and(|op| op <= self.faults.op_count)
+        {
+            self.faults.plan.crash_at_op = None;
         }
         self.garbage_possible = false;
-        self.stats.restarts += 1;
+        self.faults.stats.restarts += 1;
     }
 
     fn image_hash(&self) -> u64 {
@@ -971,10 +919,10 @@ impl Disk {
 
     fn check_invariants(&self) -> Result<(), String> {
         let used: u64 = self.files.values().map(|node| node.data.len()).sum();
-        if used != self.used_bytes {
+        if used != self.faults.used_bytes {
             return Err(format!(
                 "used_bytes {} but files hold {used}",
-                self.used_bytes
+                self.faults.used_bytes
             ));
         }
         self.ns
@@ -984,7 +932,7 @@ impl Disk {
                 .check_invariants()
                 .map_err(|e| format!("file {} (inode {ino}): {e}", node.path))?;
         }
-        if self.frozen_at.is_some_and(|op| op > self.op_count) {
+        if self.frozen_at.is_some_and(|op| op > self.faults.op_count) {
             return Err("frozen at a call not yet made".to_owned());
         }
         Ok(())
@@ -1010,38 +958,33 @@ impl SimFs {
 
     /// The plan in force (normalized).
     pub fn plan(&self) -> FaultPlan {
-        self.lock().plan.clone()
+        self.lock().faults.plan.clone()
     }
 
     /// Replaces the plan's rates, crash call, space limit, sector size and crash model.
     /// The random stream is not reseeded (the new plan's `seed` is ignored), so a run that
     /// changes plans midway stays a function of the first seed.
     pub fn set_plan(&self, plan: FaultPlan) {
-        let mut disk = self.lock();
-        let seed = disk.plan.seed;
-        disk.plan = FaultPlan {
-            seed,
-            ..plan.normalized()
-        };
+        self.lock().faults.set_plan(plan);
     }
 
     /// Freezes the disk at I/O call `op` (1-based, counted over the disk's whole life):
     /// that call and every later one fail with [`Crashed`](crate::Crashed). A call number
     /// already passed never comes.
     pub fn crash_at_op(&self, op: u64) {
-        self.lock().plan.crash_at_op = Some(op);
+        self.lock().faults.plan.crash_at_op = Some(op);
     }
 
     /// Cancels a planned crash.
     pub fn cancel_crash(&self) {
-        self.lock().plan.crash_at_op = None;
+        self.lock().faults.plan.crash_at_op = None;
     }
 
     /// Freezes the disk now, between calls (the process dies); a no-op if already frozen.
     pub fn freeze(&self) {
         let mut disk = self.lock();
         if disk.frozen_at.is_none() {
-            let op = disk.op_count;
+            let op = disk.faults.op_count;
             disk.freeze(op, "freeze requested".to_owned());
         }
     }
@@ -1062,33 +1005,33 @@ impl SimFs {
 
     /// Sets (or removes) the space limit over the total size of all files.
     pub fn set_space_limit(&self, limit_bytes: Option<u64>) {
-        self.lock().plan.space_limit_bytes = limit_bytes;
+        self.lock().faults.plan.space_limit_bytes = limit_bytes;
     }
 
     /// The total size of the files the disk holds, as the space limit counts it.
     pub fn used_bytes(&self) -> u64 {
-        self.lock().used_bytes
+        self.lock().faults.used_bytes
     }
 
     /// I/O calls counted so far (the number of the last call made).
     pub fn op_count(&self) -> u64 {
-        self.lock().op_count
+        self.lock().faults.op_count
     }
 
     /// Counters over the disk's life.
     pub fn stats(&self) -> Stats {
-        self.lock().stats.clone()
+        self.lock().faults.stats.clone()
     }
 
     /// Every fault injected or decided, oldest first (the newest
     /// [`FAULT_LOG_RECORDS_MAX`](crate::FAULT_LOG_RECORDS_MAX) of them).
     pub fn fault_log(&self) -> Vec<FaultRecord> {
-        self.lock().log.records()
+        self.lock().faults.log.records()
     }
 
     /// The fault log as text, one record per line.
     pub fn fault_log_text(&self) -> String {
-        self.lock().log.text()
+        self.lock().faults.log.text()
     }
 
     /// A stable hash of the whole image: every path and its bytes in the durable view,
@@ -1115,8 +1058,8 @@ impl SimFs {
             ));
         }
         let path = node.path.clone();
-        let op = disk.op_count;
-        disk.record_at(
+        let op = disk.faults.op_count;
+        disk.faults.record_at(
             FaultKind::BitFlip,
             op,
             &path,
@@ -1134,8 +1077,8 @@ impl SimFs {
         let sector = disk.sector_bytes();
         disk.latent.insert((ino, offset / sector));
         let path = disk.node(ino)?.path.clone();
-        let op = disk.op_count;
-        disk.record_at(
+        let op = disk.faults.op_count;
+        disk.faults.record_at(
             FaultKind::LatentSector,
             op,
             &path,
@@ -1167,12 +1110,12 @@ impl SimFs {
             ));
         }
         let path = node.path.clone();
-        disk.used_bytes -= len_before - len_bytes;
+        disk.faults.used_bytes -= len_before - len_bytes;
         let first_gone = len_bytes.div_ceil(sector);
         disk.latent
             .retain(|&(i, sector)| i != ino || sector < first_gone);
-        let op = disk.op_count;
-        disk.record_at(
+        let op = disk.faults.op_count;
+        disk.faults.record_at(
             FaultKind::TruncatedAtRest,
             op,
             &path,
@@ -1203,8 +1146,8 @@ impl SimFs {
         }
         let path = node.path.clone();
         let zeroed = len_bytes.min(len - offset);
-        let op = disk.op_count;
-        disk.record_at(
+        let op = disk.faults.op_count;
+        disk.faults.record_at(
             FaultKind::ZeroedAtRest,
             op,
             &path,
@@ -1237,8 +1180,8 @@ impl SimFs {
         }
         disk.garbage_possible = true;
         disk.collect_garbage();
-        let op = disk.op_count;
-        disk.record_at(
+        let op = disk.faults.op_count;
+        disk.faults.record_at(
             FaultKind::RemovedAtRest,
             op,
             &path,
@@ -1346,11 +1289,11 @@ impl fmt::Debug for SimFs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let disk = self.lock();
         f.debug_struct("SimFs")
-            .field("plan", &disk.plan.to_string())
-            .field("op_count", &disk.op_count)
+            .field("plan", &disk.faults.plan.to_string())
+            .field("op_count", &disk.faults.op_count)
             .field("frozen_at", &disk.frozen_at)
             .field("files", &disk.files.len())
-            .field("used_bytes", &disk.used_bytes)
+            .field("used_bytes", &disk.faults.used_bytes)
             .finish()
     }
 }

@@ -19,69 +19,14 @@
 //! modelled by `SimFs`. Calls are counted and faults logged as `SimFs` does (the page-cache
 //! hint `drop_cached` is passed through uncounted, as `SimFs` leaves it uncounted).
 
-use crate::error::injected;
-use crate::file_data::sector_pieces;
-use crate::log::{FaultKind, FaultLog, FaultRecord, Stats};
+use crate::inject::Injector;
+use crate::log::{FaultKind, FaultRecord, Stats};
 use crate::plan::FaultPlan;
 use omendb::env::{File, Fs, OpenMode};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use std::fmt;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-
-struct Injector {
-    plan: FaultPlan,
-    rng: ChaCha8Rng,
-    op_count: u64,
-    /// Growth of files through this wrapper, as the space budget counts it.
-    used_bytes: u64,
-    log: FaultLog,
-    stats: Stats,
-}
-
-impl Injector {
-    fn begin(&mut self) -> u64 {
-        self.op_count += 1;
-        self.stats.ops += 1;
-        self.op_count
-    }
-
-    /// Draws the fault whose rate `rate_of` picks from the plan; nothing at rate zero.
-    fn coin(&mut self, rate_of: fn(&FaultPlan) -> f64) -> bool {
-        let rate = rate_of(&self.plan);
-        rate > 0.0 && self.rng.random_bool(rate)
-    }
-
-    fn fail(
-        &mut self,
-        kind: FaultKind,
-        op: u64,
-        path: &str,
-        offset: u64,
-        len_bytes: u64,
-        detail: String,
-    ) -> io::Error {
-        *self.stats.faults.entry(kind).or_insert(0) += 1;
-        self.log.push(FaultRecord {
-            op,
-            kind,
-            path: path.to_owned(),
-            offset,
-            len_bytes,
-            detail,
-        });
-        injected(kind, op, path, offset)
-    }
-
-    fn space_left(&self) -> u64 {
-        match self.plan.space_limit_bytes {
-            Some(limit) => limit.saturating_sub(self.used_bytes),
-            None => u64::MAX,
-        }
-    }
-}
 
 /// Any [`Fs`] with the fault plan's errors injected (see the module doc).
 #[derive(Clone)]
@@ -105,17 +50,9 @@ fn lock(injector: &Mutex<Injector>) -> MutexGuard<'_, Injector> {
 impl FaultyFs {
     /// Wraps `inner`; faults follow `plan` (its crash fields are ignored).
     pub fn new(inner: Arc<dyn Fs>, plan: FaultPlan) -> FaultyFs {
-        let plan = plan.normalized();
         FaultyFs {
             inner,
-            injector: Arc::new(Mutex::new(Injector {
-                rng: ChaCha8Rng::seed_from_u64(plan.seed),
-                plan,
-                op_count: 0,
-                used_bytes: 0,
-                log: FaultLog::default(),
-                stats: Stats::default(),
-            })),
+            injector: Arc::new(Mutex::new(Injector::new(plan))),
         }
     }
 
@@ -126,12 +63,7 @@ impl FaultyFs {
 
     /// Replaces the rates and the space limit (the random stream is not reseeded).
     pub fn set_plan(&self, plan: FaultPlan) {
-        let mut injector = lock(&self.injector);
-        let seed = injector.plan.seed;
-        injector.plan = FaultPlan {
-            seed,
-            ..plan.normalized()
-        };
+        lock(&self.injector).set_plan(plan);
     }
 
     /// Sets (or removes) the budget on file growth through this wrapper.
@@ -172,7 +104,7 @@ impl fmt::Debug for FaultyFs {
 
 impl Fs for FaultyFs {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn File>> {
-        lock(&self.injector).begin();
+        lock(&self.injector).count_op();
         let inner = self.inner.open(path, mode)?;
         Ok(Box::new(FaultyFile {
             inner,
@@ -182,28 +114,28 @@ impl Fs for FaultyFs {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        lock(&self.injector).begin();
+        lock(&self.injector).count_op();
         self.inner.rename(from, to)
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        lock(&self.injector).begin();
+        lock(&self.injector).count_op();
         self.inner.remove(path)
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        lock(&self.injector).begin();
+        lock(&self.injector).count_op();
         self.inner.list(dir)
     }
 
     fn create_dir(&self, dir: &Path) -> io::Result<()> {
-        lock(&self.injector).begin();
+        lock(&self.injector).count_op();
         self.inner.create_dir(dir)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let mut injector = lock(&self.injector);
-        let op = injector.begin();
+        let op = injector.count_op();
         if injector.coin(|plan| plan.sync_dir_error) {
             return Err(injector.fail(
                 FaultKind::SyncDirError,
@@ -220,7 +152,7 @@ impl Fs for FaultyFs {
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {
-        lock(&self.injector).begin();
+        lock(&self.injector).count_op();
         self.inner.exists(path)
     }
 
@@ -233,7 +165,7 @@ impl Fs for FaultyFs {
 impl File for FaultyFile {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let mut injector = lock(&self.injector);
-        let op = injector.begin();
+        let op = injector.count_op();
         if injector.coin(|plan| plan.read_error) {
             return Err(injector.fail(
                 FaultKind::ReadError,
@@ -245,14 +177,13 @@ impl File for FaultyFile {
             ));
         }
         let n = self.inner.read_at(buf, offset)?;
-        injector.stats.reads += 1;
-        injector.stats.bytes_read += n as u64;
+        injector.count_read(n);
         Ok(n)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         let mut injector = lock(&self.injector);
-        let op = injector.begin();
+        let op = injector.count_op();
         let len_bytes = buf.len() as u64;
         if injector.coin(|plan| plan.write_error) {
             return Err(injector.fail(
@@ -268,8 +199,7 @@ impl File for FaultyFile {
         let len_before = self.inner.len()?;
         let growth = end.saturating_sub(len_before);
         if growth > injector.space_left() {
-            let allowed_end = len_before.saturating_add(injector.space_left());
-            let prefix_len = allowed_end.saturating_sub(offset).min(len_bytes) as usize;
+            let prefix_len = injector.full_prefix_len(len_before, offset, len_bytes) as usize;
             self.inner.write_at(&buf[..prefix_len], offset)?;
             injector.used_bytes += (offset + prefix_len as u64).saturating_sub(len_before);
             let detail = format!("wrote {prefix_len} of {} bytes", buf.len());
@@ -283,14 +213,9 @@ impl File for FaultyFile {
             ));
         }
         if !buf.is_empty() && injector.coin(|plan| plan.write_torn) {
-            let pieces: Vec<u64> = sector_pieces(offset, buf, injector.plan.sector_bytes)
-                .map(|(o, _)| o)
-                .collect();
-            let kept = injector.rng.random_range(0..pieces.len());
-            let prefix_len = (pieces[kept] - offset) as usize;
+            let (prefix_len, detail) = injector.torn_prefix(offset, buf);
             self.inner.write_at(&buf[..prefix_len], offset)?;
             injector.used_bytes += (offset + prefix_len as u64).saturating_sub(len_before);
-            let detail = format!("wrote {kept} of {} sector pieces", pieces.len());
             return Err(injector.fail(
                 FaultKind::TornWrite,
                 op,
@@ -302,14 +227,13 @@ impl File for FaultyFile {
         }
         self.inner.write_at(buf, offset)?;
         injector.used_bytes += growth;
-        injector.stats.writes += 1;
-        injector.stats.bytes_written += len_bytes;
+        injector.count_write(buf.len());
         Ok(())
     }
 
     fn sync(&self) -> io::Result<()> {
         let mut injector = lock(&self.injector);
-        let op = injector.begin();
+        let op = injector.count_op();
         if injector.coin(|plan| plan.sync_error) {
             return Err(injector.fail(FaultKind::SyncError, op, &self.path, 0, 0, String::new()));
         }
@@ -320,7 +244,7 @@ impl File for FaultyFile {
 
     fn set_len(&self, len_bytes: u64) -> io::Result<()> {
         let mut injector = lock(&self.injector);
-        let op = injector.begin();
+        let op = injector.count_op();
         let len_before = self.inner.len()?;
         let growth = len_bytes.saturating_sub(len_before);
         if growth > injector.space_left() {
@@ -341,7 +265,7 @@ impl File for FaultyFile {
     }
 
     fn len(&self) -> io::Result<u64> {
-        lock(&self.injector).begin();
+        lock(&self.injector).count_op();
         self.inner.len()
     }
 

@@ -12,6 +12,8 @@
 //!
 //! Modules, in the order data flows:
 //! - `plan`: the fault plan and the crash model, drawn from one seed;
+//! - `inject`: the fault decisions `SimFs` and `FaultyFs` share (the plan's stream, call
+//!   and space counts, torn and full-disk prefixes, recording a fault);
 //! - `disk`: [`SimFs`], its handles, call counting, fault injection;
 //! - `namespace`: directories, pending directory operations and what a crash keeps of them;
 //! - `file_data`: one file's current bytes, durable bytes and pending writes;
@@ -27,6 +29,7 @@ mod error;
 mod faulty_os;
 mod file_data;
 mod hash;
+mod inject;
 mod log;
 mod namespace;
 mod plan;

@@ -383,7 +383,7 @@ impl Sim {
     }
 
     /// The acknowledgement oracle: the engine just claimed `lsn` durable (`what`: an
-    /// acknowledgement under `Sync::Always`, `lsn_durable`, a checkpoint, a clean close), so
+    /// acknowledgement under `Durability::Always`, `lsn_durable`, a checkpoint, a clean close), so
     /// a crash now must keep it; the disk's durable image must prove it (see
     /// [`crate::oracle`]). Silent damage to a durable log segment or checkpoint (a bit flip,
     /// a misdirected or lying torn write) can take records away after they were synced,

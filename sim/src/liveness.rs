@@ -270,7 +270,7 @@ impl Sim {
             );
         }
         if worked {
-            let lsn = self.db()?.lsns().0;
+            let lsn = self.db()?.lsns().appended;
             self.check_claim("compaction's checkpoint", lsn)?;
             self.history.durable_lsn = self.history.durable_lsn.max(lsn);
         }

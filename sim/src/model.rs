@@ -9,7 +9,7 @@
 //! the state after a *prefix* of the writes that reached the log, in LSN order: the
 //! [`History`] keeps the chain of writes from the empty database, each with its
 //! LSN. A recovery to LSN `r` is legal iff `r >= durable` (everything the engine claimed
-//! durable, and so everything acknowledged under `Sync::Always`, is there), `r` is at most
+//! durable, and so everything acknowledged under `Durability::Always`, is there), `r` is at most
 //! the last LSN that reached the log (nothing never written appears), and the recovered
 //! tables equal the writes with LSN `<= r` applied to the empty database, exactly.
 
@@ -162,7 +162,7 @@ pub struct History {
     pub writes: Vec<(u64, Write)>,
     /// The LSN the last recovery reached.
     pub recovered_lsn: u64,
-    /// Highest LSN the engine has claimed durable or acknowledged under `Sync::Always`.
+    /// Highest LSN the engine has claimed durable or acknowledged under `Durability::Always`.
     pub durable_lsn: u64,
     /// The last state [`History::state_at`] computed, where the next one starts replaying.
     base: Option<StateBase>,

@@ -376,7 +376,7 @@ impl Sim {
         }
         let (durable, poisoned) = {
             let db = self.db()?;
-            (db.lsns().1, db.poisoned())
+            (db.lsns().durable, db.poisoned())
         };
         self.check_claim("lsn_durable", durable)?;
         self.history.durable_lsn = self.history.durable_lsn.max(durable);
@@ -567,7 +567,7 @@ impl Sim {
                     let crashed = self.machine.disk.is_frozen();
                     let poisoned = self.db()?.poisoned().is_some();
                     if expected == Ok(true) && (crashed || poisoned) {
-                        let lsn = self.db()?.lsns().0 + 1;
+                        let lsn = self.db()?.lsns().appended + 1;
                         self.history.push(lsn, write);
                     }
                     return Ok(());
@@ -649,8 +649,11 @@ impl Sim {
     fn acknowledge(&mut self, client: usize, pending: Pending) -> Checked {
         self.clients[client] = None;
         self.acknowledged += 1;
-        if self.workload.sync == omendb::Sync::Always {
-            self.check_claim("acknowledged under Sync::Always", pending.ticket.lsn())?;
+        if self.workload.sync == omendb::Durability::Always {
+            self.check_claim(
+                "acknowledged under Durability::Always",
+                pending.ticket.lsn(),
+            )?;
             self.history.durable_lsn = self.history.durable_lsn.max(pending.ticket.lsn());
         }
         Ok(())
@@ -708,7 +711,7 @@ impl Sim {
                 ));
                 if worked {
                     // A compaction ends with a checkpoint of everything applied.
-                    let lsn = self.db()?.lsns().0;
+                    let lsn = self.db()?.lsns().appended;
                     self.check_claim("compaction's checkpoint", lsn)?;
                     self.history.durable_lsn = self.history.durable_lsn.max(lsn);
                     if self.config.metamorphic() {
@@ -757,7 +760,7 @@ impl Sim {
             return Ok(());
         };
         self.engine_ops += 1;
-        let lsn_written = db.lsns().0;
+        let lsn_written = db.lsns().appended;
         let closed = match db.close() {
             Ok(()) => {
                 self.log(format!("close -> ok at lsn {lsn_written}"));

@@ -230,7 +230,7 @@ pub fn sweep(
     seeds: &[u64],
     config: &RunConfig,
     jobs: usize,
-    progress: &(dyn Fn(u64, u64, u64) + std::marker::Sync),
+    progress: &(dyn Fn(u64, u64, u64) + Sync),
 ) -> Summary {
     let started = Instant::now();
     let next = AtomicUsize::new(0);

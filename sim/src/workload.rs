@@ -2,7 +2,7 @@
 //! mix and the durability mode. Swarm testing: the mix itself is drawn per seed, so some
 //! seeds hammer one table with batches, others churn the catalog, others mostly read.
 
-use omendb::{Column, DataType, Row, Sync, TableDef, Value};
+use omendb::{Column, DataType, Durability, Row, TableDef, Value};
 use omendb_keygen::{log_uniform, skewed_low};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -221,7 +221,7 @@ pub enum Action {
 #[derive(Debug, Clone)]
 pub struct Workload {
     /// The durability mode.
-    pub sync: Sync,
+    pub sync: Durability,
     /// Simulated clients (each has at most one write in flight).
     pub clients: usize,
     /// The action mix.
@@ -310,11 +310,11 @@ impl Workload {
     /// Draws a workload.
     pub fn draw(rng: &mut ChaCha8Rng) -> Workload {
         let sync = match rng.random_range(0..10) {
-            0..=4 => Sync::Always,
-            5..=7 => Sync::Batch {
+            0..=4 => Durability::Always,
+            5..=7 => Durability::Batch {
                 max_delay: Duration::from_millis(rng.random_range(1..50)),
             },
-            _ => Sync::None,
+            _ => Durability::None,
         };
         let mut weights = BTreeMap::new();
         let mut w = |action: Action, lo: u32, hi: u32| {

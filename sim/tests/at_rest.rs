@@ -1,7 +1,7 @@
 //! Damage at rest against the engine and the exact recovery oracle, one test per kind and
 //! moment (`sim/src/at_rest.rs` injects the same damage at random in schedule generation 6).
 //!
-//! A database on the simulated disk under `Sync::Always` takes a table and 24 inserts, one
+//! A database on the simulated disk under `Durability::Always` takes a table and 24 inserts, one
 //! log record each, over several small log segments, and is then closed cleanly or crashes.
 //! A file is damaged at rest. After a clean close the engine knows where its log ended, so
 //! every damage that takes an acknowledged record must be `Error::Corruption` at open.
@@ -10,7 +10,7 @@
 //! loss with the reason that names the damage. Damage the engine can prove (a gap, a bad
 //! frame a later record vouches for, a damaged checkpoint) is corruption at either moment.
 
-use omendb::{Column, DataType, Database, Error, Options, Sync, TableDef, Value};
+use omendb::{Column, DataType, Database, Durability, Error, Options, TableDef, Value};
 use omendb_faults::SimFs;
 use omendb_sim::env::SimMachine;
 use omendb_sim::oracle::{at_rest_damage, scan_frames, LogImage};
@@ -27,7 +27,7 @@ enum Moment {
 
 fn options() -> Options {
     Options {
-        sync: Sync::Always,
+        sync: Durability::Always,
         background_worker: false,
         log_segment_bytes_target: 4096,
         ..Options::default()
@@ -56,7 +56,13 @@ fn written(moment: Moment) -> SimMachine {
         db.insert("t", vec![Value::Int64(k), Value::Utf8("v".repeat(700))])
             .expect("insert");
     }
-    assert_eq!(db.lsns(), (INSERTS + 1, INSERTS + 1));
+    assert_eq!(
+        db.lsns(),
+        omendb::Lsns {
+            appended: INSERTS + 1,
+            durable: INSERTS + 1
+        }
+    );
     match moment {
         Moment::AfterClose => db.close().expect("close"),
         Moment::AfterCrash => {

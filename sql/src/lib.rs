@@ -21,7 +21,7 @@
 //! the engine's typed errors (a duplicate key refuses the whole statement). `DELETE` and
 //! `UPDATE` find the matching keys with the same scan paths and, batch by batch as the
 //! scan yields them, submit one engine write per row, waiting once for the last: under
-//! `Sync::Batch` or a crash the statement's writes survive as a prefix, in the order the
+//! `Durability::Batch` or a crash the statement's writes survive as a prefix, in the order the
 //! scan yielded them; they are not one atomic unit. `UPDATE` cannot
 //! change the primary key.
 //!

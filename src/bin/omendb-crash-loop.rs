@@ -11,16 +11,16 @@
 //!   that is absent, else update or delete it), so the parent replays the same history on
 //!   its model;
 //! - the recovered table must equal the model after some prefix of the history that ends
-//!   between the last operation the mode promises (under `Sync::Always` every acknowledged
-//!   one; under `Sync::Batch` every one before the last completed checkpoint) and the last
+//!   between the last operation the mode promises (under `Durability::Always` every acknowledged
+//!   one; under `Durability::Batch` every one before the last completed checkpoint) and the last
 //!   submitted one. A lost acknowledged write, a hole, a wrong or phantom row fails the
 //!   loop, with the iteration and the difference.
 //!
-//! Modes: `always` (`Sync::Always`), `batch` (`Sync::Batch` with a 10 ms delay), `cold`
-//! (`Sync::Always`, a 64-row hot tier flushed by frequent checkpoints and by the flush
+//! Modes: `always` (`Durability::Always`), `batch` (`Durability::Batch` with a 10 ms delay), `cold`
+//! (`Durability::Always`, a 64-row hot tier flushed by frequent checkpoints and by the flush
 //! worker on its own thread while the writer goes on, and the compaction worker merging
 //! segments, so kills land in flushes and compactions too). `unsafe` checks
-//! the checker: `Sync::None` held to `Sync::Always`'s promise, which the loop must refuse.
+//! the checker: `Durability::None` held to `Durability::Always`'s promise, which the loop must refuse.
 //!
 //! ```text
 //! cargo run --release --bin omendb-crash-loop -- --mode always --iterations 1000
@@ -29,7 +29,7 @@
 //! The database persists across iterations, so each run recovers what the last one left.
 //! Exit code 0 when every iteration checked, 1 on the first failure.
 
-use omendb::{Column, DataType, Database, Error, Options, Row, Sync, TableDef, Value};
+use omendb::{Column, DataType, Database, Durability, Error, Options, Row, TableDef, Value};
 use omendb_keygen::splitmix64;
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -63,8 +63,8 @@ enum Mode {
     Always,
     Batch,
     Cold,
-    /// The checker's own check: `Sync::None` (the log buffer lost with the process) checked
-    /// as if it were `Sync::Always`. The loop must fail.
+    /// The checker's own check: `Durability::None` (the log buffer lost with the process) checked
+    /// as if it were `Durability::Always`. The loop must fail.
     Unsafe,
 }
 
@@ -90,8 +90,8 @@ impl Mode {
 
     fn options(self) -> Options {
         match self {
-            Mode::Always => Options::with_sync(Sync::Always),
-            Mode::Batch => Options::with_sync(Sync::Batch {
+            Mode::Always => Options::with_sync(Durability::Always),
+            Mode::Batch => Options::with_sync(Durability::Batch {
                 max_delay: Duration::from_millis(10),
             }),
             Mode::Cold => Options {
@@ -99,9 +99,9 @@ impl Mode {
                 flush_worker: true,
                 compaction_worker: true,
                 compaction_base_rows: 256,
-                ..Options::with_sync(Sync::Always)
+                ..Options::with_sync(Durability::Always)
             },
-            Mode::Unsafe => Options::with_sync(Sync::None),
+            Mode::Unsafe => Options::with_sync(Durability::None),
         }
     }
 }

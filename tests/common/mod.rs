@@ -3,7 +3,7 @@
 
 pub mod model_ops;
 
-use omendb::{Column, DataType, Database, Options, Row, Sync, TableDef, Value};
+use omendb::{Column, DataType, Database, Durability, Options, Row, TableDef, Value};
 use std::path::{Path, PathBuf};
 
 /// `t(k Int64 pk, v Int64, s Utf8 nullable, b Binary nullable)`.
@@ -33,7 +33,7 @@ pub fn row(k: i64, v: i64) -> Row {
     ]
 }
 
-pub fn open(path: &Path, sync: Sync) -> Database {
+pub fn open(path: &Path, sync: Durability) -> Database {
     Database::open(path, Options::with_sync(sync)).expect("open")
 }
 

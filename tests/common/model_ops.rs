@@ -2,7 +2,7 @@
 //! against a `BTreeMap` model step by step. Shared by the real-disk and sim-disk tests.
 
 use super::*;
-use omendb::{Database, Error, Row, Sync};
+use omendb::{Database, Durability, Error, Row};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -42,10 +42,10 @@ pub fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-pub fn sync_mode() -> impl Strategy<Value = Sync> {
+pub fn sync_mode() -> impl Strategy<Value = Durability> {
     prop_oneof![
-        Just(Sync::None),
-        Just(Sync::Batch {
+        Just(Durability::None),
+        Just(Durability::Batch {
             max_delay: std::time::Duration::from_millis(1)
         }),
     ]

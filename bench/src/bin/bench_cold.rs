@@ -11,7 +11,7 @@
 //! Benchmarks sit outside the engine library and its Env boundary: they read the clock
 //! and /proc directly.
 
-use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
+use omendb::{Column, DataType, Database, Durability, Options, TableDef, Value};
 use omendb_bench::{dir_bytes, num, status_kb};
 use std::path::Path;
 use std::time::Instant;
@@ -28,7 +28,7 @@ fn main() -> omendb::Result<()> {
     let db = Database::open(
         &dir,
         Options {
-            sync: Sync::None,
+            sync: Durability::None,
             background_worker: false,
             hot_rows_max: Some(hot),
             compaction_worker: false,

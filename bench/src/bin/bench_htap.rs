@@ -1,6 +1,6 @@
 //! Benchmark: the HTAP case at scale, through the public API only. Loads `--rows` rows of
 //! `t(k Int64 pk, v Int64 uniform in [0, 1e9), s Utf8 of 8-16 alphanumerics)` in batches of
-//! `--batch` rows under `Sync::Batch`, with the hot tier capped at `--hot` rows and a
+//! `--batch` rows under `Durability::Batch`, with the hot tier capped at `--hot` rows and a
 //! checkpoint every `--checkpoint-every` rows (default: rows / 20), then measures:
 //!
 //! - ingest rows/s, checkpoints (flushes) included, and the time spent in checkpoints;
@@ -37,7 +37,7 @@
 //! Benchmarks sit outside the engine library and its Env boundary: they read the clock and
 //! /proc directly.
 
-use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
+use omendb::{Column, DataType, Database, Durability, Options, TableDef, Value};
 use omendb_bench::{arg, dir_bytes, flag, median, num, s_of, status_kb, v_of, KeyOrder};
 use omendb_keygen::{splitmix64, unit_f64, Dist, Zipf};
 use std::path::Path;
@@ -101,7 +101,7 @@ fn main() -> omendb::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     let options = Options {
-        sync: Sync::Batch {
+        sync: Durability::Batch {
             max_delay: Duration::from_millis(10),
         },
         hot_rows_max: Some(hot),

@@ -4,7 +4,7 @@
 //! Loads `--rows` rows of `t(k BIGINT PRIMARY KEY, v BIGINT uniform in [0, 1e9), g BIGINT
 //! in 0..16, s VARCHAR of 8-16 chars)` through the engine API, keys shuffled (a permutation
 //! of 0..rows, so every batch lands all over the key space), batches of `--batch` rows
-//! under `Sync::Batch`, the hot tier capped at `--hot` rows (default rows / 10) and a
+//! under `Durability::Batch`, the hot tier capped at `--hot` rows (default rows / 10) and a
 //! checkpoint every rows / 20, so most rows end in cold segments. Then, page cache warm,
 //! medians of `--repeat` runs after one untimed run:
 //!
@@ -28,7 +28,7 @@
 //! cargo run --release -p omendb-bench --bin bench_sql -- --rows 10000000 --duckdb
 //! ```
 
-use omendb::{Column, DataType, Database, Options, Sync, TableDef, Value};
+use omendb::{Column, DataType, Database, Durability, Options, TableDef, Value};
 use omendb_bench::{
     arg, flag, load_average, median, num, quantile, s_of, status_kb, v_of, KeyOrder,
 };
@@ -145,7 +145,7 @@ fn run() -> Result<(), BoxError> {
     std::fs::create_dir_all(&dir)?;
     let db_dir = Path::new(&dir).join("omendb");
     let options = Options {
-        sync: Sync::Batch {
+        sync: Durability::Batch {
             max_delay: Duration::from_millis(10),
         },
         hot_rows_max: Some(hot),

@@ -15,9 +15,9 @@
 //! What makes the comparison fair, and what each figure means:
 //! - Schema: `k Int64` primary key, `v Int64`, `f Float64`, `s Utf8` (8-16 chars). SQLite
 //!   gets `k INTEGER PRIMARY KEY`, its fastest keyed layout (the table is clustered on k).
-//! - Durability: SQLite in WAL mode with `synchronous` matched to our mode: `Sync::Always` ->
-//!   FULL (fsync per commit), `Sync::Batch` -> NORMAL (no fsync per commit; WAL synced at
-//!   its checkpoints), `Sync::None` -> OFF.
+//! - Durability: SQLite in WAL mode with `synchronous` matched to our mode: `Durability::Always` ->
+//!   FULL (fsync per commit), `Durability::Batch` -> NORMAL (no fsync per commit; WAL synced at
+//!   its checkpoints), `Durability::None` -> OFF.
 //! - Inserts: the same batches (`--batch` rows, one transaction / one `insert_batch`
 //!   each), the same rows in the same order; SQLite uses one prepared INSERT. The timer
 //!   covers building each engine's input from the harness's tuples, every commit, every
@@ -51,7 +51,9 @@
 //!   starts from the same state (20 s was enough there). The pause is outside every phase
 //!   timer and is taken out of `wall_s`; `settle_s` records it.
 
-use omendb::{Column, DataType, Database, Options, RowRef, Sync, TableDef, Value, ValueRef, Write};
+use omendb::{
+    Column, DataType, Database, Durability, Options, RowRef, TableDef, Value, ValueRef, Write,
+};
 use omendb_bench::{dir_bytes, load_average, median, parse_count, status_kb, JsonLine};
 use omendb_keygen::{mix64, skewed_low, unit_f64, Dist, Permutation, Zipf};
 use rand::{Rng, SeedableRng};
@@ -587,11 +589,11 @@ fn omendb_side(config: &Config) -> BenchResult<JsonLine> {
     fresh_dir(&dir)?;
     let e = |what: &'static str| move |err: omendb::Error| format!("omendb {what}: {err}");
     let sync = match config.sync {
-        SyncMode::Always => Sync::Always,
-        SyncMode::Batch => Sync::Batch {
+        SyncMode::Always => Durability::Always,
+        SyncMode::Batch => Durability::Batch {
             max_delay: Duration::from_millis(config.batch_delay_ms),
         },
-        SyncMode::None => Sync::None,
+        SyncMode::None => Durability::None,
     };
     let mut measures = common_measures(config, "omendb");
     let db = Database::open(&dir, Options::with_sync(sync)).map_err(e("open"))?;

@@ -666,7 +666,7 @@ impl ColdTier {
     /// [`ColdTier::add`] is called.
     /// Segment `id` is reserved by the caller ([`ColdTier::reserve_id`]); the write needs no
     /// access to the tier, so a flush runs it with no lock held.
-    pub fn write_segment<'r, R: RowValues<'r> + std::marker::Sync>(
+    pub fn write_segment<'r, R: RowValues<'r> + Sync>(
         env: &crate::env::Env,
         dir: &Path,
         table_id: u32,

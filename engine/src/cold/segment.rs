@@ -379,7 +379,7 @@ fn encode_error(def: &TableDef, e: ParquetError) -> Error {
 
 /// Encodes `rows` (valid for `def`, strictly ascending by key, at least one) as a Parquet
 /// file and its sidecar index.
-pub(crate) fn encode<'r, R: RowValues<'r> + std::marker::Sync>(
+pub(crate) fn encode<'r, R: RowValues<'r> + Sync>(
     def: &TableDef,
     rows: &[R],
     spawn: &dyn Spawn,

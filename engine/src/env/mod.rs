@@ -40,7 +40,7 @@ pub enum OpenMode {
 
 /// An open file. All offsets are absolute; there is no cursor, so a file may be shared.
 #[allow(clippy::len_without_is_empty)] // a file length is a size, not a collection
-pub trait File: Send + std::marker::Sync {
+pub trait File: Send + Sync {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at or past
     /// the end).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
@@ -94,7 +94,7 @@ pub trait File: Send + std::marker::Sync {
 }
 
 /// A file system: the directory operations whose crash semantics matter.
-pub trait Fs: Send + std::marker::Sync {
+pub trait Fs: Send + Sync {
     /// Opens `path` in `mode`.
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn File>>;
     /// Atomically replaces `to` with `from` (durable after `sync_dir` of the parent).
@@ -121,7 +121,7 @@ pub trait Fs: Send + std::marker::Sync {
 }
 
 /// A held [`Fs::lock_dir`] lock; dropping it releases the lock.
-pub struct DirLock(pub Box<dyn std::any::Any + Send + std::marker::Sync>);
+pub struct DirLock(pub Box<dyn std::any::Any + Send + Sync>);
 
 impl fmt::Debug for DirLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -130,7 +130,7 @@ impl fmt::Debug for DirLock {
 }
 
 /// Time. Monotonic time drives timeouts and group commit; wall time only stamps data.
-pub trait Clock: Send + std::marker::Sync {
+pub trait Clock: Send + Sync {
     /// Monotonic time since an arbitrary, fixed origin.
     fn now_monotonic(&self) -> Duration;
     /// Wall-clock time in microseconds since the Unix epoch.
@@ -163,7 +163,7 @@ pub trait Worker: Send {
 }
 
 /// Control of a spawned worker, shared between the engine and whoever runs the worker.
-pub trait WorkerControl: Send + std::marker::Sync {
+pub trait WorkerControl: Send + Sync {
     /// Asks for a step soon (ends an `Idle` wait early).
     fn wake(&self);
     /// Asks the worker to stop; after this returns (in `OsEnv`, after the thread joined)
@@ -172,7 +172,7 @@ pub trait WorkerControl: Send + std::marker::Sync {
 }
 
 /// Starts background workers.
-pub trait Spawn: Send + std::marker::Sync {
+pub trait Spawn: Send + Sync {
     /// Starts `worker`; returns the handle that wakes or stops it.
     fn spawn(&self, worker: Box<dyn Worker>) -> io::Result<Arc<dyn WorkerControl>>;
 
@@ -185,6 +185,31 @@ pub trait Spawn: Send + std::marker::Sync {
         a();
         b();
     }
+}
+
+/// Removes the files `paths`, all entries of `dir`, then syncs `dir` once, so that the
+/// removals are durable when it returns `Ok` (see the crash semantics above); with nothing
+/// to remove it makes no call. `remove_op` and `sync_op` name the two steps in an
+/// [`Error::Io`](crate::Error::Io). A failure stops at once: the files removed so far stay
+/// removed, but until a later `sync_dir` a crash may bring them back, so callers remove
+/// only what is no longer needed (covered by a durable checkpoint, or never listed).
+pub(crate) fn remove_durably<P: AsRef<Path>>(
+    fs: &dyn Fs,
+    dir: &Path,
+    paths: &[P],
+    remove_op: &'static str,
+    sync_op: &'static str,
+) -> crate::Result<()> {
+    if paths.is_empty() {
+        return Ok(());
+    }
+    for path in paths {
+        let path = path.as_ref();
+        fs.remove(path)
+            .map_err(|e| crate::Error::io(remove_op, path, e))?;
+    }
+    fs.sync_dir(dir)
+        .map_err(|e| crate::Error::io(sync_op, dir, e))
 }
 
 /// The environment the engine runs in: a file system, a clock and a spawner.

@@ -3,7 +3,8 @@
 //! A table maps each primary key to a [`RowLocation`] (a slot in the table's row store), never
 //! to a boxed value, so an index entry is two machine words. The table reaches its index only
 //! through [`PrimaryIndex`], so implementations are interchangeable: [`alex`] is the learned
-//! index the engine uses; [`BTreeIndex`] is the ordered-map reference it is tested against.
+//! index the engine uses; [`BTreeIndex`] is the ordered-map reference it is tested against
+//! (`engine/tests/alex_props.rs` drives both through this trait and compares every answer).
 
 pub mod alex;
 
@@ -14,7 +15,7 @@ use std::ops::Bound;
 pub type RowLocation = u64;
 
 /// The operations a table needs from its primary index.
-pub trait PrimaryIndex: Send + std::marker::Sync {
+pub trait PrimaryIndex: Send + Sync {
     /// Iterator over `(key, location)` pairs in ascending key order.
     type Range<'a>: Iterator<Item = (i64, RowLocation)> + 'a
     where
@@ -60,7 +61,8 @@ pub trait PrimaryIndex: Send + std::marker::Sync {
     fn check_invariants(&self) -> Result<(), String>;
 }
 
-/// `BTreeMap` behind [`PrimaryIndex`]: the reference model for the learned index.
+/// `BTreeMap` behind [`PrimaryIndex`]: the reference model for the learned index, the oracle
+/// of its property tests (`engine/tests/alex_props.rs`). Not used by tables.
 #[derive(Debug, Default, Clone)]
 pub struct BTreeIndex {
     map: BTreeMap<i64, RowLocation>,

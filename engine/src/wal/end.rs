@@ -15,7 +15,7 @@
 //! the end of the log, which is only what the durability mode allows to be lost when the
 //! damage is a crash's; the same cut made at rest after a crash cannot be told from it.
 
-use crate::env::{Fs, OpenMode};
+use crate::env::{remove_durably, Fs, OpenMode};
 use crate::error::{Error, Result};
 use crate::wal::format::{parse_segment_file_name, segment_file_name};
 use std::path::{Path, PathBuf};
@@ -168,10 +168,13 @@ pub(crate) fn remove(fs: &dyn Fs, root: &Path) -> Result<()> {
         .exists(&path)
         .map_err(|e| Error::io("look for log end marker", &path, e))?
     {
-        fs.remove(&path)
-            .map_err(|e| Error::io("remove log end marker", &path, e))?;
-        fs.sync_dir(root)
-            .map_err(|e| Error::io("sync database directory", root, e))?;
+        remove_durably(
+            fs,
+            root,
+            &[&path],
+            "remove log end marker",
+            "sync database directory",
+        )?;
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The bytes of a log segment: header, record frames, and the scan that recovery runs.
+//! The bytes of a log segment: header and record frames. The scan that recovery runs over
+//! them, and its rule for a damaged frame, is in the sibling module `recover`.
 //!
 //! ```text
 //! segment header (32 bytes)
@@ -15,13 +16,6 @@
 //!  24  kind         u8
 //!  25  payload
 //! ```
-//!
-//! **Torn tail versus corruption.** A crash can leave the unsynced end of the last segment
-//! in any state: cut short, zero-filled, or with later sectors persisted and earlier ones
-//! not. A bad frame there is a torn tail and is truncated. A bad frame that a later intact
-//! frame proves was synced (its `lsn_durable` covers the bad frame's LSN) is corruption;
-//! so is any bad frame in a segment that is not the last, because a segment is synced in
-//! full before the next one is created. Corruption is reported, never skipped.
 
 use crate::limits;
 
@@ -152,105 +146,13 @@ pub(crate) fn parse_frame(bytes: &[u8], offset: usize) -> Option<Frame<'_>> {
     })
 }
 
-/// What the scan of one segment found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SegmentScan {
-    /// Bytes of the segment that hold intact records (header included).
-    pub valid_end: u64,
-    /// LSN of the last intact record, or `first_lsn - 1` if none.
-    pub lsn_last: u64,
-    /// Bytes after `valid_end` that are a torn tail (0 if none).
-    pub torn_bytes: u64,
-}
-
-/// Scans the records of one segment in order, calling `visit` for each intact one; stops at
-/// the first bad frame and classifies it (module doc). `Err((offset, reason))` is corruption.
-pub(crate) fn scan_segment(
-    bytes: &[u8],
-    header: SegmentHeader,
-    is_last: bool,
-    mut visit: impl FnMut(Frame<'_>, u64) -> Result<(), (u64, String)>,
-) -> Result<SegmentScan, (u64, String)> {
-    let mut offset = SEGMENT_HEADER_BYTES;
-    let mut lsn_expected = header.first_lsn;
-    while offset < bytes.len() {
-        match parse_frame(bytes, offset) {
-            Some(frame) if frame.lsn == lsn_expected && frame.lsn_durable < frame.lsn => {
-                visit(frame, offset as u64)?;
-                offset += frame.size_bytes();
-                lsn_expected += 1;
-            }
-            found => {
-                let why = match found {
-                    Some(frame) => format!(
-                        "record has LSN {} (durable mark {}), expected LSN {lsn_expected}",
-                        frame.lsn, frame.lsn_durable
-                    ),
-                    None => {
-                        format!("damaged record header or checksum (expected LSN {lsn_expected})")
-                    }
-                };
-                if !is_last {
-                    return Err((
-                        offset as u64,
-                        format!("{why} in a segment that is not the last"),
-                    ));
-                }
-                if let Some(proof) = later_synced_frame(bytes, offset + 1, lsn_expected) {
-                    return Err((
-                        offset as u64,
-                        format!(
-                            "{why}; the intact record with LSN {} at offset {proof} shows it was synced",
-                            parse_frame(bytes, proof).map_or(0, |f| f.lsn)
-                        ),
-                    ));
-                }
-                return Ok(SegmentScan {
-                    valid_end: offset as u64,
-                    lsn_last: lsn_expected - 1,
-                    torn_bytes: (bytes.len() - offset) as u64,
-                });
-            }
-        }
-    }
-    Ok(SegmentScan {
-        valid_end: offset as u64,
-        lsn_last: lsn_expected - 1,
-        torn_bytes: 0,
-    })
-}
-
-/// Offset of an intact frame at or after `from` whose durable mark covers `lsn_damaged`.
-fn later_synced_frame(bytes: &[u8], from: usize, lsn_damaged: u64) -> Option<usize> {
-    // Each record takes at least FRAME_HEADER_BYTES, which bounds the LSNs a later frame
-    // can plausibly carry; the cheap field checks skip most offsets before the checksum.
-    let lsn_bound = lsn_damaged.saturating_add((bytes.len() / FRAME_HEADER_BYTES) as u64 + 1);
-    let last_start = bytes.len().checked_sub(FRAME_HEADER_BYTES)?;
-    (from..=last_start).find(|&at| {
-        let lsn = read_u64(bytes, at + 8);
-        let lsn_durable = read_u64(bytes, at + 16);
-        lsn > lsn_damaged
-            && lsn <= lsn_bound
-            && lsn_durable >= lsn_damaged
-            && lsn_durable < lsn
-            && parse_frame(bytes, at).is_some()
-    })
-}
-
-/// Whether every byte from `offset` on is zero.
-pub(crate) fn is_zero_from(bytes: &[u8], offset: usize) -> bool {
-    bytes
-        .get(offset..)
-        .is_none_or(|rest| rest.iter().all(|&b| b == 0))
-}
-
 fn read_u32(bytes: &[u8], at: usize) -> u32 {
     let mut b = [0u8; 4];
     b.copy_from_slice(&bytes[at..at + 4]);
     u32::from_le_bytes(b)
 }
 
-fn read_u64(bytes: &[u8], at: usize) -> u64 {
+pub(crate) fn read_u64(bytes: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(b)
@@ -259,43 +161,6 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn segment(records: &[(u64, u64, &[u8])]) -> Vec<u8> {
-        let mut bytes = encode_segment_header(1, 1).to_vec();
-        for (lsn, durable, payload) in records {
-            encode_frame(&mut bytes, *lsn, *durable, 3, payload);
-        }
-        bytes
-    }
-
-    fn scan(bytes: &[u8], is_last: bool) -> Result<SegmentScan, (u64, String)> {
-        let header = decode_segment_header(bytes).unwrap();
-        scan_segment(bytes, header, is_last, |_, _| Ok(()))
-    }
-
-    #[test]
-    fn intact_segment_scans_to_its_end() {
-        let bytes = segment(&[(1, 0, b"a"), (2, 1, b"bb")]);
-        let out = scan(&bytes, true).unwrap();
-        assert_eq!(out.valid_end, bytes.len() as u64);
-        assert_eq!(out.lsn_last, 2);
-        assert_eq!(out.torn_bytes, 0);
-    }
-
-    #[test]
-    fn unsynced_damage_is_a_torn_tail_and_synced_damage_is_corruption() {
-        // Record 2 was written before record 1 was known durable: damage to 1 is torn.
-        let mut torn = segment(&[(1, 0, b"aaaa"), (2, 0, b"bbbb")]);
-        torn[SEGMENT_HEADER_BYTES + 26] ^= 1;
-        assert_eq!(scan(&torn, true).unwrap().lsn_last, 0);
-        // Record 2 says 1 was durable: damage to 1 is corruption.
-        let mut corrupt = segment(&[(1, 0, b"aaaa"), (2, 1, b"bbbb")]);
-        corrupt[SEGMENT_HEADER_BYTES + 26] ^= 1;
-        let (offset, _) = scan(&corrupt, true).unwrap_err();
-        assert_eq!(offset, SEGMENT_HEADER_BYTES as u64);
-        // Any damage in a segment that is not the last is corruption.
-        assert!(scan(&torn, false).is_err());
-    }
 
     #[test]
     fn segment_names_round_trip() {

@@ -1,11 +1,12 @@
-//! The write-ahead log: segment files of checksummed, LSN-numbered records, a commit
-//! pipeline with group commit, and recovery.
+//! The write-ahead log: segment files of checksummed, LSN-numbered records, and a commit
+//! pipeline with group commit. Recovery's scan of the log is the child module `recover`
+//! ([`Wal::recover`]); the bytes are `format`; the clean-close marker is `end`.
 //!
 //! **Commit as submit + complete.** [`Wal::append`] encodes a record into the in-memory log
 //! buffer and returns its LSN: the ticket. It does no I/O (unless the buffer passes
 //! [`limits::LOG_BUFFER_BYTES_FLUSH`]: then the appender writes it out, a plain write) and
 //! never an fsync, so the database calls it under its state lock, and log order is apply
-//! order. A record is acknowledged under `Sync::Always` once `lsn_durable >= lsn`.
+//! order. A record is acknowledged under `Durability::Always` once `lsn_durable >= lsn`.
 //! [`Wal::sync_to`] is the blocking completion: the first waiter becomes the *log writer*
 //! (the leader), takes the whole buffer, and with the lock released writes it with one
 //! `write_at` and syncs it with one fsync; later waiters sleep on a condition variable and
@@ -43,15 +44,15 @@
 
 pub(crate) mod end;
 pub(crate) mod format;
+mod recover;
 
-use crate::env::{Clock, File, Fs, OpenMode, StepResult, Worker};
+pub use recover::{LogScan, RecoveryStats};
+
+use crate::env::{remove_durably, Clock, File, Fs, OpenMode, StepResult, Worker};
 use crate::error::{Error, Result};
 use crate::limits;
-use crate::options::Sync as SyncMode;
-use format::{
-    decode_segment_header, encode_frame, encode_segment_header, is_zero_from,
-    parse_segment_file_name, scan_segment, segment_file_name, Frame, SEGMENT_HEADER_BYTES,
-};
+use crate::options::Durability;
+use format::{encode_frame, encode_segment_header, segment_file_name, SEGMENT_HEADER_BYTES};
 #[cfg(feature = "shuttle")]
 use shuttle::sync::{Condvar, Mutex, MutexGuard};
 use std::path::{Path, PathBuf};
@@ -59,6 +60,9 @@ use std::sync::Arc;
 #[cfg(not(feature = "shuttle"))]
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
+
+/// The log's directory under the database's root.
+pub(crate) const WAL_DIR: &str = "wal";
 
 /// A live segment: its number, the first LSN it holds, its path.
 #[derive(Debug, Clone)]
@@ -131,12 +135,24 @@ impl Default for WalLimits {
     }
 }
 
+/// Where the log stands ([`crate::Database::lsns`]): `durable <= appended`, both only grow
+/// while the database is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lsns {
+    /// The last LSN appended: its write is applied and its record is in the log buffer or
+    /// the file, not necessarily synced (under `Durability::Always` it is not yet
+    /// acknowledged until `durable` reaches it).
+    pub appended: u64,
+    /// The last LSN synced: every record up to it survives a crash.
+    pub durable: u64,
+}
+
 /// The write-ahead log of one database.
 pub struct Wal {
     fs: Arc<dyn Fs>,
     clock: Arc<dyn Clock>,
     dir: PathBuf,
-    mode: SyncMode,
+    mode: Durability,
     limits: WalLimits,
     state: Mutex<WalState>,
     /// Signalled whenever the log writer finishes (durability advanced, or the log was
@@ -144,181 +160,7 @@ pub struct Wal {
     io_done: Condvar,
 }
 
-/// The log as recovery found it: what [`Wal::start`] needs.
-#[derive(Debug)]
-pub struct LogScan {
-    /// What the scan found.
-    pub stats: RecoveryStats,
-    segments: Vec<PathBuf>,
-    seq_last: u64,
-}
-
-/// What recovery found in the log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryStats {
-    /// Records passed to the replay function (after the checkpoint).
-    pub records_replayed: u64,
-    /// Bytes cut from a torn tail.
-    pub bytes_truncated: u64,
-    /// LSN of the last intact record (or the checkpoint's LSN).
-    pub lsn_last: u64,
-    /// Segments read.
-    pub segments: u64,
-    /// Where a torn tail was cut: the segment and the offset of the first byte removed.
-    pub truncated_at: Option<(PathBuf, u64)>,
-}
-
 impl Wal {
-    /// Scans the log in `dir` for recovery, replaying, in LSN order, every intact record
-    /// with an LSN above `lsn_checkpoint` through `replay(lsn, kind, payload)`. A torn tail
-    /// of the last segment ends the log (its size is reported); a last segment whose
-    /// creation was torn is removed; damage anywhere else is corruption.
-    ///
-    /// Nothing is appended to the scanned segments: the caller makes the recovered state
-    /// durable in a checkpoint and then calls [`Wal::start`], which removes them and starts
-    /// a fresh segment. (Records replayed from the last segment may be readable only from
-    /// the OS cache after a failed fsync, and rewriting them in place could tear sectors
-    /// that were durable.)
-    pub fn recover(
-        fs: &dyn Fs,
-        dir: &Path,
-        lsn_checkpoint: u64,
-        mut replay: impl FnMut(u64, u8, &[u8]) -> Result<()>,
-    ) -> Result<LogScan> {
-        fs.create_dir(dir)
-            .map_err(|e| Error::io("create log directory", dir, e))?;
-        let names = fs
-            .list(dir)
-            .map_err(|e| Error::io("list log directory", dir, e))?;
-        let mut seqs: Vec<u64> = names
-            .iter()
-            .filter_map(|n| parse_segment_file_name(n))
-            .collect();
-        seqs.sort_unstable();
-        // A segment is made durable before anything in it is acknowledged, so a last
-        // segment whose header is torn and whose rest is zeros was being created when the
-        // crash came and held nothing: remove it first, so that the one before it is last.
-        let mut dir_changed = false;
-        // Set when the last segment was a torn creation: creating it proves the one before
-        // was synced in full, so that one keeps the rules of a middle segment.
-        let mut last_is_sealed = false;
-        if let Some(&seq) = seqs.last() {
-            let path = dir.join(segment_file_name(seq));
-            let bytes = fs
-                .open(&path, OpenMode::Read)
-                .and_then(|file| file.read_all())
-                .map_err(|e| Error::io("read log segment", &path, e))?;
-            if let Err(reason) = decode_segment_header(&bytes) {
-                if is_zero_from(&bytes, SEGMENT_HEADER_BYTES) {
-                    tracing::info!(path = %path.display(), %reason, "removing a log segment whose creation was torn");
-                    fs.remove(&path)
-                        .map_err(|e| Error::io("remove torn log segment", &path, e))?;
-                    crate::probe!(WalTornCreationRemoved);
-                    dir_changed = true;
-                    last_is_sealed = true;
-                    seqs.pop();
-                }
-            }
-        }
-
-        let mut stats = RecoveryStats {
-            lsn_last: lsn_checkpoint,
-            ..RecoveryStats::default()
-        };
-        let mut segments = Vec::new();
-        for (i, &seq) in seqs.iter().enumerate() {
-            let path = dir.join(segment_file_name(seq));
-            let is_last = i + 1 == seqs.len() && !last_is_sealed;
-            let file = fs
-                .open(&path, OpenMode::Read)
-                .map_err(|e| Error::io("open log segment", &path, e))?;
-            let bytes = file
-                .read_all()
-                .map_err(|e| Error::io("read log segment", &path, e))?;
-            let header = match decode_segment_header(&bytes) {
-                Ok(header) if header.seq == seq => header,
-                Ok(header) => {
-                    return Err(Error::corruption(
-                        &path,
-                        16,
-                        format!(
-                            "header names segment {} but the file is segment {seq}",
-                            header.seq
-                        ),
-                    ))
-                }
-                Err(reason) => return Err(Error::corruption(&path, 0, reason)),
-            };
-            stats.segments += 1;
-            if header.first_lsn > stats.lsn_last + 1 {
-                return Err(Error::corruption(
-                    &path,
-                    24,
-                    format!(
-                        "log gap: segment starts at LSN {} but the log so far ends at LSN {}",
-                        header.first_lsn, stats.lsn_last
-                    ),
-                ));
-            }
-            // A record that does not apply is corruption of the log; but applying it may
-            // read a cold segment (to find the row an update or delete hides), and a failed
-            // or damaged read there is that file's error, reported as it is.
-            let mut segment_error: Option<Error> = None;
-            let mut replay_frame = |frame: Frame<'_>, offset: u64| -> Result<(), (u64, String)> {
-                if frame.lsn <= stats.lsn_last {
-                    return Ok(()); // covered by the checkpoint (or an older segment)
-                }
-                replay(frame.lsn, frame.kind, frame.payload).map_err(|e| {
-                    let reason = format!("record with LSN {} does not apply: {e}", frame.lsn);
-                    if matches!(e, Error::Io { .. } | Error::Corruption { .. }) {
-                        segment_error = Some(e);
-                    }
-                    (offset, reason)
-                })?;
-                stats.records_replayed += 1;
-                stats.lsn_last = frame.lsn;
-                Ok(())
-            };
-            let scan = scan_segment(&bytes, header, is_last, &mut replay_frame);
-            if let Some(e) = segment_error.take() {
-                return Err(e);
-            }
-            let scan = scan.map_err(|(offset, reason)| {
-                crate::probe!(WalMidLogCorruption);
-                Error::corruption(&path, offset, reason)
-            })?;
-            if scan.torn_bytes > 0 {
-                crate::probe!(WalTornTailTruncated);
-                tracing::info!(
-                    path = %path.display(),
-                    offset = scan.valid_end,
-                    bytes = scan.torn_bytes,
-                    "truncating a torn log tail"
-                );
-                stats.bytes_truncated += scan.torn_bytes;
-                stats.truncated_at = Some((path.clone(), scan.valid_end));
-            }
-            stats.lsn_last = stats.lsn_last.max(scan.lsn_last);
-            segments.push(SegmentInfo {
-                seq,
-                first_lsn: header.first_lsn,
-                path,
-            });
-        }
-        if dir_changed {
-            fs.sync_dir(dir)
-                .map_err(|e| Error::io("sync log directory", dir, e))?;
-        }
-        let seq_last = segments
-            .last()
-            .map_or(seqs.last().copied().unwrap_or(0), |s| s.seq);
-        Ok(LogScan {
-            stats,
-            segments: segments.into_iter().map(|s| s.path).collect(),
-            seq_last,
-        })
-    }
-
     /// Starts the log after recovery: removes the scanned segments, whose records must all
     /// be covered by a durable checkpoint at `lsn_covered`, then creates a fresh segment
     /// for LSN `lsn_covered + 1`.
@@ -326,19 +168,18 @@ impl Wal {
         fs: Arc<dyn Fs>,
         clock: Arc<dyn Clock>,
         dir: &Path,
-        mode: SyncMode,
+        mode: Durability,
         scan: LogScan,
         lsn_covered: u64,
     ) -> Result<Wal> {
         debug_assert!(lsn_covered >= scan.stats.lsn_last);
-        if !scan.segments.is_empty() {
-            for path in &scan.segments {
-                fs.remove(path)
-                    .map_err(|e| Error::io("remove recovered log segment", path, e))?;
-            }
-            fs.sync_dir(dir)
-                .map_err(|e| Error::io("sync log directory", dir, e))?;
-        }
+        remove_durably(
+            fs.as_ref(),
+            dir,
+            &scan.segments,
+            "remove recovered log segment",
+            "sync log directory",
+        )?;
         let lsn_next = lsn_covered + 1;
         // A stray half-made segment left by a failed start is removed by the next recovery
         // (torn header) or is a valid empty segment covered by the checkpoint.
@@ -388,11 +229,6 @@ impl Wal {
 
     fn wait_io<'a>(&'a self, state: MutexGuard<'a, WalState>) -> MutexGuard<'a, WalState> {
         self.io_done.wait(state).unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The durability mode.
-    pub fn mode(&self) -> SyncMode {
-        self.mode
     }
 
     /// Appends one record to the log buffer and returns its LSN. No I/O unless the buffer
@@ -782,11 +618,13 @@ impl Wal {
         }
     }
 
-    /// `(lsn_appended, lsn_durable)`: the last LSN in the log (in the buffer or the file)
-    /// and the last one synced.
-    pub fn lsns(&self) -> (u64, u64) {
+    /// The last LSN in the log (in the buffer or the file) and the last one synced.
+    pub fn lsns(&self) -> Lsns {
         let state = self.lock();
-        (state.lsn_appended, state.lsn_durable)
+        Lsns {
+            appended: state.lsn_appended,
+            durable: state.lsn_durable,
+        }
     }
 
     /// The poison reason, if the log is poisoned.
@@ -794,7 +632,7 @@ impl Wal {
         self.lock().poisoned.clone()
     }
 
-    /// One step of the log writer, for the background worker: with `Sync::Always` and
+    /// One step of the log writer, for the background worker: with `Durability::Always` and
     /// `Batch` it writes and syncs when a sync is due; with `None` it writes the buffer
     /// (rolling segments as needed) and syncs only at a roll. Returns how long until the
     /// next step is due.
@@ -806,24 +644,24 @@ impl Wal {
         }
         let Some(since) = state.unsynced_since else {
             return StepResult::Idle(match self.mode {
-                SyncMode::Batch { max_delay } => max_delay.min(idle),
-                SyncMode::None => limits::LOG_WRITE_DELAY.min(idle),
-                SyncMode::Always => idle,
+                Durability::Batch { max_delay } => max_delay.min(idle),
+                Durability::None => limits::LOG_WRITE_DELAY.min(idle),
+                Durability::Always => idle,
             });
         };
         if state.io_in_progress {
             return StepResult::Idle(Duration::from_micros(100));
         }
         let sync = match self.mode {
-            SyncMode::Always => true,
-            SyncMode::Batch { max_delay } => {
+            Durability::Always => true,
+            Durability::Batch { max_delay } => {
                 let age = self.clock.now_monotonic().saturating_sub(since);
                 if age < max_delay {
                     return StepResult::Idle(max_delay - age);
                 }
                 true
             }
-            SyncMode::None => {
+            Durability::None => {
                 if state.buffer.is_empty() {
                     return StepResult::Idle(limits::LOG_WRITE_DELAY);
                 }
@@ -881,17 +719,17 @@ impl Wal {
                 .unwrap_or(0);
             state.segments.drain(..keep_from).collect()
         };
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        for segment in &doomed {
-            self.fs
-                .remove(&segment.path)
-                .map_err(|e| Error::io("remove log segment", &segment.path, e))?;
-        }
-        self.fs
-            .sync_dir(&self.dir)
-            .map_err(|e| Error::io("sync log directory", &self.dir, e))
+        let paths: Vec<&Path> = doomed
+            .iter()
+            .map(|segment| segment.path.as_path())
+            .collect();
+        remove_durably(
+            self.fs.as_ref(),
+            &self.dir,
+            &paths,
+            "remove log segment",
+            "sync log directory",
+        )
     }
 
     fn current_path(&self, state: &WalState) -> PathBuf {

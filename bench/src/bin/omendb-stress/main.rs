@@ -46,7 +46,7 @@ use clap::Parser;
 use histogram::Histogram;
 use memory::{cpu_seconds, live_heap};
 use model::{check_state, make_row, owned_max, table_def, KeyDraw, Owned, TABLE};
-use omendb::{Database, Options, Sync};
+use omendb::{Database, Durability, Options};
 use omendb_bench::parse_duration;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -149,20 +149,20 @@ fn parse_parts(text: &str, count: usize, what: &str) -> Result<Vec<u64>, String>
 
 /// `always`, `none`, `batch` (10 ms) or `batch:MS`: a bare number after `batch:` is in
 /// milliseconds, and a duration with a unit (`batch:2ms`, `batch:0.5s`) is taken as given.
-fn parse_sync(text: &str) -> Result<Sync, String> {
+fn parse_sync(text: &str) -> Result<Durability, String> {
     Ok(match text {
-        "always" => Sync::Always,
-        "none" => Sync::None,
-        "batch" => Sync::Batch {
+        "always" => Durability::Always,
+        "none" => Durability::None,
+        "batch" => Durability::Batch {
             max_delay: Duration::from_millis(10),
         },
         other => match other.strip_prefix("batch:") {
             Some(delay) if !delay.is_empty() && delay.bytes().all(|b| b.is_ascii_digit()) => {
-                Sync::Batch {
+                Durability::Batch {
                     max_delay: parse_duration(&format!("{delay}ms"))?,
                 }
             }
-            Some(delay) => Sync::Batch {
+            Some(delay) => Durability::Batch {
                 max_delay: parse_duration(delay)?,
             },
             None => {
@@ -178,7 +178,7 @@ fn parse_sync(text: &str) -> Result<Sync, String> {
 struct Plan {
     read_per_mille: u64,
     write_mix: Vec<u64>,
-    sync: Sync,
+    sync: Durability,
     dist: KeyDraw,
     dir: PathBuf,
 }

@@ -1,5 +1,5 @@
 //! Unit tests of the whole tree on small, hand-picked cases. The randomized comparison with
-//! `BTreeMap` lives in `engine/tests/alex_props.rs`.
+//! `BTreeIndex`, the ordered-map reference, lives in `engine/tests/alex_props.rs`.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -135,15 +135,6 @@ fn u128_keys_work() {
     assert_eq!(tree.get(u128::MAX), Some(7));
 }
 
-/// SplitMix64, for tests that need many reproducible keys without a dependency.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Insert and delete churn over a fixed key set (what `omendb-stress` does to its table) must
 /// not make the tree grow: at a steady fill its shape settles, and after swings of the fill
 /// (to 90% of the key set and down to 30%) the nodes contract again, so the tree holding 30% is
@@ -158,12 +149,12 @@ fn churn_over_a_fixed_key_set_stays_bounded() {
             assert!(tree.insert(key, key as u64));
             model.insert(key, key as u64);
         }
-        let mut rng = 7u64;
+        let mut rng = omendb_keygen::SplitMix64::new(7);
         // Flip random keys: the fill stays near half.
         let mut settled = None;
         for round in 0..5 {
             for _ in 0..200_000 {
-                let key = (splitmix(&mut rng) % KEYS) as i64;
+                let key = (rng.next_u64() % KEYS) as i64;
                 if tree.remove(key).is_some() {
                     model.remove(&key);
                 } else {
@@ -189,14 +180,14 @@ fn churn_over_a_fixed_key_set_stays_bounded() {
         let half_bytes = tree.bytes_used();
         for swing in 0..3 {
             while model.len() < (KEYS * 9 / 10) as usize {
-                let key = (splitmix(&mut rng) % KEYS) as i64;
+                let key = (rng.next_u64() % KEYS) as i64;
                 if let std::collections::btree_map::Entry::Vacant(entry) = model.entry(key) {
                     assert!(tree.insert(key, key as u64));
                     entry.insert(key as u64);
                 }
             }
             while model.len() > (KEYS * 3 / 10) as usize {
-                let key = (splitmix(&mut rng) % KEYS) as i64;
+                let key = (rng.next_u64() % KEYS) as i64;
                 if model.remove(&key).is_some() {
                     assert_eq!(tree.remove(key), Some(key as u64));
                 }
