@@ -395,10 +395,7 @@ fn rows_changed_while_a_compaction_merges_stay_changed() {
         std::thread::spawn(move || {
             omendb::probe::reset();
             while db.compact_step().unwrap() {}
-            omendb::probe::counts()
-                .iter()
-                .find(|(p, _)| *p == omendb::probe::Probe::ColdHiddenDuringMerge)
-                .map_or(0, |(_, n)| *n)
+            omendb::probe::count(omendb::probe::Probe::ColdHiddenDuringMerge)
         })
     };
     // Update and delete cold rows while the merge runs.

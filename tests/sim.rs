@@ -2,9 +2,10 @@
 //! a bounded sweep runs, and the determinism check runs each of a few seeds twice.
 #![cfg(feature = "sim")]
 
-use omendb::probe::Probe;
 use omendb_sim::seeds::load_dir;
-use omendb_sim::sweep::{sweep, ProbeScope, Summary, PROBES_RARE, PROBES_UNREACHABLE};
+use omendb_sim::sweep::{
+    probes_listed, sweep, ProbeScope, Summary, PROBES_RARE, PROBES_UNREACHABLE,
+};
 use omendb_sim::{replay_command, run, FaultMask, Outcome, RunConfig};
 use std::path::Path;
 use std::sync::OnceLock;
@@ -69,7 +70,7 @@ fn bounded_sweep_hits_every_probe() {
     );
     for (name, _) in PROBES_UNREACHABLE.iter().chain(PROBES_RARE) {
         assert!(
-            Probe::ALL.iter().any(|p| p.name() == *name),
+            probes_listed().any(|listed| listed == *name),
             "a probe list names {name}, which is no probe"
         );
     }

@@ -7,23 +7,12 @@
 //! crate::probe!(WalTornTailTruncated);
 //! ```
 //!
-//! The macro is exported, so the simulated disk (`omendb-faults`) and the simulator name
-//! their probes with `omendb::probe!` too, and one table ([`Probe::ALL`]) lists every probe
-//! of the project. Adding one is adding a variant and its line in [`Probe::name`].
-//!
-//! **Cost.** A hit is one thread-local `Cell` increment in a fixed array indexed by the
-//! variant: no lock, no atomic, no allocation, no lookup by name. Probes sit on rare paths
-//! (a torn tail, a failed fsync, a node split), never on the per-row fast path.
-//!
-//! **Per thread, read as totals.** Counters are per thread because the simulator runs each
-//! seed start to end on one thread (workers included), and tests and sweeps run seeds on
-//! several threads at once: [`reset`] at the start of a run and [`counts`] at its end give
-//! that run's hits, whatever other threads do. Counters never influence behaviour; the
-//! simulator reads them only after a run, so they cannot change a seed's trajectory.
-//! On a real disk the engine's background workers count on their own threads, which nobody
-//! reads.
-
-use std::cell::Cell;
+//! [`Probe`] is the engine's list of its probes ([`Probe::ALL`]); adding one is adding a
+//! variant and its line in [`Probe::name`]. The counting is `omendb-env`'s
+//! ([`omendb_env::probe`]): by name, per thread, read by a simulator at the end of a run;
+//! the simulated disk (`omendb_faults::PROBES`) and the simulator list their own probes
+//! the same way. Probes sit on rare paths (a torn tail, a failed fsync, a node split),
+//! never on the per-row fast path.
 
 /// Every probe of the project. The name (see [`Probe::name`]) is what reports print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -81,14 +70,6 @@ pub enum Probe {
     CheckpointStreamed,
     /// An open replayed log records after the checkpoint it loaded.
     OpenReplayedRecords,
-    // ---- the simulated disk (faults/src/disk.rs) ----
-    /// A write to an unreadable (latent) sector healed it (the drive remapped it).
-    DiskLatentHealedByWrite,
-    /// A crash left a file's size at a byte inside an extending write.
-    DiskLenMidWrite,
-    // ---- the simulator (sim/src/runner.rs) ----
-    /// The disk crashed while the database was opening (a crash during recovery).
-    SimCrashDuringRecovery,
 }
 
 impl Probe {
@@ -96,7 +77,7 @@ impl Probe {
     pub const COUNT: usize = Probe::ALL.len();
 
     /// Every probe, in declaration order.
-    pub const ALL: [Probe; 27] = [
+    pub const ALL: [Probe; 24] = [
         Probe::WalLogEndLost,
         Probe::WalTornTailTruncated,
         Probe::WalTornCreationRemoved,
@@ -121,9 +102,6 @@ impl Probe {
         Probe::CheckpointCopied,
         Probe::CheckpointStreamed,
         Probe::OpenReplayedRecords,
-        Probe::DiskLatentHealedByWrite,
-        Probe::DiskLenMidWrite,
-        Probe::SimCrashDuringRecovery,
     ];
 
     /// The probe's stable name: `layer.what`, as reports and docs/TESTING.md spell it.
@@ -153,34 +131,24 @@ impl Probe {
             Probe::CheckpointCopied => "checkpoint.copied",
             Probe::CheckpointStreamed => "checkpoint.streamed",
             Probe::OpenReplayedRecords => "open.replayed_records",
-            Probe::DiskLatentHealedByWrite => "disk.latent_healed_by_write",
-            Probe::DiskLenMidWrite => "disk.len_mid_write",
-            Probe::SimCrashDuringRecovery => "sim.crash_during_recovery",
         }
     }
-}
-
-thread_local! {
-    static COUNTS: [Cell<u64>; Probe::COUNT] = const { [const { Cell::new(0) }; Probe::COUNT] };
 }
 
 /// Counts one hit of `probe` on this thread. Use [`probe!`](crate::probe!).
 #[inline]
 pub fn hit(probe: Probe) {
-    COUNTS.with(|counts| {
-        let cell = &counts[probe as usize];
-        cell.set(cell.get().wrapping_add(1));
-    });
+    omendb_env::probe::hit(probe.name());
 }
 
-/// Sets this thread's counters to zero (the simulator, at the start of a run).
-pub fn reset() {
-    COUNTS.with(|counts| counts.iter().for_each(|c| c.set(0)));
-}
+pub use omendb_env::probe::reset;
 
-/// This thread's hits since the last [`reset`], by probe, in [`Probe::ALL`] order.
-pub fn counts() -> [(Probe, u64); Probe::COUNT] {
-    COUNTS.with(|counts| Probe::ALL.map(|probe| (probe, counts[probe as usize].get())))
+/// This thread's hits of `probe` since the last [`reset`].
+pub fn count(probe: Probe) -> u64 {
+    omendb_env::probe::counts()
+        .into_iter()
+        .find(|&(name, _)| name == probe.name())
+        .map_or(0, |(_, hits)| hits)
 }
 
 /// Marks a rare path: `probe!(WalTornTailTruncated)` counts one hit of
@@ -208,12 +176,10 @@ mod tests {
     }
 
     #[test]
-    fn counts_reset() {
-        reset();
+    fn a_hit_counts_under_the_probes_name() {
+        omendb_env::probe::reset();
         crate::probe!(AlexSplit);
         crate::probe!(AlexSplit);
-        assert_eq!(counts()[Probe::AlexSplit as usize].1, 2);
-        reset();
-        assert_eq!(counts()[Probe::AlexSplit as usize].1, 0);
+        assert_eq!(omendb_env::probe::counts(), vec![("alex.split", 2)]);
     }
 }

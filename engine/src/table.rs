@@ -1182,7 +1182,7 @@ mod tests {
             .expect("segment written");
         crate::probe::reset();
         t.flush_install(&snapshot, segment);
-        let hidden = crate::probe::counts()[crate::probe::Probe::ColdWrittenDuringFlush as usize].1;
+        let hidden = crate::probe::count(crate::probe::Probe::ColdWrittenDuringFlush);
         // 0, 100, 590 updated; 10, 200, 250 deleted (250 then inserted again).
         assert_eq!(hidden, 6);
         t.check_invariants().expect("invariants");

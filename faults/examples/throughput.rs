@@ -5,7 +5,7 @@
 //!
 //! This is a measurement, not a test: it uses the wall clock only to report.
 
-use omendb::env::{File, Fs, OpenMode};
+use omendb_env::{File, Fs, OpenMode};
 use omendb_faults::{FaultPlan, SimFs};
 use std::path::Path;
 use std::time::Instant;

@@ -64,7 +64,7 @@ use crate::inject::Injector;
 use crate::log::{FaultKind, FaultRecord, Stats};
 use crate::namespace::{components, path_text, Found, Ino, Namespace, ROOT};
 use crate::plan::{CrashModel, FaultPlan};
-use omendb::env::{DirLock, File, Fs, OpenMode};
+use omendb_env::{DirLock, File, Fs, OpenMode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -262,7 +262,7 @@ impl Disk {
                 .copied()
                 .collect();
             for key in remapped {
-                omendb::probe!(DiskLatentHealedByWrite);
+                omendb_env::probe!(crate::PROBE_LATENT_HEALED_BY_WRITE);
                 self.latent.remove(&key);
             }
         }

@@ -1,5 +1,5 @@
 //! `FaultyFs`: the plan's error injection around any other [`Fs`], typically the real
-//! disk ([`omendb::env::OsEnv`] on a temporary directory).
+//! disk ([`omendb_env::OsEnv`] on a temporary directory).
 //!
 //! It injects what a real file system can be made to report without a simulated medium:
 //! - read error: EIO, the inner read is not made;
@@ -22,7 +22,7 @@
 use crate::inject::Injector;
 use crate::log::{FaultKind, FaultRecord, Stats};
 use crate::plan::FaultPlan;
-use omendb::env::{File, Fs, OpenMode};
+use omendb_env::{File, Fs, OpenMode};
 use std::fmt;
 use std::io;
 use std::path::Path;
@@ -157,7 +157,7 @@ impl Fs for FaultyFs {
     }
 
     /// Passed through uncounted and without a fault draw, like `SimFs`: not an I/O call.
-    fn lock_dir(&self, dir: &Path) -> io::Result<Option<omendb::env::DirLock>> {
+    fn lock_dir(&self, dir: &Path) -> io::Result<Option<omendb_env::DirLock>> {
         self.inner.lock_dir(dir)
     }
 }
@@ -280,7 +280,7 @@ impl File for FaultyFile {
 mod tests {
     use super::*;
     use crate::error::is_injected;
-    use omendb::env::OsEnv;
+    use omendb_env::OsEnv;
 
     fn os_in_tempdir() -> (tempfile::TempDir, Arc<dyn Fs>) {
         let dir = tempfile::tempdir().unwrap();

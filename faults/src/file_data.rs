@@ -223,7 +223,7 @@ impl FileData {
                             if end > from && len_rng.random_bool(model.len_mid_write) {
                                 len_settled = len_rng.random_range(from..end);
                                 len_mid = true;
-                                omendb::probe!(DiskLenMidWrite);
+                                omendb_env::probe!(crate::PROBE_LEN_MID_WRITE);
                             }
                         }
                     }

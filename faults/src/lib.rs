@@ -1,7 +1,9 @@
-//! The simulated disk and its fault model, behind omendb's Env traits.
+//! The simulated disk and its fault model, behind the `omendb-env` traits. It depends on
+//! `omendb-env` (std and libc), not on the database engine: any program whose I/O goes through
+//! those traits can run on it.
 //!
 //! [`SimFs`] is an in-memory, deterministic file system that implements
-//! [`omendb::env::Fs`]. It keeps, for every file, the bytes the process sees and the bytes
+//! [`omendb_env::Fs`]. It keeps, for every file, the bytes the process sees and the bytes
 //! that are durable; for every directory, the entries the process sees and the durable
 //! ones. A seeded [`FaultPlan`] decides which faults it injects (I/O errors, torn and
 //! misdirected writes, disk full, bit flips, latent sector errors) and at which I/O call
@@ -41,3 +43,11 @@ pub use file_data::FILE_BYTES_MAX;
 pub use log::{FaultKind, FaultRecord, Stats, FAULT_LOG_RECORDS_MAX};
 pub use namespace::PATH_DEPTH_MAX;
 pub use plan::{CrashModel, FaultPlan, SECTOR_BYTES_MAX, SECTOR_BYTES_MIN};
+
+/// Probe: a write to an unreadable (latent) sector healed it (the drive remapped it).
+pub const PROBE_LATENT_HEALED_BY_WRITE: &str = "disk.latent_healed_by_write";
+/// Probe: a crash left a file's size at a byte inside an extending write.
+pub const PROBE_LEN_MID_WRITE: &str = "disk.len_mid_write";
+
+/// The simulated disk's coverage probes ([`omendb_env::probe`]), for a sweep to require.
+pub const PROBES: [&str; 2] = [PROBE_LATENT_HEALED_BY_WRITE, PROBE_LEN_MID_WRITE];

@@ -6,7 +6,7 @@
 //! One known difference is kept out of the script: opening a directory read-only succeeds
 //! on Linux and fails with `IsADirectory` on `SimFs`.
 
-use omendb::env::{File, Fs, OpenMode, OsEnv};
+use omendb_env::{File, Fs, OpenMode, OsEnv};
 use omendb_faults::{FaultPlan, FaultyFs, SimFs};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

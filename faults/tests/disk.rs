@@ -2,7 +2,7 @@
 //! disk full, corruption at rest, latent errors, misdirected and torn writes, dead
 //! handles, exact crash points, determinism, and std-like error kinds.
 
-use omendb::env::{File, Fs, OpenMode};
+use omendb_env::{File, Fs, OpenMode};
 use omendb_faults::{
     is_crash, is_crash_error, is_injected, CrashModel, FaultKind, FaultPlan, SimFs,
 };

@@ -2,7 +2,7 @@
 //! size and the interleaving, synced data always survives, unsynced data only ever shows
 //! as one of the states it passed through, and the disk's invariants hold.
 
-use omendb::env::{File, Fs, OpenMode};
+use omendb_env::{File, Fs, OpenMode};
 use omendb_faults::{FaultPlan, SimFs};
 use proptest::prelude::*;
 use std::path::Path;

@@ -43,13 +43,10 @@ const INVARIANT_CHECK_EVERY: u64 = 64;
 /// Runs `seed` under `config`.
 pub fn run(seed: u64, config: &RunConfig) -> Outcome {
     // Probe counters are per thread, and a run lives on one thread from here to its end.
-    omendb::probe::reset();
+    omendb_env::probe::reset();
     let mut sim = Sim::new(seed, config.clone());
     let result = sim.run_to_end();
-    let probes = omendb::probe::counts()
-        .into_iter()
-        .map(|(probe, hits)| (probe.name(), hits))
-        .collect();
+    let probes = omendb_env::probe::counts().into_iter().collect();
     let stats = sim.machine.disk.stats();
     let faults = stats
         .faults
@@ -824,7 +821,7 @@ impl Sim {
             match Database::open_with_env(self.machine.env(), Path::new(DB_PATH), options) {
                 Ok(db) => break db,
                 Err(e) if is_crash_error(&e) || self.machine.disk.is_frozen() => {
-                    omendb::probe!(SimCrashDuringRecovery);
+                    omendb_env::probe!(crate::sweep::PROBE_CRASH_DURING_RECOVERY);
                     self.log(format!("open -> crashed during recovery: {e}"));
                     self.crash_restart();
                 }

@@ -9,6 +9,20 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Probe: the disk crashed while the database was opening (a crash during recovery).
+pub const PROBE_CRASH_DURING_RECOVERY: &str = "sim.crash_during_recovery";
+
+/// Every probe a sweep knows of: the engine's ([`omendb::probe::Probe::ALL`]), the
+/// simulated disk's ([`omendb_faults::PROBES`]) and the simulator's own. A sweep's JSON
+/// names each, zeros included, and the sweeps require the ones not excused below.
+pub fn probes_listed() -> impl Iterator<Item = &'static str> {
+    omendb::probe::Probe::ALL
+        .iter()
+        .map(|p| p.name())
+        .chain(omendb_faults::PROBES)
+        .chain([PROBE_CRASH_DURING_RECOVERY])
+}
+
 /// Probes no simulated run can hit, and why (the sweeps do not require them).
 pub const PROBES_UNREACHABLE: &[(&str, &str)] = &[
     (
@@ -151,9 +165,7 @@ impl Summary {
 
     /// The probes never hit, sorted by name.
     pub fn probes_missed(&self) -> Vec<&'static str> {
-        omendb::probe::Probe::ALL
-            .iter()
-            .map(|p| p.name())
+        probes_listed()
             .filter(|name| self.probes.get(name).copied().unwrap_or(0) == 0)
             .collect::<BTreeSet<_>>()
             .into_iter()
@@ -178,10 +190,7 @@ impl Summary {
             .map(|(k, v)| format!("\"{k}\":{v}"))
             .collect();
         // Every probe, zeros included, in name order.
-        let mut probes: BTreeMap<&str, u64> = omendb::probe::Probe::ALL
-            .iter()
-            .map(|p| (p.name(), 0))
-            .collect();
+        let mut probes: BTreeMap<&str, u64> = probes_listed().map(|name| (name, 0)).collect();
         for (name, hits) in &self.probes {
             *probes.entry(name).or_default() += hits;
         }
