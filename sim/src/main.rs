@@ -4,7 +4,7 @@
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use omendb_keygen::parse_duration;
-use omendb_sim::sweep::{sweep, ProbeScope, Summary};
+use omendb_sim::sweep::{sweep, OmenDb, ProbeScope, Summary};
 use omendb_sim::{replay_command, run, FaultMask, Outcome, RunConfig};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -293,42 +293,31 @@ fn main() -> ExitCode {
         } => {
             let started = Instant::now();
             let jobs = jobs_or_cores(jobs);
-            let mut next = start;
             let mut total = Summary::default();
-            // Batches of seeds until the time is up; each batch is a deterministic sweep.
-            while started.elapsed() < duration {
-                let batch: Vec<u64> = (next..next + 64).collect();
-                next += 64;
-                let summary = sweep(&batch, &config(&args, false), jobs, &|_, _, _| {});
-                for outcome in &summary.failed {
-                    report_failure(outcome);
-                }
-                total.seeds += summary.seeds;
-                total.steps += summary.steps;
-                total.engine_ops += summary.engine_ops;
-                total.crashes += summary.crashes;
-                total.recoveries += summary.recoveries;
-                total.detected_damage += summary.detected_damage;
-                total.add_excused(&summary.excused_losses);
-                total.liveness_checked += summary.liveness_checked;
-                total.oracle_checks += summary.oracle_checks;
-                total.oracle_excused += summary.oracle_excused;
-                total.busy_s += summary.busy_s;
-                for (k, v) in summary.faults {
-                    *total.faults.entry(k).or_default() += v;
-                }
-                total.add_probes(&summary.probes);
-                total.add_at_rest(&summary.at_rest_injected, &summary.at_rest_outcomes);
-                total.failed.extend(summary.failed);
-                eprintln!(
-                    "chaos: {} seeds ({}..{}), {} failed, {:.0}s",
-                    total.seeds,
-                    start,
-                    next,
-                    total.failed.len(),
-                    started.elapsed().as_secs_f64()
-                );
-            }
+            let config = config(&args, false);
+            // Batches of 64 fresh seeds until the time is up, each a deterministic sweep.
+            omendb_simcore::chaos(
+                &OmenDb { config: &config },
+                start,
+                duration,
+                jobs,
+                64,
+                &mut |runs, next| {
+                    let summary = Summary::of_runs(runs);
+                    for outcome in &summary.failed {
+                        report_failure(outcome);
+                    }
+                    total.merge(summary);
+                    eprintln!(
+                        "chaos: {} seeds ({}..{}), {} failed, {:.0}s",
+                        total.seeds,
+                        start,
+                        next,
+                        total.failed.len(),
+                        started.elapsed().as_secs_f64()
+                    );
+                },
+            );
             total.elapsed_s = started.elapsed().as_secs_f64();
             println!(
                 "chaos: {} seeds, {} failed, {} crashes, {:.0} sim ops/s per core",
@@ -384,9 +373,10 @@ fn main() -> ExitCode {
             args,
         } => {
             let mut ok = true;
+            let config = config(&args, false);
             for seed in a..b {
-                let first = run(seed, &config(&args, false));
-                let second = run(seed, &config(&args, false));
+                let (first, second) =
+                    omendb_simcore::replay_twice(&OmenDb { config: &config }, seed);
                 let same = first.trace_hash == second.trace_hash && first.steps == second.steps;
                 println!(
                     "seed {seed}: {:016x} {:016x} {}",

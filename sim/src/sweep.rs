@@ -5,9 +5,7 @@ use crate::config::{replay_command, RunConfig};
 use crate::outcome::Outcome;
 use crate::runner::run;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Probe: the disk crashed while the database was opening (a crash during recovery).
 pub const PROBE_CRASH_DURING_RECOVERY: &str = "sim.crash_during_recovery";
@@ -55,11 +53,6 @@ pub enum ProbeScope {
     /// A sweep or chaos run of thousands of seeds: every reachable probe.
     Long,
 }
-
-/// A seed still running after this long is reported as hung, with its replay command, and
-/// the process exits with status 3: a run is single-threaded and bounded, so only a call
-/// that never returns can take this long, and a stuck thread cannot be stopped otherwise.
-pub const SEED_HANG_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a sweep found.
 #[derive(Debug, Clone, Default)]
@@ -233,8 +226,79 @@ impl Summary {
     }
 }
 
-/// Runs every seed in `seeds` with `config` on `jobs` threads; `progress` is called after
-/// each seed with (done, total, failed so far).
+/// OmenDB as a system under test of the generic core (`omendb-simcore`): one seed is
+/// [`run`] under one [`RunConfig`].
+pub struct OmenDb<'a> {
+    pub config: &'a RunConfig,
+}
+
+impl omendb_simcore::Target for OmenDb<'_> {
+    type Outcome = Outcome;
+
+    fn run(&self, seed: u64) -> Outcome {
+        run(seed, self.config)
+    }
+
+    fn panicked(&self, seed: u64, message: String) -> Outcome {
+        Outcome::panicked(seed, self.config, message)
+    }
+
+    fn replay_command(&self, seed: u64) -> String {
+        replay_command(seed, self.config)
+    }
+}
+
+impl omendb_simcore::Outcome for Outcome {
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn passed(&self) -> bool {
+        Outcome::passed(self)
+    }
+
+    fn trace_hash(&self) -> u64 {
+        self.trace_hash
+    }
+}
+
+impl Summary {
+    /// Adds another summary's totals and failures (a chaos run's batches).
+    pub fn merge(&mut self, other: Summary) {
+        self.seeds += other.seeds;
+        self.steps += other.steps;
+        self.engine_ops += other.engine_ops;
+        self.crashes += other.crashes;
+        self.recoveries += other.recoveries;
+        self.detected_damage += other.detected_damage;
+        self.add_excused(&other.excused_losses);
+        self.liveness_checked += other.liveness_checked;
+        self.oracle_checks += other.oracle_checks;
+        self.oracle_excused += other.oracle_excused;
+        self.busy_s += other.busy_s;
+        for (k, v) in other.faults {
+            *self.faults.entry(k).or_default() += v;
+        }
+        self.add_probes(&other.probes);
+        self.add_at_rest(&other.at_rest_injected, &other.at_rest_outcomes);
+        self.failed.extend(other.failed);
+    }
+
+    /// The summary of runs from the generic core, in seed order.
+    pub fn of_runs(runs: Vec<omendb_simcore::Ran<Outcome>>) -> Summary {
+        let mut summary = Summary::default();
+        for ran in runs {
+            summary.busy_s += ran.busy_s;
+            summary.add(ran.outcome);
+        }
+        summary
+    }
+}
+
+/// Runs every seed in `seeds` with `config` on `jobs` threads (the generic core's
+/// [`omendb_simcore::sweep`]: whole seeds per thread, panics caught, a watchdog for hung
+/// seeds, results in seed order); `progress` is called after each seed with (done, total,
+/// failed so far).
 pub fn sweep(
     seeds: &[u64],
     config: &RunConfig,
@@ -242,86 +306,8 @@ pub fn sweep(
     progress: &(dyn Fn(u64, u64, u64) + Sync),
 ) -> Summary {
     let started = Instant::now();
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(Outcome, f64)>> = Mutex::new(Vec::with_capacity(seeds.len()));
-    let failed = AtomicUsize::new(0);
-    let running: Mutex<BTreeMap<u64, Instant>> = Mutex::new(BTreeMap::new());
-    let finished = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        // Watchdog: a run that never returns is reported with its replay command.
-        scope.spawn(|| {
-            while !finished.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(200));
-                let running = running.lock().unwrap_or_else(|p| p.into_inner());
-                let hung = running
-                    .iter()
-                    .find(|(_, since)| since.elapsed() > SEED_HANG_TIMEOUT);
-                if let Some((seed, since)) = hung {
-                    eprintln!(
-                        "HUNG seed {seed}: still running after {:.0}s; replay: {}",
-                        since.elapsed().as_secs_f64(),
-                        replay_command(*seed, config)
-                    );
-                    std::process::exit(3);
-                }
-            }
-        });
-        let workers: Vec<_> = (0..jobs.max(1))
-            .map(|_| {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&seed) = seeds.get(i) else {
-                        break;
-                    };
-                    let t = Instant::now();
-                    running
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(seed, t);
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        run(seed, config)
-                    }))
-                    .unwrap_or_else(|panic| {
-                        let message = panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "a panic without a message".into());
-                        Outcome::panicked(seed, config, message)
-                    });
-                    running
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&seed);
-                    let busy = t.elapsed().as_secs_f64();
-                    if !outcome.passed() {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let mut results = results.lock().unwrap_or_else(|p| p.into_inner());
-                    results.push((outcome, busy));
-                    let done = results.len() as u64;
-                    drop(results);
-                    progress(
-                        done,
-                        seeds.len() as u64,
-                        failed.load(Ordering::Relaxed) as u64,
-                    );
-                })
-            })
-            .collect();
-        for worker in workers {
-            // Runs catch their own panics; a worker can only end by running out of seeds.
-            let _ = worker.join();
-        }
-        finished.store(true, Ordering::Relaxed);
-    });
-    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    results.sort_by_key(|(o, _)| o.seed);
-    let mut summary = Summary::default();
-    for (outcome, busy) in results {
-        summary.busy_s += busy;
-        summary.add(outcome);
-    }
+    let runs = omendb_simcore::sweep(&OmenDb { config }, seeds, jobs, progress);
+    let mut summary = Summary::of_runs(runs);
     summary.elapsed_s = started.elapsed().as_secs_f64();
     summary
 }

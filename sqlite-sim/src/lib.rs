@@ -518,6 +518,58 @@ fn read_rows(conn: &Connection) -> rusqlite::Result<Rows> {
     rows.collect()
 }
 
+/// SQLite as a system under test of the generic core (`omendb-simcore`).
+pub struct Sqlite {
+    pub config: RunConfig,
+}
+
+impl omendb_simcore::Target for Sqlite {
+    type Outcome = Outcome;
+
+    fn run(&self, seed: u64) -> Outcome {
+        run(seed, &self.config)
+    }
+
+    fn panicked(&self, seed: u64, message: String) -> Outcome {
+        Outcome {
+            seed,
+            failure: Some(format!("panicked: {message}")),
+            commits: 0,
+            crashes: 0,
+            in_flight_applied: 0,
+            rolled_back: 0,
+            trace_hash: 0,
+            trace_tail: Vec::new(),
+        }
+    }
+
+    fn replay_command(&self, seed: u64) -> String {
+        format!(
+            "cargo run --release -p omendb-sqlite-sim -- run --seed {seed} --synchronous {} --promise {}",
+            format!("{:?}", self.config.synchronous).to_lowercase(),
+            if self.config.promise == Promise::Durable {
+                "durable"
+            } else {
+                "prefix"
+            }
+        )
+    }
+}
+
+impl omendb_simcore::Outcome for Outcome {
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    fn trace_hash(&self) -> u64 {
+        self.trace_hash
+    }
+}
+
 /// A sweep's totals.
 #[derive(Debug, Default)]
 pub struct Summary {

@@ -1,16 +1,30 @@
-//! `omendb-sqlite-sim`: SQLite on the simulated disk. `sweep --seeds A..B --synchronous
-//! full|normal|off [--promise durable|prefix]`, `run --seed N ...` (prints the trace's
-//! tail). Exit code 0 when every run kept its promise, 1 when any broke it, 2 on bad
-//! arguments.
+//! `omendb-sqlite-sim`: SQLite on the simulated disk, driven by the generic simulation core
+//! (`omendb-simcore`) as OmenDB's simulator is.
+//!
+//! - `sweep --seeds A..B [--shard I/N]`: every seed; exit code 1 if any broke its promise;
+//! - `run --seed N`: one seed, printing its trace's tail;
+//! - `chaos --duration 60s [--start S]`: fresh seeds until the time is up;
+//! - `determinism --seeds A..B`: each seed twice, the same trace hash.
+//!
+//! Options for all: `--synchronous full|normal|off` (default full), `--promise
+//! durable|prefix` (default: the setting's own), `--transactions N`, `--json`. Exit code 2
+//! on bad arguments.
 
-use omendb_sqlite_sim::{run, Promise, RunConfig, Summary, Synchronous};
+use omendb_simcore::Target;
+use omendb_sqlite_sim::{Promise, RunConfig, Sqlite, Summary, Synchronous};
 use std::process::ExitCode;
+use std::time::Duration;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: omendb-sqlite-sim sweep --seeds A..B [--synchronous full|normal|off] [--promise durable|prefix] [--transactions N] [--json]\n       omendb-sqlite-sim run --seed N [same options]"
+        "usage: omendb-sqlite-sim sweep --seeds A..B [--shard I/N] | run --seed N | chaos --duration 60s [--start S] | determinism --seeds A..B\n  options: [--synchronous full|normal|off] [--promise durable|prefix] [--transactions N] [--json]"
     );
     ExitCode::from(2)
+}
+
+fn pair(text: &str, sep: &str) -> Option<(u64, u64)> {
+    let (a, b) = text.split_once(sep)?;
+    Some((a.parse().ok()?, b.parse().ok()?))
 }
 
 fn main() -> ExitCode {
@@ -47,69 +61,107 @@ fn main() -> ExitCode {
         }
     }
     let json = args.iter().any(|a| a == "--json");
-    match command.as_str() {
+    let target = Sqlite { config };
+    let report = |summary: &Summary| {
+        for outcome in &summary.failed {
+            eprintln!(
+                "FAILED seed {}: {}\n  replay: {}",
+                outcome.seed,
+                outcome.failure.as_deref().unwrap_or(""),
+                target.replay_command(outcome.seed)
+            );
+        }
+    };
+    let print_summary = |summary: &Summary| {
+        println!(
+            "{} seeds, {} failed, {} commits, {} crashes, {} in-flight commits applied, {} recoveries rolled back acknowledged commits",
+            summary.seeds,
+            summary.failed.len(),
+            summary.commits,
+            summary.crashes,
+            summary.in_flight_applied,
+            summary.rolled_back
+        );
+        if json {
+            println!("{}", summary.to_json(&target.config));
+        }
+    };
+    let ok = match command.as_str() {
         "run" => {
             let Some(seed) = value("--seed").and_then(|s| s.parse().ok()) else {
                 return usage();
             };
-            let outcome = run(seed, &config);
+            let outcome = target.run(seed);
             for line in &outcome.trace_tail {
                 println!("{line}");
             }
             match &outcome.failure {
-                None => {
-                    println!(
-                        "seed {seed} kept its promise: {} commits, {} crashes, trace {:016x}",
-                        outcome.commits, outcome.crashes, outcome.trace_hash
-                    );
-                    ExitCode::SUCCESS
-                }
-                Some(why) => {
-                    println!(
-                        "seed {seed} FAILED: {why} (trace {:016x})",
-                        outcome.trace_hash
-                    );
-                    ExitCode::from(1)
-                }
+                None => println!(
+                    "seed {seed} kept its promise: {} commits, {} crashes, trace {:016x}",
+                    outcome.commits, outcome.crashes, outcome.trace_hash
+                ),
+                Some(why) => println!(
+                    "seed {seed} FAILED: {why} (trace {:016x})",
+                    outcome.trace_hash
+                ),
             }
+            outcome.failure.is_none()
         }
         "sweep" => {
-            let Some((from, to)) = value("--seeds").and_then(|r| {
-                let (a, b) = r.split_once("..")?;
-                Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?))
-            }) else {
+            let Some((from, to)) = value("--seeds").and_then(|r| pair(&r, "..")) else {
                 return usage();
             };
+            let seeds =
+                omendb_simcore::shard(from, to, value("--shard").and_then(|s| pair(&s, "/")));
+            // SQLite's PRNG is process-global, so runs take turns (see the crate docs).
             let mut summary = Summary::default();
-            for seed in from..to {
-                let outcome = run(seed, &config);
-                if let Some(why) = &outcome.failure {
-                    eprintln!(
-                        "FAILED seed {seed}: {why}\n  replay: cargo run --release -p omendb-sqlite-sim -- run --seed {seed} --synchronous {} --promise {}",
-                        format!("{:?}", config.synchronous).to_lowercase(),
-                        if config.promise == Promise::Durable { "durable" } else { "prefix" }
-                    );
-                }
-                summary.add(outcome);
+            for ran in omendb_simcore::sweep(&target, &seeds, 1, &|_, _, _| {}) {
+                summary.add(ran.outcome);
             }
-            println!(
-                "{} seeds, {} failed, {} commits, {} crashes, {} in-flight commits applied, {} recoveries rolled back acknowledged commits",
-                summary.seeds,
-                summary.failed.len(),
-                summary.commits,
-                summary.crashes,
-                summary.in_flight_applied,
-                summary.rolled_back
-            );
-            if json {
-                println!("{}", summary.to_json(&config));
-            }
-            if summary.failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            report(&summary);
+            print_summary(&summary);
+            summary.failed.is_empty()
         }
-        _ => usage(),
+        "chaos" => {
+            let duration = value("--duration")
+                .and_then(|d| d.strip_suffix('s').and_then(|n| n.parse().ok()))
+                .map_or(Duration::from_secs(60), Duration::from_secs);
+            let start = value("--start")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000);
+            let mut summary = Summary::default();
+            omendb_simcore::chaos(&target, start, duration, 1, 64, &mut |runs, _| {
+                for ran in runs {
+                    summary.add(ran.outcome);
+                }
+            });
+            report(&summary);
+            print_summary(&summary);
+            summary.failed.is_empty()
+        }
+        "determinism" => {
+            let Some((from, to)) = value("--seeds").and_then(|r| pair(&r, "..")) else {
+                return usage();
+            };
+            let mut ok = true;
+            for seed in from..to {
+                let (a, b) = omendb_simcore::replay_twice(&target, seed);
+                let same = a.trace_hash == b.trace_hash;
+                println!(
+                    "seed {seed}: {:016x} {:016x} {}",
+                    a.trace_hash,
+                    b.trace_hash,
+                    if same { "same" } else { "DIFFERENT" }
+                );
+                ok &= same;
+            }
+            ok
+        }
+        _ => return usage(),
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
