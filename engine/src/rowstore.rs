@@ -345,19 +345,26 @@ impl RowLayout {
                         out.push(0);
                         continue;
                     }
-                    let base = self.fixed_bytes as usize;
-                    let start = previous.map_or(0, |p| read_u32(bytes, p as usize)) as usize;
-                    let end = read_u32(bytes, offset as usize) as usize;
-                    let value = bytes.get(base + start..base + end).unwrap_or_else(|| {
-                        debug_assert!(false, "packed row's variable section is out of bounds");
-                        &[]
-                    });
+                    let value = self.var_bytes(bytes, offset, previous);
                     out.push(data_type.code());
                     out.extend_from_slice(&(value.len() as u32).to_le_bytes());
                     out.extend_from_slice(value);
                 }
             }
         }
+    }
+
+    /// The bytes of a variable-width value of the packed row `row`: its slot's end offset is
+    /// at `offset`, and it starts where the previous variable column (whose end offset is at
+    /// `previous`) ends.
+    fn var_bytes<'r>(&self, row: &'r [u8], offset: u32, previous: Option<u32>) -> &'r [u8] {
+        let base = self.fixed_bytes as usize;
+        let start = previous.map_or(0, |p| read_u32(row, p as usize)) as usize;
+        let end = read_u32(row, offset as usize) as usize;
+        row.get(base + start..base + end).unwrap_or_else(|| {
+            debug_assert!(false, "packed row's variable section is out of bounds");
+            &[]
+        })
     }
 
     /// Whether column `column` lives in the variable section (Utf8 or Binary).
@@ -450,20 +457,13 @@ impl RowLayout {
                 data_type,
                 null_bit,
             } => {
-                let base = self.fixed_bytes as usize;
                 let nulls = nulls(null_bit);
                 let mut ends: Vec<i32> = Vec::with_capacity(rows.len() + 1);
                 ends.push(0);
                 let mut values: Vec<u8> = Vec::new();
                 for (i, row) in rows.iter().enumerate() {
                     if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
-                        let start = previous.map_or(0, |p| read_u32(row, p as usize)) as usize;
-                        let end = read_u32(row, offset as usize) as usize;
-                        let bytes = row.get(base + start..base + end).unwrap_or_else(|| {
-                            debug_assert!(false, "packed row's variable section is out of bounds");
-                            &[]
-                        });
-                        values.extend_from_slice(bytes);
+                        values.extend_from_slice(self.var_bytes(row, offset, previous));
                     }
                     ends.push(i32::try_from(values.len()).unwrap_or(i32::MAX));
                 }
@@ -726,13 +726,7 @@ impl<'a> RowRef<'a> {
                 if self.is_null(null_bit) {
                     return ValueRef::Null;
                 }
-                let base = self.layout.fixed_bytes as usize;
-                let start = previous.map_or(0, |p| read_u32(self.bytes, p as usize)) as usize;
-                let end = read_u32(self.bytes, offset as usize) as usize;
-                let bytes = self.bytes.get(base + start..base + end).unwrap_or_else(|| {
-                    debug_assert!(false, "packed row's variable section is out of bounds");
-                    &[]
-                });
+                let bytes = self.layout.var_bytes(self.bytes, offset, previous);
                 if data_type == DataType::Binary {
                     return ValueRef::Binary(bytes);
                 }

@@ -372,19 +372,10 @@ fn main() -> ExitCode {
             seeds: (a, b),
             args,
         } => {
-            let mut ok = true;
             let config = config(&args, false);
-            for seed in a..b {
-                let (first, second) =
-                    omendb_simcore::replay_twice(&OmenDb { config: &config }, seed);
-                let same = first.trace_hash == second.trace_hash && first.steps == second.steps;
-                println!(
-                    "seed {seed}: {:016x} {:016x} {}",
-                    first.trace_hash,
-                    second.trace_hash,
-                    if same { "same" } else { "DIFFERENT" }
-                );
-                ok &= same;
+            let (ok, lines) = omendb_simcore::determinism(&OmenDb { config: &config }, a, b);
+            for line in lines {
+                println!("{line}");
             }
             ok
         }

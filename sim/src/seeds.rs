@@ -36,21 +36,11 @@ pub fn parse(path: &Path, text: &str) -> Result<SeedFile, String> {
         ..RunConfig::default()
     };
     let mut found = String::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(format!(
-                "{}:{}: expected `key = value`",
-                path.display(),
-                n + 1
-            ));
-        };
-        let (key, value) = (key.trim(), value.trim());
-        let bad = |what: &str| format!("{}:{}: bad {what} {value:?}", path.display(), n + 1);
-        match key {
+    let fields =
+        omendb_simcore::parse_seed_file(text).map_err(|e| format!("{}: {e}", path.display()))?;
+    for (key, value) in &fields {
+        let bad = |what: &str| format!("{}: bad {what} {value:?}", path.display());
+        match key.as_str() {
             "seed" => seed = Some(value.parse::<u64>().map_err(|_| bad("seed"))?),
             "ops" => config.ops = value.parse().map_err(|_| bad("ops"))?,
             "faults" => {
@@ -61,7 +51,7 @@ pub fn parse(path: &Path, text: &str) -> Result<SeedFile, String> {
                 config.schedule = RunConfig::parse_schedule(value)
                     .map_err(|e| format!("{}: {e}", bad("schedule")))?
             }
-            "found" => found = value.to_string(),
+            "found" => found.clone_from(value),
             _ => {}
         }
     }

@@ -10,7 +10,8 @@
 //! - [`shard`]: one shard of a seed range, for CI machines that split a sweep;
 //! - [`chaos`]: fresh seeds in batches until the time is up (each batch a deterministic
 //!   sweep, so every failure it finds replays from its seed);
-//! - [`replay_twice`]: the determinism check (the same seed twice, the same trace hash);
+//! - [`replay_twice`], [`determinism`]: the determinism check (the same seed twice, the
+//!   same trace hash);
 //! - [`parse_seed_file`]: the `key = value` seed files of a `seeds/` directory.
 //!
 //! Targets so far: OmenDB (`omendb-sim`) and SQLite on the simulated disk
@@ -172,6 +173,26 @@ pub fn chaos<T: Target>(
 /// The determinism check: runs `seed` twice; the two outcomes must have the same trace hash.
 pub fn replay_twice<T: Target>(target: &T, seed: u64) -> (T::Outcome, T::Outcome) {
     (target.run(seed), target.run(seed))
+}
+
+/// The determinism check over seeds `from..to`: each runs twice. Returns whether every
+/// pair had the same trace hash, and one line per seed (`seed N: <hash> <hash> same`, or
+/// `DIFFERENT`).
+pub fn determinism<T: Target>(target: &T, from: u64, to: u64) -> (bool, Vec<String>) {
+    let mut all_same = true;
+    let mut lines = Vec::new();
+    for seed in from..to {
+        let (first, second) = replay_twice(target, seed);
+        let same = first.trace_hash() == second.trace_hash();
+        all_same &= same;
+        lines.push(format!(
+            "seed {seed}: {:016x} {:016x} {}",
+            first.trace_hash(),
+            second.trace_hash(),
+            if same { "same" } else { "DIFFERENT" }
+        ));
+    }
+    (all_same, lines)
 }
 
 /// Parses a seed file: `key = value` lines, `#` comments and blank lines ignored. A key

@@ -143,17 +143,9 @@ fn main() -> ExitCode {
             let Some((from, to)) = value("--seeds").and_then(|r| pair(&r, "..")) else {
                 return usage();
             };
-            let mut ok = true;
-            for seed in from..to {
-                let (a, b) = omendb_simcore::replay_twice(&target, seed);
-                let same = a.trace_hash == b.trace_hash;
-                println!(
-                    "seed {seed}: {:016x} {:016x} {}",
-                    a.trace_hash,
-                    b.trace_hash,
-                    if same { "same" } else { "DIFFERENT" }
-                );
-                ok &= same;
+            let (ok, lines) = omendb_simcore::determinism(&target, from, to);
+            for line in lines {
+                println!("{line}");
             }
             ok
         }
