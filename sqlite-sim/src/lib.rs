@@ -137,11 +137,17 @@ pub fn run(seed: u64, config: &RunConfig) -> Outcome {
     // SQLite's PRNG is process-global: one run at a time, each from its own seed.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // A PRNG seed of 0 would make SQLite seed itself from the default VFS (the OS's
+    // randomness), so every seed maps to a nonzero one.
+    let prng_seed = match (seed ^ (seed >> 32)) as u32 {
+        0 => 0x5eed,
+        x => x,
+    };
     // SAFETY: a documented test-control call with its documented arguments.
     unsafe {
         ffi::sqlite3_test_control(
             ffi::SQLITE_TESTCTRL_PRNG_SEED,
-            (seed as u32) as std::ffi::c_int,
+            prng_seed as std::ffi::c_int,
             std::ptr::null_mut::<ffi::sqlite3>(),
         );
     }

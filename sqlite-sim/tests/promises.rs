@@ -51,7 +51,8 @@ fn synchronous_normal_rolls_back_but_stays_consistent() {
 #[test]
 fn a_seed_replays_bit_for_bit() {
     let config = RunConfig::new(Synchronous::Normal);
-    for seed in [3, 690] {
+    // Seed 0 included: a PRNG seed of 0 would hand SQLite's salts to the OS's randomness.
+    for seed in [0, 3, 690] {
         let (a, b) = (run(seed, &config), run(seed, &config));
         assert_eq!(a.trace_hash, b.trace_hash, "seed {seed}");
         assert_eq!(a.failure, b.failure, "seed {seed}");
