@@ -271,11 +271,7 @@ impl Run {
             let result = execute(&conn, &ops, checkpoint);
             match result {
                 Ok(()) if !self.disk.is_frozen() => {
-                    self.commits += 1;
-                    self.model = pending;
-                    self.history.push(self.model.clone());
-                    self.all_states
-                        .push((format!("commit of step {step}"), self.model.clone()));
+                    self.acknowledge(step, pending);
                     self.log(format!(
                         "{step} commit {} ops -> {} rows",
                         ops.len(),
@@ -284,16 +280,12 @@ impl Run {
                 }
                 Ok(()) => {
                     // Acknowledged, then the disk froze (in the checkpoint after it).
-                    self.commits += 1;
-                    self.model = pending;
-                    self.history.push(self.model.clone());
+                    self.acknowledge(step, pending);
                     self.log(format!("{step} commit {} ops, then crash", ops.len()));
                     conn = self.recover(conn, None)?;
                 }
                 Err((Stage::After, e)) if self.disk.is_frozen() => {
-                    self.commits += 1;
-                    self.model = pending;
-                    self.history.push(self.model.clone());
+                    self.acknowledge(step, pending);
                     self.log(format!("{step} commit {} ops, then crash ({e})", ops.len()));
                     conn = self.recover(conn, None)?;
                 }
@@ -314,6 +306,15 @@ impl Run {
         self.disk.cancel_crash();
         drop(conn);
         Ok(())
+    }
+
+    /// The transaction of `step`, leaving the database in `state`, was acknowledged.
+    fn acknowledge(&mut self, step: u32, state: Rows) {
+        self.commits += 1;
+        self.all_states
+            .push((format!("commit of step {step}"), state.clone()));
+        self.history.push(state.clone());
+        self.model = state;
     }
 
     fn open_fresh(&mut self) -> Result<Connection, String> {

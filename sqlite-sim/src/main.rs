@@ -10,6 +10,7 @@
 //! durable|prefix` (default: the setting's own), `--transactions N`, `--json`. Exit code 2
 //! on bad arguments.
 
+use omendb_keygen::parse_duration;
 use omendb_simcore::Target;
 use omendb_sqlite_sim::{Promise, RunConfig, Sqlite, Summary, Synchronous};
 use std::process::ExitCode;
@@ -123,9 +124,14 @@ fn main() -> ExitCode {
             summary.failed.is_empty()
         }
         "chaos" => {
-            let duration = value("--duration")
-                .and_then(|d| d.strip_suffix('s').and_then(|n| n.parse().ok()))
-                .map_or(Duration::from_secs(60), Duration::from_secs);
+            let duration = match value("--duration").map(|d| parse_duration(&d)) {
+                None => Duration::from_secs(60),
+                Some(Ok(duration)) => duration,
+                Some(Err(e)) => {
+                    eprintln!("--duration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let start = value("--start")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1_000_000);

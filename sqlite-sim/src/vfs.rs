@@ -141,7 +141,7 @@ fn path_of(name: *const c_char) -> Option<PathBuf> {
 }
 
 fn io_code(e: &std::io::Error, code: c_int) -> c_int {
-    if e.raw_os_error() == Some(28) || e.to_string().contains("ENOSPC") {
+    if e.kind() == std::io::ErrorKind::StorageFull {
         ffi::SQLITE_FULL
     } else {
         code
