@@ -391,10 +391,16 @@ fn set_null(out: &mut [u8], start: usize, null_bit: Option<u32>) {
 impl RowLayout {
     /// Column `column` of the packed rows `rows` (`rows[i]` starts the row whose key is
     /// `keys[i]`) as an Arrow array of the column's type (`DataType::Timestamp` in UTC
-    /// microseconds, as the cold tier's schema has it). The rows' variable sections must
-    /// together stay under `i32::MAX` bytes (Arrow's offsets); the caller cuts its chunks
-    /// so.
-    pub(crate) fn export_column(&self, column: usize, keys: &[i64], rows: &[&[u8]]) -> ArrayRef {
+    /// microseconds, as the cold tier's schema has it). A string or binary column whose
+    /// values together pass `i32::MAX` bytes (Arrow's offsets) is `Err` (the caller cuts its
+    /// chunks well below), and so are packed strings that are not UTF-8 (never, for rows the
+    /// engine packed: it is checked again rather than trusted).
+    pub(crate) fn export_column(
+        &self,
+        column: usize,
+        keys: &[i64],
+        rows: &[&[u8]],
+    ) -> Result<ArrayRef, String> {
         let nulls = |null_bit: Option<u32>| -> Option<NullBuffer> {
             let bit = null_bit?;
             let (byte, mask) = ((bit / 8) as usize, 1u8 << (bit % 8));
@@ -410,10 +416,10 @@ impl RowLayout {
         match self.slots.get(column).copied().unwrap_or(Slot::Key) {
             Slot::Key => {
                 let values = ScalarBuffer::from(keys.to_vec());
-                match self.key_type {
+                Ok(match self.key_type {
                     DataType::Timestamp => timestamp(values, None),
                     _ => Arc::new(Int64Array::new(values, None)),
-                }
+                })
             }
             Slot::Fixed {
                 offset,
@@ -426,7 +432,7 @@ impl RowLayout {
                     let values = BooleanBuffer::collect_bool(rows.len(), |i| {
                         rows[i].get(at).is_some_and(|&b| b != 0)
                     });
-                    return Arc::new(BooleanArray::new(values, nulls));
+                    return Ok(Arc::new(BooleanArray::new(values, nulls)));
                 }
                 // Hot rows in key order are scattered in memory: each is a cache miss, so
                 // the slot of the row some places ahead is asked for early.
@@ -440,7 +446,7 @@ impl RowLayout {
                         read_u64(rows[i], at)
                     })
                     .collect();
-                match data_type {
+                Ok(match data_type {
                     DataType::Float64 => Arc::new(Float64Array::new(
                         ScalarBuffer::from(
                             words.into_iter().map(f64::from_bits).collect::<Vec<_>>(),
@@ -449,7 +455,7 @@ impl RowLayout {
                     )),
                     DataType::Timestamp => timestamp(ScalarBuffer::from(to_i64(words)), nulls),
                     _ => Arc::new(Int64Array::new(ScalarBuffer::from(to_i64(words)), nulls)),
-                }
+                })
             }
             Slot::Var {
                 offset,
@@ -465,22 +471,24 @@ impl RowLayout {
                     if nulls.as_ref().is_none_or(|n| n.is_valid(i)) {
                         values.extend_from_slice(self.var_bytes(row, offset, previous));
                     }
-                    ends.push(i32::try_from(values.len()).unwrap_or(i32::MAX));
+                    let end = i32::try_from(values.len()).map_err(|_| {
+                        format!(
+                            "{} bytes of column {column} in one batch pass Arrow's i32 offsets",
+                            values.len()
+                        )
+                    })?;
+                    ends.push(end);
                 }
                 let offsets = OffsetBuffer::new(ScalarBuffer::from(ends));
                 let values = Buffer::from_vec(values);
                 if data_type == DataType::Binary {
-                    return Arc::new(BinaryArray::new(offsets, values, nulls));
+                    return Ok(Arc::new(BinaryArray::new(offsets, values, nulls)));
                 }
                 // Packed strings were checked as UTF-8 when packed; the array checks the
                 // whole buffer again in one pass, so a bug here can never hand out bad UTF-8.
-                match StringArray::try_new(offsets, values, nulls) {
-                    Ok(array) => Arc::new(array),
-                    Err(e) => {
-                        debug_assert!(false, "packed strings are not UTF-8: {e}");
-                        Arc::new(StringArray::new_null(rows.len()))
-                    }
-                }
+                StringArray::try_new(offsets, values, nulls)
+                    .map(|array| Arc::new(array) as ArrayRef)
+                    .map_err(|e| format!("packed strings of column {column} are not UTF-8: {e}"))
             }
         }
     }
@@ -1095,6 +1103,28 @@ mod tests {
         assert!(pack_encoded_of(&bytes).is_ok());
     }
 
+    #[test]
+    fn columnar_export_of_bad_packed_utf8_is_an_error_not_nulls() {
+        let def = def();
+        let layout = RowLayout::new(&def);
+        let mut row = valid_row();
+        row[6] = Value::Utf8("xyz".into());
+        let mut packed = Vec::new();
+        layout.pack(&row, &mut packed);
+        let at = packed
+            .windows(3)
+            .position(|w| w == b"xyz")
+            .expect("the string is in the packed row");
+        packed[at] = 0xFF;
+        let rows = [&packed[..]];
+        let why = layout
+            .export_column(6, &[7], &rows)
+            .expect_err("bad UTF-8 is refused");
+        assert!(why.contains("UTF-8"), "{why}");
+        // The other columns of the row still export.
+        assert!(layout.export_column(7, &[7], &rows).is_ok());
+    }
+
     proptest! {
         #[test]
         fn columnar_export_equals_the_row_by_row_export(
@@ -1128,7 +1158,7 @@ mod tests {
                     .expect("rows form a batch");
             let arrays: Vec<ArrayRef> = projection
                 .iter()
-                .map(|&column| layout.export_column(column, &keys, &packed))
+                .map(|&column| layout.export_column(column, &keys, &packed).expect("exports"))
                 .collect();
             let got = arrow_array::RecordBatch::try_new_with_options(
                 schema,

@@ -767,8 +767,15 @@ impl Table {
             }
             let arrays = columns
                 .iter()
-                .map(|&column| self.layout.export_column(column, &keys, &rows))
-                .collect();
+                .map(|&column| {
+                    self.layout
+                        .export_column(column, &keys, &rows)
+                        .map_err(|reason| Error::InvalidSchema {
+                            table: self.def.name().to_string(),
+                            reason: format!("hot rows cannot be exported: {reason}"),
+                        })
+                })
+                .collect::<Result<Vec<_>>>()?;
             let batch = arrow_array::RecordBatch::try_new_with_options(
                 schema.clone(),
                 arrays,
