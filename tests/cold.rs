@@ -111,6 +111,74 @@ fn rows_survive_flush_and_reopen() {
     db.check_invariants().unwrap();
 }
 
+/// A key scrambled over the whole i64 range (a bijection), so every segment spans every key.
+fn scrambled(i: i64) -> i64 {
+    i.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as i64) ^ 0x5555
+}
+
+/// Every duplicate insert is refused, and every fresh key accepted, whether the cold tier's
+/// key filter is built (from the third segment on), absent (after a reopen, until a flush
+/// builds it again) or rebuilt larger (as flushes pass its capacity).
+#[test]
+fn duplicates_are_found_through_the_cold_key_filter_and_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_cold(dir.path(), 2_000);
+    db.create_table(table_def("t")).unwrap();
+    let mut next = 0i64;
+    let check = |db: &Database, inserted: i64, tag: &str| {
+        // Batches of existing keys, each with fresh keys around it: refused whole, naming
+        // the smallest existing key.
+        for probe in (0..inserted).step_by(997) {
+            let existing = scrambled(probe);
+            let batch = vec![row(scrambled(1_000_000 + probe), 1), row(existing, 2)];
+            match db.insert_batch("t", batch) {
+                Err(Error::DuplicateKey { key, .. }) => assert_eq!(key, existing, "{tag}"),
+                other => panic!("{tag}: key {existing} inserted again: {other:?}"),
+            }
+            assert!(
+                matches!(
+                    db.insert("t", row(existing, 3)),
+                    Err(Error::DuplicateKey { .. })
+                ),
+                "{tag}: single insert of {existing}"
+            );
+        }
+        assert_eq!(db.row_count("t").unwrap(), inserted as usize, "{tag}");
+    };
+    for round in 0..6 {
+        let rows: Vec<_> = (next..next + 3_000).map(|i| row(scrambled(i), i)).collect();
+        db.insert_batch("t", rows).unwrap();
+        next += 3_000;
+        db.checkpoint().unwrap();
+        check(&db, next, &format!("after flush {round}"));
+    }
+    assert!(db.cold_segment_count("t").unwrap() >= 4);
+    // A deleted cold key may be inserted again (the filter still passes it; its segment's
+    // deletion vector hides it).
+    assert!(db.delete("t", scrambled(5)).unwrap());
+    db.insert("t", row(scrambled(5), -5)).unwrap();
+    db.checkpoint().unwrap();
+    drop(db);
+    let db = open_cold(dir.path(), 2_000);
+    check(&db, next, "after reopen");
+    let rows: Vec<_> = (next..next + 3_000).map(|i| row(scrambled(i), i)).collect();
+    db.insert_batch("t", rows).unwrap();
+    next += 3_000;
+    db.checkpoint().unwrap();
+    check(&db, next, "after the first flush since reopen");
+    assert_eq!(
+        db.get("t", scrambled(5)).unwrap(),
+        Some(row(scrambled(5), -5))
+    );
+    for i in (0..next).step_by(101) {
+        assert_eq!(
+            db.get("t", scrambled(i)).unwrap().map(|r| r[0].clone()),
+            Some(omendb::Value::Int64(scrambled(i)))
+        );
+    }
+    db.check_invariants().unwrap();
+}
+
 #[test]
 fn segments_are_plain_parquet() {
     use arrow_array::cast::AsArray;

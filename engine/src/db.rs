@@ -244,8 +244,10 @@ impl Shared {
                     // write lock).
                     lsn: self.wal.lsns().appended,
                     id: table.cold.reserve_id(),
+                    key_filter: table.cold.key_filter_plan(snapshot.len() as u64),
                     snapshot,
                     segment: None,
+                    built_filter: None,
                 });
                 Ok(true)
             }
@@ -269,6 +271,7 @@ impl Shared {
                 match written {
                     Ok(segment) => {
                         flush.segment = Some(segment);
+                        flush.built_filter = flush.update_key_filter();
                         *job = Some(flush);
                         Ok(true)
                     }
@@ -287,6 +290,7 @@ impl Shared {
                     def,
                     snapshot,
                     segment,
+                    built_filter,
                     ..
                 } = flush;
                 let Some(segment) = segment else {
@@ -298,6 +302,9 @@ impl Shared {
                         let _span =
                             tracing::info_span!("flush_install", table = def.name()).entered();
                         table.flush_install(&snapshot, segment);
+                        if let Some(filter) = built_filter {
+                            table.cold.set_key_filter(filter);
+                        }
                     }
                     // The table was dropped while its segment was written: the files go
                     // too (unlisted, so a failure to remove them leaves garbage for open).
@@ -427,8 +434,40 @@ struct FlushJob {
     /// The reserved segment id.
     id: u64,
     snapshot: crate::table::FlushSnapshot,
+    /// What the flush does to the table's cold-key filter, decided with the copy.
+    key_filter: cold::KeyFilterPlan,
     /// Written, not yet listed.
     segment: Option<cold::Segment>,
+    /// The filter to install with the segment, after a `KeyFilterPlan::Build` (`None`: the
+    /// build failed, and the old filter goes too).
+    built_filter: Option<Option<Arc<cold::keyfilter::ColdKeyFilter>>>,
+}
+
+impl FlushJob {
+    /// Carries out the flush's [`cold::KeyFilterPlan`] with no lock held, once its segment
+    /// is written: adds its keys to the table's filter, or builds a new filter. Returns the
+    /// filter to install with the segment, if the plan built one (`Some(None)`: the build
+    /// failed reading an older segment, so no filter at all is sound; the read path that
+    /// needs that page reports the failure).
+    fn update_key_filter(&self) -> Option<Option<Arc<cold::keyfilter::ColdKeyFilter>>> {
+        match &self.key_filter {
+            cold::KeyFilterPlan::Skip => None,
+            cold::KeyFilterPlan::Add(filter) => {
+                filter.insert_all(self.snapshot.keys());
+                None
+            }
+            cold::KeyFilterPlan::Build(segments) => {
+                let pk = self.def.primary_key_index();
+                match cold::keyfilter::ColdKeyFilter::build(segments, pk, self.snapshot.keys()) {
+                    Ok(filter) => Some(Some(Arc::new(filter))),
+                    Err(e) => {
+                        tracing::warn!(error = %e, table = self.def.name(), "cold key filter not built");
+                        Some(None)
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// How long the flush worker waits between looks at the hot tiers when there is nothing to

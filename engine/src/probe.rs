@@ -64,6 +64,8 @@ pub enum Probe {
     ColdRewriteDead,
     /// A row hidden while its segment was being merged was hidden in the merged segment.
     ColdHiddenDuringMerge,
+    /// A flush built (or rebuilt) a table's filter of all its cold keys.
+    ColdKeyFilterBuilt,
     /// A running checkpoint copied the state into memory before writing it.
     CheckpointCopied,
     /// A running checkpoint streamed the state to its file under the read lock.
@@ -77,7 +79,7 @@ impl Probe {
     pub const COUNT: usize = Probe::ALL.len();
 
     /// Every probe, in declaration order.
-    pub const ALL: [Probe; 24] = [
+    pub const ALL: [Probe; 25] = [
         Probe::WalLogEndLost,
         Probe::WalTornTailTruncated,
         Probe::WalTornCreationRemoved,
@@ -99,6 +101,7 @@ impl Probe {
         Probe::ColdMerge,
         Probe::ColdRewriteDead,
         Probe::ColdHiddenDuringMerge,
+        Probe::ColdKeyFilterBuilt,
         Probe::CheckpointCopied,
         Probe::CheckpointStreamed,
         Probe::OpenReplayedRecords,
@@ -128,6 +131,7 @@ impl Probe {
             Probe::ColdMerge => "cold.merge",
             Probe::ColdRewriteDead => "cold.rewrite_dead",
             Probe::ColdHiddenDuringMerge => "cold.hidden_during_merge",
+            Probe::ColdKeyFilterBuilt => "cold.key_filter_built",
             Probe::CheckpointCopied => "checkpoint.copied",
             Probe::CheckpointStreamed => "checkpoint.streamed",
             Probe::OpenReplayedRecords => "open.replayed_records",

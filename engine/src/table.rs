@@ -105,6 +105,11 @@ impl FlushSnapshot {
         self.keys.len()
     }
 
+    /// The keys copied, ascending.
+    pub fn keys(&self) -> &[i64] {
+        &self.keys
+    }
+
     /// Writes the rows as segment `id` of table `table_id` in `dir`, durably (see
     /// [`ColdTier::write_segment`]); the table lists it at [`Table::flush_install`].
     pub fn write(

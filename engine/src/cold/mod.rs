@@ -42,6 +42,7 @@ pub(crate) mod columns;
 pub(crate) mod compact;
 pub(crate) mod delta;
 pub(crate) mod index;
+pub(crate) mod keyfilter;
 pub(crate) mod pages;
 pub(crate) mod prune;
 pub(crate) mod segment;
@@ -55,6 +56,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use columns::SegmentColumns;
 use index::SegmentIndex;
+use keyfilter::ColdKeyFilter;
 use roaring::RoaringBitmap;
 use segment::SegmentReader;
 use std::collections::BTreeMap;
@@ -454,6 +456,20 @@ pub(crate) struct ColdTier {
     /// Rows visible in the cold tier: rows minus deleted ones.
     visible_rows: usize,
     key_pages: Mutex<KeyPageCache>,
+    /// The filter of every cold key (`keyfilter.rs`): built by flushes once the tier has
+    /// `keyfilter::SEGMENTS_MIN` segments, absent after open until a flush builds it.
+    key_filter: Option<Arc<ColdKeyFilter>>,
+}
+
+/// What a flush does to its table's cold-key filter (`keyfilter.rs`), decided when it
+/// copies its rows and carried out with no lock held.
+pub(crate) enum KeyFilterPlan {
+    /// The tier has too few segments for the filter to pay, and none is built.
+    Skip,
+    /// Add the flush's keys to the tier's filter (they fit its capacity).
+    Add(Arc<ColdKeyFilter>),
+    /// Build a new filter from these segments' keys and the flush's.
+    Build(Vec<Arc<Segment>>),
 }
 
 impl ColdTier {
@@ -496,6 +512,7 @@ impl ColdTier {
             .iter()
             .map(|s| s.index.memory_bytes())
             .sum::<usize>()
+            + self.key_filter.as_ref().map_or(0, |f| f.memory_bytes())
             + self
                 .deleted
                 .iter()
@@ -593,6 +610,28 @@ impl ColdTier {
     /// filter misses overlap (a filter per segment, each larger than the caches once
     /// segments hold millions of rows).
     pub fn smallest_present(&self, def: &TableDef, sorted: &[i64]) -> Result<Option<i64>> {
+        let Some(filter) = &self.key_filter else {
+            return self.smallest_present_in_segments(def, sorted);
+        };
+        // One probe of the tier's filter a key; the few keys it passes (false positives and
+        // true duplicates) take the per-segment path.
+        let mut passed = Vec::new();
+        for (j, &key) in sorted.iter().enumerate() {
+            if let Some(&ahead) = sorted.get(j + keyfilter::PREFETCH_AHEAD) {
+                filter.prefetch(ahead);
+            }
+            if filter.may_contain(key) {
+                passed.push(key);
+            }
+        }
+        if passed.is_empty() {
+            return Ok(None);
+        }
+        self.smallest_present_in_segments(def, &passed)
+    }
+
+    /// [`ColdTier::smallest_present`] through every segment's own filter.
+    fn smallest_present_in_segments(&self, def: &TableDef, sorted: &[i64]) -> Result<Option<i64>> {
         let pk = def.primary_key_index();
         let mut smallest: Option<i64> = None;
         for (i, segment) in self.segments.iter().enumerate() {
@@ -622,6 +661,13 @@ impl ColdTier {
 
     /// Where the visible cold version of `key` is, if there is one.
     pub fn find(&self, def: &TableDef, key: i64) -> Result<Option<ColdPosition>> {
+        if self
+            .key_filter
+            .as_ref()
+            .is_some_and(|f| !f.may_contain(key))
+        {
+            return Ok(None);
+        }
         let pk = def.primary_key_index();
         // With keys spread over every segment, a get probes the filters of most of them:
         // ask for all their slots first, so those misses overlap instead of queueing.
@@ -844,6 +890,23 @@ impl ColdTier {
             cache.retain(|id| live.contains(&id));
         }
         Ok(old)
+    }
+
+    /// What a flush of `flushing` rows does to the cold-key filter (see [`KeyFilterPlan`]).
+    pub fn key_filter_plan(&self, flushing: u64) -> KeyFilterPlan {
+        match &self.key_filter {
+            Some(filter) if !filter.would_overflow(flushing) => KeyFilterPlan::Add(filter.clone()),
+            None if self.segments.len() + 1 < keyfilter::SEGMENTS_MIN => KeyFilterPlan::Skip,
+            _ => KeyFilterPlan::Build(self.segments.clone()),
+        }
+    }
+
+    /// Installs the outcome of a flush's [`KeyFilterPlan`], with its segment: a filter it
+    /// built, or (`None`) none. A plan that added to the filter leaves it in place. Keeping a
+    /// filter is only sound if it holds every listed key, so a built one replaces the old
+    /// and a failed build drops the old one too.
+    pub fn set_key_filter(&mut self, filter: Option<Arc<ColdKeyFilter>>) {
+        self.key_filter = filter;
     }
 
     /// Lists a segment whose rows just left the hot tier; returns its position. Segments
