@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Seeds per sweep unless `OMENDB_MADSIM_SEEDS` says otherwise.
-const SEEDS_DEFAULT: u64 = 16;
+const SEEDS_DEFAULT: u64 = 100;
 
 fn seeds() -> std::ops::Range<u64> {
     let count = std::env::var("OMENDB_MADSIM_SEEDS")
@@ -111,6 +111,23 @@ fn durable_service_passes_madsims_determinism_check() {
         assert!(checked.passed(), "{}", checked.summary());
         assert_eq!(checked.trace_hash, run_seed(seed, Ack::Durable).trace_hash);
     }
+}
+
+/// One seed through madsim's own test harness and its knobs: `MADSIM_TEST_SEED` (default:
+/// the time, so every run tries a fresh seed; a failure prints the seed to replay),
+/// `MADSIM_TEST_NUM` (that many seeds from it), `MADSIM_TEST_CHECK_DETERMINISM` (run the
+/// seed twice and compare every random draw).
+#[madsim::test]
+async fn durable_service_on_a_fresh_seed() {
+    let outcome = kv::scenario(Ack::Durable).await;
+    eprintln!("{}", outcome.summary());
+    assert!(
+        outcome.passed(),
+        "{}\nlost: {:#?}\nphantom: {:#?}",
+        outcome.summary(),
+        outcome.lost,
+        outcome.phantom
+    );
 }
 
 /// Different seeds take different paths (the trace hash is not a constant).
