@@ -9,14 +9,15 @@
 //!   [`Ack::Applied`] is the **planted bug**: it answers `Ok` as soon as the write is
 //!   applied, before it is durable. A log poisoned by a failed fsync makes the server ask
 //!   for a power cycle (reopening is the only way on; the supervisor does it).
-//! - **Clients** (`client-N`, 10.0.1.N): each puts to keys of its own, one request at a
-//!   time, with a timeout; a value is unique per client and put (`client << 32 | sequence`).
-//!   Each put ends acknowledged, refused (an error reply) or unknown (timed out).
+//! - **Clients** (`client-N`, 10.0.1.N): each runs sessions (tasks) that put concurrently,
+//!   each to keys of its own, one request at a time, with a timeout; a value is unique per
+//!   session and put (`session << 32 | sequence`). Each put ends acknowledged, refused (an
+//!   error reply) or unknown (timed out).
 //! - **Supervisor** (the test's main task): cuts the server's power at seeded times and
 //!   whenever its disk froze (a crash planned at a seeded I/O call) or it asked; keeps it
 //!   down a seeded while; powers it on (`power_loss`, `power_on`). At the end it cuts the
 //!   power once more, restarts the disk with its faults off and opens the database itself.
-//! - **Checker**: for every key, the value found is one some client put (nothing phantom),
+//! - **Checker**: for every key, the value found is one some session put (nothing phantom),
 //!   and it is not older than the key's last acknowledged put (nothing acknowledged lost;
 //!   a refused or unknown put may or may not be there). A key with an acknowledged put is
 //!   present.
@@ -51,10 +52,11 @@ const SERVER_PORT: u16 = 7000;
 const DB_DIR: &str = "/kv";
 const TABLE: &str = "kv";
 
-/// Client nodes.
+/// Client nodes, and sessions (tasks, one put at a time each) per client.
 pub const CLIENTS: u32 = 3;
-/// Keys per client (client `c` owns keys `c * KEYS_PER_CLIENT ..`).
-const KEYS_PER_CLIENT: i64 = 16;
+const SESSIONS_PER_CLIENT: u32 = 4;
+/// Keys per session (session `s` owns keys `s * KEYS_PER_SESSION ..`).
+const KEYS_PER_SESSION: i64 = 8;
 /// Virtual time the clients run and the supervisor cuts power.
 pub const RUN: Duration = Duration::from_secs(10);
 /// A put unanswered this long is unknown.
@@ -202,17 +204,33 @@ pub struct Attempt {
     pub sent_at: Duration,
 }
 
+/// A client node: its sessions share one endpoint and put concurrently.
 async fn client(id: u32) -> Vec<Attempt> {
-    let mut attempts = Vec::new();
     let Ok(net) = Endpoint::bind("0.0.0.0:0").await else {
-        return attempts;
+        return Vec::new();
     };
+    let sessions: Vec<_> = (0..SESSIONS_PER_CLIENT)
+        .map(|s| madsim::task::spawn(session(net.clone(), id * SESSIONS_PER_CLIENT + s)))
+        .collect();
+    let mut attempts = Vec::new();
+    for join in sessions {
+        // A session that panicked leaves its puts out: any of them found is then phantom.
+        if let Ok(mine) = join.await {
+            attempts.extend(mine);
+        }
+    }
+    attempts
+}
+
+/// One session: puts to its own keys, one at a time, until the run ends.
+async fn session(net: Endpoint, id: u32) -> Vec<Attempt> {
+    let mut attempts = Vec::new();
     let mut rng = thread_rng();
     let time = madsim::time::TimeHandle::current();
     let mut sequence: i64 = 0;
     while time.elapsed() < RUN {
         sequence += 1;
-        let key = i64::from(id) * KEYS_PER_CLIENT + rng.gen_range(0..KEYS_PER_CLIENT);
+        let key = i64::from(id) * KEYS_PER_SESSION + rng.gen_range(0..KEYS_PER_SESSION);
         let value = (i64::from(id) << 32) | sequence;
         let sent_at = time.elapsed();
         let answer = match net
@@ -460,7 +478,7 @@ fn read_back(disk: &SimFs) -> (BTreeMap<i64, i64>, Option<String>) {
 pub fn check(attempts: &[Vec<Attempt>], found: &BTreeMap<i64, i64>) -> (Vec<String>, Vec<String>) {
     let mut lost = Vec::new();
     let mut phantom = Vec::new();
-    // Per key, its puts in order (one client per key, one put at a time).
+    // Per key, its puts in order (one session per key, one put at a time).
     let mut by_key: BTreeMap<i64, Vec<&Attempt>> = BTreeMap::new();
     for a in attempts.iter().flatten() {
         by_key.entry(a.key).or_default().push(a);
