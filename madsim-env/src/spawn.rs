@@ -1,10 +1,10 @@
 //! [`MadsimSpawner`]: `Env` workers as madsim tasks.
 //!
 //! Each spawned [`Worker`] becomes one task on the node that spawns it, which loops:
-//! stop if asked; run one `step`; tell anyone in [`MadsimSpawner::stepped`] that a step
-//! ran ([`MadsimSpawner::wait_until`] waits on that); then, after `Busy`, yield to the scheduler; after `Idle(d)`, sleep `d` of virtual
-//! time or until [`WorkerControl::wake`]; after `Done`, end. A step is synchronous and
-//! bounded (the `Worker` contract), so the task never blocks the runtime.
+//! stop if asked; run one `step`; tell the tasks in [`MadsimSpawner::wait_until`] that a
+//! step ran; then, after `Busy`, yield to the scheduler; after `Idle(d)`, sleep `d` of
+//! virtual time or until [`WorkerControl::wake`]; after `Done`, end. A step is synchronous
+//! and bounded (the `Worker` contract), so the task never blocks the runtime.
 //!
 //! `stop` sets a flag the loop checks before every step, and wakes the task so that it ends
 //! and drops the worker (and what it holds: OmenDB's commit worker holds the log) at its
@@ -51,9 +51,8 @@ struct Shared {
     steps: AtomicU64,
 }
 
-/// [`Spawn`] whose workers are madsim tasks on the calling node. Spawning needs a madsim
-/// runtime (an error outside one is a panic of madsim's, so make the spawner's env inside a
-/// node's task).
+/// [`Spawn`] whose workers are madsim tasks on the calling node. Spawning outside a madsim
+/// runtime is an error.
 #[derive(Debug, Clone, Default)]
 pub struct MadsimSpawner {
     shared: Arc<Shared>,
@@ -119,6 +118,12 @@ impl MadsimSpawner {
 
 impl Spawn for MadsimSpawner {
     fn spawn(&self, worker: Box<dyn Worker>) -> io::Result<Arc<dyn WorkerControl>> {
+        if madsim::runtime::Handle::try_current().is_err() {
+            return Err(io::Error::other(format!(
+                "MadsimSpawner: worker {} spawned outside a madsim runtime",
+                worker.name()
+            )));
+        }
         let control = Arc::new(TaskControl::default());
         {
             let mut controls = self

@@ -31,8 +31,13 @@ async fn clock_follows_virtual_time() {
 }
 
 #[test]
-fn clock_outside_madsim_is_an_error() {
+fn clock_and_spawner_outside_madsim_are_errors() {
     assert!(MadsimClock::current().is_err());
+    let worker = Counter {
+        steps: Arc::new(AtomicU64::new(0)),
+        idle: Duration::from_secs(1),
+    };
+    assert!(MadsimSpawner::new().spawn(Box::new(worker)).is_err());
 }
 
 /// Counts its steps; always idle for `idle`.

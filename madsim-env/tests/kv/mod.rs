@@ -129,27 +129,31 @@ fn open_store(env: &MadsimEnv) -> omendb::Result<Database> {
     Ok(db)
 }
 
-/// The server's boot: open (retrying), then serve puts until the power goes.
+/// The server's boot: open (retrying), then serve puts until the power goes. A boot that
+/// cannot serve asks for a power cycle.
 async fn serve(disk: SimFs, ack: Ack, wants_power_cycle: Arc<AtomicBool>) {
-    let env = match MadsimEnv::new(disk) {
-        Ok(env) => env,
-        Err(_) => return wants_power_cycle.store(true, Ordering::Relaxed),
-    };
-    let mut attempts = 0;
+    if boot(disk, ack, wants_power_cycle.clone()).await.is_err() {
+        wants_power_cycle.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn boot(disk: SimFs, ack: Ack, wants_power_cycle: Arc<AtomicBool>) -> Result<(), String> {
+    let env = MadsimEnv::new(disk).map_err(|e| e.to_string())?;
+    let mut attempts = 1;
     let db = loop {
         match open_store(&env) {
             Ok(db) => break Arc::new(db),
-            Err(_) if attempts + 1 < OPEN_ATTEMPTS_MAX => {
+            // A read error or a full disk may pass; a frozen disk waits for the power cut.
+            Err(_) if attempts < OPEN_ATTEMPTS_MAX => {
                 attempts += 1;
                 sleep(OPEN_RETRY).await;
             }
-            Err(_) => return wants_power_cycle.store(true, Ordering::Relaxed),
+            Err(e) => return Err(e.to_string()),
         }
     };
-    let net = match Endpoint::bind(server_addr()).await {
-        Ok(net) => net,
-        Err(_) => return wants_power_cycle.store(true, Ordering::Relaxed),
-    };
+    let net = Endpoint::bind(server_addr())
+        .await
+        .map_err(|e| e.to_string())?;
     net.add_rpc_handler(move |put: Put| {
         let db = db.clone();
         let env = env.clone();
@@ -164,6 +168,7 @@ async fn serve(disk: SimFs, ack: Ack, wants_power_cycle: Arc<AtomicBool>) {
         }
     });
     std::future::pending::<()>().await;
+    Ok(())
 }
 
 async fn handle_put(db: &Database, env: &MadsimEnv, ack: Ack, put: &Put) -> omendb::Result<()> {
