@@ -1,8 +1,8 @@
-//! OmenDB's [`Env`] on [madsim](https://github.com/madsim-rs/madsim): an async application
-//! simulated under madsim gets a simulated disk per node ([`SimFs`], with its fault plan and
-//! power-loss semantics), and the `Env` clock and background workers run on madsim's virtual
-//! time and tasks. Anything written on the `omendb-env` traits (OmenDB itself, or another
-//! program) can run inside a madsim node this way.
+//! OmenDB's [`Env`](omendb_env::Env) on [madsim](https://github.com/madsim-rs/madsim): an
+//! async application simulated under madsim gets a simulated disk per node ([`SimFs`], with
+//! its fault plan and power-loss semantics), and the `Env` clock and background workers run
+//! on madsim's virtual time and tasks. Anything written on the `omendb-env` traits (OmenDB
+//! itself, or another program) can run inside a madsim node this way.
 //!
 //! Built only with `RUSTFLAGS="--cfg madsim"` (madsim's simulation mode); without it the
 //! crate is empty. The pieces, in the order a node uses them:

@@ -13,6 +13,12 @@
 //! restarts the disk (only what was synced survives, plus a seeded choice of the rest, torn
 //! at sector granularity: `omendb_faults::CrashModel`; every old handle is dead) and then
 //! restarts the node, whose init task opens the disk anew.
+//!
+//! Why two functions and not `Handle::kill` alone: madsim's plugin hook
+//! (`plugin::Simulator::reset_node`) is told of kills but not of restarts, and a plugin is
+//! registered only on a `Runtime` the test builds itself, not under `#[madsim::test]` or
+//! `Runtime::check_determinism`, which build their own. A bare `Handle::kill` leaves the
+//! disk running, so a task dropped on its way out could still write.
 
 use crate::clock::MadsimClock;
 use crate::spawn::MadsimSpawner;

@@ -42,8 +42,9 @@ fn durable_service_keeps_every_acknowledged_put() {
     for outcome in &outcomes {
         assert!(
             outcome.passed(),
-            "{}\nlost: {:#?}\nphantom: {:#?}\nreplay: OMENDB_MADSIM_SEED={} OMENDB_MADSIM_ACK=durable \
-             cargo test -p omendb-madsim --test kv_service replay -- --ignored --nocapture",
+            "{}\nlost: {:#?}\nphantom: {:#?}\nreplay: OMENDB_MADSIM_SEED={} \
+             OMENDB_MADSIM_ACK=durable RUSTFLAGS=\"--cfg madsim\" cargo test -p omendb-madsim \
+             --test kv_service replay -- --ignored --nocapture",
             outcome.summary(),
             outcome.lost,
             outcome.phantom,
