@@ -156,6 +156,7 @@ fn replay() {
     let first = run_seed(seed, ack);
     let second = run_seed(seed, ack);
     eprintln!("{ack:?} {}", first.summary());
+    eprintln!("{:#?}", first.cuts);
     eprintln!("lost: {:#?}\nphantom: {:#?}", first.lost, first.phantom);
     assert_eq!(first.trace_hash, second.trace_hash, "seed {seed} replays");
 }

@@ -9,6 +9,7 @@
 //!   [`Ack::Applied`] is the **planted bug**: it answers `Ok` as soon as the write is
 //!   applied, before it is durable. A log poisoned by a failed fsync makes the server ask
 //!   for a power cycle (reopening is the only way on; the supervisor does it).
+//! - **Network**: madsim's, with its latency (1-10 ms) and 2% of messages lost.
 //! - **Clients** (`client-N`, 10.0.1.N): each runs sessions (tasks) that put concurrently,
 //!   each to keys of its own, one request at a time, with a timeout; a value is unique per
 //!   session and put (`session << 32 | sequence`). Each put ends acknowledged, refused (an
@@ -66,6 +67,9 @@ const THINK_MS_MAX: u64 = 20;
 /// Seeded gap between two power cuts, and how long the server stays down.
 const UP_MS: std::ops::Range<u64> = 300..3_000;
 const DOWN_MS: std::ops::Range<u64> = 10..500;
+/// The share of messages (requests and replies) madsim's network drops: a lost request
+/// is a put never applied, a lost reply one applied and maybe durable; both time out.
+const PACKET_LOSS_RATE: f64 = 0.02;
 /// How often the supervisor looks at the server's disk and its request for a power cycle.
 const SUPERVISOR_POLL: Duration = Duration::from_millis(5);
 /// A boot retries its open this often (a read error, a full disk), this many times, then
@@ -263,7 +267,11 @@ pub struct Outcome {
     pub seed: u64,
     pub puts: usize,
     pub acked: usize,
+    /// Puts that timed out (server down, a message lost): unknown.
+    pub timed_out: usize,
     pub power_cuts: usize,
+    /// When each power cut during the run came, and why (the last one, at the end, aside).
+    pub cuts: Vec<String>,
     /// Power cuts because the server asked (a poisoned log, an open that kept failing).
     pub cuts_asked: usize,
     /// Power cuts because the disk froze at a planned I/O call.
@@ -291,11 +299,12 @@ impl Outcome {
     /// One line for the test log.
     pub fn summary(&self) -> String {
         format!(
-            "seed {}: {} puts, {} acked, {} fsyncs, {} faults, {} power cuts ({} asked, {} \
+            "seed {}: {} puts, {} acked, {} timed out, {} fsyncs, {} faults, {} power cuts ({} asked, {} \
              at a planned I/O call), {} lost, {} phantom{} (trace {:016x})",
             self.seed,
             self.puts,
             self.acked,
+            self.timed_out,
             self.syncs,
             self.faults,
             self.power_cuts,
@@ -335,6 +344,7 @@ pub async fn scenario(ack: Ack) -> Outcome {
     let mut trace = String::new();
     let _ = writeln!(trace, "plan {plan}");
     let disk = SimFs::new(plan.clone());
+    madsim::net::NetSim::current().update_config(|net| net.packet_loss_rate = PACKET_LOSS_RATE);
     let wants_power_cycle = Arc::new(AtomicBool::new(false));
 
     let server = {
@@ -359,6 +369,7 @@ pub async fn scenario(ack: Ack) -> Outcome {
         .collect();
 
     let mut power_cuts = 0;
+    let mut cuts = Vec::new();
     let mut cuts_asked = 0;
     let mut cuts_frozen = 0;
     let mut next_cut = time.elapsed() + Duration::from_millis(rng.gen_range(UP_MS));
@@ -369,12 +380,13 @@ pub async fn scenario(ack: Ack) -> Outcome {
         if !(asked || frozen || time.elapsed() >= next_cut) {
             continue;
         }
-        let _ = writeln!(
-            trace,
-            "cut at {:?} op {} (asked {asked}, frozen {frozen})",
+        let cut = format!(
+            "power cut at {:?}, disk call {} (asked {asked}, frozen {frozen})",
             time.elapsed(),
             disk.op_count()
         );
+        let _ = writeln!(trace, "{cut}");
+        cuts.push(cut);
         power_loss(&handle, server.id(), &disk).await;
         power_cuts += 1;
         cuts_asked += usize::from(asked);
@@ -433,7 +445,13 @@ pub async fn scenario(ack: Ack) -> Outcome {
             .flatten()
             .filter(|a| a.answer == Answer::Acked)
             .count(),
+        timed_out: attempts
+            .iter()
+            .flatten()
+            .filter(|a| a.answer == Answer::Unknown)
+            .count(),
         power_cuts,
+        cuts,
         cuts_asked,
         cuts_frozen,
         syncs: stats.syncs,
