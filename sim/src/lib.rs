@@ -14,7 +14,8 @@
 //! `--cfg madsim` rustflag, its file system keeps unsynced data across a "crash", and
 //! `std::thread::spawn` panics under it. The engine is synchronous and its crash semantics
 //! are the point, so the simulator owns its scheduler, clock and disk (see
-//! shared/ARCHITECTURE.md).
+//! shared/ARCHITECTURE.md). Async applications that embed OmenDB can run it on madsim with
+//! the same disk through `omendb-madsim` (madsim-env/).
 
 pub mod at_rest;
 pub mod checker;
