@@ -12,7 +12,9 @@
 //!   sweep, so every failure it finds replays from its seed);
 //! - [`replay_twice`], [`determinism`]: the determinism check (the same seed twice, the
 //!   same trace hash);
-//! - [`parse_seed_file`]: the `key = value` seed files of a `seeds/` directory.
+//! - [`parse_seed_file`]: the `key = value` seed files of a `seeds/` directory;
+//! - [`env`]: the virtual clock and the stepped spawner, implementations of `omendb-env`'s
+//!   `Clock` and `Spawn` that a target's scheduler drives.
 //!
 //! Targets so far: OmenDB (`omendb-sim`) and SQLite on the simulated disk
 //! (`omendb-sqlite-sim`). What a target keeps for itself: the schedule (its clients,
@@ -20,6 +22,8 @@
 //!
 //! Nothing here reads a clock or spawns a thread *inside* a run: time is read only to
 //! report busy seconds and to end a chaos run, and threads only run whole seeds.
+
+pub mod env;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
