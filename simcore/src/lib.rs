@@ -13,6 +13,8 @@
 //! - [`replay_twice`], [`determinism`]: the determinism check (the same seed twice, the
 //!   same trace hash);
 //! - [`parse_seed_file`]: the `key = value` seed files of a `seeds/` directory;
+//! - [`shrink`](mod@shrink): a failing seed with a smaller step budget and fewer of
+//!   whatever else the target can switch off ([`shrink::Shrink`]), failing the same check;
 //! - [`env`]: the virtual clock and the stepped spawner, implementations of `omendb-env`'s
 //!   `Clock` and `Spawn` that a target's scheduler drives.
 //!
@@ -24,6 +26,7 @@
 //! report busy seconds and to end a chaos run, and threads only run whole seeds.
 
 pub mod env;
+pub mod shrink;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
