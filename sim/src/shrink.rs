@@ -27,7 +27,7 @@ pub struct Shrunk {
     pub runs: u32,
 }
 
-impl omendb_simcore::shrink::Shrink for OmenDb<'_> {
+impl omendb_simcore::shrink::Shrink for OmenDb {
     type Knobs = RunConfig;
     type Check = Check;
 
@@ -74,7 +74,13 @@ impl omendb_simcore::shrink::Shrink for OmenDb<'_> {
 
 /// Shrinks a failing `(seed, config)`. Returns `None` if it does not fail.
 pub fn shrink(seed: u64, config: &RunConfig) -> Option<Shrunk> {
-    let shrunk = omendb_simcore::shrink::shrink(&OmenDb { config }, seed, SHRINK_RUNS_MAX)?;
+    let shrunk = omendb_simcore::shrink::shrink(
+        &OmenDb {
+            config: config.clone(),
+        },
+        seed,
+        SHRINK_RUNS_MAX,
+    )?;
     Some(Shrunk {
         config: shrunk.knobs,
         outcome: shrunk.outcome,

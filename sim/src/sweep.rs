@@ -230,23 +230,23 @@ impl Summary {
 
 /// OmenDB as a system under test of the generic core (`omendb-simcore`): one seed is
 /// [`run`] under one [`RunConfig`].
-pub struct OmenDb<'a> {
-    pub config: &'a RunConfig,
+pub struct OmenDb {
+    pub config: RunConfig,
 }
 
-impl omendb_simcore::Target for OmenDb<'_> {
+impl omendb_simcore::Target for OmenDb {
     type Outcome = Outcome;
 
     fn run(&self, seed: u64) -> Outcome {
-        run(seed, self.config)
+        run(seed, &self.config)
     }
 
     fn panicked(&self, seed: u64, message: String) -> Outcome {
-        Outcome::panicked(seed, self.config, message)
+        Outcome::panicked(seed, &self.config, message)
     }
 
     fn replay_command(&self, seed: u64) -> String {
-        replay_command(seed, self.config)
+        replay_command(seed, &self.config)
     }
 }
 
@@ -297,6 +297,30 @@ impl Summary {
     }
 }
 
+/// The generic command line's view of a summary (`omendb-sim`'s sweeps and chaos runs).
+impl omendb_simcore::cli::Tally<Outcome> for Summary {
+    fn add_run(&mut self, ran: omendb_simcore::Ran<Outcome>) {
+        self.busy_s += ran.busy_s;
+        self.add(ran.outcome);
+    }
+
+    fn merge(&mut self, other: Summary) {
+        Summary::merge(self, other);
+    }
+
+    fn finish(&mut self, elapsed_s: f64) {
+        self.elapsed_s = elapsed_s;
+    }
+
+    fn seeds(&self) -> u64 {
+        self.seeds
+    }
+
+    fn failed(&self) -> Vec<&Outcome> {
+        self.failed.iter().collect()
+    }
+}
+
 /// Runs every seed in `seeds` with `config` on `jobs` threads (the generic core's
 /// [`omendb_simcore::sweep`]: whole seeds per thread, panics caught, a watchdog for hung
 /// seeds, results in seed order); `progress` is called after each seed with (done, total,
@@ -308,7 +332,14 @@ pub fn sweep(
     progress: &(dyn Fn(u64, u64, u64) + Sync),
 ) -> Summary {
     let started = Instant::now();
-    let runs = omendb_simcore::sweep(&OmenDb { config }, seeds, jobs, progress);
+    let runs = omendb_simcore::sweep(
+        &OmenDb {
+            config: config.clone(),
+        },
+        seeds,
+        jobs,
+        progress,
+    );
     let mut summary = Summary::of_runs(runs);
     summary.elapsed_s = started.elapsed().as_secs_f64();
     summary

@@ -15,6 +15,8 @@
 //! - [`parse_seed_file`]: the `key = value` seed files of a `seeds/` directory;
 //! - [`shrink`](mod@shrink): a failing seed with a smaller step budget and fewer of
 //!   whatever else the target can switch off ([`shrink::Shrink`]), failing the same check;
+//! - [`cli`]: the command line of a target's binary (`sweep`, `replay`, `chaos`, ...)
+//!   over a [`cli::Frontend`], so a new target gets every command;
 //! - [`env`]: the virtual clock and the stepped spawner, implementations of `omendb-env`'s
 //!   `Clock` and `Spawn` that a target's scheduler drives.
 //!
@@ -25,6 +27,7 @@
 //! Nothing here reads a clock or spawns a thread *inside* a run: time is read only to
 //! report busy seconds and to end a chaos run, and threads only run whole seeds.
 
+pub mod cli;
 pub mod env;
 pub mod shrink;
 

@@ -601,6 +601,16 @@ impl Summary {
         }
     }
 
+    /// Adds another summary (a chaos run's next batch).
+    pub fn merge(&mut self, other: Summary) {
+        self.seeds += other.seeds;
+        self.commits += other.commits;
+        self.crashes += other.crashes;
+        self.in_flight_applied += other.in_flight_applied;
+        self.rolled_back += other.rolled_back;
+        self.failed.extend(other.failed);
+    }
+
     /// One JSON line.
     pub fn to_json(&self, config: &RunConfig) -> String {
         let failed: Vec<String> = self.failed.iter().map(|o| o.seed.to_string()).collect();
@@ -615,5 +625,24 @@ impl Summary {
             self.in_flight_applied,
             self.rolled_back
         )
+    }
+}
+
+/// The generic command line's view of a summary.
+impl omendb_simcore::cli::Tally<Outcome> for Summary {
+    fn add_run(&mut self, ran: omendb_simcore::Ran<Outcome>) {
+        self.add(ran.outcome);
+    }
+
+    fn merge(&mut self, other: Summary) {
+        Summary::merge(self, other);
+    }
+
+    fn seeds(&self) -> u64 {
+        self.seeds
+    }
+
+    fn failed(&self) -> Vec<&Outcome> {
+        self.failed.iter().collect()
     }
 }
