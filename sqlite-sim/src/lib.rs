@@ -26,12 +26,14 @@
 //!
 //! Determinism: one run is a function of its seed. SQLite's PRNG (WAL salts, temporary
 //! names) is process-global, so runs hold a global lock and reseed it
-//! (`SQLITE_TESTCTRL_PRNG_SEED`) at the start; the VFS reports a fixed time.
+//! (`SQLITE_TESTCTRL_PRNG_SEED`) at the start; the VFS's time is a virtual clock per run
+//! (the generic core's `SimClock`), which only SQLite's own sleeps advance.
 
 pub mod vfs;
 
 use omendb_env::Fs;
 use omendb_faults::{CrashModel, FaultPlan, SimFs};
+use omendb_simcore::env::SimClock;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rusqlite::{ffi, Connection, OpenFlags};
@@ -115,6 +117,9 @@ pub struct Outcome {
     pub failure: Option<String>,
     pub commits: u64,
     pub crashes: u64,
+    /// Transactions started (the failing one included): the step count the shrinker
+    /// bisects.
+    pub transactions_run: u64,
     /// Crashes after which a commit in flight was found applied.
     pub in_flight_applied: u64,
     /// Crashes after which acknowledged commits were found rolled back (allowed by
@@ -152,14 +157,18 @@ pub fn run(seed: u64, config: &RunConfig) -> Outcome {
         );
     }
     let mut run = Run::new(seed, *config);
+    // Time runs on across power losses: one clock for the whole run.
+    vfs::set_clock(Some(Arc::new(SimClock::default())));
     let result = run.go();
     vfs::set_disk(None);
+    vfs::set_clock(None);
     let tail_from = run.trace.len().saturating_sub(TRACE_TAIL);
     Outcome {
         seed,
         failure: result.err(),
         commits: run.commits,
         crashes: run.crashes,
+        transactions_run: run.transactions_run,
         in_flight_applied: run.in_flight_applied,
         rolled_back: run.rolled_back,
         trace_hash: run.trace_hash,
@@ -182,6 +191,7 @@ struct Run {
     all_states: Vec<(String, Rows)>,
     commits: u64,
     crashes: u64,
+    transactions_run: u64,
     in_flight_applied: u64,
     rolled_back: u64,
     trace: Vec<String>,
@@ -215,6 +225,7 @@ impl Run {
             all_states: vec![("the empty table".to_string(), Rows::new())],
             commits: 0,
             crashes: 0,
+            transactions_run: 0,
             in_flight_applied: 0,
             rolled_back: 0,
             trace: Vec::new(),
@@ -257,6 +268,7 @@ impl Run {
             .map_err(|e| format!("create /db: {e}"))?;
         let mut conn = self.open_fresh()?;
         for step in 0..self.config.transactions {
+            self.transactions_run += 1;
             // A crash at one of the next I/O calls (in this commit, a checkpoint, or later).
             if self.rng.random_bool(0.08) {
                 let at = self.disk.op_count() + self.rng.random_range(1..=80);
@@ -543,6 +555,7 @@ impl omendb_simcore::Target for Sqlite {
             failure: Some(format!("panicked: {message}")),
             commits: 0,
             crashes: 0,
+            transactions_run: 0,
             in_flight_applied: 0,
             rolled_back: 0,
             trace_hash: 0,
@@ -574,6 +587,58 @@ impl omendb_simcore::Outcome for Outcome {
 
     fn trace_hash(&self) -> u64 {
         self.trace_hash
+    }
+}
+
+/// The promise a failure broke, as a short name: two runs fail the same way when their
+/// kinds are equal (what the shrinker keeps).
+pub fn failure_kind(failure: &str) -> &'static str {
+    const KINDS: &[(&str, &str)] = &[
+        ("an acknowledged commit was lost", "lost_commit"),
+        ("state of no prefix", "not_a_prefix"),
+        ("integrity_check", "integrity"),
+        ("reopen failed", "reopen"),
+        ("error without a fault", "error_without_fault"),
+        ("panicked", "panic"),
+    ];
+    KINDS
+        .iter()
+        .find(|(text, _)| failure.contains(text))
+        .map_or("other", |(_, kind)| kind)
+}
+
+/// The shrinker's view of SQLite: the same seed with fewer transactions (the workload and
+/// the crash points are drawn transaction by transaction, so a shorter run is a prefix of
+/// the longer one), failing the same way ([`failure_kind`]).
+impl omendb_simcore::shrink::Shrink for Sqlite {
+    type Knobs = RunConfig;
+    type Check = &'static str;
+
+    fn knobs(&self) -> RunConfig {
+        self.config
+    }
+
+    fn run_with(&self, seed: u64, knobs: &RunConfig) -> Outcome {
+        run(seed, knobs)
+    }
+
+    fn failed_check(&self, outcome: &Outcome) -> Option<&'static str> {
+        outcome.failure.as_deref().map(failure_kind)
+    }
+
+    fn steps_run(&self, outcome: &Outcome) -> u64 {
+        outcome.transactions_run
+    }
+
+    fn steps(&self, knobs: &RunConfig) -> u64 {
+        u64::from(knobs.transactions)
+    }
+
+    fn with_steps(&self, knobs: &RunConfig, steps: u64) -> RunConfig {
+        RunConfig {
+            transactions: u32::try_from(steps).unwrap_or(u32::MAX),
+            ..*knobs
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! - `sweep --seeds A..B [--shard I/N]`: every seed; exit code 1 if any broke its promise;
 //! - `run --seed N`, `replay --seed N`: one seed, printing its trace's tail;
 //! - `chaos [--duration 60s] [--start S]`: fresh seeds until the time is up;
-//! - `determinism [--seeds A..B]`: each seed twice, the same trace hash.
+//! - `determinism [--seeds A..B]`: each seed twice, the same trace hash;
+//! - `shrink --seed N`: the fewest transactions that break the same promise.
 //!
 //! Options for all: `--synchronous full|normal|off` (default full), `--promise
 //! durable|prefix` (default: the setting's own), `--transactions N`, `--json`. Exit code 2
@@ -117,6 +118,37 @@ impl Frontend for SqliteCli {
             println!("{}", summary.to_json(&target.config));
         }
         summary.failed.is_empty()
+    }
+
+    fn shrink(&self, target: &Sqlite, _invocation: &Invocation, seed: u64) -> Result<bool, String> {
+        use omendb_simcore::shrink::{shrink, SHRINK_RUNS_MAX};
+        use omendb_simcore::Target;
+        let transactions = target.config.transactions;
+        Ok(match shrink(target, seed, SHRINK_RUNS_MAX) {
+            None => {
+                println!(
+                    "seed {seed} keeps its promise with --transactions {transactions}: nothing to shrink"
+                );
+                true
+            }
+            Some(shrunk) => {
+                let shorter = Sqlite {
+                    config: shrunk.knobs,
+                };
+                println!(
+                    "shrunk in {} runs to: seed {seed} --transactions {} ({})",
+                    shrunk.runs,
+                    shrunk.knobs.transactions,
+                    shrunk.outcome.failure.as_deref().unwrap_or("")
+                );
+                println!(
+                    "  replay: {} --transactions {}",
+                    shorter.replay_command(seed),
+                    shrunk.knobs.transactions
+                );
+                false
+            }
+        })
     }
 }
 

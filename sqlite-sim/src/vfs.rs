@@ -17,9 +17,16 @@
 //!
 //! An I/O error (including the disk being frozen by a crash) is `SQLITE_IOERR_*`; a full
 //! disk is `SQLITE_FULL`.
+//!
+//! Time is the generic core's virtual clock (`omendb_simcore::env::SimClock`) installed with
+//! [`set_clock`]: `xCurrentTime` reads it and `xSleep` advances it instead of sleeping, so
+//! no wall time reaches a run. Without a clock the time is fixed (2025-11-21, the time the
+//! VFS reported before it had a clock).
 
+use omendb_env::Clock;
 use omendb_env::{File, Fs, OpenMode};
 use omendb_faults::SimFs;
+use omendb_simcore::env::SimClock;
 use rusqlite::ffi;
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CStr};
@@ -33,6 +40,28 @@ pub const VFS_NAME: &CStr = c"omendb-simfs";
 thread_local! {
     static DISK: RefCell<Option<Arc<SimFs>>> = const { RefCell::new(None) };
     static TEMP_COUNTER: RefCell<u64> = const { RefCell::new(0) };
+    static CLOCK: RefCell<Option<Arc<SimClock>>> = const { RefCell::new(None) };
+}
+
+/// Installs `clock` as this thread's time for the VFS (`xCurrentTime`, `xSleep`).
+pub fn set_clock(clock: Option<Arc<SimClock>>) {
+    CLOCK.with(|c| *c.borrow_mut() = clock);
+}
+
+fn clock() -> Option<Arc<SimClock>> {
+    CLOCK.with(|c| c.borrow().clone())
+}
+
+/// The Unix epoch as a Julian day number in milliseconds, SQLite's unit of time.
+const UNIX_EPOCH_JULIAN_MS: i64 = 210_866_760_000_000;
+/// The time without a clock, 2025-11-21T00:00:00Z (Julian day 2,461,000.5), in milliseconds.
+const FIXED_JULIAN_MS: i64 = 212_630_443_200_000;
+
+/// The VFS's time: the installed clock's, or the fixed time.
+fn now_julian_ms() -> i64 {
+    clock().map_or(FIXED_JULIAN_MS, |clock| {
+        UNIX_EPOCH_JULIAN_MS + clock.now_wall_micros() / 1000
+    })
 }
 
 /// Installs `disk` as this thread's disk for the VFS (and registers the VFS once).
@@ -430,23 +459,30 @@ unsafe extern "C" fn x_randomness(
     n
 }
 
+/// Advances the virtual clock instead of sleeping.
 unsafe extern "C" fn x_sleep(_vfs: *mut ffi::sqlite3_vfs, micros: c_int) -> c_int {
+    if let Some(clock) = clock() {
+        clock.sleep(std::time::Duration::from_micros(
+            u64::try_from(micros).unwrap_or(0),
+        ));
+    }
     micros
 }
 
-/// A fixed time: nothing in the workload reads the clock, and a run must not.
+/// The virtual clock's time, in Julian days.
 unsafe extern "C" fn x_current_time(_vfs: *mut ffi::sqlite3_vfs, out: *mut f64) -> c_int {
     // SAFETY: SQLite passes a valid out pointer.
-    unsafe { *out = 2_461_000.5 };
+    unsafe { *out = now_julian_ms() as f64 / 86_400_000.0 };
     ffi::SQLITE_OK
 }
 
+/// The virtual clock's time, in Julian-day milliseconds.
 unsafe extern "C" fn x_current_time_int64(
     _vfs: *mut ffi::sqlite3_vfs,
     out: *mut ffi::sqlite3_int64,
 ) -> c_int {
     // SAFETY: SQLite passes a valid out pointer.
-    unsafe { *out = 212_630_443_200_000 };
+    unsafe { *out = now_julian_ms() };
     ffi::SQLITE_OK
 }
 

@@ -1,7 +1,7 @@
 //! SQLite on the simulated disk keeps the promises its documentation makes, and the checker
 //! is sharp enough to see a broken one (docs/TESTING.md, "SQLite on the simulated disk").
 
-use omendb_sqlite_sim::{run, Promise, RunConfig, Summary, Synchronous};
+use omendb_sqlite_sim::{failure_kind, run, Promise, RunConfig, Sqlite, Summary, Synchronous};
 
 fn sweep(seeds: std::ops::Range<u64>, config: &RunConfig) -> Summary {
     let mut summary = Summary::default();
@@ -39,6 +39,34 @@ fn synchronous_off_fails_the_durable_checker() {
     );
     let why = summary.failed[0].failure.clone().unwrap_or_default();
     assert!(why.contains("acknowledged commit was lost"), "{why}");
+}
+
+#[test]
+fn the_generic_shrinker_finds_fewer_transactions_that_lose_a_commit() {
+    let mut config = RunConfig::new(Synchronous::Off);
+    config.promise = Promise::Durable;
+    let sqlite = Sqlite { config };
+    let seed = sweep(0..50, &config).failed[0].seed;
+    let shrunk = omendb_simcore::shrink::shrink(&sqlite, seed, 200).expect("the seed fails");
+    assert!(shrunk.knobs.transactions <= config.transactions);
+    assert_eq!(
+        u64::from(shrunk.knobs.transactions),
+        shrunk.outcome.transactions_run,
+        "the shrunk run fails at its last transaction"
+    );
+    let why = shrunk.outcome.failure.clone().unwrap_or_default();
+    assert_eq!(failure_kind(&why), "lost_commit", "{why}");
+    // One transaction fewer keeps the promise or breaks it another way.
+    let shorter = RunConfig {
+        transactions: shrunk.knobs.transactions - 1,
+        ..config
+    };
+    let failure = run(seed, &shorter).failure;
+    assert_ne!(
+        failure.as_deref().map(failure_kind),
+        Some("lost_commit"),
+        "{failure:?}"
+    );
 }
 
 #[test]
