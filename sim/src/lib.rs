@@ -3,7 +3,7 @@
 //! One u64 seed decides everything: the workload ([`workload`]), the schedule of client
 //! operations, worker steps, crashes and restarts ([`runner`], configured by [`config`]), and the faults of the
 //! simulated disk (`omendb-faults`). The engine runs single-threaded on a virtual clock
-//! ([`env`]); after every operation its results are compared with a reference model, and
+//! ([`env`](mod@env)); after every operation its results are compared with a reference model, and
 //! after every recovery its state must be one the model allows ([`model`]); [`checker`]
 //! holds every judgement and its name ([`Check`]), [`outcome`] what a run reports. A failing run
 //! prints its seed, the failed check, the fault log and the last trace lines; replaying the

@@ -75,7 +75,7 @@ pub struct SimSpawner {
 }
 
 /// Most steps one worker gets per `step_all` while it reports `Busy`.
-const STEPS_PER_TURN_MAX: usize = 4;
+pub const STEPS_PER_TURN_MAX: usize = 4;
 
 impl SimSpawner {
     /// Steps every live worker until it is idle (at most [`STEPS_PER_TURN_MAX`] times);

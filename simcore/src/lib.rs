@@ -17,7 +17,7 @@
 //!   whatever else the target can switch off ([`shrink::Shrink`]), failing the same check;
 //! - [`cli`]: the command line of a target's binary (`sweep`, `replay`, `chaos`, ...)
 //!   over a [`cli::Frontend`], so a new target gets every command;
-//! - [`env`]: the virtual clock and the stepped spawner, implementations of `omendb-env`'s
+//! - [`env`](mod@env): the virtual clock and the stepped spawner, implementations of `omendb-env`'s
 //!   `Clock` and `Spawn` that a target's scheduler drives.
 //!
 //! Targets so far: OmenDB (`omendb-sim`) and SQLite on the simulated disk
