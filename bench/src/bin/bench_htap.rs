@@ -37,6 +37,19 @@
 //! Benchmarks sit outside the engine library and its Env boundary: they read the clock and
 //! /proc directly.
 
+/// With `--features mimalloc`: an application's allocator choice. glibc's malloc spends a
+/// fifth of a long shuffled load consolidating the rows each batch frees (docs/BENCHMARKS.md),
+/// so both are measured.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// The allocator, as the JSON line names it.
+const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "glibc"
+};
+
 use omendb::{Column, DataType, Database, Durability, Options, TableDef, Value};
 use omendb_bench::{arg, dir_bytes, flag, median, num, s_of, status_kb, v_of, KeyOrder};
 use omendb_keygen::{splitmix64, unit_f64, Dist, Zipf};
@@ -366,7 +379,7 @@ fn main() -> omendb::Result<()> {
         }
     }
     println!(
-        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"flush_worker\":{},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"insert_s\":{insert_s:.2},\"stall_s\":{stall_s:.2},\"stall_max_ms\":{:.1},\"segments\":{segments},\"compaction_drain_s\":{drain_s:.2},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes}{duck}}}",
+        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"allocator\":\"{ALLOCATOR_NAME}\",\"flush_worker\":{},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"insert_s\":{insert_s:.2},\"stall_s\":{stall_s:.2},\"stall_max_ms\":{:.1},\"segments\":{segments},\"compaction_drain_s\":{drain_s:.2},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes}{duck}}}",
         flush_worker,
         stall_max_s * 1e3,
         range_s * 1e3,
