@@ -6,7 +6,6 @@ use omendb::{Column, DataType, Durability, Row, TableDef, Value};
 use omendb_keygen::{log_uniform, skewed_low};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// How keys of new rows are drawn. The names mean what [`omendb_keygen::Dist`] says; the
@@ -173,12 +172,8 @@ pub struct TableSpec {
     pub keys: KeyGen,
 }
 
-/// Relative weights of the scheduler's actions.
-#[derive(Debug, Clone)]
-pub struct Mix {
-    /// Weights, by action.
-    pub weights: BTreeMap<Action, u32>,
-}
+/// Relative weights of the scheduler's actions, drawn per seed (the generic swarm mix).
+pub type Mix = omendb_simcore::swarm::Mix<Action>;
 
 /// What the scheduler can do at a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -316,26 +311,27 @@ impl Workload {
             },
             _ => Durability::None,
         };
-        let mut weights = BTreeMap::new();
-        let mut w = |action: Action, lo: u32, hi: u32| {
-            weights.insert(action, rng.random_range(lo..=hi));
-        };
-        w(Action::Insert, 10, 40);
-        w(Action::InsertBatch, 0, 15);
-        w(Action::Update, 0, 15);
-        w(Action::Delete, 0, 15);
-        w(Action::Get, 5, 30);
-        w(Action::Scan, 0, 8);
-        w(Action::CreateTable, 0, 2);
-        w(Action::DropTable, 0, 1);
-        w(Action::Checkpoint, 0, 3);
-        w(Action::StepWorkers, 2, 20);
-        w(Action::Wait, 2, 20);
-        w(Action::AdvanceClock, 1, 10);
-        w(Action::Crash, 0, 2);
-        w(Action::Restart, 0, 1);
-        w(Action::BadRow, 0, 2);
-        w(Action::Compact, 0, 3);
+        let mix = Mix::draw(
+            rng,
+            &[
+                (Action::Insert, 10, 40),
+                (Action::InsertBatch, 0, 15),
+                (Action::Update, 0, 15),
+                (Action::Delete, 0, 15),
+                (Action::Get, 5, 30),
+                (Action::Scan, 0, 8),
+                (Action::CreateTable, 0, 2),
+                (Action::DropTable, 0, 1),
+                (Action::Checkpoint, 0, 3),
+                (Action::StepWorkers, 2, 20),
+                (Action::Wait, 2, 20),
+                (Action::AdvanceClock, 1, 10),
+                (Action::Crash, 0, 2),
+                (Action::Restart, 0, 1),
+                (Action::BadRow, 0, 2),
+                (Action::Compact, 0, 3),
+            ],
+        );
         let table_count = rng.random_range(1..=4);
         let tables = (0..table_count)
             .map(|i| TableSpec {
@@ -347,7 +343,7 @@ impl Workload {
         Workload {
             sync,
             clients: rng.random_range(1..=8),
-            mix: Mix { weights },
+            mix,
             tables,
             value_bytes_max,
             batch_rows_max: rng.random_range(2..=64),
@@ -365,15 +361,7 @@ impl Workload {
 
     /// Picks the next action by weight.
     pub fn pick(&self, rng: &mut ChaCha8Rng) -> Action {
-        let total: u32 = self.mix.weights.values().sum();
-        let mut x = rng.random_range(0..total.max(1));
-        for (&action, &weight) in &self.mix.weights {
-            if x < weight {
-                return action;
-            }
-            x -= weight;
-        }
-        Action::Get
+        self.mix.pick(rng, Action::Get)
     }
 }
 

@@ -30,6 +30,7 @@
 pub mod cli;
 pub mod env;
 pub mod shrink;
+pub mod swarm;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
