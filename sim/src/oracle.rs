@@ -646,6 +646,35 @@ impl LogImage {
                     ),
                 ));
             }
+            // Writes that reported success and never landed (a torn or misdirected write
+            // leaves the old bytes, zeros in a new file): when one took the header and one
+            // took bytes past it, where the lost frames were, the segment reads exactly as a
+            // creation torn by a crash. Nothing on disk vouches for its frames, so recovery
+            // removes it (chaos seed 797442522). A header lost with its frames still
+            // present does not read as a torn creation and never gets here.
+            let header = SEGMENT_HEADER_BYTES as u64;
+            let silent = |d: &&Damage| {
+                d.path == segment.path
+                    && matches!(d.reason, "torn_write_acked" | "misdirected_write")
+            };
+            let on_header = damage
+                .iter()
+                .filter(silent)
+                .find(|d| d.offset_bytes < header);
+            let past_header = damage
+                .iter()
+                .filter(silent)
+                .any(|d| d.offset_bytes + d.len_bytes > header);
+            if let (Some(hit), true) = (on_header, past_header) {
+                return Some(excuse(
+                    &format!("{}_into_a_torn_creation", hit.reason),
+                    hit,
+                    format!(
+                        "{}: its header and frames were written, reported success and never landed, so it reads as a torn creation, which recovery removes",
+                        segment.path
+                    ),
+                ));
+            }
             // Its rest is zeros and nothing cut or zeroed it: it held no frame (a creation
             // torn by a crash, or an empty segment whose header a flip broke). Recovery
             // removes it, and the log is what comes before it.
@@ -917,6 +946,44 @@ mod tests {
             op,
             bit: None,
         }
+    }
+
+    fn lost_write(path: &str, offset_bytes: u64, len_bytes: u64, op: u64) -> Damage {
+        Damage {
+            reason: "torn_write_acked",
+            path: path.to_string(),
+            offset_bytes,
+            len_bytes,
+            op,
+            bit: None,
+        }
+    }
+
+    #[test]
+    fn a_segment_whose_header_and_frames_never_landed_excuses_the_loss() {
+        // Chaos seed 797442522: checkpoint 60, then segment 2's header write and its frame
+        // write both reported success and landed nothing; the file is zeros.
+        let mut log = image(vec![(2, SEG2, vec![0; 512])]);
+        log.checkpoint_lsn = 60;
+        let header_lost = lost_write(SEG2, 0, 32, 90);
+        let frames_lost = lost_write(SEG2, 32, 216, 95);
+        let excuse = log
+            .explain_loss(61, &[header_lost.clone(), frames_lost.clone()], None)
+            .expect("excused");
+        assert_eq!(excuse.reason, "torn_write_acked_into_a_torn_creation");
+        // The header alone is no excuse: the frames' bytes were zero with nothing that
+        // lost them (an engine that acknowledged without writing looks like this).
+        let why = log
+            .explain_loss(61, std::slice::from_ref(&header_lost), None)
+            .unwrap_err();
+        assert!(why.contains("no damage explains"), "{why}");
+        // Nor are lost frames with the header intact: then the segment is no torn creation.
+        assert!(log
+            .explain_loss(61, std::slice::from_ref(&frames_lost), None)
+            .is_err());
+        // Nor damage to another file.
+        let elsewhere = [lost_write(SEG1, 0, 32, 90), lost_write(SEG1, 32, 216, 95)];
+        assert!(log.explain_loss(61, &elsewhere, None).is_err());
     }
 
     #[test]
