@@ -46,9 +46,9 @@ use crate::codec::{DecodeResult, Decoder, Encoder};
 use crate::cold::{self, Segment, SegmentMeta};
 use crate::env::{remove_durably, Env, Fs, OpenMode, Spawn};
 use crate::error::{Error, Result};
+use crate::table::HotImage;
 use crate::wal::Wal;
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 
 const MAGIC: [u8; 8] = *b"OMENCKPT";
@@ -124,8 +124,9 @@ pub(crate) fn write(
     lsn: u64,
     catalog: &Catalog,
 ) -> Result<PathBuf> {
+    let image = CatalogImage::capture(catalog);
     let mut out = Unsynced::create(fs, root)?;
-    encode_into(lsn, catalog, spawn, &mut |chunk| out.append(chunk))?;
+    encode_into(lsn, &image, spawn, &mut |chunk| out.append(chunk))?;
     out.finish(fs, root, lsn)
 }
 
@@ -133,10 +134,11 @@ pub(crate) fn write(
 /// (crate::db): rolls the log (no database lock held), so that every older segment holds
 /// only records the snapshot covers; under the state's read lock (`read`), takes the LSN
 /// (appends and applies happen under the write lock, so the last LSN appended is the
-/// state's) and [`start`]s the checkpoint; with the lock released, [`Pending::finish`]es it
-/// (sync, read back, rename, directory sync); then removes the older checkpoints and the
-/// log segments it covers. Returns its LSN. A crash at any call leaves the old checkpoint
-/// and its log, or the new one.
+/// state's) and [`start`]s the checkpoint, which captures the state's image; with the lock
+/// released, [`Pending::finish`]es it (encode if not done, write, sync, read back, rename,
+/// directory sync); then removes the older checkpoints and the log segments it covers.
+/// Returns its LSN. A crash at any call leaves the old checkpoint and its log, or the new
+/// one.
 pub(crate) fn take<G: std::ops::Deref<Target = Catalog>>(
     env: &Env,
     root: &Path,
@@ -154,84 +156,113 @@ pub(crate) fn take<G: std::ops::Deref<Target = Catalog>>(
         let _span = tracing::info_span!("checkpoint_copy", lsn).entered();
         (
             lsn,
-            start(
-                fs.as_ref(),
-                env.spawner.as_ref(),
-                root,
-                lsn,
-                &state,
-                copy_bytes_max,
-            )?,
+            start(lsn, &state, env.spawner.as_ref(), copy_bytes_max)?,
         )
     };
     match &pending {
         Pending::Copied(_) => crate::probe!(CheckpointCopied),
-        Pending::Streamed(_) => crate::probe!(CheckpointStreamed),
+        Pending::Image(_) => crate::probe!(CheckpointStreamed),
     }
-    // Writers wait only while the state is copied (into memory, or for a large state
-    // into the file's page cache), never for an fsync.
+    // Writers wait only while the state is captured (or, for a small state, encoded into
+    // memory), never for the encoding of a large one or an fsync.
     let _span = tracing::info_span!("checkpoint", lsn).entered();
-    pending.finish(fs.as_ref(), root, lsn)?;
+    pending.finish(fs.as_ref(), env.spawner.as_ref(), root, lsn)?;
     remove_older(fs.as_ref(), root, lsn)?;
     wal.remove_segments_through(lsn)?;
     Ok(lsn)
 }
 
-/// A checkpoint in the making: encoded into memory (`Copied`) or already written to the
-/// temporary file but not yet synced (`Streamed`).
+/// A checkpoint in the making: encoded into memory (`Copied`), or the state's image, to be
+/// encoded straight into the temporary file with no lock held (`Image`).
 pub(crate) enum Pending {
     Copied(Vec<Vec<u8>>),
-    Streamed(Unsynced),
+    Image(Box<CatalogImage>),
 }
 
-/// Starts a checkpoint of `catalog` at `lsn`: a copy in memory if its hot rows take at most
-/// `copy_bytes_max` (see [`crate::Options::checkpoint_copy_bytes_max`]), otherwise written
-/// straight to the temporary file. Either way [`Pending::finish`] completes it and needs no
-/// access to the state.
+/// Starts a checkpoint of `catalog` at `lsn`, under the state's lock: captures its image
+/// ([`CatalogImage::capture`]: the index walked, the pages shared, no row read); if its hot
+/// rows take at most `copy_bytes_max` (see [`crate::Options::checkpoint_copy_bytes_max`])
+/// encodes it into memory at once, since for a small state that costs less than the page
+/// copies that sharing makes writers pay. Either way [`Pending::finish`] completes it and
+/// needs no access to the state.
 pub(crate) fn start(
-    fs: &dyn Fs,
-    spawn: &dyn Spawn,
-    root: &Path,
     lsn: u64,
     catalog: &Catalog,
+    spawn: &dyn Spawn,
     copy_bytes_max: usize,
 ) -> Result<Pending> {
     let hot_bytes: usize = catalog.tables().map(|t| t.row_bytes()).sum();
+    let image = CatalogImage::capture(catalog);
     if hot_bytes <= copy_bytes_max {
         let mut chunks = Vec::new();
-        encode_into(lsn, catalog, spawn, &mut |chunk| {
+        encode_into(lsn, &image, spawn, &mut |chunk| {
             chunks.push(chunk.to_vec());
             Ok(())
         })?;
         return Ok(Pending::Copied(chunks));
     }
-    let mut out = Unsynced::create(fs, root)?;
-    encode_into(lsn, catalog, spawn, &mut |chunk| out.append(chunk))?;
-    Ok(Pending::Streamed(out))
+    Ok(Pending::Image(Box::new(image)))
 }
 
 impl Pending {
-    /// Writes (if still in memory), syncs, verifies and installs the checkpoint.
-    pub fn finish(self, fs: &dyn Fs, root: &Path, lsn: u64) -> Result<PathBuf> {
-        let out = match self {
-            Pending::Streamed(out) => out,
+    /// Writes (encoding the image first, if that is what it holds), syncs, verifies and
+    /// installs the checkpoint.
+    pub fn finish(self, fs: &dyn Fs, spawn: &dyn Spawn, root: &Path, lsn: u64) -> Result<PathBuf> {
+        let mut out = Unsynced::create(fs, root)?;
+        match self {
+            Pending::Image(image) => {
+                encode_into(lsn, &image, spawn, &mut |chunk| out.append(chunk))?;
+            }
             Pending::Copied(chunks) => {
-                let mut out = Unsynced::create(fs, root)?;
                 for chunk in &chunks {
                     out.append(chunk)?;
                 }
-                out
             }
-        };
+        }
         out.finish(fs, root, lsn)
     }
 }
 
-/// The encoding of a checkpoint of `catalog` at `lsn`, handed to `sink` in chunks of about
+/// What a checkpoint holds, captured under the state's lock and read with none held:
+/// the catalog, each table's hot rows ([`HotImage`]) and cold manifest.
+pub(crate) struct CatalogImage {
+    next_table_id: u32,
+    tables: Vec<TableImage>,
+}
+
+struct TableImage {
+    id: u32,
+    def: std::sync::Arc<crate::schema::TableDef>,
+    hot: HotImage,
+    next_segment_id: u64,
+    manifest: Vec<(SegmentMeta, std::sync::Arc<roaring::RoaringBitmap>)>,
+}
+
+impl CatalogImage {
+    /// The image of `catalog` now: O(hot rows) for the index walks, O(pages) for the rows,
+    /// O(segments) for the manifests.
+    pub fn capture(catalog: &Catalog) -> CatalogImage {
+        CatalogImage {
+            next_table_id: catalog.next_table_id(),
+            tables: catalog
+                .tables()
+                .map(|table| TableImage {
+                    id: table.id,
+                    def: table.def.clone(),
+                    hot: table.hot_image(),
+                    next_segment_id: table.cold.next_segment_id(),
+                    manifest: table.cold.manifest_shared(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The encoding of a checkpoint of `image` at `lsn`, handed to `sink` in chunks of about
 /// [`WRITE_CHUNK_BYTES`], the CRC and end marker included.
 fn encode_into(
     lsn: u64,
-    catalog: &Catalog,
+    image: &CatalogImage,
     spawn: &dyn Spawn,
     sink: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
@@ -258,23 +289,28 @@ fn encode_into(
     enc.u32(VERSION);
     enc.u32(0);
     enc.u64(lsn);
-    enc.u32(catalog.next_table_id());
-    enc.u32(catalog.tables().count() as u32);
-    for table in catalog.tables() {
+    enc.u32(image.next_table_id);
+    enc.u32(image.tables.len() as u32);
+    for table in &image.tables {
         enc.u32(table.id);
         enc.table_def(&table.def);
-        enc.u64(table.hot_len() as u64);
+        enc.u64(table.hot.len() as u64);
         // The hot rows, in runs of about equal length encoded two at a time, one on each
         // side of `Spawn::join`, each into its own buffer; the buffers go out in key order.
         flush(&mut emit, &mut enc, &mut crc, 0)?;
-        let layout = table.layout();
-        let runs = key_runs(&table.key_splits(HOT_ROW_RUNS));
+        let hot = &table.hot;
+        let layout = hot.layout();
+        let every = hot.len().div_ceil(HOT_ROW_RUNS).max(1);
+        let runs: Vec<std::ops::Range<usize>> = (0..hot.len())
+            .step_by(every)
+            .map(|from| from..(from + every).min(hot.len()))
+            .collect();
         let (mut first, mut second) = (Vec::new(), Vec::new());
         for pair in runs.chunks(2) {
-            let encode_run = |run: Option<&(Bound<i64>, Bound<i64>)>, out: &mut Vec<u8>| {
+            let encode_run = |run: Option<&std::ops::Range<usize>>, out: &mut Vec<u8>| {
                 out.clear();
-                if let Some(&(from, to)) = run {
-                    for (key, packed) in table.packed_rows(from, to) {
+                if let Some(run) = run {
+                    for (key, packed) in hot.packed_rows(run.clone()) {
                         layout.encode_packed(key, packed, out);
                     }
                 }
@@ -288,9 +324,9 @@ fn encode_into(
                 }
             }
         }
-        enc.u64(table.cold.next_segment_id());
-        enc.u32(table.cold.segments().count() as u32);
-        for (meta, deleted) in table.cold.manifest() {
+        enc.u64(table.next_segment_id);
+        enc.u32(table.manifest.len() as u32);
+        for (meta, deleted) in &table.manifest {
             meta.encode(&mut enc);
             cold::encode_deleted(deleted, &mut enc)?;
             flush(&mut emit, &mut enc, &mut crc, WRITE_CHUNK_BYTES)?;
@@ -305,19 +341,6 @@ fn encode_into(
 /// Runs the hot rows of a table are cut into for encoding (see [`encode_into`]): two are
 /// encoded at a time, so about an eighth of the hot rows' encoding is in memory at once.
 const HOT_ROW_RUNS: usize = 16;
-
-/// The key ranges between consecutive `splits` (ascending), from the lowest key to the
-/// highest: `..s0`, `s0..s1`, ..., `sN..`.
-fn key_runs(splits: &[i64]) -> Vec<(Bound<i64>, Bound<i64>)> {
-    let mut runs = Vec::with_capacity(splits.len() + 1);
-    let mut from = Bound::Unbounded;
-    for &split in splits {
-        runs.push((from, Bound::Excluded(split)));
-        from = Bound::Included(split);
-    }
-    runs.push((from, Bound::Unbounded));
-    runs
-}
 
 /// The temporary checkpoint file, written but not yet synced.
 pub(crate) struct Unsynced {
@@ -770,7 +793,7 @@ mod tests {
 
     fn encoded(catalog: &Catalog, spawn: &dyn Spawn) -> Vec<u8> {
         let mut out = Vec::new();
-        encode_into(7, catalog, spawn, &mut |chunk| {
+        encode_into(7, &CatalogImage::capture(catalog), spawn, &mut |chunk| {
             out.extend_from_slice(chunk);
             Ok(())
         })
@@ -823,7 +846,8 @@ mod tests {
             enc.table_def(&table.def);
             enc.u64(table.hot_len() as u64);
             let mut keys = Vec::new();
-            for (key, packed) in table.packed_rows(Bound::Unbounded, Bound::Unbounded) {
+            let image = table.hot_image();
+            for (key, packed) in image.packed_rows(0..image.len()) {
                 keys.push(key);
                 table.layout().encode_packed(key, packed, &mut enc.bytes);
             }
@@ -835,5 +859,71 @@ mod tests {
         enc.u32(crc);
         enc.bytes.extend_from_slice(&END_MAGIC);
         assert!(threads == enc.bytes, "differs from the one-pass encoding");
+    }
+
+    #[test]
+    fn an_image_is_unchanged_by_writes_after_its_capture() {
+        let mut catalog = Catalog::new();
+        let def = TableDef::new(
+            "t",
+            vec![
+                Column::new("k", DataType::Int64).primary_key(),
+                Column::new("s", DataType::Utf8),
+            ],
+        )
+        .expect("valid definition");
+        let op = catalog
+            .check(LoggedOp::CreateTable { id: 1, def })
+            .expect("create")
+            .expect("changes");
+        catalog.apply(op);
+        let value = |k: i64, v: u64| Value::Utf8(format!("{k:06}-{v:04}"));
+        let rows: Vec<Vec<Value>> = (0..3_000i64)
+            .map(|i| {
+                let k = (i * 7_919) % 3_000;
+                vec![Value::Int64(k), value(k, 0)]
+            })
+            .collect();
+        catalog.insert_logged(1, rows, || Ok(1)).expect("insert");
+        let spawn = InOrder;
+        let before = encoded(&catalog, &spawn);
+        let image = CatalogImage::capture(&catalog);
+        // Every kind of write to the store after the capture: updates in place (same
+        // length), deletes, inserts into the runs they freed, inserts at the tail.
+        let mut apply = |op: LoggedOp| {
+            if let Some(op) = catalog.check(op).expect("valid op") {
+                catalog.apply(op);
+            }
+        };
+        for k in (0..3_000i64).step_by(3) {
+            apply(LoggedOp::Update {
+                id: 1,
+                key: k,
+                row: vec![Value::Int64(k), value(k, 1)],
+            });
+        }
+        for k in (1..3_000i64).step_by(3) {
+            apply(LoggedOp::Delete { id: 1, key: k });
+        }
+        for k in 3_000..9_000i64 {
+            apply(LoggedOp::Insert {
+                id: 1,
+                rows: vec![vec![Value::Int64(k), value(k, 2)]],
+            });
+        }
+        let mut after = Vec::new();
+        encode_into(7, &image, &spawn, &mut |chunk| {
+            after.extend_from_slice(chunk);
+            Ok(())
+        })
+        .expect("encode");
+        assert!(
+            after == before,
+            "the image changed with writes after its capture"
+        );
+        assert!(
+            encoded(&catalog, &spawn) != before,
+            "the writes changed the state"
+        );
     }
 }

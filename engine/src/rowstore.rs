@@ -801,26 +801,79 @@ fn split(location: RowLocation) -> (usize, usize) {
 }
 
 /// Pages of packed rows, with free lists by row length.
+///
+/// Pages are shared, copy on write: [`RowArena::share`] hands out the pages as they are (a
+/// checkpoint encodes its image from them with no lock held), and the first write to a
+/// page still shared copies it first, so a shared page never changes under its reader.
 #[derive(Debug, Default)]
 pub(crate) struct RowArena {
-    pages: Vec<Vec<u8>>,
+    pages: Vec<Arc<Vec<u8>>>,
     /// Locations of free runs, by their length.
     free: BTreeMap<u32, Vec<RowLocation>>,
     live_bytes: u64,
     free_bytes: u64,
 }
 
+/// The pages of a [`RowArena`] as they were when [`RowArena::share`] was called: read-only,
+/// and unchanged by later writes to the arena.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedPages {
+    pages: Vec<Arc<Vec<u8>>>,
+}
+
+impl SharedPages {
+    /// The packed row at `location` (live in the arena when the pages were shared); it
+    /// runs on to the end of its page, as [`RowArena::bytes`].
+    pub fn bytes(&self, location: RowLocation) -> &[u8] {
+        page_bytes(&self.pages, location)
+    }
+
+    /// Asks the CPU to start loading the first line of the row at `location`.
+    #[inline]
+    pub fn prefetch(&self, location: RowLocation) {
+        let (page, offset) = split(location);
+        if let Some(byte) = self.pages.get(page).and_then(|p| p.get(offset)) {
+            crate::mem::prefetch(byte);
+        }
+    }
+}
+
+fn page_bytes(pages: &[Arc<Vec<u8>>], location: RowLocation) -> &[u8] {
+    let (page, offset) = split(location);
+    pages
+        .get(page)
+        .and_then(|p| p.get(offset..))
+        .unwrap_or_else(|| {
+            debug_assert!(false, "row location {location:#x} is out of the arena");
+            &[]
+        })
+}
+
 impl RowArena {
     /// The packed row at `location` (from [`RowArena::insert`], still live).
     pub fn bytes(&self, location: RowLocation) -> &[u8] {
-        let (page, offset) = split(location);
-        self.pages
-            .get(page)
-            .and_then(|p| p.get(offset..))
-            .unwrap_or_else(|| {
-                debug_assert!(false, "row location {location:#x} is out of the arena");
-                &[]
-            })
+        page_bytes(&self.pages, location)
+    }
+
+    /// The pages as they are now, for a reader that holds no lock: O(pages). A page shared
+    /// this way is copied by the next write to it (its capacity kept), so the reader's
+    /// bytes never change; a write to a page nobody shares stays in place.
+    pub fn share(&self) -> SharedPages {
+        SharedPages {
+            pages: self.pages.clone(),
+        }
+    }
+
+    /// Page `page`, writable: copied first if a [`SharedPages`] still holds it.
+    fn page_mut(&mut self, page: usize) -> Option<&mut Vec<u8>> {
+        let slot = self.pages.get_mut(page)?;
+        if Arc::get_mut(slot).is_none() {
+            let mut copy = Vec::with_capacity(slot.capacity());
+            crate::mem::advise_huge_pages(&copy);
+            copy.extend_from_slice(slot);
+            *slot = Arc::new(copy);
+        }
+        Arc::get_mut(slot)
     }
 
     /// Asks the CPU to start loading the first line of the row at `location`; reads nothing
@@ -846,8 +899,7 @@ impl RowArena {
                 self.free_bytes -= len as u64;
                 let (page, offset) = split(location);
                 if let Some(run) = self
-                    .pages
-                    .get_mut(page)
+                    .page_mut(page)
                     .and_then(|p| p.get_mut(offset..offset + len))
                 {
                     run.copy_from_slice(packed);
@@ -867,13 +919,18 @@ impl RowArena {
                 .map_or(PAGE_BYTES_MIN, |p| (p.capacity() * 2).min(PAGE_BYTES_MAX));
             let page = Vec::with_capacity(len.max(next));
             crate::mem::advise_huge_pages(&page);
-            self.pages.push(page);
+            self.pages.push(Arc::new(page));
         }
-        let page = self.pages.len() - 1;
-        let current = &mut self.pages[page];
-        let offset = current.len();
-        current.extend_from_slice(packed);
-        location(page, offset)
+        let page = self.pages.len().saturating_sub(1);
+        if let Some(current) = self.page_mut(page) {
+            let offset = current.len();
+            current.extend_from_slice(packed);
+            return location(page, offset);
+        }
+        // Not reached: a last page with room exists here. A page of its own is correct.
+        debug_assert!(false, "the arena has no last page");
+        self.pages.push(Arc::new(packed.to_vec()));
+        location(self.pages.len() - 1, 0)
     }
 
     /// Overwrites the live row at `location` with `packed` if it has the same length;
@@ -888,8 +945,7 @@ impl RowArena {
         if old_len == packed.len() {
             let (page, offset) = split(location);
             if let Some(run) = self
-                .pages
-                .get_mut(page)
+                .page_mut(page)
                 .and_then(|p| p.get_mut(offset..offset + old_len))
             {
                 run.copy_from_slice(packed);
@@ -918,7 +974,7 @@ impl RowArena {
 
     /// Bytes the pages hold (live, free, and the unused tail of each page).
     pub fn capacity_bytes(&self) -> usize {
-        self.pages.iter().map(Vec::capacity).sum::<usize>()
+        self.pages.iter().map(|p| p.capacity()).sum::<usize>()
             + self
                 .free
                 .values()

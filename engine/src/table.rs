@@ -40,7 +40,7 @@ use crate::error::{Error, Result};
 use crate::index::alex::AlexConfig;
 use crate::index::{PrimaryIndex, RowLocation};
 use crate::limits;
-use crate::rowstore::{RowArena, RowLayout, RowRef, ValueRef};
+use crate::rowstore::{RowArena, RowLayout, RowRef, SharedPages, ValueRef};
 use crate::schema::{Row, TableDef, Value};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -89,31 +89,40 @@ pub(crate) struct Table {
     flush_watch: std::sync::Mutex<Option<FlushWatch>>,
 }
 
-/// The rows a flush copied out of the hot tier: keys ascending, each row's packed bytes.
-/// It is written as a segment with no lock held ([`FlushSnapshot::write`]).
+/// The rows a flush takes out of the hot tier: keys ascending, and where each row lies in
+/// the store's pages, shared copy on write ([`RowArena::share`]), so that the capture
+/// under the lock reads no row. The rows are gathered and written as a segment with no
+/// lock held ([`FlushSnapshot::write`]).
 pub(crate) struct FlushSnapshot {
     layout: RowLayout,
     keys: Vec<i64>,
-    /// Where each row's bytes end in `bytes`.
-    ends: Vec<usize>,
-    bytes: Vec<u8>,
+    locations: Vec<RowLocation>,
+    pages: SharedPages,
+    /// The rows' bytes, estimated from the store's bytes a row.
+    bytes_estimate: usize,
+    /// Each row's length, known once [`FlushSnapshot::write`] gathered the rows: the
+    /// install frees the moved rows' runs without reading them again.
+    lens: Vec<u32>,
 }
 
 impl FlushSnapshot {
-    /// Rows copied.
+    /// Rows taken.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
-    /// The keys copied, ascending.
+    /// The keys taken, ascending.
     pub fn keys(&self) -> &[i64] {
         &self.keys
     }
 
     /// Writes the rows as segment `id` of table `table_id` in `dir`, durably (see
-    /// [`ColdTier::write_segment`]); the table lists it at [`Table::flush_install`].
+    /// [`ColdTier::write_segment`]); the table lists it at [`Table::flush_install`]. The rows
+    /// lie scattered over the pages when keys came in random order, so they are first
+    /// gathered into one buffer in key order, the row [`ITER_PREFETCH_AHEAD`] places ahead
+    /// prefetched, and the encoder's column passes read that buffer in order.
     pub fn write(
-        &self,
+        &mut self,
         env: &crate::env::Env,
         dir: &std::path::Path,
         table_id: TableId,
@@ -121,13 +130,27 @@ impl FlushSnapshot {
         id: u64,
         lsn: u64,
     ) -> Result<crate::cold::Segment> {
+        let mut bytes = Vec::with_capacity(self.bytes_estimate);
+        let mut ends = Vec::with_capacity(self.keys.len());
+        self.lens.clear();
+        self.lens.reserve(self.keys.len());
+        for (i, &location) in self.locations.iter().enumerate() {
+            if let Some(&ahead) = self.locations.get(i + ITER_PREFETCH_AHEAD) {
+                self.pages.prefetch(ahead);
+            }
+            let row = self.pages.bytes(location);
+            let len = self.layout.len_of(row).min(row.len());
+            bytes.extend_from_slice(&row[..len]);
+            ends.push(bytes.len());
+            self.lens.push(len as u32);
+        }
         let mut start = 0;
         let rows: Vec<RowRef<'_>> = self
             .keys
             .iter()
-            .zip(&self.ends)
+            .zip(&ends)
             .map(|(&key, &end)| {
-                let row = RowRef::new(&self.layout, key, &self.bytes[start..end]);
+                let row = RowRef::new(&self.layout, key, &bytes[start..end]);
                 start = end;
                 row
             })
@@ -795,8 +818,9 @@ impl Table {
         Ok(batches)
     }
 
-    /// A flush, first phase (under the read lock; writers wait only for this copy): copies
-    /// the lowest-key hot rows, all but `keep_rows`, and from now on records every update
+    /// A flush, first phase (under the read lock; writers wait only for this walk of the
+    /// index): takes the lowest-key hot rows, all but `keep_rows`, by location in the
+    /// shared pages (no row is read), and from now on records every update
     /// and delete of their keys, until [`Table::flush_install`] or
     /// [`Table::flush_abandon`]. `None` if there is nothing to flush.
     pub fn flush_snapshot(&self, keep_rows: usize) -> Option<FlushSnapshot> {
@@ -804,25 +828,21 @@ impl Table {
         if count == 0 {
             return None;
         }
-        // Sized up front from the store's bytes a row: grown by doubling, the copy of a
-        // multi-GB flush moved its bytes several times (5% of a 1B-row load in memmove).
-        let bytes_estimate = self.row_bytes() / self.hot_len().max(1) * count;
         let mut snapshot = FlushSnapshot {
             layout: self.layout.clone(),
             keys: Vec::with_capacity(count),
-            ends: Vec::with_capacity(count),
-            bytes: Vec::with_capacity(bytes_estimate),
+            locations: Vec::with_capacity(count),
+            pages: self.rows.share(),
+            // Sized up front: grown by doubling, the gather of a multi-GB flush moved its
+            // bytes several times (5% of a 1B-row load in memmove).
+            bytes_estimate: self.row_bytes() / self.hot_len().max(1) * count,
+            lens: Vec::new(),
         };
-        for (key, location) in self
-            .entries_prefetched(Bound::Unbounded, Bound::Unbounded)
-            .take(count)
+        for (key, location) in
+            PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded).take(count)
         {
-            let len = self.rows.len_at(&self.layout, location);
-            snapshot
-                .bytes
-                .extend_from_slice(&self.rows.bytes(location)[..len]);
             snapshot.keys.push(key);
-            snapshot.ends.push(snapshot.bytes.len());
+            snapshot.locations.push(location);
         }
         let last = *snapshot.keys.last()?;
         *self.flush_watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(FlushWatch {
@@ -958,45 +978,21 @@ impl Table {
         self.cold = ColdTier::restore(segments, next_segment_id);
     }
 
-    /// The hot rows with keys in `(from, to)` in key order, as their key and packed bytes
-    /// (which run on to the end of their page; [`RowLayout`] knows where the row ends): what a
-    /// checkpoint stores as rows. The rows of a table loaded in random key order lie
-    /// scattered over the pages, so each would be a cache miss: the row
-    /// [`ITER_PREFETCH_AHEAD`] places ahead is prefetched, and the misses overlap.
-    pub(crate) fn packed_rows(
-        &self,
-        from: Bound<i64>,
-        to: Bound<i64>,
-    ) -> impl Iterator<Item = (i64, &[u8])> + '_ {
-        self.entries_prefetched(from, to)
-            .map(move |(key, location)| (key, self.rows.bytes(location)))
-    }
-
-    /// Keys that cut the hot rows into about `parts` runs of equal length, ascending (fewer
-    /// when there are fewer rows): one walk of the index, no row read.
-    pub(crate) fn key_splits(&self, parts: usize) -> Vec<i64> {
-        let every = self.hot_len().div_ceil(parts.max(1)).max(1);
-        PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded)
-            .step_by(every)
-            .skip(1)
-            .map(|(key, _)| key)
-            .collect()
-    }
-
-    /// Every hot (key, location) with a key in `(from, to)`, in key order, the row
-    /// [`ITER_PREFETCH_AHEAD`] places ahead prefetched.
-    fn entries_prefetched(
-        &self,
-        from: Bound<i64>,
-        to: Bound<i64>,
-    ) -> impl Iterator<Item = (i64, RowLocation)> + '_ {
-        let all = PrimaryIndex::range(&self.index, from, to);
-        let mut ahead = all.clone().skip(ITER_PREFETCH_AHEAD);
-        all.inspect(move |_| {
-            if let Some((_, next)) = ahead.next() {
-                self.rows.prefetch(next);
-            }
-        })
+    /// The hot rows as they are now, readable with no lock held: every (key, location) in
+    /// key order (one walk of the index, no row read) and the store's pages, shared copy on
+    /// write ([`RowArena::share`]). What a checkpoint encodes after releasing the lock.
+    pub(crate) fn hot_image(&self) -> HotImage {
+        let mut entries = Vec::with_capacity(self.hot_len());
+        entries.extend(PrimaryIndex::range(
+            &self.index,
+            Bound::Unbounded,
+            Bound::Unbounded,
+        ));
+        HotImage {
+            entries,
+            pages: self.rows.share(),
+            layout: self.layout.clone(),
+        }
     }
 
     /// Bytes the hot rows take in the row store (pages and free lists).
@@ -1120,6 +1116,46 @@ fn pack_and_store(
     store.insert(scratch)
 }
 
+/// A table's hot rows as of one moment (see [`Table::hot_image`]): unchanged by later
+/// writes, and read with no lock held.
+pub(crate) struct HotImage {
+    entries: Vec<(i64, RowLocation)>,
+    pages: SharedPages,
+    layout: RowLayout,
+}
+
+impl HotImage {
+    /// Rows in the image.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// How the rows are packed.
+    pub fn layout(&self) -> &RowLayout {
+        &self.layout
+    }
+
+    /// Rows `range` of the image (by position in key order) as their key and packed bytes
+    /// (which run on to the end of their page; [`RowLayout`] knows where a row ends). Rows
+    /// loaded in random key order lie scattered over the pages, so the row
+    /// [`ITER_PREFETCH_AHEAD`] places ahead is prefetched and the misses overlap.
+    pub fn packed_rows(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = (i64, &[u8])> + '_ {
+        let entries = self.entries.get(range).unwrap_or_default();
+        entries
+            .iter()
+            .enumerate()
+            .map(move |(i, &(key, location))| {
+                if let Some(&(_, ahead)) = entries.get(i + ITER_PREFETCH_AHEAD) {
+                    self.pages.prefetch(ahead);
+                }
+                (key, self.pages.bytes(location))
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1170,7 +1206,7 @@ mod tests {
             model.insert(k, k);
         });
 
-        let snapshot = t.flush_snapshot(40).expect("60 rows to flush");
+        let mut snapshot = t.flush_snapshot(40).expect("60 rows to flush");
         assert_eq!(snapshot.len(), 60);
         // Within the flushed keys (0..=590): updates, deletes, a delete then re-insert;
         // above them, an update the flush must not see; and a new key inside the range.

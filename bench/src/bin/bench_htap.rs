@@ -26,6 +26,14 @@
 //! other core, as an application that leaves maintenance to the engine would run it. The
 //! load ends with one checkpoint, timed in the ingest.
 //!
+//! With `--checkpoint-thread`, the loader asks a thread of its own for each checkpoint (the
+//! same schedule, every `--checkpoint-every` rows; a request made while one runs waits for
+//! it, at most one queued) and goes on loading: an application that checkpoints beside its
+//! writers. Writers then wait only for what a checkpoint does under the state's locks.
+//!
+//! With `OMENDB_SPANS=1`, the engine's tracing spans (flush copy, flush write, install,
+//! checkpoint copy and finish) print their busy time to stderr as they close.
+//!
 //! With `--duckdb`, runs `scripts/duckdb-bench.sh` over the same database directory
 //! afterwards (DuckDB over the cold segment files, and a native DuckDB table of the same
 //! rows) and prints the ratios. The last line is one JSON object.
@@ -54,6 +62,7 @@ use omendb::{Column, DataType, Database, Durability, Options, TableDef, Value};
 use omendb_bench::{arg, dir_bytes, flag, median, num, s_of, status_kb, v_of, KeyOrder};
 use omendb_keygen::{splitmix64, unit_f64, Dist, Zipf};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An `insert_batch` of 10,000 rows takes about 7 ms unblocked; a call over this waited.
@@ -124,9 +133,35 @@ fn main() -> omendb::Result<()> {
         flush_worker: flag("--flush-worker"),
         ..Options::default()
     };
+    if std::env::var_os("OMENDB_SPANS").is_some() {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_env_filter("omendb=info")
+            .init();
+    }
     let flush_worker = options.flush_worker;
+    let checkpoint_thread = flag("--checkpoint-thread") && !flush_worker;
     let loader_checkpoints = !flush_worker;
-    let db = Database::open(&dir, options.clone())?;
+    let db = Arc::new(Database::open(&dir, options.clone())?);
+    // `--checkpoint-thread`: the checkpointer, fed by a queue of one request.
+    let (ask, checkpointer) = if checkpoint_thread {
+        let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
+        let db = Arc::clone(&db);
+        let thread = std::thread::spawn(move || -> omendb::Result<(f64, u64)> {
+            let (mut busy_s, mut done) = (0.0, 0);
+            while asked.recv().is_ok() {
+                let t = Instant::now();
+                db.checkpoint()?;
+                busy_s += t.elapsed().as_secs_f64();
+                done += 1;
+            }
+            Ok((busy_s, done))
+        });
+        (Some(ask), Some(thread))
+    } else {
+        (None, None)
+    };
     if !reuse {
         db.create_table(TableDef::new(
             "t",
@@ -172,9 +207,19 @@ fn main() -> omendb::Result<()> {
         i = end;
         if since >= every && loader_checkpoints {
             let t = Instant::now();
-            db.checkpoint()?;
+            match &ask {
+                // Blocks only when a request is already queued behind a running checkpoint.
+                Some(ask) => {
+                    if ask.send(()).is_err() {
+                        break;
+                    }
+                }
+                None => {
+                    db.checkpoint()?;
+                    checkpoints += 1;
+                }
+            }
             checkpoint_s += t.elapsed().as_secs_f64();
-            checkpoints += 1;
             since = 0;
         }
         if last_report.elapsed() > Duration::from_secs(30) {
@@ -188,11 +233,33 @@ fn main() -> omendb::Result<()> {
         }
     }
     let t = Instant::now();
+    // The checkpointer finishes what it was asked for; the load ends with one more
+    // checkpoint, timed in the ingest either way.
+    drop(ask);
+    let mut checkpointer_busy_s = 0.0;
+    if let Some(thread) = checkpointer {
+        let (busy_s, done) = match thread.join() {
+            Ok(done) => done?,
+            Err(_) => {
+                eprintln!("the checkpoint thread panicked");
+                std::process::exit(1)
+            }
+        };
+        checkpointer_busy_s = busy_s;
+        checkpoints += done;
+    }
     if !reuse {
         db.checkpoint()?;
         checkpoints += 1;
     }
     checkpoint_s += t.elapsed().as_secs_f64();
+    let db = match Arc::try_unwrap(db) {
+        Ok(db) => db,
+        Err(_) => {
+            eprintln!("the database is still shared after the load");
+            std::process::exit(1)
+        }
+    };
     let load_s = started.elapsed().as_secs_f64();
     let ingest_rows_per_s = rows as f64 / load_s;
     // With the worker on, finish the merges it has left before measuring reads.
@@ -209,6 +276,9 @@ fn main() -> omendb::Result<()> {
     eprintln!(
         "ingest: {rows} rows in {load_s:.1} s = {ingest_rows_per_s:.0} rows/s ({checkpoints} checkpoints, {checkpoint_s:.1} s; {segments} segments; then {drain_steps} compaction steps in {drain_s:.1} s)"
     );
+    if checkpoint_thread {
+        eprintln!("  the checkpoint thread was busy {checkpointer_busy_s:.1} s");
+    }
     eprintln!(
         "  inside insert_batch {insert_s:.1} s, of which {stall_s:.1} s in calls over {} ms (longest {:.0} ms)",
         STALL_BATCH.as_millis(),
@@ -379,7 +449,7 @@ fn main() -> omendb::Result<()> {
         }
     }
     println!(
-        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"allocator\":\"{ALLOCATOR_NAME}\",\"flush_worker\":{},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"insert_s\":{insert_s:.2},\"stall_s\":{stall_s:.2},\"stall_max_ms\":{:.1},\"segments\":{segments},\"compaction_drain_s\":{drain_s:.2},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes}{duck}}}",
+        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"allocator\":\"{ALLOCATOR_NAME}\",\"flush_worker\":{},\"checkpoint_thread\":{checkpoint_thread},\"checkpointer_busy_s\":{checkpointer_busy_s:.2},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"insert_s\":{insert_s:.2},\"stall_s\":{stall_s:.2},\"stall_max_ms\":{:.1},\"segments\":{segments},\"compaction_drain_s\":{drain_s:.2},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes}{duck}}}",
         flush_worker,
         stall_max_s * 1e3,
         range_s * 1e3,

@@ -477,12 +477,14 @@ impl ColdTier {
         self.segments.iter().map(|s| &s.meta)
     }
 
-    /// Each segment's manifest entry and deletion vector.
-    pub fn manifest(&self) -> impl Iterator<Item = (&SegmentMeta, &RoaringBitmap)> + '_ {
+    /// Each segment's manifest entry and deletion vector, owned (the vectors shared): what
+    /// a checkpoint encodes with no lock held.
+    pub fn manifest_shared(&self) -> Vec<(SegmentMeta, Arc<RoaringBitmap>)> {
         self.segments
             .iter()
             .zip(&self.deleted)
-            .map(|(s, d)| (&s.meta, d.as_ref()))
+            .map(|(s, d)| (s.meta.clone(), Arc::clone(d)))
+            .collect()
     }
 
     pub fn next_segment_id(&self) -> u64 {
