@@ -299,12 +299,18 @@ impl Shared {
                 let mut state = self.write_lock()?;
                 match state.table_by_id_mut(table_id) {
                     Some(table) if Arc::ptr_eq(&table.def, &def) => {
-                        let _span =
-                            tracing::info_span!("flush_install", table = def.name()).entered();
-                        table.flush_install(&snapshot, segment);
-                        if let Some(filter) = built_filter {
-                            table.cold.set_key_filter(filter);
-                        }
+                        let retired = {
+                            let _span =
+                                tracing::info_span!("flush_install", table = def.name()).entered();
+                            let retired = table.flush_install(&snapshot, segment);
+                            if let Some(filter) = built_filter {
+                                table.cold.set_key_filter(filter);
+                            }
+                            retired
+                        };
+                        // The old index and pages are freed with the lock released.
+                        drop(state);
+                        drop(retired);
                     }
                     // The table was dropped while its segment was written: the files go
                     // too (unlisted, so a failure to remove them leaves garbage for open).

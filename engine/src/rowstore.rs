@@ -967,6 +967,18 @@ impl RowArena {
         self.free.entry(len as u32).or_default().push(location);
     }
 
+    /// Frees the live row of `len` bytes at `location`, its length known to the caller
+    /// (a flush's install knows it from the gather and so reads no row).
+    pub fn free_run(&mut self, layout: &RowLayout, location: RowLocation, len: usize) {
+        debug_assert_eq!(len, self.len_at(layout, location), "free_run length");
+        self.live_bytes -= len as u64;
+        if len == 0 {
+            return;
+        }
+        self.free_bytes += len as u64;
+        self.free.entry(len as u32).or_default().push(location);
+    }
+
     /// Whether enough space is free that the table should rebuild its store.
     pub fn wants_rebuild(&self) -> bool {
         self.free_bytes > REBUILD_DEAD_BYTES_MIN && self.free_bytes > self.live_bytes

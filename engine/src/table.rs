@@ -608,11 +608,17 @@ impl Table {
         }
     }
 
-    /// Rebuilds the row store once it is mostly free space: copies the live rows, in key
-    /// order, into fresh pages and bulk-loads the index over their new locations.
+    /// Rebuilds the row store once it is mostly free space (see [`Table::rebuild_rows`]).
     fn maybe_rebuild(&mut self) {
+        drop(self.rebuild_rows());
+    }
+
+    /// Rebuilds the row store if it is mostly free space: copies the live rows, in key
+    /// order, into fresh pages and bulk-loads the index over their new locations. Returns
+    /// the old index and pages, if it rebuilt.
+    fn rebuild_rows(&mut self) -> Option<Retired> {
         if !self.rows.wants_rebuild() {
-            return;
+            return None;
         }
         let _span = tracing::debug_span!(
             "rebuild_rows",
@@ -620,22 +626,24 @@ impl Table {
             rows = self.hot_len()
         )
         .entered();
-        let mut fresh = RowArena::default();
-        let mut pairs = Vec::with_capacity(self.hot_len());
-        for (key, location) in PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded)
-        {
-            let len = self.rows.len_at(&self.layout, location);
-            let bytes = &self.rows.bytes(location)[..len];
-            pairs.push((key, fresh.insert(bytes)));
-        }
+        let mut entries = Vec::with_capacity(self.hot_len());
+        entries.extend(PrimaryIndex::range(
+            &self.index,
+            Bound::Unbounded,
+            Bound::Unbounded,
+        ));
+        let (fresh, pairs) = self.copy_rows(&entries);
         match self.build_index(&pairs) {
-            Ok(index) => {
-                self.index = index;
-                self.rows = fresh;
-            }
+            Ok(index) => Some(Retired {
+                indexes: vec![std::mem::replace(&mut self.index, index)],
+                stores: vec![std::mem::replace(&mut self.rows, fresh)],
+            }),
             // The index yields sorted, distinct keys, so this cannot happen; keeping the old
             // store is correct, only larger.
-            Err(e) => debug_assert!(false, "rebuild of the row store failed: {e}"),
+            Err(e) => {
+                debug_assert!(false, "rebuild of the row store failed: {e}");
+                None
+            }
         }
     }
 
@@ -871,7 +879,15 @@ impl Table {
     /// since the snapshot. A row updated or deleted meanwhile has its newer state in the
     /// hot tier (or none), so its copy in the segment is hidden at once in the segment's
     /// deletion vector: every key keeps one visible version.
-    pub fn flush_install(&mut self, snapshot: &FlushSnapshot, segment: crate::cold::Segment) {
+    ///
+    /// Returns the old index and pages the install replaced, for the caller to drop after
+    /// it releases the write lock (freeing a 10M-row index and its pages is not free).
+    #[must_use = "dropping the retired structures under the write lock stalls writers"]
+    pub fn flush_install(
+        &mut self,
+        snapshot: &FlushSnapshot,
+        segment: crate::cold::Segment,
+    ) -> Retired {
         let watch = self
             .flush_watch
             .get_mut()
@@ -882,7 +898,7 @@ impl Table {
         written.dedup();
         crate::probe!(ColdFlush);
         let at = self.cold.add(segment);
-        let mut moved = Vec::with_capacity(snapshot.keys.len());
+        let mut moved: Vec<(i64, Option<u32>)> = Vec::with_capacity(snapshot.keys.len());
         let mut touched = written.iter().peekable();
         for (row, &key) in snapshot.keys.iter().enumerate() {
             while touched.next_if(|&&k| k < key).is_some() {}
@@ -893,67 +909,99 @@ impl Table {
                     row: row as u32,
                 });
             } else {
-                moved.push(key);
+                // The row is where the snapshot found it (nobody wrote it since), and its
+                // length is known from the gather.
+                moved.push((key, snapshot.lens.get(row).copied()));
             }
         }
-        self.remove_flushed(&moved);
+        let mut retired = self.remove_flushed(&moved);
         // The flushed rows' space is free now; a large flush leaves mostly free pages.
-        self.maybe_rebuild();
+        if let Some(more) = self.rebuild_rows() {
+            retired.absorb(more);
+        }
+        retired
     }
 
-    /// Removes the hot rows of `keys` (ascending; every one in the hot tier). The index is
-    /// rebuilt by one bulk load of the rest: removing a flush's keys one by one took 44% of
-    /// a shuffled-key ingest (ALEX shifts each data node's slots per remove).
-    fn remove_flushed(&mut self, keys: &[i64]) {
-        let Some(&last) = keys.last() else {
-            return;
+    /// Removes the hot rows of `moved` (keys ascending, every one in the hot tier, with the
+    /// row's length when known). The index is rebuilt by one bulk load of the rest:
+    /// removing a flush's keys one by one took 44% of a shuffled-key ingest (ALEX shifts
+    /// each data node's slots per remove). Returns what it replaced, to drop off the lock.
+    fn remove_flushed(&mut self, moved: &[(i64, Option<u32>)]) -> Retired {
+        let mut retired = Retired::default();
+        let Some(&(last, _)) = moved.last() else {
+            return retired;
         };
-        let mut flushed = Vec::with_capacity(keys.len());
-        let mut rest = Vec::with_capacity(self.hot_len().saturating_sub(keys.len()));
-        let mut next = keys.iter().peekable();
+        let mut flushed = Vec::with_capacity(moved.len());
+        let mut rest = Vec::with_capacity(self.hot_len().saturating_sub(moved.len()));
+        let mut next = moved.iter().peekable();
         for (key, location) in PrimaryIndex::range(&self.index, Bound::Unbounded, Bound::Unbounded)
         {
-            if key <= last && next.next_if(|&&k| k == key).is_some() {
-                flushed.push(location);
-            } else {
-                rest.push((key, location));
+            match next.next_if(|&&(k, _)| key <= last && k == key) {
+                Some(&(_, len)) => flushed.push((location, len)),
+                None => rest.push((key, location)),
             }
         }
-        debug_assert_eq!(flushed.len(), keys.len(), "a flushed key left the hot tier");
+        debug_assert_eq!(
+            flushed.len(),
+            moved.len(),
+            "a flushed key left the hot tier"
+        );
         if flushed.len() >= rest.len() {
             // Most of the store goes: copying the rest into fresh pages (in key order) costs
             // less than freeing each flushed row and then rebuilding a mostly free store.
-            let mut fresh = RowArena::default();
-            let pairs: Vec<(i64, RowLocation)> = rest
-                .iter()
-                .map(|&(key, location)| {
-                    let len = self.rows.len_at(&self.layout, location);
-                    (key, fresh.insert(&self.rows.bytes(location)[..len]))
-                })
-                .collect();
+            let (fresh, pairs) = self.copy_rows(&rest);
             if let Ok(index) = self.build_index(&pairs) {
-                self.index = index;
-                self.rows = fresh;
-                return;
+                retired
+                    .indexes
+                    .push(std::mem::replace(&mut self.index, index));
+                retired
+                    .stores
+                    .push(std::mem::replace(&mut self.rows, fresh));
+                return retired;
             }
             debug_assert!(false, "bulk load after a flush failed");
         }
         match self.build_index(&rest) {
             Ok(index) => {
-                self.index = index;
-                for location in flushed {
-                    self.rows.remove(&self.layout, location);
+                retired
+                    .indexes
+                    .push(std::mem::replace(&mut self.index, index));
+                for (location, len) in flushed {
+                    match len {
+                        Some(len) => self.rows.free_run(&self.layout, location, len as usize),
+                        None => self.rows.remove(&self.layout, location),
+                    }
                 }
             }
             // The index yields sorted, distinct keys, so this cannot happen; removing key by
             // key is correct, only slower.
             Err(e) => {
                 debug_assert!(false, "bulk load after a flush failed: {e}");
-                for &key in keys {
+                for &(key, _) in moved {
                     self.remove_hot(key);
                 }
             }
         }
+        retired
+    }
+
+    /// The rows at `entries` (key order) copied into fresh pages: the new store and each
+    /// key's new location. Rows of random-order keys lie scattered over the pages, so the
+    /// row [`ITER_PREFETCH_AHEAD`] places ahead is prefetched.
+    fn copy_rows(&self, entries: &[(i64, RowLocation)]) -> (RowArena, Vec<(i64, RowLocation)>) {
+        let mut fresh = RowArena::default();
+        let pairs = entries
+            .iter()
+            .enumerate()
+            .map(|(i, &(key, location))| {
+                if let Some(&(_, ahead)) = entries.get(i + ITER_PREFETCH_AHEAD) {
+                    self.rows.prefetch(ahead);
+                }
+                let len = self.rows.len_at(&self.layout, location);
+                (key, fresh.insert(&self.rows.bytes(location)[..len]))
+            })
+            .collect();
+        (fresh, pairs)
     }
 
     /// Records a write of hot key `key` for a flush in flight (see [`Table::flush_snapshot`]).
@@ -1116,6 +1164,21 @@ fn pack_and_store(
     store.insert(scratch)
 }
 
+/// A hot tier's index and pages that a flush's install replaced: dropped by the caller once
+/// it has released the write lock.
+#[derive(Default)]
+pub(crate) struct Retired {
+    indexes: Vec<Index>,
+    stores: Vec<RowArena>,
+}
+
+impl Retired {
+    fn absorb(&mut self, more: Retired) {
+        self.indexes.extend(more.indexes);
+        self.stores.extend(more.stores);
+    }
+}
+
 /// A table's hot rows as of one moment (see [`Table::hot_image`]): unchanged by later
 /// writes, and read with no lock held.
 pub(crate) struct HotImage {
@@ -1232,7 +1295,7 @@ mod tests {
             .write(&env, dir.path(), t.id, &t.def.clone(), id, 1)
             .expect("segment written");
         crate::probe::reset();
-        t.flush_install(&snapshot, segment);
+        drop(t.flush_install(&snapshot, segment));
         let hidden = crate::probe::count(crate::probe::Probe::ColdWrittenDuringFlush);
         // 0, 100, 590 updated; 10, 200, 250 deleted (250 then inserted again).
         assert_eq!(hidden, 6);
