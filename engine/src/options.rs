@@ -63,11 +63,13 @@ pub struct Options {
     /// (each tier four times the size of the one below) are merged into one. Default
     /// [`COMPACTION_BASE_ROWS`](crate::limits::COMPACTION_BASE_ROWS).
     pub compaction_base_rows: u64,
-    /// A checkpoint taken while the database runs copies the state into memory under the
-    /// read lock, then writes and fsyncs it after releasing the lock, when the hot rows take
-    /// at most this many bytes; above it, the state streams to the file's page cache under
-    /// the read lock (writers wait for those writes, never for an fsync) so a large table
-    /// is not held twice. Default [`CHECKPOINT_COPY_BYTES_MAX`](crate::limits::CHECKPOINT_COPY_BYTES_MAX).
+    /// A checkpoint taken while the database runs captures an image of the state under the
+    /// read lock (index walks; the row pages shared copy on write). When the hot rows take at
+    /// most this many bytes the image is encoded into memory before the lock is released,
+    /// which for a small state costs less than the page copies sharing makes writers pay;
+    /// above it, the image is encoded straight into the file after the lock is released.
+    /// Writers never wait for an fsync either way. Default
+    /// [`CHECKPOINT_COPY_BYTES_MAX`](crate::limits::CHECKPOINT_COPY_BYTES_MAX).
     pub checkpoint_copy_bytes_max: usize,
     /// The log starts a new segment once the current one would pass this many bytes.
     /// Default [`WAL_SEGMENT_BYTES_TARGET`](crate::limits::WAL_SEGMENT_BYTES_TARGET); the
