@@ -831,10 +831,15 @@ impl SharedPages {
     /// Asks the CPU to start loading the first line of the row at `location`.
     #[inline]
     pub fn prefetch(&self, location: RowLocation) {
-        let (page, offset) = split(location);
-        if let Some(byte) = self.pages.get(page).and_then(|p| p.get(offset)) {
-            crate::mem::prefetch(byte);
-        }
+        page_prefetch(&self.pages, location);
+    }
+}
+
+#[inline]
+fn page_prefetch(pages: &[Arc<Vec<u8>>], location: RowLocation) {
+    let (page, offset) = split(location);
+    if let Some(byte) = pages.get(page).and_then(|p| p.get(offset)) {
+        crate::mem::prefetch(byte);
     }
 }
 
@@ -881,10 +886,7 @@ impl RowArena {
     /// overlap the misses of the rows ahead.
     #[inline]
     pub fn prefetch(&self, location: RowLocation) {
-        let (page, offset) = split(location);
-        if let Some(byte) = self.pages.get(page).and_then(|p| p.get(offset)) {
-            crate::mem::prefetch(byte);
-        }
+        page_prefetch(&self.pages, location);
     }
 
     /// Stores a packed row; returns its location.
@@ -959,12 +961,7 @@ impl RowArena {
     /// Frees the live row at `location`.
     pub fn remove(&mut self, layout: &RowLayout, location: RowLocation) {
         let len = layout.len_of(self.bytes(location));
-        self.live_bytes -= len as u64;
-        if len == 0 {
-            return;
-        }
-        self.free_bytes += len as u64;
-        self.free.entry(len as u32).or_default().push(location);
+        self.free_run(layout, location, len);
     }
 
     /// Frees the live row of `len` bytes at `location`, its length known to the caller
