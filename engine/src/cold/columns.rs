@@ -18,6 +18,8 @@ use arrow_array::{
 };
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::SchemaRef;
+use parquet::basic::Encoding;
+use parquet::column::page::{Page, PageReader};
 use parquet::column::reader::ColumnReaderImpl;
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, DoubleType, Int64Type};
 use roaring::RoaringBitmap;
@@ -26,6 +28,10 @@ use std::sync::Arc;
 
 /// One column's decoder over the current row group.
 enum Decoder {
+    /// A NOT NULL integer column of `DELTA_BINARY_PACKED` or `PLAIN` pages (how the engine
+    /// writes every integer column without a dictionary), decoded by the engine's own
+    /// decoders: parquet's column reader decoded such a column at about half the speed.
+    Ints(IntPages),
     Int64(ColumnReaderImpl<Int64Type>),
     Float64(ColumnReaderImpl<DoubleType>),
     Bool(ColumnReaderImpl<BoolType>),
@@ -86,6 +92,12 @@ impl SegmentColumns {
             let wanted = from..to;
             let f = &self.failure;
             let (decoder, start) = match self.def.columns()[c].data_type {
+                DataType::Int64 | DataType::Timestamp
+                    if self.reader.plain_or_delta_required(rg, c) =>
+                {
+                    let (pages, s) = self.reader.column_pages(rg, c, wanted, true, f)?;
+                    (Decoder::Ints(IntPages::new(pages)), s)
+                }
                 DataType::Int64 | DataType::Timestamp => {
                     let (r, s) = self.reader.column_reader(rg, c, wanted, true, f)?;
                     (Decoder::Int64(r), s)
@@ -106,6 +118,9 @@ impl SegmentColumns {
             let mut decoder = decoder;
             let skip = from.saturating_sub(start);
             let skipped = match &mut decoder {
+                Decoder::Ints(pages) => Ok(pages
+                    .skip(skip)
+                    .map_err(|reason| self.int_page_error(rg, c, reason))?),
                 Decoder::Int64(r) => r.skip_records(skip),
                 Decoder::Float64(r) => r.skip_records(skip),
                 Decoder::Bool(r) => r.skip_records(skip),
@@ -136,6 +151,23 @@ impl SegmentColumns {
             let mut levels = Vec::new();
             let fail = |e| self.failure.parquet(e);
             let array: ArrayRef = match decoder {
+                Decoder::Ints(pages) => {
+                    let mut values = Vec::with_capacity(n);
+                    let read = pages
+                        .take(n, &mut values)
+                        .map_err(|reason| self.int_page_error(rg, c, reason))?;
+                    if read != n {
+                        return Err(self.short(c, n));
+                    }
+                    if column.data_type == DataType::Timestamp {
+                        Arc::new(
+                            TimestampMicrosecondArray::new(ScalarBuffer::from(values), None)
+                                .with_timezone("UTC"),
+                        )
+                    } else {
+                        Arc::new(Int64Array::new(ScalarBuffer::from(values), None))
+                    }
+                }
                 Decoder::Int64(r) => {
                     let (values, nulls) = primitive(r, n, nullable, &mut levels)
                         .map_err(fail)?
@@ -176,6 +208,16 @@ impl SegmentColumns {
             &RecordBatchOptions::new().with_row_count(Some(n)),
         )
         .map_err(|e| self.corrupt(format!("columns do not form a batch: {e}")))
+    }
+
+    fn int_page_error(&self, rg: usize, c: usize, reason: IntPageError) -> Error {
+        match reason {
+            IntPageError::Read(e) => self.failure.parquet(e),
+            IntPageError::Page(reason) => self.corrupt(format!(
+                "column {:?} of row group {rg}: {reason}",
+                self.def.columns()[c].name
+            )),
+        }
     }
 
     fn short(&self, c: usize, n: usize) -> Error {
@@ -295,6 +337,143 @@ impl Iterator for SegmentColumns {
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// Why [`IntPages`] stopped: a page could not be read, or it is malformed.
+enum IntPageError {
+    Read(parquet::errors::ParquetError),
+    Page(String),
+}
+
+impl From<parquet::errors::ParquetError> for IntPageError {
+    fn from(e: parquet::errors::ParquetError) -> IntPageError {
+        IntPageError::Read(e)
+    }
+}
+
+impl From<String> for IntPageError {
+    fn from(reason: String) -> IntPageError {
+        IntPageError::Page(reason)
+    }
+}
+
+/// The values of a NOT NULL integer column chunk, decoded a page at a time.
+struct IntPages {
+    pages: Box<dyn PageReader>,
+    /// The current page's values, and how many of them were handed out.
+    values: Vec<i64>,
+    at: usize,
+}
+
+impl IntPages {
+    fn new(pages: Box<dyn PageReader>) -> IntPages {
+        IntPages {
+            pages,
+            values: Vec::new(),
+            at: 0,
+        }
+    }
+
+    /// Decodes the next data page into `self.values`, or straight onto `out` when it holds
+    /// at most `room` values; `None` after the last page, else how many went onto `out`.
+    fn next_page(
+        &mut self,
+        out: &mut Vec<i64>,
+        room: usize,
+    ) -> Result<Option<usize>, IntPageError> {
+        let (buf, count, encoding) = match self.pages.get_next_page()? {
+            None => return Ok(None),
+            Some(Page::DataPage {
+                buf,
+                num_values,
+                encoding,
+                ..
+            }) => (buf, num_values as usize, encoding),
+            Some(Page::DataPageV2 {
+                buf,
+                num_values,
+                num_nulls,
+                encoding,
+                def_levels_byte_len,
+                rep_levels_byte_len,
+                ..
+            }) => {
+                if num_nulls != 0 || def_levels_byte_len != 0 || rep_levels_byte_len != 0 {
+                    return Err(format!(
+                        "a page of a NOT NULL column has {num_nulls} nulls and \
+                         {def_levels_byte_len} + {rep_levels_byte_len} bytes of levels"
+                    )
+                    .into());
+                }
+                (buf, num_values as usize, encoding)
+            }
+            Some(Page::DictionaryPage { .. }) => {
+                return Err("a dictionary page in a chunk listed without one"
+                    .to_string()
+                    .into())
+            }
+        };
+        self.values.clear();
+        self.at = 0;
+        let (into, direct) = if count <= room {
+            (out, count)
+        } else {
+            (&mut self.values, 0)
+        };
+        match encoding {
+            Encoding::DELTA_BINARY_PACKED => {
+                crate::cold::delta::decode_into(&buf, count, into)?;
+            }
+            Encoding::PLAIN => {
+                if buf.len() != count.saturating_mul(8) {
+                    return Err(format!(
+                        "a PLAIN page of {count} integers holds {} bytes",
+                        buf.len()
+                    )
+                    .into());
+                }
+                into.extend(
+                    buf.chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().unwrap_or_default())),
+                );
+            }
+            other => return Err(format!("a page encoded {other}").into()),
+        }
+        Ok(Some(direct))
+    }
+
+    /// Appends up to `n` values to `out`: how many (fewer only at the chunk's end).
+    fn take(&mut self, n: usize, out: &mut Vec<i64>) -> Result<usize, IntPageError> {
+        let mut read = 0;
+        while read < n {
+            if self.at == self.values.len() {
+                match self.next_page(out, n - read)? {
+                    None => break,
+                    Some(direct) => read += direct,
+                }
+                continue;
+            }
+            let k = (n - read).min(self.values.len() - self.at);
+            out.extend_from_slice(&self.values[self.at..self.at + k]);
+            self.at += k;
+            read += k;
+        }
+        Ok(read)
+    }
+
+    /// Passes over up to `n` values: how many.
+    fn skip(&mut self, n: usize) -> Result<usize, IntPageError> {
+        let mut skipped = 0;
+        while skipped < n {
+            if self.at == self.values.len() && self.next_page(&mut Vec::new(), 0)?.is_none() {
+                break;
+            }
+            let k = (n - skipped).min(self.values.len() - self.at);
+            self.at += k;
+            skipped += k;
+        }
+        Ok(skipped)
     }
 }
 

@@ -1346,6 +1346,112 @@ mod tests {
     use super::*;
     use crate::schema::{Column, DataType, Value};
 
+    /// The scan's own integer decoders (delta-packed and plain pages, NOT NULL) and
+    /// parquet's column reader (the nullable column) give what parquet's Arrow reader
+    /// gives, for ranges that start and end inside pages and cross row groups.
+    #[test]
+    fn scans_decode_integers_as_parquets_reader_does() {
+        use arrow_array::{Array, Int64Array, TimestampMicrosecondArray};
+        use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let def = Arc::new(
+            TableDef::new(
+                "t",
+                vec![
+                    Column::new("k", DataType::Int64).primary_key(),
+                    Column::new("v", DataType::Int64),
+                    Column::new("wide", DataType::Int64),
+                    Column::new("ts", DataType::Timestamp),
+                    Column::new("n", DataType::Int64).nullable(),
+                ],
+            )
+            .expect("def"),
+        );
+        let mut state = 7u64;
+        let rows: Vec<Row> = (0..300_000i64)
+            .map(|k| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                vec![
+                    Value::Int64(k * 3),
+                    Value::Int64((state >> 34) as i64 - (1 << 29)),
+                    Value::Int64(state as i64),
+                    Value::Timestamp(1_000_000 + k * 10 + (state >> 60) as i64),
+                    if k % 3 == 0 {
+                        Value::Null
+                    } else {
+                        Value::Int64(k)
+                    },
+                ]
+            })
+            .collect();
+        let refs: Vec<&Row> = rows.iter().collect();
+        let segment =
+            ColdTier::write_segment(&crate::env::Env::os(), dir.path(), 1, &def, &refs, 1, 0)
+                .expect("write");
+        let bytes = std::fs::read(segment.path()).expect("read");
+        let mut want: Vec<Vec<i64>> = vec![Vec::new(); 5];
+        let mut nulls = Vec::new();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .expect("parquet")
+            .build()
+            .expect("reader")
+        {
+            let batch = batch.expect("batch");
+            for (c, values) in want.iter_mut().enumerate() {
+                let column = batch.column(c);
+                if let Some(a) = column.as_any().downcast_ref::<Int64Array>() {
+                    values.extend_from_slice(a.values());
+                    if c == 4 {
+                        nulls.extend((0..a.len()).map(|i| a.is_null(i)));
+                    }
+                } else if let Some(a) = column.as_any().downcast_ref::<TimestampMicrosecondArray>()
+                {
+                    values.extend_from_slice(a.values());
+                }
+            }
+        }
+        let tier = ColdTier::restore(vec![(segment, RoaringBitmap::new())], 1);
+        for (from, to) in [(0, 299_999), (1_500, 1_700), (130_000, 270_001), (5, 5)] {
+            let mut got: Vec<Vec<i64>> = vec![Vec::new(); 5];
+            let mut got_nulls = Vec::new();
+            let scan = tier.scan(
+                &def,
+                Bound::Included(from * 3),
+                Bound::Included(to * 3),
+                &[0, 1, 2, 3, 4],
+                prune::Pruning::default(),
+            );
+            for batch in scan {
+                let batch = batch.expect("batch");
+                for (c, values) in got.iter_mut().enumerate() {
+                    let column = batch.column(c);
+                    if let Some(a) = column.as_any().downcast_ref::<Int64Array>() {
+                        values.extend_from_slice(a.values());
+                        if c == 4 {
+                            got_nulls.extend((0..a.len()).map(|i| a.is_null(i)));
+                        }
+                    } else if let Some(a) =
+                        column.as_any().downcast_ref::<TimestampMicrosecondArray>()
+                    {
+                        values.extend_from_slice(a.values());
+                    }
+                }
+            }
+            let (from, to) = (from as usize, to as usize + 1);
+            for c in 0..4 {
+                assert_eq!(got[c], want[c][from..to], "column {c}, rows {from}..{to}");
+            }
+            assert_eq!(got_nulls, nulls[from..to], "nulls, rows {from}..{to}");
+            for (i, (g, w)) in got[4].iter().zip(&want[4][from..to]).enumerate() {
+                if !got_nulls[i] {
+                    assert_eq!(g, w, "column n, row {}", from + i);
+                }
+            }
+        }
+    }
+
     /// Every key page of real segments, read as packed values and searched in place, gives
     /// what parquet's own reader decodes: dense, sparse and extreme keys, one and several
     /// row groups.

@@ -1154,6 +1154,26 @@ impl SegmentReader {
         prefetch: bool,
         failure: &ReadFailure,
     ) -> Result<(ColumnReaderImpl<T>, usize)> {
+        let (pages, start) = self.column_pages(rg, column, wanted, prefetch, failure)?;
+        let descr = self
+            .metadata
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .column(column);
+        Ok((ColumnReaderImpl::new(descr, pages), start))
+    }
+
+    /// The pages [`SegmentReader::column_reader`] decodes, and the row (of the row group)
+    /// the first starts at: for a caller with its own value decoder.
+    pub(crate) fn column_pages(
+        &self,
+        rg: usize,
+        column: usize,
+        wanted: std::ops::Range<usize>,
+        prefetch: bool,
+        failure: &ReadFailure,
+    ) -> Result<(Box<dyn PageReader>, usize)> {
         let meta = self.metadata.metadata();
         let all = meta
             .offset_index()
@@ -1213,12 +1233,27 @@ impl SegmentReader {
                     Some(all.clone()),
                 )
                 .map_err(|e| failure.error(e.to_string()))?;
-                let descr = meta.file_metadata().schema_descr().column(column);
-                return Ok((ColumnReaderImpl::new(descr, Box::new(pages)), 0));
+                return Ok((Box::new(pages), 0));
             }
         };
-        let descr = meta.file_metadata().schema_descr().column(column);
-        Ok((ColumnReaderImpl::new(descr, pages), start_row))
+        Ok((pages, start_row))
+    }
+
+    /// Whether column `column` of row group `rg` is NOT NULL, has no dictionary, and its
+    /// pages are `DELTA_BINARY_PACKED` or `PLAIN`: the shape whose integers the scan
+    /// decodes itself ([`crate::cold::delta::decode_into`]) rather than through parquet's
+    /// column reader.
+    pub(crate) fn plain_or_delta_required(&self, rg: usize, column: usize) -> bool {
+        let chunk = self.metadata.metadata().row_group(rg).column(column);
+        chunk.column_descr().max_def_level() == 0
+            && chunk.column_descr().max_rep_level() == 0
+            && chunk.dictionary_page_offset().is_none()
+            && chunk.encodings().all(|e| {
+                matches!(
+                    e,
+                    Encoding::DELTA_BINARY_PACKED | Encoding::PLAIN | Encoding::RLE
+                )
+            })
     }
 
     /// Values of rows `within..within + count` of row group `rg` of column `column`: the
