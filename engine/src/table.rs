@@ -776,54 +776,76 @@ impl Table {
         let mut batches = std::collections::VecDeque::new();
         let mut keys = Vec::with_capacity(batch_rows);
         let mut rows: Vec<&[u8]> = Vec::with_capacity(batch_rows);
-        // Without an exported Utf8 or Binary column this pass touches only the index: the
-        // first column's pass prefetches the rows' bytes (`export_column`) and later
-        // columns find them cached. With one, each row's length is read here, so rows are
+        if !variable {
+            // Fixed-width columns only: this pass touches only the index, a data node at a
+            // time; the first column's pass prefetches the rows' bytes (`export_column`)
+            // and later columns find them cached.
+            let mut range = PrimaryIndex::range(&self.index, lower, upper);
+            let mut locations = Vec::with_capacity(batch_rows);
+            loop {
+                keys.clear();
+                locations.clear();
+                rows.clear();
+                if range.fill(&mut keys, &mut locations, batch_rows) == 0 {
+                    return Ok(batches);
+                }
+                rows.extend(locations.iter().map(|&l| self.rows.bytes(l)));
+                batches.push_back(self.hot_batch(columns, schema, &keys, &rows)?);
+            }
+        }
+        // With a Utf8 or Binary column each row's length is read here, so rows are
         // prefetched ahead of it.
         let mut entries = PrimaryIndex::range(&self.index, lower, upper).peekable();
-        let mut ahead = variable
-            .then(|| PrimaryIndex::range(&self.index, lower, upper).skip(ITER_PREFETCH_AHEAD));
+        let mut ahead = PrimaryIndex::range(&self.index, lower, upper).skip(ITER_PREFETCH_AHEAD);
         while entries.peek().is_some() {
             keys.clear();
             rows.clear();
             let mut bytes = 0;
             for (key, location) in entries.by_ref() {
                 let row = self.rows.bytes(location);
-                if let Some(ahead) = ahead.as_mut() {
-                    if let Some((_, next)) = ahead.next() {
-                        self.rows.prefetch(next);
-                    }
-                    bytes += self.layout.len_of(row);
+                if let Some((_, next)) = ahead.next() {
+                    self.rows.prefetch(next);
                 }
+                bytes += self.layout.len_of(row);
                 keys.push(key);
                 rows.push(row);
                 if keys.len() == batch_rows || bytes >= HOT_EXPORT_CHUNK_BYTES {
                     break;
                 }
             }
-            let arrays = columns
-                .iter()
-                .map(|&column| {
-                    self.layout
-                        .export_column(column, &keys, &rows)
-                        .map_err(|reason| Error::InvalidSchema {
-                            table: self.def.name().to_string(),
-                            reason: format!("hot rows cannot be exported: {reason}"),
-                        })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let batch = arrow_array::RecordBatch::try_new_with_options(
-                schema.clone(),
-                arrays,
-                &arrow_array::RecordBatchOptions::new().with_row_count(Some(keys.len())),
-            )
-            .map_err(|e| Error::InvalidSchema {
-                table: self.def.name().to_string(),
-                reason: format!("hot rows do not form an Arrow batch: {e}"),
-            })?;
-            batches.push_back(batch);
+            batches.push_back(self.hot_batch(columns, schema, &keys, &rows)?);
         }
         Ok(batches)
+    }
+
+    /// One batch of the hot export: `columns` of the rows `rows` (whose keys are `keys`).
+    fn hot_batch(
+        &self,
+        columns: &[usize],
+        schema: &arrow_schema::SchemaRef,
+        keys: &[i64],
+        rows: &[&[u8]],
+    ) -> Result<arrow_array::RecordBatch> {
+        let arrays = columns
+            .iter()
+            .map(|&column| {
+                self.layout
+                    .export_column(column, keys, rows)
+                    .map_err(|reason| Error::InvalidSchema {
+                        table: self.def.name().to_string(),
+                        reason: format!("hot rows cannot be exported: {reason}"),
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        arrow_array::RecordBatch::try_new_with_options(
+            schema.clone(),
+            arrays,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(keys.len())),
+        )
+        .map_err(|e| Error::InvalidSchema {
+            table: self.def.name().to_string(),
+            reason: format!("hot rows do not form an Arrow batch: {e}"),
+        })
     }
 
     /// A flush, first phase (under the read lock; writers wait only for this walk of the

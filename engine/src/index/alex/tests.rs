@@ -337,3 +337,56 @@ fn appends_after_a_failed_seal_split_the_right_node() {
         check_against(&tree, &model);
     }
 }
+
+/// `Range::fill` hands out what `next` does, in chunks of any size, from any start and to
+/// any bound: over small nodes (many node hops), gaps left by removals, and the edge keys.
+#[test]
+fn fill_yields_what_next_yields_in_chunks_of_any_size() {
+    use rand::{Rng, SeedableRng};
+    for seed in 0..8u64 {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let config = AlexConfig {
+            data_node_slots_max: [128, 256, 4096][rng.random_range(0..3)],
+            ..AlexConfig::default()
+        };
+        let mut tree: Alex<i64, u64> = Alex::with_config(config);
+        for step in 0..6_000u64 {
+            let key = match rng.random_range(0..10) {
+                0 => rng.random_range(i64::MIN..i64::MIN + 100),
+                1 => rng.random_range(i64::MAX - 100..=i64::MAX),
+                _ => rng.random_range(-50_000..50_000),
+            };
+            if rng.random_range(0..4) == 0 {
+                tree.remove(key);
+            } else {
+                tree.insert(key, step);
+            }
+        }
+        let bounds = |rng: &mut rand_chacha::ChaCha8Rng| match rng.random_range(0..3) {
+            0 => Bound::Unbounded,
+            1 => Bound::Included(rng.random_range(-60_000..60_000)),
+            _ => Bound::Excluded(rng.random_range(-60_000..60_000)),
+        };
+        for _ in 0..40 {
+            let (lower, upper) = (bounds(&mut rng), bounds(&mut rng));
+            let want: Vec<(i64, u64)> = tree.range(lower, upper).collect();
+            let max = [1, 7, 64, 65, 1_000, usize::MAX][rng.random_range(0..6)];
+            let mut range = tree.range(lower, upper);
+            let (mut keys, mut payloads) = (Vec::new(), Vec::new());
+            loop {
+                let before = keys.len();
+                let got = range.fill(&mut keys, &mut payloads, max);
+                assert_eq!(got, keys.len() - before);
+                assert!(got <= max);
+                if got == 0 {
+                    break;
+                }
+            }
+            let got: Vec<(i64, u64)> = keys.into_iter().zip(payloads).collect();
+            assert_eq!(
+                got, want,
+                "seed {seed}, {lower:?}..{upper:?}, chunks of {max}"
+            );
+        }
+    }
+}
