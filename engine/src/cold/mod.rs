@@ -1387,10 +1387,14 @@ mod tests {
             })
             .collect();
         let refs: Vec<&Row> = rows.iter().collect();
+        let env = crate::env::Env::os();
         let segment =
-            ColdTier::write_segment(&crate::env::Env::os(), dir.path(), 1, &def, &refs, 1, 0)
-                .expect("write");
-        let bytes = std::fs::read(segment.path()).expect("read");
+            ColdTier::write_segment(&env, dir.path(), 1, &def, &refs, 1, 0).expect("write");
+        let bytes = env
+            .fs
+            .open(segment.path(), OpenMode::Read)
+            .and_then(|f| f.read_all())
+            .expect("read");
         let mut want: Vec<Vec<i64>> = vec![Vec::new(); 5];
         let mut nulls = Vec::new();
         for batch in ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
