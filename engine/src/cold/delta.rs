@@ -306,6 +306,15 @@ pub(crate) fn decode_into(bytes: &[u8], count: usize, out: &mut Vec<i64>) -> Res
     if count == 0 {
         return Ok(());
     }
+    // A block of `block` values takes at least its min delta and bit widths: a count the
+    // bytes cannot hold is refused before it sizes an allocation.
+    let blocks_max = bytes.len().saturating_sub(at) / (1 + miniblocks) + 1;
+    if (count - 1).div_ceil(per * miniblocks) > blocks_max {
+        return Err(format!(
+            "{count} values cannot fit in a page of {} bytes",
+            bytes.len()
+        ));
+    }
     let base = out.len();
     out.resize(base + count, 0);
     let done = decode_values(bytes, &mut at, miniblocks, per, &mut last, &mut out[base..]);
@@ -625,6 +634,17 @@ mod tests {
 
     #[test]
     fn truncated_or_damaged_pages_are_errors_or_values_never_panics() {
+        // A header claiming more values than its bytes can hold is refused before anything
+        // is sized by it.
+        let mut huge = Vec::new();
+        put_uleb(&mut huge, 256);
+        put_uleb(&mut huge, 4);
+        put_uleb(&mut huge, 1 << 40);
+        put_zigzag(&mut huge, 7);
+        huge.extend_from_slice(&[0, 0, 0, 0, 0]);
+        let mut out = Vec::new();
+        assert!(decode_into(&huge, 1 << 40, &mut out).is_err());
+        assert!(out.capacity() < 1 << 20);
         let keys = keys();
         for per in [8, 32, 64] {
             let bytes = encode_shaped(&keys, per);
