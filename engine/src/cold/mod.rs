@@ -1395,15 +1395,11 @@ mod tests {
             .open(segment.path(), OpenMode::Read)
             .and_then(|f| f.read_all())
             .expect("read");
-        let mut want: Vec<Vec<i64>> = vec![Vec::new(); 5];
-        let mut nulls = Vec::new();
-        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-            .expect("parquet")
-            .build()
-            .expect("reader")
-        {
-            let batch = batch.expect("batch");
-            for (c, values) in want.iter_mut().enumerate() {
+        // Each column's values, and column 4's nulls, of a batch appended to `values`.
+        let gather = |batch: &arrow_array::RecordBatch,
+                      values: &mut Vec<Vec<i64>>,
+                      nulls: &mut Vec<bool>| {
+            for (c, values) in values.iter_mut().enumerate() {
                 let column = batch.column(c);
                 if let Some(a) = column.as_any().downcast_ref::<Int64Array>() {
                     values.extend_from_slice(a.values());
@@ -1415,6 +1411,15 @@ mod tests {
                     values.extend_from_slice(a.values());
                 }
             }
+        };
+        let mut want: Vec<Vec<i64>> = vec![Vec::new(); 5];
+        let mut nulls = Vec::new();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .expect("parquet")
+            .build()
+            .expect("reader")
+        {
+            gather(&batch.expect("batch"), &mut want, &mut nulls);
         }
         let tier = ColdTier::restore(vec![(segment, RoaringBitmap::new())], 1);
         for (from, to) in [(0, 299_999), (1_500, 1_700), (130_000, 270_001), (5, 5)] {
@@ -1428,20 +1433,7 @@ mod tests {
                 prune::Pruning::default(),
             );
             for batch in scan {
-                let batch = batch.expect("batch");
-                for (c, values) in got.iter_mut().enumerate() {
-                    let column = batch.column(c);
-                    if let Some(a) = column.as_any().downcast_ref::<Int64Array>() {
-                        values.extend_from_slice(a.values());
-                        if c == 4 {
-                            got_nulls.extend((0..a.len()).map(|i| a.is_null(i)));
-                        }
-                    } else if let Some(a) =
-                        column.as_any().downcast_ref::<TimestampMicrosecondArray>()
-                    {
-                        values.extend_from_slice(a.values());
-                    }
-                }
+                gather(&batch.expect("batch"), &mut got, &mut got_nulls);
             }
             let (from, to) = (from as usize, to as usize + 1);
             for c in 0..4 {

@@ -35,6 +35,16 @@ impl<'a, K: Key, P: Payload> Range<'a, K, P> {
 }
 
 impl<K: Key, P: Payload> Range<'_, K, P> {
+    /// Whether `key` is at or below the upper bound.
+    #[inline]
+    fn within(&self, key: K) -> bool {
+        match self.upper {
+            Bound::Unbounded => true,
+            Bound::Included(upper) => key <= upper,
+            Bound::Excluded(upper) => key < upper,
+        }
+    }
+
     /// Appends the next pairs, at most `max`, to `keys` and `payloads`: how many. A data
     /// node at a time, a bitmap word at a time, which a bulk reader (the hot tier's Arrow
     /// export) wants: about half the cost of calling `next` for each pair.
@@ -67,12 +77,7 @@ impl<K: Key, P: Payload> Range<'_, K, P> {
                         crate::mem::prefetch(ahead);
                     }
                     let key = node.key_at(slot);
-                    let within = match self.upper {
-                        Bound::Unbounded => true,
-                        Bound::Included(upper) => key <= upper,
-                        Bound::Excluded(upper) => key < upper,
-                    };
-                    if !within {
+                    if !self.within(key) {
                         self.node = NO_NODE;
                         return taken;
                     }
@@ -103,12 +108,7 @@ impl<K: Key, P: Payload> Iterator for Range<'_, K, P> {
             match bitmap::next_set(&node.bitmap, self.slot, node.capacity()) {
                 Some(slot) => {
                     let key = node.key_at(slot);
-                    let within = match self.upper {
-                        Bound::Unbounded => true,
-                        Bound::Included(upper) => key <= upper,
-                        Bound::Excluded(upper) => key < upper,
-                    };
-                    if !within {
+                    if !self.within(key) {
                         self.node = NO_NODE;
                         return None;
                     }
