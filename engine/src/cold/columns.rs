@@ -159,27 +159,13 @@ impl SegmentColumns {
                     if read != n {
                         return Err(self.short(c, n));
                     }
-                    if column.data_type == DataType::Timestamp {
-                        Arc::new(
-                            TimestampMicrosecondArray::new(ScalarBuffer::from(values), None)
-                                .with_timezone("UTC"),
-                        )
-                    } else {
-                        Arc::new(Int64Array::new(ScalarBuffer::from(values), None))
-                    }
+                    int_array(column.data_type, values, None)
                 }
                 Decoder::Int64(r) => {
                     let (values, nulls) = primitive(r, n, nullable, &mut levels)
                         .map_err(fail)?
                         .ok_or_else(|| self.short(c, n))?;
-                    if column.data_type == DataType::Timestamp {
-                        Arc::new(
-                            TimestampMicrosecondArray::new(ScalarBuffer::from(values), nulls)
-                                .with_timezone("UTC"),
-                        )
-                    } else {
-                        Arc::new(Int64Array::new(ScalarBuffer::from(values), nulls))
-                    }
+                    int_array(column.data_type, values, nulls)
                 }
                 Decoder::Float64(r) => {
                     let (values, nulls) = primitive(r, n, nullable, &mut levels)
@@ -474,6 +460,16 @@ impl IntPages {
             skipped += k;
         }
         Ok(skipped)
+    }
+}
+
+/// An Int64 column's values as its Arrow array: Timestamp (microseconds, UTC) or Int64.
+fn int_array(data_type: DataType, values: Vec<i64>, nulls: Option<NullBuffer>) -> ArrayRef {
+    let values = ScalarBuffer::from(values);
+    if data_type == DataType::Timestamp {
+        Arc::new(TimestampMicrosecondArray::new(values, nulls).with_timezone("UTC"))
+    } else {
+        Arc::new(Int64Array::new(values, nulls))
     }
 }
 
