@@ -116,6 +116,49 @@ fn scrambled(i: i64) -> i64 {
     i.wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as i64) ^ 0x5555
 }
 
+/// A flush that rebuilds the cold-key filter drops the old one first, so for the length of
+/// the build duplicate checks take the per-segment path. Inserts on another thread, racing
+/// many such builds, still refuse every cold key and accept every fresh one.
+#[test]
+fn duplicate_checks_hold_while_a_flush_rebuilds_the_key_filter() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(open_cold(dir.path(), 500));
+    db.create_table(table_def("t")).unwrap();
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let checkpoints = std::sync::Arc::new(AtomicUsize::new(0));
+    let checkpointer = {
+        let (db, done, checkpoints) = (db.clone(), done.clone(), checkpoints.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                db.checkpoint().unwrap();
+                checkpoints.fetch_add(1, Ordering::Release);
+            }
+        })
+    };
+    // Inserts go on until 40 checkpoints (each a flush, some of them rebuilding the filter)
+    // have run beside them.
+    let (mut next, mut round) = (0i64, 0i64);
+    while checkpoints.load(Ordering::Acquire) < 40 && round < 200_000 {
+        let rows: Vec<_> = (next..next + 400).map(|i| row(scrambled(i), i)).collect();
+        db.insert_batch("t", rows).unwrap();
+        next += 400;
+        // A key inserted earlier: cold by now, or hot if its flush is still in flight.
+        let existing = scrambled((round * 7_919) % next);
+        let batch = vec![row(scrambled(1_000_000_000 + round), 0), row(existing, 1)];
+        match db.insert_batch("t", batch) {
+            Err(Error::DuplicateKey { key, .. }) => assert_eq!(key, existing, "round {round}"),
+            other => panic!("round {round}: key {existing} inserted again: {other:?}"),
+        }
+        round += 1;
+    }
+    done.store(true, Ordering::Release);
+    checkpointer.join().unwrap();
+    assert!(checkpoints.load(Ordering::Acquire) >= 40, "{round} rounds");
+    assert!(db.cold_segment_count("t").unwrap() >= 10);
+    assert_eq!(db.row_count("t").unwrap(), next as usize);
+}
+
 /// Every duplicate insert is refused, and every fresh key accepted, whether the cold tier's
 /// key filter is built (from the third segment on), absent (after a reopen, until a flush
 /// builds it again) or rebuilt larger (as flushes pass its capacity).

@@ -271,6 +271,19 @@ impl Shared {
                 match written {
                     Ok(segment) => {
                         flush.segment = Some(segment);
+                        if matches!(flush.key_filter, cold::KeyFilterPlan::Build(_)) {
+                            // The table's filter goes before its replacement is built, so a
+                            // rebuild holds one filter, not two (at 1B rows that is 1.3 GB
+                            // less at the peak). Meanwhile duplicate checks and gets take the
+                            // per-segment path, which is always sound, only slower.
+                            let retired = self.write_lock().ok().and_then(|mut state| {
+                                state
+                                    .table_by_id_mut(flush.table_id)
+                                    .filter(|t| Arc::ptr_eq(&t.def, &flush.def))
+                                    .and_then(|t| t.cold.take_key_filter())
+                            });
+                            drop(retired);
+                        }
                         flush.built_filter = flush.update_key_filter();
                         *job = Some(flush);
                         Ok(true)

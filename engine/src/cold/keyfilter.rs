@@ -16,13 +16,26 @@
 //! vectors only hide rows, so neither changes it. Stale keys (deleted, compacted away) are
 //! false positives until the next rebuild.
 //!
-//! **Size and rebuilds.** Built for `capacity` keys at [`BITS_PER_KEY`] bits each, with
-//! capacity = [`HEADROOM`] times the keys it starts with, which puts it between 0.75 and
-//! 0.94 bytes per cold row. A flush whose keys would pass the capacity rebuilds it instead,
-//! from the key pages of every listed segment and the flush's own keys, with no lock held;
-//! with the capacity growing by a quarter each time, the keys read over a table's life are
-//! about five times its cold rows. It is derived state: never written to disk, absent after
-//! open until the first flush builds it (inserts take the per-segment path meanwhile), and
+//! **Size and rebuilds.** A key that passes this filter without being cold (a false
+//! positive) is then probed in every segment's filter, about 50 ns a segment with the filters
+//! out of cache, so a filter whose false-positive rate is fixed costs an insert more with
+//! every segment: at 1B shuffled rows and 96 segments, 6 bits a key (6.5% false positives on
+//! average) would spend about 300 ns a row there, a third of the insert. A build therefore
+//! picks its bits a key from the segment count it will serve ([`bits_per_key`]): the fewest,
+//! from [`BITS_PER_KEY_MIN`], whose false-positive rate times that count stays under
+//! [`SEGMENT_PROBES_MAX`], so the expected per-segment probes of a new key stay constant
+//! as the tier grows, and the memory grows with the logarithm of the segment count (6 bits
+//! a key up to 13 segments, 11 at 100). It is built for `capacity` keys, with
+//! capacity = [`HEADROOM`] times the keys it starts with, so it holds between 1 and 1.25
+//! times its bits a key per cold row. A flush whose keys would pass the capacity rebuilds
+//! it instead, from the key pages of every listed segment and the flush's own keys, with no
+//! lock held; with the capacity growing by a quarter each time, the keys read over a
+//! table's life are about five times its cold rows. The flush removes the old filter from
+//! the table before the build starts, so that the peak holds one filter, not two (at 1B
+//! rows the two would be 3 GB); until the new one is installed with the segment, checks take
+//! the per-segment path, which is sound, only slower. It is derived state: never written to
+//! disk, absent after open until the first flush builds it (inserts take the per-segment
+//! path meanwhile), and
 //! built only once a table has [`SEGMENTS_MIN`] segments (below that the per-segment
 //! probes cost no more than this one).
 
@@ -32,9 +45,17 @@ use crate::error::Result;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Bits per key at capacity.
-pub(crate) const BITS_PER_KEY: u64 = 6;
-/// A build sizes the filter for this many times the keys it starts with.
+/// Fewest bits per key at capacity (a false-positive rate of 9.9%).
+pub(crate) const BITS_PER_KEY_MIN: u32 = 6;
+/// Most bits per key at capacity (0.13%, enough for about 600 segments).
+pub(crate) const BITS_PER_KEY_MAX: u32 = 16;
+/// The expected per-segment filter probes of a key new to the table that a build aims for:
+/// its false-positive rate at capacity times the segments it is sized for. 6 bits a key
+/// meets it up to 13 segments (about 100M rows at a 10M hot cap), so smaller tiers stay as
+/// small as they were; 11 bits serve 150.
+pub(crate) const SEGMENT_PROBES_MAX: f64 = 1.3;
+/// A build sizes the filter for this many times the keys it starts with (and the
+/// segments: flushes of similar size add segments as fast as keys).
 const HEADROOM: f64 = 1.25;
 /// The filter is built once a table holds this many segments.
 pub(crate) const SEGMENTS_MIN: usize = 3;
@@ -92,10 +113,10 @@ impl std::fmt::Debug for ColdKeyFilter {
 }
 
 impl ColdKeyFilter {
-    /// An empty filter for `keys` keys plus headroom.
-    pub fn for_keys(keys: u64) -> ColdKeyFilter {
+    /// An empty filter for `keys` keys plus headroom, at `bits` bits a key of capacity.
+    pub fn for_keys(keys: u64, bits: u32) -> ColdKeyFilter {
         let capacity = ((keys as f64 * HEADROOM) as u64).max(CAPACITY_MIN);
-        let blocks = capacity.saturating_mul(BITS_PER_KEY).div_ceil(256);
+        let blocks = capacity.saturating_mul(u64::from(bits)).div_ceil(256);
         let blocks = usize::try_from(blocks).unwrap_or(usize::MAX >> 8).max(1);
         let mut buf: Vec<Block> = Vec::with_capacity(blocks);
         crate::mem::advise_huge_pages(&buf);
@@ -173,9 +194,12 @@ impl ColdKeyFilter {
     /// Builds a filter of every key of `segments` plus `extra` (the flush's keys), with no
     /// lock held: the segments are immutable and their files stay open while the `Arc`s
     /// live, even if a compaction unlists them meanwhile.
+    /// It serves `segments` and the flush's own segment, and is sized for a quarter more
+    /// segments than that (see [`bits_per_key`]).
     pub fn build(segments: &[Arc<Segment>], pk: usize, extra: &[i64]) -> Result<ColdKeyFilter> {
         let rows: u64 = segments.iter().map(|s| s.meta.row_count).sum::<u64>() + extra.len() as u64;
-        let filter = ColdKeyFilter::for_keys(rows);
+        let serves = ((segments.len() + 1) as f64 * HEADROOM).ceil() as usize;
+        let filter = ColdKeyFilter::for_keys(rows, bits_per_key(serves));
         for segment in segments {
             add_segment_keys(&filter, &segment.reader, &segment.index, pk)?;
         }
@@ -187,6 +211,31 @@ impl ColdKeyFilter {
 
 /// Keys a prefetch runs ahead of the insert or probe that uses it.
 pub(crate) const PREFETCH_AHEAD: usize = 16;
+
+/// The false-positive rate of a filter at `bits` bits a key: a block holds a Poisson
+/// number of keys (256 / `bits` on average), and a key absent from a block with `n` keys
+/// finds each of its eight bits set with probability 1 - (31/32)^n.
+pub(crate) fn false_positive_rate(bits: u32) -> f64 {
+    let mean = 256.0 / f64::from(bits.max(1));
+    let (mut p_n, mut rate) = ((-mean).exp(), 0.0);
+    // Terms past eight times the mean add nothing a build's choice could notice.
+    for n in 0..(mean * 8.0) as u32 + 16 {
+        if n > 0 {
+            p_n *= mean / f64::from(n);
+        }
+        rate += p_n * (1.0 - (31.0f64 / 32.0).powi(n as i32)).powi(WORDS as i32);
+    }
+    rate
+}
+
+/// Bits a key for a filter that serves `segments` segments: the fewest from
+/// [`BITS_PER_KEY_MIN`] whose false positives send a new key to at most
+/// [`SEGMENT_PROBES_MAX`] segment filters on average, capped at [`BITS_PER_KEY_MAX`].
+pub(crate) fn bits_per_key(segments: usize) -> u32 {
+    (BITS_PER_KEY_MIN..BITS_PER_KEY_MAX)
+        .find(|&bits| false_positive_rate(bits) * segments as f64 <= SEGMENT_PROBES_MAX)
+        .unwrap_or(BITS_PER_KEY_MAX)
+}
 
 /// Adds every key of one segment, page by page.
 fn add_segment_keys(
@@ -224,7 +273,7 @@ mod tests {
 
     #[test]
     fn no_false_negatives_and_few_false_positives() {
-        let filter = ColdKeyFilter::for_keys(100_000);
+        let filter = ColdKeyFilter::for_keys(100_000, 6);
         let keys: Vec<i64> = (0..100_000i64)
             .map(|i| i.wrapping_mul(0x9e37_79b9))
             .collect();
@@ -240,8 +289,50 @@ mod tests {
     }
 
     #[test]
+    fn the_modelled_false_positive_rate_is_the_measured_one() {
+        for bits in [6, 8, 11, 14] {
+            // Filled to capacity: the rate a build plans for is the rate at its end.
+            let filter = ColdKeyFilter::for_keys(80_000, bits);
+            let keys: Vec<i64> = (0..100_000i64).map(|i| i * 7 + 3).collect();
+            filter.insert_all(&keys);
+            assert!(keys.iter().all(|&k| filter.may_contain(k)));
+            let probes = 400_000i64;
+            let passed = (0..probes)
+                .filter(|&i| filter.may_contain(i * 7 + 5))
+                .count();
+            let measured = passed as f64 / probes as f64;
+            let modelled = false_positive_rate(bits);
+            assert!(
+                (measured - modelled).abs() <= modelled * 0.2 + 0.0003,
+                "{bits} bits: measured {measured:.5}, modelled {modelled:.5}"
+            );
+        }
+    }
+
+    #[test]
+    fn more_segments_get_more_bits_and_the_probes_stay_bounded() {
+        assert_eq!(bits_per_key(1), BITS_PER_KEY_MIN);
+        assert_eq!(bits_per_key(13), BITS_PER_KEY_MIN);
+        assert_eq!(bits_per_key(150), 11);
+        let mut last = 0;
+        for segments in 1..=600 {
+            let bits = bits_per_key(segments);
+            assert!(
+                bits >= last,
+                "{segments} segments: {bits} bits after {last}"
+            );
+            assert!(
+                false_positive_rate(bits) * segments as f64 <= SEGMENT_PROBES_MAX,
+                "{segments} segments at {bits} bits"
+            );
+            last = bits;
+        }
+        assert_eq!(bits_per_key(100_000), BITS_PER_KEY_MAX);
+    }
+
+    #[test]
     fn a_key_touches_one_block() {
-        let filter = ColdKeyFilter::for_keys(10_000);
+        let filter = ColdKeyFilter::for_keys(10_000, 6);
         for key in [0i64, 1, -1, 42, i64::MIN, i64::MAX, 123_456_789] {
             let before: Vec<u32> = words(&filter);
             filter.insert_all(&[key]);

@@ -911,6 +911,12 @@ impl ColdTier {
         self.key_filter = filter;
     }
 
+    /// Removes the cold-key filter (checks take the per-segment path until one is set),
+    /// returning it for the caller to drop after releasing the write lock.
+    pub fn take_key_filter(&mut self) -> Option<Arc<ColdKeyFilter>> {
+        self.key_filter.take()
+    }
+
     /// Lists a segment whose rows just left the hot tier; returns its position. Segments
     /// stay in id order: a compaction that reserved a larger id may have installed its
     /// output while the flush wrote this one.
