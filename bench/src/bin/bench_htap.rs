@@ -180,6 +180,10 @@ fn main() -> omendb::Result<()> {
     let mut expected_sum = 0i64;
     let mut i = 0u64;
     let mut last_report = Instant::now();
+    // Seconds each tenth of the rows took to load (issue 16's linearity: each 100M of 1B
+    // within 20% of the mean); the last tenth ends after the final checkpoint.
+    let mut tenths: Vec<f64> = Vec::with_capacity(10);
+    let mut tenth_started = 0.0f64;
     // Time inside `insert_batch`, and the part of it spent in calls slower than
     // `STALL_BATCH` (a writer waiting for a flush's or checkpoint's lock, or back-pressure).
     let (mut insert_s, mut stall_s, mut stall_max_s) = (0.0f64, 0.0f64, 0.0f64);
@@ -205,6 +209,11 @@ fn main() -> omendb::Result<()> {
         }
         since += end - i;
         i = end;
+        if tenths.len() < 9 && i >= rows / 10 * (tenths.len() as u64 + 1) {
+            let now = started.elapsed().as_secs_f64();
+            tenths.push(now - tenth_started);
+            tenth_started = now;
+        }
         if since >= every && loader_checkpoints {
             let t = Instant::now();
             match &ask {
@@ -262,6 +271,9 @@ fn main() -> omendb::Result<()> {
     };
     let load_s = started.elapsed().as_secs_f64();
     let ingest_rows_per_s = rows as f64 / load_s;
+    if !reuse {
+        tenths.push(load_s - tenth_started);
+    }
     // With the worker on, finish the merges it has left before measuring reads.
     let t = Instant::now();
     let mut drain_steps = 0;
@@ -279,6 +291,17 @@ fn main() -> omendb::Result<()> {
     if checkpoint_thread {
         eprintln!("  the checkpoint thread was busy {checkpointer_busy_s:.1} s");
     }
+    let tenths_text: Vec<String> = tenths.iter().map(|t| format!("{t:.1}")).collect();
+    let tenth_mean = load_s / tenths.len().max(1) as f64;
+    let tenth_spread = tenths
+        .iter()
+        .map(|t| (t / tenth_mean - 1.0).abs())
+        .fold(0.0f64, f64::max);
+    eprintln!(
+        "  each tenth of the rows, s: {} (the farthest {:.0}% from the mean)",
+        tenths_text.join(", "),
+        tenth_spread * 100.0
+    );
     eprintln!(
         "  inside insert_batch {insert_s:.1} s, of which {stall_s:.1} s in calls over {} ms (longest {:.0} ms)",
         STALL_BATCH.as_millis(),
@@ -449,11 +472,12 @@ fn main() -> omendb::Result<()> {
         }
     }
     println!(
-        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"allocator\":\"{ALLOCATOR_NAME}\",\"flush_worker\":{},\"checkpoint_thread\":{checkpoint_thread},\"checkpointer_busy_s\":{checkpointer_busy_s:.2},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"insert_s\":{insert_s:.2},\"stall_s\":{stall_s:.2},\"stall_max_ms\":{:.1},\"segments\":{segments},\"compaction_drain_s\":{drain_s:.2},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes}{duck}}}",
+        "{{\"rows\":{rows},\"hot_rows_max\":{hot},\"dist\":\"{dist}\",\"batch\":{batch},\"allocator\":\"{ALLOCATOR_NAME}\",\"flush_worker\":{},\"checkpoint_thread\":{checkpoint_thread},\"checkpointer_busy_s\":{checkpointer_busy_s:.2},\"ingest_rows_per_s\":{ingest_rows_per_s:.0},\"load_s\":{load_s:.2},\"checkpoints\":{checkpoints},\"checkpoint_s\":{checkpoint_s:.2},\"insert_s\":{insert_s:.2},\"stall_s\":{stall_s:.2},\"stall_max_ms\":{:.1},\"segments\":{segments},\"compaction_drain_s\":{drain_s:.2},\"sum_s\":{sum_s:.4},\"sum_rows_per_s\":{sum_rows_per_s:.0},\"range_keys\":{range_keys},\"range_sum_ms\":{:.3},\"cold_get_p50_ns\":{cold_p50},\"cold_get_p99_ns\":{cold_p99},\"hot_get_p50_ns\":{hot_p50},\"hot_get_p99_ns\":{hot_p99},\"reopen_s\":{reopen_s:.3},\"disk_bytes_per_row\":{bytes_per_row:.2},\"cold_memory_bytes_per_row\":{:.3},\"peak_rss_bytes\":{rss_bytes},\"tenths_s\":[{}]{duck}}}",
         flush_worker,
         stall_max_s * 1e3,
         range_s * 1e3,
-        cold_memory as f64 / cold_rows as f64
+        cold_memory as f64 / cold_rows as f64,
+        tenths_text.join(",")
     );
     Ok(())
 }
