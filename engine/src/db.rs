@@ -897,8 +897,10 @@ impl Database {
     /// The rows with keys in `range` as Arrow batches of the columns named in `projection`
     /// (all columns if `None`), hot and cold merged: the newest version of each key, deleted
     /// keys gone. All at once; [`Database::scan_stream`] is the same as a stream. Batches
-    /// come segment by segment, then the hot rows; each part is in key order (rows are not
-    /// globally sorted when segments overlap).
+    /// come segment by segment, each in key order, then the hot rows: in key order, except
+    /// when the range holds every hot key and every projected column is a fixed-width
+    /// non-key column (Int64, Float64, Timestamp, Bool), which are read column by column in
+    /// storage order. Rows are not globally sorted.
     pub fn scan_batches(
         &self,
         table: &str,

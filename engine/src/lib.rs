@@ -31,6 +31,7 @@ mod cold;
 pub mod db;
 pub mod env;
 pub mod error;
+mod hot_columns;
 pub mod index;
 pub mod limits;
 mod mem;

@@ -66,6 +66,8 @@ pub enum Probe {
     ColdHiddenDuringMerge,
     /// A flush built (or rebuilt) a table's filter of all its cold keys.
     ColdKeyFilterBuilt,
+    /// A scan read the hot rows column by column (crate::hot_columns), not through the index.
+    HotColumnarExport,
     /// A running checkpoint copied the state into memory before writing it.
     CheckpointCopied,
     /// A running checkpoint streamed the state to its file under the read lock.
@@ -79,7 +81,7 @@ impl Probe {
     pub const COUNT: usize = Probe::ALL.len();
 
     /// Every probe, in declaration order.
-    pub const ALL: [Probe; 25] = [
+    pub const ALL: [Probe; 26] = [
         Probe::WalLogEndLost,
         Probe::WalTornTailTruncated,
         Probe::WalTornCreationRemoved,
@@ -102,6 +104,7 @@ impl Probe {
         Probe::ColdRewriteDead,
         Probe::ColdHiddenDuringMerge,
         Probe::ColdKeyFilterBuilt,
+        Probe::HotColumnarExport,
         Probe::CheckpointCopied,
         Probe::CheckpointStreamed,
         Probe::OpenReplayedRecords,
@@ -132,6 +135,7 @@ impl Probe {
             Probe::ColdRewriteDead => "cold.rewrite_dead",
             Probe::ColdHiddenDuringMerge => "cold.hidden_during_merge",
             Probe::ColdKeyFilterBuilt => "cold.key_filter_built",
+            Probe::HotColumnarExport => "hot.columnar_export",
             Probe::CheckpointCopied => "checkpoint.copied",
             Probe::CheckpointStreamed => "checkpoint.streamed",
             Probe::OpenReplayedRecords => "open.replayed_records",

@@ -34,6 +34,7 @@
 //! [`RowArena::check_location`] in the invariant checks.
 
 use crate::codec::{DecodeResult, Decoder};
+use crate::hot_columns::HotColumns;
 use crate::index::RowLocation;
 use crate::limits;
 use crate::schema::{DataType, Row, TableDef, Value};
@@ -388,7 +389,57 @@ fn set_null(out: &mut [u8], start: usize, null_bit: Option<u32>) {
 
 /// Columnar export of packed rows: one Arrow array per column, each filled in its own pass
 /// over the rows' bytes, reading the column's slot directly (no [`ValueRef`] per value).
+/// A fixed-width column's place in a packed row, for [`crate::hot_columns::HotColumns`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FixedColumn {
+    /// The table's column number.
+    pub column: usize,
+    offset: u32,
+    pub data_type: DataType,
+    pub null_bit: Option<u32>,
+}
+
+impl FixedColumn {
+    /// The column's value in `packed` as 8 raw bytes (a Bool's byte, widened), and whether
+    /// it is null.
+    #[inline]
+    pub fn read(&self, packed: &[u8]) -> (u64, bool) {
+        let null = self.null_bit.is_some_and(|bit| {
+            packed
+                .get((bit / 8) as usize)
+                .is_some_and(|b| b & (1 << (bit % 8)) != 0)
+        });
+        let at = self.offset as usize;
+        let value = match self.data_type {
+            DataType::Bool => packed.get(at).map_or(0, |&b| u64::from(b != 0)),
+            _ => read_u64(packed, at),
+        };
+        (value, null)
+    }
+}
+
 impl RowLayout {
+    /// The table's fixed-width non-key columns (Int64, Float64, Timestamp, Bool).
+    pub(crate) fn fixed_columns(&self) -> Vec<FixedColumn> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(column, slot)| match *slot {
+                Slot::Fixed {
+                    offset,
+                    data_type,
+                    null_bit,
+                } => Some(FixedColumn {
+                    column,
+                    offset,
+                    data_type,
+                    null_bit,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Column `column` of the packed rows `rows` (`rows[i]` starts the row whose key is
     /// `keys[i]`) as an Arrow array of the column's type (`DataType::Timestamp` in UTC
     /// microseconds, as the cold tier's schema has it). A string or binary column whose
@@ -805,6 +856,10 @@ fn split(location: RowLocation) -> (usize, usize) {
 /// Pages are shared, copy on write: [`RowArena::share`] hands out the pages as they are (a
 /// checkpoint encodes its image from them with no lock held), and the first write to a
 /// page still shared copies it first, so a shared page never changes under its reader.
+///
+/// Each row's packed bytes are preceded by its slot in [`HotColumns`] (a `u32`, little
+/// endian; [`SLOT_BYTES`]): a location points past it, at the row, so readers never see
+/// it. Run lengths and byte counts are of packed rows, without the slot.
 #[derive(Debug, Default)]
 pub(crate) struct RowArena {
     pages: Vec<Arc<Vec<u8>>>,
@@ -812,7 +867,11 @@ pub(crate) struct RowArena {
     free: BTreeMap<u32, Vec<RowLocation>>,
     live_bytes: u64,
     free_bytes: u64,
+    columns: HotColumns,
 }
+
+/// Bytes before each row holding its slot in the arena's [`HotColumns`].
+pub(crate) const SLOT_BYTES: usize = 4;
 
 /// The pages of a [`RowArena`] as they were when [`RowArena::share`] was called: read-only,
 /// and unchanged by later writes to the arena.
@@ -833,6 +892,11 @@ impl SharedPages {
     pub fn prefetch(&self, location: RowLocation) {
         page_prefetch(&self.pages, location);
     }
+
+    /// The slot of the row at `location` (see [`RowArena`]).
+    pub fn slot_at(&self, location: RowLocation) -> u32 {
+        page_slot(&self.pages, location)
+    }
 }
 
 #[inline]
@@ -840,6 +904,20 @@ fn page_prefetch(pages: &[Arc<Vec<u8>>], location: RowLocation) {
     let (page, offset) = split(location);
     if let Some(byte) = pages.get(page).and_then(|p| p.get(offset)) {
         crate::mem::prefetch(byte);
+    }
+}
+
+fn page_slot(pages: &[Arc<Vec<u8>>], location: RowLocation) -> u32 {
+    let (page, offset) = split(location);
+    match pages
+        .get(page)
+        .and_then(|p| p.get(offset.checked_sub(SLOT_BYTES)?..offset))
+    {
+        Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        None => {
+            debug_assert!(false, "row location {location:#x} has no slot");
+            u32::MAX
+        }
     }
 }
 
@@ -855,9 +933,27 @@ fn page_bytes(pages: &[Arc<Vec<u8>>], location: RowLocation) -> &[u8] {
 }
 
 impl RowArena {
+    /// An empty store for rows of `layout`.
+    pub fn new(layout: &RowLayout) -> RowArena {
+        RowArena {
+            columns: HotColumns::new(layout.fixed_columns()),
+            ..RowArena::default()
+        }
+    }
+
     /// The packed row at `location` (from [`RowArena::insert`], still live).
     pub fn bytes(&self, location: RowLocation) -> &[u8] {
         page_bytes(&self.pages, location)
+    }
+
+    /// The slot of the live row at `location` in [`RowArena::columns`].
+    pub fn slot_at(&self, location: RowLocation) -> u32 {
+        page_slot(&self.pages, location)
+    }
+
+    /// The hot rows' fixed-width columns, by slot.
+    pub fn columns(&self) -> &HotColumns {
+        &self.columns
     }
 
     /// The pages as they are now, for a reader that holds no lock: O(pages). A page shared
@@ -893,6 +989,7 @@ impl RowArena {
     pub fn insert(&mut self, packed: &[u8]) -> RowLocation {
         let len = packed.len();
         self.live_bytes += len as u64;
+        let slot = self.columns.add(packed).to_le_bytes();
         if let Some(list) = self.free.get_mut(&(len as u32)) {
             if let Some(location) = list.pop() {
                 if list.is_empty() {
@@ -902,37 +999,42 @@ impl RowArena {
                 let (page, offset) = split(location);
                 if let Some(run) = self
                     .page_mut(page)
-                    .and_then(|p| p.get_mut(offset..offset + len))
+                    .and_then(|p| p.get_mut(offset.checked_sub(SLOT_BYTES)?..offset + len))
                 {
-                    run.copy_from_slice(packed);
+                    run[..SLOT_BYTES].copy_from_slice(&slot);
+                    run[SLOT_BYTES..].copy_from_slice(packed);
                     return location;
                 }
                 debug_assert!(false, "free run {location:#x} is out of the arena");
             }
         }
+        let run = SLOT_BYTES + len;
         let fits = self
             .pages
             .last()
-            .is_some_and(|p| p.capacity() - p.len() >= len);
+            .is_some_and(|p| p.capacity() - p.len() >= run);
         if !fits {
             let next = self
                 .pages
                 .last()
                 .map_or(PAGE_BYTES_MIN, |p| (p.capacity() * 2).min(PAGE_BYTES_MAX));
-            let page = Vec::with_capacity(len.max(next));
+            let page = Vec::with_capacity(run.max(next));
             crate::mem::advise_huge_pages(&page);
             self.pages.push(Arc::new(page));
         }
         let page = self.pages.len().saturating_sub(1);
         if let Some(current) = self.page_mut(page) {
-            let offset = current.len();
+            let offset = current.len() + SLOT_BYTES;
+            current.extend_from_slice(&slot);
             current.extend_from_slice(packed);
             return location(page, offset);
         }
         // Not reached: a last page with room exists here. A page of its own is correct.
         debug_assert!(false, "the arena has no last page");
-        self.pages.push(Arc::new(packed.to_vec()));
-        location(self.pages.len() - 1, 0)
+        let mut own = slot.to_vec();
+        own.extend_from_slice(packed);
+        self.pages.push(Arc::new(own));
+        location(self.pages.len() - 1, SLOT_BYTES)
     }
 
     /// Overwrites the live row at `location` with `packed` if it has the same length;
@@ -945,12 +1047,14 @@ impl RowArena {
     ) -> RowLocation {
         let old_len = layout.len_of(self.bytes(location));
         if old_len == packed.len() {
+            let slot = self.slot_at(location);
             let (page, offset) = split(location);
             if let Some(run) = self
                 .page_mut(page)
                 .and_then(|p| p.get_mut(offset..offset + old_len))
             {
                 run.copy_from_slice(packed);
+                self.columns.set(slot, packed);
                 return location;
             }
         }
@@ -961,17 +1065,27 @@ impl RowArena {
     /// Frees the live row at `location`.
     pub fn remove(&mut self, layout: &RowLayout, location: RowLocation) {
         let len = layout.len_of(self.bytes(location));
-        self.free_run(layout, location, len);
+        let slot = self.slot_at(location);
+        self.free_run(location, len);
+        self.columns.remove(slot);
     }
 
-    /// Frees the live row of `len` bytes at `location`, its length known to the caller
-    /// (a flush's install knows it from the gather and so reads no row).
-    pub fn free_run(&mut self, layout: &RowLayout, location: RowLocation, len: usize) {
-        debug_assert_eq!(len, self.len_at(layout, location), "free_run length");
-        self.live_bytes -= len as u64;
-        if len == 0 {
-            return;
+    /// Frees the live rows `runs` (location, length and slot), each row's length and slot
+    /// known to the caller: a flush's install knows them from its gather, and so reads no
+    /// row.
+    pub fn remove_runs(&mut self, layout: &RowLayout, runs: &[(RowLocation, u32, u32)]) {
+        for &(location, len, slot) in runs {
+            debug_assert_eq!(len as usize, self.len_at(layout, location), "run length");
+            debug_assert_eq!(slot, self.slot_at(location), "run slot");
+            self.free_run(location, len as usize);
         }
+        self.columns
+            .remove_many(runs.iter().map(|&(_, _, slot)| slot));
+    }
+
+    /// Puts the run of the row of `len` bytes at `location` on its free list.
+    fn free_run(&mut self, location: RowLocation, len: usize) {
+        self.live_bytes -= len as u64;
         self.free_bytes += len as u64;
         self.free.entry(len as u32).or_default().push(location);
     }
@@ -983,7 +1097,8 @@ impl RowArena {
 
     /// Bytes the pages hold (live, free, and the unused tail of each page).
     pub fn capacity_bytes(&self) -> usize {
-        self.pages.iter().map(|p| p.capacity()).sum::<usize>()
+        self.columns.capacity_bytes()
+            + self.pages.iter().map(|p| p.capacity()).sum::<usize>()
             + self
                 .free
                 .values()
@@ -998,6 +1113,11 @@ impl RowArena {
         location: RowLocation,
     ) -> Result<usize, String> {
         let (page, offset) = split(location);
+        if offset < SLOT_BYTES {
+            return Err(format!(
+                "location {location:#x} leaves no room for its slot"
+            ));
+        }
         let bytes = self
             .pages
             .get(page)
@@ -1014,11 +1134,16 @@ impl RowArena {
                 "row at {location:#x} of {len} bytes runs past its page"
             ));
         }
+        self.columns
+            .check(self.slot_at(location), &bytes[..len])
+            .map_err(|e| format!("row at {location:#x}: {e}"))?;
         Ok(len)
     }
 
-    /// Checks the byte accounting against the live rows' total length.
-    pub fn check_accounting(&self, live_bytes: u64) -> Result<(), String> {
+    /// Checks the byte accounting against the live rows' total length, and the slots
+    /// against their count.
+    pub fn check_accounting(&self, live_bytes: u64, live_rows: usize) -> Result<(), String> {
+        self.columns.check_counts(live_rows)?;
         if live_bytes != self.live_bytes {
             return Err(format!(
                 "live rows hold {live_bytes} bytes, the arena counts {}",
@@ -1284,7 +1409,7 @@ mod tests {
         fn arena_keeps_every_live_row(ops in proptest::collection::vec((0u8..3, 0usize..64, row_strategy()), 1..300)) {
             let def = def();
             let layout = RowLayout::new(&def);
-            let mut arena = RowArena::default();
+            let mut arena = RowArena::new(&layout);
             let mut live: BTreeMap<usize, (RowLocation, Row)> = BTreeMap::new();
             let mut packed = Vec::new();
             for (op, slot, row) in ops {
@@ -1307,7 +1432,7 @@ mod tests {
                     let key = def.key_of(row).unwrap_or(0);
                     prop_assert_eq!(&RowRef::new(&layout, key, arena.bytes(*location)).to_row(), row);
                 }
-                arena.check_accounting(total).map_err(TestCaseError::fail)?;
+                arena.check_accounting(total, live.len()).map_err(TestCaseError::fail)?;
             }
         }
     }
@@ -1323,7 +1448,7 @@ mod tests {
         )
         .expect("valid definition");
         let layout = RowLayout::new(&def);
-        let mut arena = RowArena::default();
+        let mut arena = RowArena::new(&layout);
         let mut packed = Vec::new();
         layout.pack(&[Value::Int64(1), Value::Int64(7)], &mut packed);
         assert_eq!(packed.len(), 8, "the key is not stored");
@@ -1333,7 +1458,7 @@ mod tests {
         assert_eq!(arena.insert(&packed), first);
         assert_ne!(first, second);
         arena
-            .check_accounting(16)
+            .check_accounting(16, 2)
             .expect("two live rows of 8 bytes");
     }
 
@@ -1348,7 +1473,7 @@ mod tests {
         )
         .expect("valid definition");
         let layout = RowLayout::new(&def);
-        let mut arena = RowArena::default();
+        let mut arena = RowArena::new(&layout);
         let big = vec![Value::Int64(1), Value::Binary(vec![7; PAGE_BYTES_MAX * 3])];
         let mut packed = Vec::new();
         layout.pack(&big, &mut packed);

@@ -100,9 +100,10 @@ pub(crate) struct FlushSnapshot {
     pages: SharedPages,
     /// The rows' bytes, estimated from the store's bytes a row.
     bytes_estimate: usize,
-    /// Each row's length, known once [`FlushSnapshot::write`] gathered the rows: the
-    /// install frees the moved rows' runs without reading them again.
-    lens: Vec<u32>,
+    /// Each row's length and slot (in the store's `HotColumns`), known once
+    /// [`FlushSnapshot::write`] gathered the rows: the install frees the moved rows' runs
+    /// without reading them again.
+    lens: Vec<(u32, u32)>,
 }
 
 impl FlushSnapshot {
@@ -142,7 +143,7 @@ impl FlushSnapshot {
             let len = self.layout.len_of(row).min(row.len());
             bytes.extend_from_slice(&row[..len]);
             ends.push(bytes.len());
-            self.lens.push(len as u32);
+            self.lens.push((len as u32, self.pages.slot_at(location)));
         }
         let mut start = 0;
         let rows: Vec<RowRef<'_>> = self
@@ -167,13 +168,14 @@ struct FlushWatch {
 
 impl Table {
     pub fn new(id: TableId, def: Arc<TableDef>) -> Table {
+        let layout = RowLayout::new(&def);
         Table {
             id,
-            layout: RowLayout::new(&def),
+            rows: RowArena::new(&layout),
+            layout,
             def,
             index: <Index as PrimaryIndex>::new(),
             index_config: AlexConfig::default(),
-            rows: RowArena::default(),
             scratch: Vec::new(),
             restoring: Vec::new(),
             cold: ColdTier::default(),
@@ -736,8 +738,8 @@ impl Table {
     }
 
     /// Rows (hot and cold) with keys in the range as a stream of Arrow batches of
-    /// `columns`: the cold segments' visible rows segment by segment, then the hot rows,
-    /// each part in key order. The hot rows in the range are exported now (the caller holds
+    /// `columns`: the cold segments' visible rows segment by segment, then the hot rows
+    /// ([`Table::export_hot`] says in which order). The hot rows in the range are exported now (the caller holds
     /// the state's lock); the cold segments are read as the stream is consumed, from a
     /// snapshot that needs no lock.
     pub fn scan_stream(
@@ -757,9 +759,11 @@ impl Table {
         })
     }
 
-    /// The hot rows in the range as Arrow batches of `columns` (`schema`), in key order:
-    /// the index yields each chunk's rows (prefetched ahead), then each column is filled in
-    /// one pass over them ([`RowLayout::export_column`]). A chunk ends at
+    /// The hot rows in the range as Arrow batches of `columns` (`schema`). When the range
+    /// holds every hot key and the columns are all kept by slot, in slot order from the
+    /// hot columns (crate::hot_columns). Otherwise in key order: the index yields each
+    /// chunk's rows (prefetched ahead), then each column is filled in one pass over them
+    /// ([`RowLayout::export_column`]). A chunk ends at
     /// [`BATCH_ROWS`](crate::cold::segment::BATCH_ROWS) rows or once its rows pass
     /// [`HOT_EXPORT_CHUNK_BYTES`], which keeps a string column under Arrow's `i32` offsets
     /// (a row is at most `limits::ROW_BYTES_MAX`).
@@ -771,6 +775,19 @@ impl Table {
         schema: &arrow_schema::SchemaRef,
     ) -> Result<std::collections::VecDeque<arrow_array::RecordBatch>> {
         let batch_rows = crate::cold::segment::BATCH_ROWS;
+        // A scan of every hot row whose columns are all fixed-width reads them column by
+        // column, in slot order, with no walk of the index (crate::hot_columns).
+        let columnar = self.rows.columns();
+        if !columns.is_empty() && columnar.covers(columns) && self.range_holds_all(lower, upper) {
+            debug_assert_eq!(columnar.live_count(), self.hot_len());
+            crate::probe!(HotColumnarExport);
+            return columnar
+                .export(columns, schema)
+                .map_err(|reason| Error::InvalidSchema {
+                    table: self.def.name().to_string(),
+                    reason: format!("hot rows cannot be exported: {reason}"),
+                });
+        }
         // A chunk's bytes matter only for an exported Utf8 or Binary column.
         let variable = columns.iter().any(|&c| self.layout.is_variable(c));
         let mut batches = std::collections::VecDeque::new();
@@ -816,6 +833,27 @@ impl Table {
             batches.push_back(self.hot_batch(columns, schema, &keys, &rows)?);
         }
         Ok(batches)
+    }
+
+    /// Whether every hot key lies within `lower..upper`: no key below it, none above (two
+    /// seeks of the index).
+    fn range_holds_all(&self, lower: Bound<i64>, upper: Bound<i64>) -> bool {
+        let none = |lower, upper| {
+            PrimaryIndex::range(&self.index, lower, upper)
+                .next()
+                .is_none()
+        };
+        let none_below = match lower {
+            Bound::Unbounded => true,
+            Bound::Included(lo) => none(Bound::Unbounded, Bound::Excluded(lo)),
+            Bound::Excluded(lo) => none(Bound::Unbounded, Bound::Included(lo)),
+        };
+        let none_above = match upper {
+            Bound::Unbounded => true,
+            Bound::Included(hi) => none(Bound::Excluded(hi), Bound::Unbounded),
+            Bound::Excluded(hi) => none(Bound::Included(hi), Bound::Unbounded),
+        };
+        none_below && none_above
     }
 
     /// One batch of the hot export: `columns` of the rows `rows` (whose keys are `keys`).
@@ -920,7 +958,7 @@ impl Table {
         written.dedup();
         crate::probe!(ColdFlush);
         let at = self.cold.add(segment);
-        let mut moved: Vec<(i64, Option<u32>)> = Vec::with_capacity(snapshot.keys.len());
+        let mut moved: Vec<(i64, Option<(u32, u32)>)> = Vec::with_capacity(snapshot.keys.len());
         let mut touched = written.iter().peekable();
         for (row, &key) in snapshot.keys.iter().enumerate() {
             while touched.next_if(|&&k| k < key).is_some() {}
@@ -932,7 +970,7 @@ impl Table {
                 });
             } else {
                 // The row is where the snapshot found it (nobody wrote it since), and its
-                // length is known from the gather.
+                // length and slot are known from the gather.
                 moved.push((key, snapshot.lens.get(row).copied()));
             }
         }
@@ -945,10 +983,10 @@ impl Table {
     }
 
     /// Removes the hot rows of `moved` (keys ascending, every one in the hot tier, with the
-    /// row's length when known). The index is rebuilt by one bulk load of the rest:
+    /// row's length and slot when known). The index is rebuilt by one bulk load of the rest:
     /// removing a flush's keys one by one took 44% of a shuffled-key ingest (ALEX shifts
     /// each data node's slots per remove). Returns what it replaced, to drop off the lock.
-    fn remove_flushed(&mut self, moved: &[(i64, Option<u32>)]) -> Retired {
+    fn remove_flushed(&mut self, moved: &[(i64, Option<(u32, u32)>)]) -> Retired {
         let mut retired = Retired::default();
         let Some(&(last, _)) = moved.last() else {
             return retired;
@@ -988,12 +1026,14 @@ impl Table {
                 retired
                     .indexes
                     .push(std::mem::replace(&mut self.index, index));
-                for (location, len) in flushed {
-                    match len {
-                        Some(len) => self.rows.free_run(&self.layout, location, len as usize),
+                let mut runs = Vec::with_capacity(flushed.len());
+                for (location, known) in flushed {
+                    match known {
+                        Some((len, slot)) => runs.push((location, len, slot)),
                         None => self.rows.remove(&self.layout, location),
                     }
                 }
+                self.rows.remove_runs(&self.layout, &runs);
             }
             // The index yields sorted, distinct keys, so this cannot happen; removing key by
             // key is correct, only slower.
@@ -1011,7 +1051,7 @@ impl Table {
     /// key's new location. Rows of random-order keys lie scattered over the pages, so the
     /// row [`ITER_PREFETCH_AHEAD`] places ahead is prefetched.
     fn copy_rows(&self, entries: &[(i64, RowLocation)]) -> (RowArena, Vec<(i64, RowLocation)>) {
-        let mut fresh = RowArena::default();
+        let mut fresh = RowArena::new(&self.layout);
         let pairs = entries
             .iter()
             .enumerate()
@@ -1111,7 +1151,7 @@ impl Table {
             }
         }
         self.rows
-            .check_accounting(live_bytes)
+            .check_accounting(live_bytes, runs.len())
             .map_err(|e| format!("table {name:?}: row store: {e}"))
     }
 

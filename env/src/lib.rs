@@ -21,7 +21,7 @@
 mod os;
 pub mod probe;
 
-pub use os::OsEnv;
+pub use os::{Mapping, OsEnv};
 
 use std::fmt;
 use std::io;
@@ -84,6 +84,21 @@ pub trait File: Send + Sync {
             done += n;
         }
         Ok(())
+    }
+
+    /// The bytes `range` of the file, mapped read-only into memory, for a large read that
+    /// would otherwise copy them out of the page cache into a fresh buffer; `Ok(None)` if
+    /// this file is not mapped (the default, and the simulated disks: every byte they serve
+    /// comes through `read_at`, where their faults are drawn). `range` must lie within
+    /// the file's length, which an implementation checks.
+    ///
+    /// Only for files that never shrink while mapped: reading a mapped page past the end
+    /// of a file truncated meanwhile, or one the device fails to read, raises `SIGBUS`
+    /// where `read_at` would return an error. A caller maps only such files and treats the
+    /// bytes as untrusted as those of `read_at` (it checks their checksums).
+    fn map(&self, range: std::ops::Range<u64>) -> io::Result<Option<Mapping>> {
+        let _ = range;
+        Ok(None)
     }
 
     /// Reads the whole file into memory.
@@ -205,7 +220,12 @@ pub struct Env {
 impl Env {
     /// The production environment on std.
     pub fn os() -> Env {
-        let os = Arc::new(OsEnv::new());
+        Env::of_os(OsEnv::new())
+    }
+
+    /// The environment `os` (one made by [`OsEnv::without_mapped_reads`], say).
+    pub fn of_os(os: OsEnv) -> Env {
+        let os = Arc::new(os);
         Env {
             fs: os.clone(),
             clock: os.clone(),

@@ -14,13 +14,76 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[derive(Debug)]
 pub struct OsEnv {
     origin: Instant,
+    /// Whether [`File::map`] maps (else it returns `None` and readers copy with `pread`).
+    map_reads: bool,
 }
 
 impl OsEnv {
-    /// A new environment; its monotonic clock starts at zero now.
+    /// A new environment; its monotonic clock starts at zero now. Its files map large
+    /// reads ([`File::map`]).
     pub fn new() -> OsEnv {
         OsEnv {
             origin: Instant::now(),
+            map_reads: true,
+        }
+    }
+
+    /// A new environment whose files never map ([`File::map`] returns `None`), so every
+    /// read is a `pread`: a device's read error then reaches the caller as an
+    /// `io::Error` rather than as `SIGBUS` in a mapped read, at the cost of a copy.
+    pub fn without_mapped_reads() -> OsEnv {
+        OsEnv {
+            map_reads: false,
+            ..OsEnv::new()
+        }
+    }
+}
+
+/// Bytes of a file mapped read-only ([`File::map`]); unmapped when dropped.
+pub struct Mapping {
+    /// The start of the mapping (page-aligned) and its length.
+    base: *mut libc::c_void,
+    mapped: usize,
+    /// Where the asked-for bytes start in the mapping, and their length.
+    skip: usize,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and private to this value until it is dropped, so
+// sharing or moving it between threads reads the same immutable bytes.
+unsafe impl Send for Mapping {}
+unsafe impl Sync for Mapping {}
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `base..base + mapped` is a live PROT_READ mapping owned by `self`, and
+        // `skip + len <= mapped` by construction in `OsFile::map`.
+        unsafe { std::slice::from_raw_parts((self.base as *const u8).add(self.skip), self.len) }
+    }
+}
+
+impl std::ops::Deref for Mapping {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_ref()
+    }
+}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapping").field("len", &self.len).finish()
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base` and `mapped` are exactly what mmap returned and took, and no
+        // borrow of the bytes outlives `self`.
+        unsafe {
+            libc::munmap(self.base, self.mapped);
         }
     }
 }
@@ -33,6 +96,7 @@ impl Default for OsEnv {
 
 struct OsFile {
     file: fs::File,
+    map_reads: bool,
 }
 
 impl File for OsFile {
@@ -59,6 +123,64 @@ impl File for OsFile {
 
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
+    }
+
+    fn map(&self, range: std::ops::Range<u64>) -> io::Result<Option<Mapping>> {
+        use std::os::fd::AsRawFd;
+        if !self.map_reads || range.is_empty() {
+            return Ok(None);
+        }
+        let file_len = self.len()?;
+        if range.start > range.end || range.end > file_len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "cannot map bytes {}..{} of a file of {file_len} bytes",
+                    range.start, range.end
+                ),
+            ));
+        }
+        // SAFETY: sysconf reads no memory of ours.
+        let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+            p if p > 0 => p as u64,
+            _ => return Ok(None),
+        };
+        let start = range.start - range.start % page;
+        let (Ok(offset), Ok(mapped), Ok(skip), Ok(len)) = (
+            libc::off_t::try_from(start),
+            usize::try_from(range.end - start),
+            usize::try_from(range.start - start),
+            usize::try_from(range.end - range.start),
+        ) else {
+            return Ok(None);
+        };
+        // MAP_POPULATE maps every page now (a page-cache hit costs no fault later; a miss is
+        // read now, as pread would).
+        #[cfg(target_os = "linux")]
+        let flags = libc::MAP_SHARED | libc::MAP_POPULATE;
+        #[cfg(not(target_os = "linux"))]
+        let flags = libc::MAP_SHARED;
+        // SAFETY: a fresh read-only mapping of this file's descriptor, at an address the
+        // kernel picks: it aliases no memory of ours. The range lies within the file.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped,
+                libc::PROT_READ,
+                flags,
+                self.file.as_raw_fd(),
+                offset,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(Mapping {
+            base,
+            mapped,
+            skip,
+            len,
+        }))
     }
 
     #[cfg(target_os = "linux")]
@@ -109,7 +231,10 @@ impl Fs for OsEnv {
             OpenMode::CreateNew => options.read(true).write(true).create_new(true),
         };
         let file = options.open(path)?;
-        Ok(Box::new(OsFile { file }))
+        Ok(Box::new(OsFile {
+            file,
+            map_reads: self.map_reads,
+        }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

@@ -69,6 +69,12 @@ const COMPRESSED_PAGE_BYTES: usize = 4096;
 pub(crate) const DICTIONARY_BYTES_MAX: usize = 64 * 1024;
 /// Rows per Arrow batch when reading.
 pub(crate) const BATCH_ROWS: usize = 8192;
+
+/// Reads of at least this many bytes (a scan's column chunks) are mapped ([`File::map`])
+/// instead of copied: over 100M rows the copy out of the page cache and the zeroing of its
+/// buffer were a fifth of a full scan. Smaller reads (a point read's page) are copied, as
+/// a mapping costs two system calls and a page-table update.
+const MAP_READ_BYTES_MIN: u64 = 64 << 10;
 /// Rows a column's encoding choice is drawn from.
 const SAMPLE_ROWS: usize = 4096;
 /// A dictionary is used when the sample has at most one distinct value in this many.
@@ -1207,10 +1213,15 @@ impl SegmentReader {
             (true, Some(tail)) => {
                 let from = dictionary.map_or(locations[0].offset as u64, |(at, _)| at);
                 let to = (tail.offset as u64).saturating_add(tail.compressed_page_size as u64);
-                let bytes = chunk_reader
-                    .read_verified(from, to.saturating_sub(from))
+                let (bytes, base, regions) = chunk_reader
+                    .read_regions(from, to.saturating_sub(from))
                     .map_err(|e| failure.error(e.to_string()))?;
-                Some(Prefetched { bytes, base: from })
+                Some(Prefetched {
+                    bytes,
+                    base,
+                    regions: regions.to_vec(),
+                    path: self.path.clone(),
+                })
             }
             _ => None,
         };
@@ -1640,6 +1651,19 @@ impl VerifiedReader {
     /// Reads `start..start + len`, which must lie inside consecutive regions: reads the
     /// whole regions, checks each, and returns the asked-for part.
     fn read_verified(&self, start: u64, len: u64) -> parquet::errors::Result<Bytes> {
+        let (buf, from, regions) = self.read_regions(start, len)?;
+        check_regions(&self.path, &buf, from, regions)?;
+        Ok(buf.slice((start - from) as usize..(start + len - from) as usize))
+    }
+
+    /// Reads the whole regions covering `start..start + len` (which must lie inside
+    /// consecutive regions) without checking them: their bytes, where they start, and the
+    /// regions. The caller checks each before it uses its bytes ([`check_regions`]).
+    fn read_regions(
+        &self,
+        start: u64,
+        len: u64,
+    ) -> parquet::errors::Result<(Bytes, u64, &[Region])> {
         let end = start + len;
         let regions = self
             .regions
@@ -1670,39 +1694,79 @@ impl VerifiedReader {
         }
         let from = head.offset;
         let to = regions[last].offset + regions[last].len;
-        let mut buf = vec![0u8; (to - from) as usize];
-        if let Err(e) = self.file.read_exact_at(&mut buf, from) {
-            let text = e.to_string();
-            if let Ok(mut slot) = self.io_failure.lock() {
-                *slot = Some(e);
+        // A scan's column chunk is mapped rather than copied (and zeroed first); a point
+        // read's page is small enough that a copy costs less than a mapping. A mapping the
+        // Env cannot make (or refuses) falls back to the copy.
+        let mapped = match to - from >= MAP_READ_BYTES_MIN {
+            true => self.file.map(from..to).ok().flatten(),
+            false => None,
+        };
+        let buf = match mapped {
+            Some(mapping) => Bytes::from_owner(mapping),
+            None => {
+                let mut buf = vec![0u8; (to - from) as usize];
+                if let Err(e) = self.file.read_exact_at(&mut buf, from) {
+                    let text = e.to_string();
+                    if let Ok(mut slot) = self.io_failure.lock() {
+                        *slot = Some(e);
+                    }
+                    return Err(ParquetError::General(format!(
+                        "read of {} failed: {text}",
+                        self.path.display()
+                    )));
+                }
+                Bytes::from(buf)
             }
-            return Err(ParquetError::General(format!(
-                "read of {} failed: {text}",
-                self.path.display()
-            )));
-        }
-        for region in &regions[first..=last] {
-            let at = (region.offset - from) as usize;
-            let actual = crc32c::crc32c(&buf[at..at + region.len as usize]);
-            if actual != region.crc32c {
-                return Err(ParquetError::General(format!(
-                    "checksum of bytes {}..{} of {} is {actual:#010x}, expected {:#010x}",
-                    region.offset,
-                    region.offset + region.len,
-                    self.path.display(),
-                    region.crc32c
-                )));
-            }
-        }
-        let bytes = Bytes::from(buf);
-        Ok(bytes.slice((start - from) as usize..(end - from) as usize))
+        };
+        Ok((buf, from, &regions[first..=last]))
     }
 }
 
-/// Bytes of a file from `base` on, read and checked already.
+/// Checks each of `regions` (consecutive, the first starting at file offset `from`)
+/// against its CRC over `buf`, the bytes from `from` on.
+fn check_regions(
+    path: &Path,
+    buf: &[u8],
+    from: u64,
+    regions: &[Region],
+) -> parquet::errors::Result<()> {
+    for region in regions {
+        let at = usize::try_from(region.offset - from).unwrap_or(usize::MAX);
+        let bytes = at
+            .checked_add(region.len as usize)
+            .and_then(|end| buf.get(at..end))
+            .ok_or_else(|| {
+                ParquetError::General(format!(
+                    "bytes {}..{} of {} were not read",
+                    region.offset,
+                    region.offset + region.len,
+                    path.display()
+                ))
+            })?;
+        let actual = crc32c::crc32c(bytes);
+        if actual != region.crc32c {
+            return Err(ParquetError::General(format!(
+                "checksum of bytes {}..{} of {} is {actual:#010x}, expected {:#010x}",
+                region.offset,
+                region.offset + region.len,
+                path.display(),
+                region.crc32c
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A column chunk's bytes from file offset `base` on, read ahead whole, with the regions
+/// they cover. A page's regions are checked as the page is served, not when the chunk is
+/// read: the check then brings the page into the cache just before its decode reads it,
+/// where a check of the whole chunk up front had the decode read it again from further
+/// out.
 struct Prefetched {
     bytes: Bytes,
     base: u64,
+    regions: Vec<Region>,
+    path: Arc<Path>,
 }
 
 impl PageSource for Prefetched {
@@ -1714,6 +1778,20 @@ impl PageSource for Prefetched {
             .ok_or_else(|| {
                 ParquetError::General(format!("page {offset}+{len} outside the bytes read"))
             })?;
+        // The regions overlapping the page, all of them (a page lies in whole regions).
+        let end = offset + len as u64;
+        let first = self.regions.partition_point(|r| r.offset + r.len <= offset);
+        let last = self.regions.partition_point(|r| r.offset < end);
+        let covering = self.regions.get(first..last).unwrap_or(&[]);
+        let covered_from = covering.first().map_or(u64::MAX, |r| r.offset);
+        let covered_to = covering.last().map_or(0, |r| r.offset + r.len);
+        if len > 0 && (covered_from > offset || covered_to < end) {
+            return Err(ParquetError::General(format!(
+                "bytes {offset}..{end} of {} are in no checked region",
+                self.path.display()
+            )));
+        }
+        check_regions(&self.path, &self.bytes, self.base, covering)?;
         Ok(self.bytes.slice(from..from + len))
     }
 }
