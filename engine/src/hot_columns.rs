@@ -105,30 +105,38 @@ impl HotColumns {
 
     /// Takes a slot for the row `packed` and records its values.
     pub fn add(&mut self, packed: &[u8]) -> u32 {
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
-            None => {
-                let slot = self.slots;
-                self.slots += 1;
-                let words = (self.slots as usize).div_ceil(64);
-                self.live.resize(words, 0);
-                for kept in &mut self.kept {
-                    if (slot as usize).is_multiple_of(CHUNK_SLOTS) {
-                        kept.chunks.push(Arc::new(Vec::with_capacity(CHUNK_SLOTS)));
-                    }
-                    if let Some(chunk) = kept.chunks.last_mut() {
-                        Arc::make_mut(chunk).push(0);
-                    }
-                    if kept.spec.null_bit.is_some() {
-                        kept.nulls.resize(words, 0);
-                    }
-                }
-                slot
-            }
-        };
-        set_bit(&mut self.live, slot, true);
         self.live_count += 1;
-        self.set(slot, packed);
+        if let Some(slot) = self.free.pop() {
+            set_bit(&mut self.live, slot, true);
+            self.set(slot, packed);
+            return slot;
+        }
+        // A slot past the end: its values are pushed, with no second pass to set them.
+        let slot = self.slots;
+        self.slots += 1;
+        let new_word = slot.is_multiple_of(64);
+        let new_chunk = (slot as usize).is_multiple_of(CHUNK_SLOTS);
+        if new_word {
+            self.live.push(0);
+        }
+        set_bit(&mut self.live, slot, true);
+        for kept in &mut self.kept {
+            let (value, null) = kept.spec.read(packed);
+            if new_chunk {
+                kept.chunks.push(Arc::new(Vec::with_capacity(CHUNK_SLOTS)));
+            }
+            if let Some(chunk) = kept.chunks.last_mut() {
+                Arc::make_mut(chunk).push(value);
+            }
+            if kept.spec.null_bit.is_some() {
+                if new_word {
+                    kept.nulls.push(0);
+                }
+                if null {
+                    set_bit(&mut kept.nulls, slot, true);
+                }
+            }
+        }
         slot
     }
 
@@ -159,13 +167,32 @@ impl HotColumns {
         self.free.push(slot);
     }
 
-    /// Frees `slots` at once (a flush's rows), then orders the free list so that the next
-    /// inserts fill the lowest slots first and so write the arrays in order, not at random.
+    /// Frees `slots` at once (a flush's rows), then remakes the free list from the live
+    /// bitmap, highest slot first, so that the next inserts fill the lowest slots first and
+    /// write the arrays in order, not at random (one pass over the bitmap, no sort).
     pub fn remove_many(&mut self, slots: impl IntoIterator<Item = u32>) {
         for slot in slots {
-            self.remove(slot);
+            if get_bit(&self.live, slot) {
+                set_bit(&mut self.live, slot, false);
+                self.live_count -= 1;
+            } else {
+                debug_assert!(false, "slot {slot} is not live");
+            }
         }
-        self.free.sort_unstable_by(|a, b| b.cmp(a));
+        self.free.clear();
+        for (w, &bits) in self.live.iter().enumerate().rev() {
+            let mut free = !bits;
+            if (w + 1) * 64 > self.slots as usize {
+                // Bits past the last slot are not slots.
+                let valid = self.slots as usize - w * 64;
+                free &= u64::MAX >> (64 - valid);
+            }
+            while free != 0 {
+                let top = 63 - free.leading_zeros();
+                self.free.push((w * 64) as u32 + top);
+                free &= !(1u64 << top);
+            }
+        }
     }
 
     /// Whether every column of `columns` (table column numbers) is kept here.
