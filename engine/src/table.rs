@@ -78,6 +78,9 @@ pub(crate) struct Table {
     /// the index uses them).
     index_config: AlexConfig,
     rows: RowArena,
+    /// Counts the stores `rows` has been replaced by (a rebuild, a flush's copy): a flush's
+    /// slots, gathered from the store of its snapshot, hold only while this is unchanged.
+    rows_generation: u64,
     /// Reused buffer for packing rows.
     scratch: Vec<u8>,
     /// Keys and locations of rows restored so far, until `restore_finish` bulk-loads them.
@@ -97,6 +100,8 @@ pub(crate) struct FlushSnapshot {
     layout: RowLayout,
     keys: Vec<i64>,
     locations: Vec<RowLocation>,
+    /// The table's `rows_generation` when the rows were taken.
+    rows_generation: u64,
     pages: SharedPages,
     /// The rows' bytes, estimated from the store's bytes a row.
     bytes_estimate: usize,
@@ -172,6 +177,7 @@ impl Table {
         Table {
             id,
             rows: RowArena::new(&layout),
+            rows_generation: 0,
             layout,
             def,
             index: <Index as PrimaryIndex>::new(),
@@ -638,7 +644,7 @@ impl Table {
         match self.build_index(&pairs) {
             Ok(index) => Some(Retired {
                 indexes: vec![std::mem::replace(&mut self.index, index)],
-                stores: vec![std::mem::replace(&mut self.rows, fresh)],
+                stores: vec![self.replace_rows(fresh)],
             }),
             // The index yields sorted, distinct keys, so this cannot happen; keeping the old
             // store is correct, only larger.
@@ -900,6 +906,7 @@ impl Table {
             layout: self.layout.clone(),
             keys: Vec::with_capacity(count),
             locations: Vec::with_capacity(count),
+            rows_generation: self.rows_generation,
             pages: self.rows.share(),
             // Sized up front: grown by doubling, the gather of a multi-GB flush moved its
             // bytes several times (5% of a 1B-row load in memmove).
@@ -974,6 +981,13 @@ impl Table {
                 moved.push((key, snapshot.lens.get(row).copied()));
             }
         }
+        // A store rebuilt since the snapshot numbered its rows afresh: the gathered slots
+        // name the old store's, so each run's slot is read from the row where it is now.
+        if snapshot.rows_generation != self.rows_generation {
+            for (_, known) in &mut moved {
+                *known = None;
+            }
+        }
         let mut retired = self.remove_flushed(&moved);
         // The flushed rows' space is free now; a large flush leaves mostly free pages.
         if let Some(more) = self.rebuild_rows() {
@@ -1014,9 +1028,7 @@ impl Table {
                 retired
                     .indexes
                     .push(std::mem::replace(&mut self.index, index));
-                retired
-                    .stores
-                    .push(std::mem::replace(&mut self.rows, fresh));
+                retired.stores.push(self.replace_rows(fresh));
                 return retired;
             }
             debug_assert!(false, "bulk load after a flush failed");
@@ -1045,6 +1057,12 @@ impl Table {
             }
         }
         retired
+    }
+
+    /// Puts `fresh` in place of the row store, returning the old one.
+    fn replace_rows(&mut self, fresh: RowArena) -> RowArena {
+        self.rows_generation += 1;
+        std::mem::replace(&mut self.rows, fresh)
     }
 
     /// The rows at `entries` (key order) copied into fresh pages: the new store and each
@@ -1371,6 +1389,85 @@ mod tests {
         }
         assert!(!t.hot_contains(20) && t.contains(20).expect("lookup"));
         assert!(!t.contains(10).expect("lookup") && !t.contains(200).expect("lookup"));
+    }
+
+    /// A store rebuilt while a flush is in flight numbers its rows afresh: the install
+    /// frees the flushed rows' slots in the new store, not the slots its gather saw.
+    #[test]
+    fn a_rebuild_during_a_flush_frees_the_right_slots() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let env = crate::env::Env::os();
+        let def = TableDef::new(
+            "t",
+            vec![
+                Column::new("k", DataType::Int64).primary_key(),
+                Column::new("v", DataType::Int64),
+                Column::new("s", DataType::Utf8),
+            ],
+        )
+        .expect("valid definition");
+        let mut t = Table::new(1, Arc::new(def));
+        // Rows to be deleted carry 1,000 bytes; the others none.
+        let doomed = |k: i64| k >= 1000 && k % 4 != 0;
+        let row_of = |k: i64| {
+            let s = if doomed(k) {
+                "x".repeat(1000)
+            } else {
+                String::new()
+            };
+            vec![Value::Int64(k), Value::Int64(k * 3), Value::Utf8(s)]
+        };
+        // The keys to be flushed (0..1000) go in last, so their slots are 6000..7000.
+        let later: Vec<i64> = (1000..7000).collect();
+        t.apply_insert(&later, later.iter().map(|&k| row_of(k)).collect());
+        let first: Vec<i64> = (0..1000).collect();
+        t.apply_insert(&first, first.iter().map(|&k| row_of(k)).collect());
+        let mut snapshot = t.flush_snapshot(6000).expect("1000 rows to flush");
+        assert_eq!(snapshot.keys().last(), Some(&999));
+        // Deleting three in four of the rest frees 4.5 MB, more than the live rows: the
+        // store is rebuilt, in key order, so the flushed rows now sit in slots 0..1000.
+        let generation = t.rows_generation;
+        for k in (1000..7000).filter(|&k| doomed(k)) {
+            let located = t.locate(k).expect("locate").expect("present");
+            t.apply_delete(k, located);
+        }
+        assert_ne!(
+            t.rows_generation, generation,
+            "the deletes rebuilt the store"
+        );
+        let id = t.cold.reserve_id();
+        let segment = snapshot
+            .write(&env, dir.path(), t.id, &t.def.clone(), id, 1)
+            .expect("segment written");
+        // 1,500 rows stay hot against 1,000 flushed: the install frees the flushed rows'
+        // runs and slots one by one rather than copying the rest.
+        drop(t.flush_install(&snapshot, segment));
+        t.check_invariants().expect("invariants");
+        assert_eq!(t.hot_len(), 1500);
+        let schema = Arc::new(
+            crate::cold::segment::arrow_schema(&t.def)
+                .project(&[1])
+                .expect("projection"),
+        );
+        let mut hot: Vec<i64> = t
+            .export_hot(Bound::Unbounded, Bound::Unbounded, &[1], &schema)
+            .expect("export")
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .expect("Int64")
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        hot.sort_unstable();
+        let want: Vec<i64> = (1000..7000)
+            .filter(|&k| !doomed(k))
+            .map(|k| k * 3)
+            .collect();
+        assert_eq!(hot, want, "the hot columns hold exactly the rows left hot");
     }
 
     /// A flush abandoned (its write failed) leaves the table as the writers left it.
