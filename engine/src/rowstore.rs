@@ -387,8 +387,6 @@ fn set_null(out: &mut [u8], start: usize, null_bit: Option<u32>) {
     }
 }
 
-/// Columnar export of packed rows: one Arrow array per column, each filled in its own pass
-/// over the rows' bytes, reading the column's slot directly (no [`ValueRef`] per value).
 /// A fixed-width column's place in a packed row, for [`crate::hot_columns::HotColumns`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FixedColumn {
@@ -418,6 +416,9 @@ impl FixedColumn {
     }
 }
 
+/// Columnar export of packed rows: one Arrow array per column, each filled in its own pass
+/// over the rows' bytes, reading the column's slot directly (no [`ValueRef`] per value);
+/// and the fixed-width columns the hot columns keep.
 impl RowLayout {
     /// The table's fixed-width non-key columns (Int64, Float64, Timestamp, Bool).
     pub(crate) fn fixed_columns(&self) -> Vec<FixedColumn> {

@@ -745,9 +745,9 @@ impl Table {
 
     /// Rows (hot and cold) with keys in the range as a stream of Arrow batches of
     /// `columns`: the cold segments' visible rows segment by segment, then the hot rows
-    /// ([`Table::export_hot`] says in which order). The hot rows in the range are exported now (the caller holds
-    /// the state's lock); the cold segments are read as the stream is consumed, from a
-    /// snapshot that needs no lock.
+    /// ([`Table::export_hot`] says in which order). The hot rows in the range are exported
+    /// now (the caller holds the state's lock); the cold segments are read as the stream is
+    /// consumed, from a snapshot that needs no lock.
     pub fn scan_stream(
         &self,
         lower: Bound<i64>,

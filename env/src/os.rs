@@ -131,7 +131,7 @@ impl File for OsFile {
             return Ok(None);
         }
         let file_len = self.len()?;
-        if range.start > range.end || range.end > file_len {
+        if range.end > file_len {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 format!(
