@@ -299,14 +299,15 @@ pub(crate) fn decode_all(bytes: &[u8], count: usize) -> Result<Vec<i64>, String>
 /// miniblock of a multiple of 32 deltas (the parquet crate writes 64 for INT64) is
 /// unpacked 32 at a time, straight into `out`, by a routine specialised to its bit width
 /// (its shifts and byte offsets are constants) that sums the deltas into values as it
-/// goes; other miniblock sizes go value by value. On an error `out` holds what it held
-/// before.
-pub(crate) fn decode_into(bytes: &[u8], count: usize, out: &mut Vec<i64>) -> Result<(), String> {
+/// goes; other miniblock sizes go value by value. Returns where the values end in `bytes`
+/// (what follows is another stream's, as in `DELTA_LENGTH_BYTE_ARRAY`). On an error `out`
+/// holds what it held before.
+pub(crate) fn decode_into(bytes: &[u8], count: usize, out: &mut Vec<i64>) -> Result<usize, String> {
     let values = DeltaValues::new(bytes, count)?;
     let (mut at, miniblocks, per) = (values.at, values.miniblocks, values.per_miniblock);
     let mut last = values.last;
     if count == 0 {
-        return Ok(());
+        return Ok(at);
     }
     // A block of `block` values takes at least its min delta and bit widths: a count the
     // bytes cannot hold is refused before it sizes an allocation.
@@ -325,7 +326,7 @@ pub(crate) fn decode_into(bytes: &[u8], count: usize, out: &mut Vec<i64>) -> Res
     // after the initialized length (each branch of its loop writes each slot it takes,
     // and it takes slots until none is left).
     unsafe { out.set_len(out.len() + count) };
-    Ok(())
+    Ok(at)
 }
 
 /// [`decode_into`]'s loop: fills `out` (one slot a value) with the first value `*last`

@@ -145,35 +145,41 @@ impl<S: PageSource> ChunkPages<S> {
     }
 
     fn decompress(&self, body: Bytes, size: usize) -> Result<Bytes> {
-        let out = match self.compression {
-            Compression::UNCOMPRESSED => return Ok(body),
-            Compression::LZ4_RAW => lz4_flex::block::decompress(&body, size)
-                .map_err(|e| general(format!("LZ4 page: {e}")))?,
-            Compression::ZSTD(_) => ZSTD.with(|cell| {
-                let mut slot = cell.borrow_mut();
-                if slot.is_none() {
-                    *slot = Some(
-                        zstd::bulk::Decompressor::new()
-                            .map_err(|e| general(format!("zstd decompressor: {e}")))?,
-                    );
-                }
-                let decompressor = slot
-                    .as_mut()
-                    .ok_or_else(|| general("zstd decompressor missing".into()))?;
-                decompressor
-                    .decompress(&body, size)
-                    .map_err(|e| general(format!("zstd page: {e}")))
-            })?,
-            other => return Err(general(format!("compression {other} is not read here"))),
-        };
-        if out.len() != size {
-            return Err(general(format!(
-                "page decompresses to {} bytes, its header says {size}",
-                out.len()
-            )));
-        }
-        Ok(Bytes::from(out))
+        decompress(self.compression, body, size)
     }
+}
+
+/// `body` decompressed with `compression` (one the engine writes: none, LZ4 or zstd),
+/// checked to be `size` bytes. Uncompressed bodies are returned as they are.
+pub(crate) fn decompress(compression: Compression, body: Bytes, size: usize) -> Result<Bytes> {
+    let out = match compression {
+        Compression::UNCOMPRESSED => return Ok(body),
+        Compression::LZ4_RAW => lz4_flex::block::decompress(&body, size)
+            .map_err(|e| general(format!("LZ4 page: {e}")))?,
+        Compression::ZSTD(_) => ZSTD.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(
+                    zstd::bulk::Decompressor::new()
+                        .map_err(|e| general(format!("zstd decompressor: {e}")))?,
+                );
+            }
+            let decompressor = slot
+                .as_mut()
+                .ok_or_else(|| general("zstd decompressor missing".into()))?;
+            decompressor
+                .decompress(&body, size)
+                .map_err(|e| general(format!("zstd page: {e}")))
+        })?,
+        other => return Err(general(format!("compression {other} is not read here"))),
+    };
+    if out.len() != size {
+        return Err(general(format!(
+            "page decompresses to {} bytes, its header says {size}",
+            out.len()
+        )));
+    }
+    Ok(Bytes::from(out))
 }
 
 thread_local! {
