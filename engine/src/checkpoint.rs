@@ -620,8 +620,15 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
         // Each row is decoded straight into its packed form and stored: no owned row,
         // nothing held twice.
         let table = catalog.restoring(id).map_err(|e| r.corrupt(table_at, e))?;
+        // Sized before the CRC has vouched for the count: no more rows than the bytes left
+        // could hold at the smallest encoding (the value count, a type code a column and
+        // the eight key bytes).
+        let row_bytes_min = 2 + def.columns().len() as u64 + 8;
+        table.restore_reserve(row_count.min(r.remaining() / row_bytes_min) as usize);
         let layout = table.layout().clone();
         let mut packed = Vec::new();
+        let rows_span = tracing::info_span!("checkpoint_rows", table = def.name(), row_count);
+        let rows_entered = rows_span.enter();
         for i in 0..row_count {
             let row_at = r.at();
             let key = r.decode(|d| {
@@ -633,10 +640,13 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
                     r.corrupt(row_at, format!("row {i} of table {:?}: {e}", def.name()))
                 })?;
         }
+        drop(rows_entered);
         let rows_end = r.at();
-        catalog
-            .restore_finish(id)
-            .map_err(|e| r.corrupt(rows_end, format!("rows of table {:?}: {e}", def.name())))?;
+        tracing::info_span!("hot_index", table = def.name()).in_scope(|| {
+            catalog
+                .restore_finish(id)
+                .map_err(|e| r.corrupt(rows_end, format!("rows of table {:?}: {e}", def.name())))
+        })?;
         if version == VERSION_NO_COLD {
             continue;
         }
@@ -722,6 +732,7 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
             catalog.restore_cold(table.id, segments, table.next_segment_id);
             continue;
         }
+        let _span = tracing::info_span!("cold_open", segments = table.manifest.len()).entered();
         let mut segments = Vec::with_capacity(table.manifest.len());
         for (meta, deleted) in table.manifest {
             let segment = Segment::load(fs, &table.cold_dir, table.id, meta, &table.def)?;

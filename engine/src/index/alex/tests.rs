@@ -98,6 +98,13 @@ fn bulk_load_rejects_unsorted_input_and_builds_sorted() {
         let tree = Alex::bulk_load_with_config(&pairs, config).unwrap();
         let model: BTreeMap<i64, u64> = pairs.iter().copied().collect();
         check_against(&tree, &model);
+        // From two slices (a checkpoint's restore): the same tree.
+        let (keys, payloads): (Vec<i64>, Vec<u64>) = pairs.iter().copied().unzip();
+        let split = Alex::bulk_load_split(&keys, &payloads, config).unwrap();
+        check_against(&split, &model);
+        assert_eq!(split.bytes_used(), tree.bytes_used());
+        assert!(Alex::bulk_load_split(&keys, &payloads[1..], config).is_err());
+        assert!(Alex::<i64, u64>::bulk_load_split(&[2, 1], &[0, 0], config).is_err());
     }
 }
 

@@ -151,24 +151,38 @@ impl<K: Key, P: Payload> Alex<K, P> {
     }
 
     pub fn bulk_load_with_config(pairs: &[(K, P)], config: AlexConfig) -> Result<Self, String> {
-        if let Some(position) = pairs.windows(2).position(|pair| pair[0].0 >= pair[1].0) {
+        let keys: Vec<K> = pairs.iter().map(|pair| pair.0).collect();
+        let payloads: Vec<P> = pairs.iter().map(|pair| pair.1).collect();
+        Self::bulk_load_split(&keys, &payloads, config)
+    }
+
+    /// [`Alex::bulk_load_with_config`] from the keys and their payloads in two slices of
+    /// the same length (no pairs to copy apart: a table restored from a checkpoint collects
+    /// them so).
+    pub fn bulk_load_split(keys: &[K], payloads: &[P], config: AlexConfig) -> Result<Self, String> {
+        if keys.len() != payloads.len() {
+            return Err(format!(
+                "bulk load of {} keys with {} payloads",
+                keys.len(),
+                payloads.len()
+            ));
+        }
+        if let Some(position) = keys.windows(2).position(|pair| pair[0] >= pair[1]) {
             return Err(format!(
                 "bulk load input not strictly ascending at position {}",
                 position + 1
             ));
         }
         let mut tree = Self::with_config(config);
-        if pairs.is_empty() {
+        if keys.is_empty() {
             return Ok(tree);
         }
-        let keys: Vec<K> = pairs.iter().map(|pair| pair.0).collect();
-        let payloads: Vec<P> = pairs.iter().map(|pair| pair.1).collect();
         tree.datas.clear();
         tree.head = NO_NODE;
         tree.tail = NO_NODE;
         let mut last_leaf = NO_NODE;
-        tree.root = tree.build_subtree(&keys, &payloads, 0, &mut last_leaf);
-        tree.len = pairs.len();
+        tree.root = tree.build_subtree(keys, payloads, 0, &mut last_leaf);
+        tree.len = keys.len();
         Ok(tree)
     }
 
