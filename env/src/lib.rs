@@ -101,6 +101,18 @@ pub trait File: Send + Sync {
         Ok(None)
     }
 
+    /// The whole file, mapped read-only without reading it now: each page is mapped on
+    /// first touch (from the page cache, or read then) and stays mapped while the
+    /// [`Mapping`] lives, so a file read again and again (a segment that scans sum over) pays
+    /// for mapping its pages once instead of at every read. Pages touched count in the
+    /// process's resident memory until the mapping is dropped (they are the page cache's,
+    /// and the kernel may still reclaim them); an Env bounds the bytes it keeps mapped so,
+    /// and returns `Ok(None)` past its bound, as the default and the simulated disks always
+    /// do. The same rules as [`File::map`] apply.
+    fn map_whole(&self) -> io::Result<Option<Mapping>> {
+        Ok(None)
+    }
+
     /// Reads the whole file into memory.
     fn read_all(&self) -> io::Result<Vec<u8>> {
         let len = self.len()?;

@@ -6,6 +6,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,15 +17,53 @@ pub struct OsEnv {
     origin: Instant,
     /// Whether [`File::map`] maps (else it returns `None` and readers copy with `pread`).
     map_reads: bool,
+    /// Bytes its files keep mapped whole ([`File::map_whole`]), against `whole_bytes_max`.
+    whole_bytes: Arc<AtomicU64>,
+    whole_bytes_max: u64,
+}
+
+/// The share of physical memory an [`OsEnv`]'s files keep mapped whole at most, by default
+/// ([`File::map_whole`]): a sixteenth (1.5 GB of 24 GB: every segment of a 100M-row table,
+/// a tenth of a 1B-row one). Pages a read touched count in resident memory while mapped,
+/// and with large page-cache folios (ext4 and xfs on Linux 6.x) the kernel maps a whole
+/// folio, up to 2 MiB, at the first touch of it: a scan of one column of a segment soon
+/// makes about the whole file resident.
+pub const WHOLE_MAPPED_MEMORY_SHARE: u64 = 16;
+
+/// Physical memory in bytes; 0 if the system does not say.
+fn physical_memory_bytes() -> u64 {
+    // SAFETY: sysconf reads no memory of ours.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match (u64::try_from(pages), u64::try_from(page)) {
+        (Ok(pages), Ok(page)) => pages.saturating_mul(page),
+        _ => 0,
+    }
 }
 
 impl OsEnv {
     /// A new environment; its monotonic clock starts at zero now. Its files map large
-    /// reads ([`File::map`]).
+    /// reads ([`File::map`]) and keep up to a [`WHOLE_MAPPED_MEMORY_SHARE`]th of physical
+    /// memory mapped whole ([`File::map_whole`]).
     pub fn new() -> OsEnv {
         OsEnv {
             origin: Instant::now(),
             map_reads: true,
+            whole_bytes: Arc::new(AtomicU64::new(0)),
+            whole_bytes_max: physical_memory_bytes() / WHOLE_MAPPED_MEMORY_SHARE,
+        }
+    }
+
+    /// This environment with at most `bytes` of files mapped whole at a time (0: none; every
+    /// large read then maps and unmaps its own range).
+    pub fn with_whole_mapped_bytes_max(self, bytes: u64) -> OsEnv {
+        OsEnv {
+            whole_bytes_max: bytes,
+            ..self
         }
     }
 
@@ -34,6 +73,7 @@ impl OsEnv {
     pub fn without_mapped_reads() -> OsEnv {
         OsEnv {
             map_reads: false,
+            whole_bytes_max: 0,
             ..OsEnv::new()
         }
     }
@@ -47,6 +87,8 @@ pub struct Mapping {
     /// Where the asked-for bytes start in the mapping, and their length.
     skip: usize,
     len: usize,
+    /// The count a whole-file mapping was taken from, given back when it is dropped.
+    whole_bytes: Option<Arc<AtomicU64>>,
 }
 
 // SAFETY: the mapping is read-only and private to this value until it is dropped, so
@@ -85,6 +127,9 @@ impl Drop for Mapping {
         unsafe {
             libc::munmap(self.base, self.mapped);
         }
+        if let Some(count) = &self.whole_bytes {
+            count.fetch_sub(self.mapped as u64, Ordering::Relaxed);
+        }
     }
 }
 
@@ -97,35 +142,17 @@ impl Default for OsEnv {
 struct OsFile {
     file: fs::File,
     map_reads: bool,
+    whole_bytes: Arc<AtomicU64>,
+    whole_bytes_max: u64,
 }
 
-impl File for OsFile {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        loop {
-            match self.file.read_at(buf, offset) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => return other,
-            }
-        }
-    }
-
-    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        self.file.write_all_at(buf, offset)
-    }
-
-    fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
-    }
-
-    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
-        self.file.set_len(len_bytes)
-    }
-
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.file.metadata()?.len())
-    }
-
-    fn map(&self, range: std::ops::Range<u64>) -> io::Result<Option<Mapping>> {
+impl OsFile {
+    /// Maps `range` read-only ([`File::map`]), every page at once when `populate`.
+    fn map_range(
+        &self,
+        range: std::ops::Range<u64>,
+        populate: bool,
+    ) -> io::Result<Option<Mapping>> {
         use std::os::fd::AsRawFd;
         if !self.map_reads || range.is_empty() {
             return Ok(None);
@@ -155,11 +182,17 @@ impl File for OsFile {
             return Ok(None);
         };
         // MAP_POPULATE maps every page now (a page-cache hit costs no fault later; a miss is
-        // read now, as pread would).
+        // read now, as pread would). Without it, pages are mapped as they are touched.
         #[cfg(target_os = "linux")]
-        let flags = libc::MAP_SHARED | libc::MAP_POPULATE;
+        let flags = match populate {
+            true => libc::MAP_SHARED | libc::MAP_POPULATE,
+            false => libc::MAP_SHARED,
+        };
         #[cfg(not(target_os = "linux"))]
-        let flags = libc::MAP_SHARED;
+        let flags = {
+            let _ = populate;
+            libc::MAP_SHARED
+        };
         // SAFETY: a fresh read-only mapping of this file's descriptor, at an address the
         // kernel picks: it aliases no memory of ours. The range lies within the file.
         let base = unsafe {
@@ -180,9 +213,66 @@ impl File for OsFile {
             mapped,
             skip,
             len,
+            whole_bytes: None,
         }))
     }
+}
 
+impl File for OsFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        loop {
+            match self.file.read_at(buf, offset) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn set_len(&self, len_bytes: u64) -> io::Result<()> {
+        self.file.set_len(len_bytes)
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn map(&self, range: std::ops::Range<u64>) -> io::Result<Option<Mapping>> {
+        self.map_range(range, true)
+    }
+
+    fn map_whole(&self) -> io::Result<Option<Mapping>> {
+        let len = self.len()?;
+        if !self.map_reads || len == 0 {
+            return Ok(None);
+        }
+        // Taken from the Env's count first, given back if the mapping fails or when it
+        // is dropped.
+        let taken = self.whole_bytes.fetch_add(len, Ordering::Relaxed);
+        if taken.saturating_add(len) > self.whole_bytes_max {
+            self.whole_bytes.fetch_sub(len, Ordering::Relaxed);
+            return Ok(None);
+        }
+        match self.map_range(0..len, false) {
+            Ok(Some(mut mapping)) => {
+                // The count holds `len`, which is what the mapping gives back.
+                debug_assert_eq!(mapping.mapped as u64, len);
+                mapping.whole_bytes = Some(self.whole_bytes.clone());
+                Ok(Some(mapping))
+            }
+            other => {
+                self.whole_bytes.fetch_sub(len, Ordering::Relaxed);
+                other
+            }
+        }
+    }
     #[cfg(target_os = "linux")]
     fn drop_cached(&self, range: std::ops::Range<u64>) -> io::Result<()> {
         use std::os::fd::AsRawFd;
@@ -234,6 +324,8 @@ impl Fs for OsEnv {
         Ok(Box::new(OsFile {
             file,
             map_reads: self.map_reads,
+            whole_bytes: self.whole_bytes.clone(),
+            whole_bytes_max: self.whole_bytes_max,
         }))
     }
 
@@ -417,5 +509,40 @@ impl Spawn for OsEnv {
                 Err(_) => run_b(),
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file is mapped whole while the Env's bound allows, the bytes are the file's, and
+    /// a dropped mapping gives its bytes back; without mapped reads nothing is mapped.
+    #[test]
+    fn whole_mappings_stay_within_the_envs_bound() {
+        let dir = std::env::temp_dir().join(format!("omendb-env-map-{}", std::process::id()));
+        fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("f");
+        let bytes: Vec<u8> = (0..3 * 4096 + 100).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(&path, &bytes).expect("write");
+        let env = OsEnv::new().with_whole_mapped_bytes_max(5 * 4096);
+        let file = env.open(&path, OpenMode::Read).expect("open");
+        let first = file.map_whole().expect("map").expect("within the bound");
+        assert_eq!(&first[..], &bytes[..]);
+        assert_eq!(env.whole_bytes.load(Ordering::Relaxed), bytes.len() as u64);
+        // A second whole mapping would pass the bound.
+        assert!(file.map_whole().expect("map").is_none());
+        assert_eq!(env.whole_bytes.load(Ordering::Relaxed), bytes.len() as u64);
+        // Ranges still map on their own.
+        let part = file.map(4096..8192).expect("map").expect("a range");
+        assert_eq!(&part[..], &bytes[4096..8192]);
+        drop(first);
+        assert_eq!(env.whole_bytes.load(Ordering::Relaxed), 0);
+        assert!(file.map_whole().expect("map").is_some());
+        let plain = OsEnv::without_mapped_reads();
+        let file = plain.open(&path, OpenMode::Read).expect("open");
+        assert!(file.map_whole().expect("map").is_none());
+        assert!(file.map(0..4096).expect("map").is_none());
+        fs::remove_dir_all(&dir).expect("clean up");
     }
 }

@@ -156,9 +156,14 @@ fn main() -> omendb::Result<()> {
     let checkpoint_thread = flag("--checkpoint-thread") && !flush_worker;
     let loader_checkpoints = !flush_worker;
     // `--no-mmap`: every segment read is a pread (a copy), as before mapped reads.
-    let env = || match flag("--no-mmap") {
-        true => omendb::Env::of_os(omendb::env::OsEnv::without_mapped_reads()),
-        false => omendb::Env::os(),
+    // `--no-whole-map`: large reads map and unmap their own range, as before segments
+    // were kept mapped whole.
+    let env = || match (flag("--no-mmap"), flag("--no-whole-map")) {
+        (true, _) => omendb::Env::of_os(omendb::env::OsEnv::without_mapped_reads()),
+        (false, true) => {
+            omendb::Env::of_os(omendb::env::OsEnv::new().with_whole_mapped_bytes_max(0))
+        }
+        (false, false) => omendb::Env::os(),
     };
     let db = Arc::new(Database::open_with_env(env(), &dir, options.clone())?);
     // `--checkpoint-thread`: the checkpointer, fed by a queue of one request.

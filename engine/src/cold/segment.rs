@@ -55,7 +55,7 @@ use parquet::file::serialized_reader::SerializedPageReader;
 use parquet::schema::types::ColumnPath;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Rows per Parquet row group: the unit of statistics pruning and of a scan's reads.
 pub(crate) const ROW_GROUP_ROWS: usize = 128 * 1024;
@@ -934,6 +934,9 @@ pub(crate) struct SegmentReader {
     columns: usize,
     /// The first row of each row group, and the row count at the end.
     rg_starts: Vec<u64>,
+    /// The whole file mapped ([`File::map_whole`]), made by the first read of at least
+    /// [`MAP_READ_BYTES_MIN`]; `None` inside if the Env would not map it.
+    whole: Arc<OnceLock<Option<Bytes>>>,
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> Error {
@@ -1077,6 +1080,7 @@ impl SegmentReader {
             chunk_regions,
             columns,
             rg_starts,
+            whole: Arc::new(OnceLock::new()),
         })
     }
 
@@ -1089,6 +1093,7 @@ impl SegmentReader {
             regions: self.regions.clone(),
             window: (0, self.regions.len()),
             hint: 0,
+            whole: self.whole.clone(),
         }
     }
 
@@ -1791,6 +1796,8 @@ struct VerifiedReader {
     window: (usize, usize),
     /// The region (of the window) the next read most likely starts at.
     hint: usize,
+    /// The segment's whole-file mapping, shared with its reader.
+    whole: Arc<OnceLock<Option<Bytes>>>,
 }
 
 impl VerifiedReader {
@@ -1800,6 +1807,27 @@ impl VerifiedReader {
         let (buf, from, regions) = self.read_regions(start, len)?;
         check_regions(&self.path, &buf, from, regions)?;
         Ok(buf.slice((start - from) as usize..(start + len - from) as usize))
+    }
+
+    /// Bytes `from..to` of the file, mapped: a slice of the segment's whole-file mapping
+    /// (made now if this is the first large read), else a mapping of their own; `None` if
+    /// the Env maps neither.
+    fn mapped(&self, from: u64, to: u64) -> Option<Bytes> {
+        let whole = self
+            .whole
+            .get_or_init(|| self.file.map_whole().ok().flatten().map(Bytes::from_owner));
+        if let Some(whole) = whole {
+            if let (Ok(from), Ok(to)) = (usize::try_from(from), usize::try_from(to)) {
+                if from <= to && to <= whole.len() {
+                    return Some(whole.slice(from..to));
+                }
+            }
+        }
+        self.file
+            .map(from..to)
+            .ok()
+            .flatten()
+            .map(Bytes::from_owner)
     }
 
     /// Reads the whole regions covering `start..start + len` (which must lie inside
@@ -1844,11 +1872,11 @@ impl VerifiedReader {
         // read's page is small enough that a copy costs less than a mapping. A mapping the
         // Env cannot make (or refuses) falls back to the copy.
         let mapped = match to - from >= MAP_READ_BYTES_MIN {
-            true => self.file.map(from..to).ok().flatten(),
+            true => self.mapped(from, to),
             false => None,
         };
         let buf = match mapped {
-            Some(mapping) => Bytes::from_owner(mapping),
+            Some(bytes) => bytes,
             None => {
                 let mut buf = vec![0u8; (to - from) as usize];
                 if let Err(e) = self.file.read_exact_at(&mut buf, from) {
@@ -2104,10 +2132,12 @@ mod tests {
         let encoded = encode(&def, &refs, &InOrder).expect("encode");
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("segment.parquet");
-        std::fs::write(&path, &encoded.bytes).expect("write");
         let fs = crate::env::Env::os().fs;
-        let file: Arc<dyn File> =
-            Arc::from(fs.open(&path, crate::env::OpenMode::Read).expect("open"));
+        let file: Arc<dyn File> = Arc::from(
+            fs.open(&path, crate::env::OpenMode::Create)
+                .expect("create"),
+        );
+        file.write_at(&encoded.bytes, 0).expect("write");
         let reader = SegmentReader::open(&path, file, &encoded.index).expect("reader");
         // The choices this test is about: s zstd, rep LZ4, x and the key uncompressed, wide
         // plain, few a dictionary.
