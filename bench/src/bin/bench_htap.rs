@@ -131,7 +131,7 @@ fn main() -> omendb::Result<()> {
     // `--reuse`: measure a directory an earlier run of the same `--rows` and `--dist` loaded
     // (the load is skipped; for profiling the read paths).
     let reuse = flag("--reuse") && Path::new(&dir).exists();
-    if !reuse {
+    if !reuse && !flag("--open-only") {
         let _ = std::fs::remove_dir_all(&dir);
     }
     let options = Options {
