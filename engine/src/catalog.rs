@@ -358,8 +358,12 @@ impl Catalog {
     }
 
     /// Builds the index of a table whose rows [`Table::restore_packed`] restored.
-    pub fn restore_finish(&mut self, id: TableId) -> std::result::Result<(), String> {
-        self.restoring(id)?.restore_finish()
+    pub fn restore_finish(
+        &mut self,
+        id: TableId,
+        spawn: &dyn crate::env::Spawn,
+    ) -> std::result::Result<(), String> {
+        self.restoring(id)?.restore_finish(spawn)
     }
 
     /// The table being restored from a checkpoint (see [`Table::restore_packed`]).

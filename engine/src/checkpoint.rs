@@ -545,7 +545,7 @@ impl<'f> Reader<'f> {
 /// ([`Reader`]) into a running CRC while it is decoded, rows going into their tables a chunk
 /// at a time (memory holds the tables, not the file); the CRC is compared at the end, and
 /// only then are the listed cold segments opened and the catalog returned.
-pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> {
+pub(crate) fn load(fs: &dyn Fs, spawn: &dyn Spawn, path: &Path, lsn_named: u64) -> Result<Catalog> {
     let file = fs
         .open(path, OpenMode::Read)
         .map_err(|e| Error::io("open checkpoint", path, e))?;
@@ -644,7 +644,7 @@ pub(crate) fn load(fs: &dyn Fs, path: &Path, lsn_named: u64) -> Result<Catalog> 
         let rows_end = r.at();
         tracing::info_span!("hot_index", table = def.name()).in_scope(|| {
             catalog
-                .restore_finish(id)
+                .restore_finish(id, spawn)
                 .map_err(|e| r.corrupt(rows_end, format!("rows of table {:?}: {e}", def.name())))
         })?;
         if version == VERSION_NO_COLD {

@@ -87,7 +87,10 @@ pub(crate) fn recover(env: &Env, root: &Path, options: &Options) -> Result<Recov
     let log_end = crate::wal::end::read(fs.as_ref(), root)?;
     let checkpoints = checkpoint::list(fs.as_ref(), root)?;
     let (checkpoint_lsn, mut catalog) = match checkpoints.last() {
-        Some((lsn, path)) => (*lsn, checkpoint::load(fs.as_ref(), path, *lsn)?),
+        Some((lsn, path)) => (
+            *lsn,
+            checkpoint::load(fs.as_ref(), env.spawner.as_ref(), path, *lsn)?,
+        ),
         None => (0, Catalog::new()),
     };
     let index_config = crate::index::alex::AlexConfig {

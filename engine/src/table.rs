@@ -551,14 +551,20 @@ impl Table {
         &self.layout
     }
 
-    /// Builds the index of the rows restored by [`Table::restore_packed`].
-    pub fn restore_finish(&mut self) -> std::result::Result<(), String> {
+    /// Builds the index of the rows restored by [`Table::restore_packed`], its data nodes
+    /// in two halves through `spawn`'s `join`.
+    pub fn restore_finish(
+        &mut self,
+        spawn: &dyn crate::env::Spawn,
+    ) -> std::result::Result<(), String> {
         let keys = std::mem::take(&mut self.restoring_keys);
         let locations = std::mem::take(&mut self.restoring_locations);
         if keys.is_empty() {
             return Ok(());
         }
-        self.index = Index::bulk_load_split(&keys, &locations, self.index_config)?;
+        self.index = Index::bulk_load_split_with(&keys, &locations, self.index_config, &|a, b| {
+            spawn.join(a, b)
+        })?;
         Ok(())
     }
 

@@ -108,6 +108,49 @@ fn bulk_load_rejects_unsorted_input_and_builds_sorted() {
     }
 }
 
+/// Data nodes built in two halves on two threads (the OS Env's join) make the same tree
+/// as one after the other, for dense, skewed, tiny and one-key loads, and the tree takes
+/// inserts and removals after.
+#[test]
+fn bulk_load_on_two_threads_builds_the_same_tree() {
+    use crate::env::{OsEnv, Spawn};
+    let os = OsEnv::new();
+    let key_sets: Vec<Vec<i64>> = vec![
+        (0..200_000).map(|i| i * 3).collect(),
+        (0..50_000i64).map(|i| i * i * i).collect(),
+        (0..300).map(|i| i * 7 - 1_000).collect(),
+        vec![42],
+        vec![],
+    ];
+    for keys in key_sets {
+        let payloads: Vec<u64> = keys.iter().map(|&k| k as u64 ^ 0x5555).collect();
+        for config in [AlexConfig::tiny(), AlexConfig::default()] {
+            let one = Alex::bulk_load_split(&keys, &payloads, config).unwrap();
+            let two = Alex::bulk_load_split_with(&keys, &payloads, config, &|a, b| os.join(a, b))
+                .unwrap();
+            let model: BTreeMap<i64, u64> = keys.iter().copied().zip(payloads.clone()).collect();
+            check_against(&two, &model);
+            assert_eq!(two.bytes_used(), one.bytes_used());
+            assert_eq!(two.stats(), one.stats());
+            let mut two = two;
+            let mut model = model;
+            for i in 0..2_000i64 {
+                let key = i.wrapping_mul(0x9E37_79B9) % 700_000;
+                if i % 3 == 0 {
+                    assert_eq!(two.remove(key), model.remove(&key));
+                } else {
+                    let fresh = !model.contains_key(&key);
+                    assert_eq!(two.insert(key, i as u64), fresh);
+                    if fresh {
+                        model.insert(key, i as u64);
+                    }
+                }
+            }
+            check_against(&two, &model);
+        }
+    }
+}
+
 #[test]
 fn removals_contract_nodes() {
     let mut tree = Alex::with_config(AlexConfig::default());

@@ -98,6 +98,10 @@ impl AlexConfig {
     }
 }
 
+/// Runs two closures and returns when both have: maybe at once (the engine passes its
+/// Env's `Spawn::join`), maybe one after the other.
+pub type Join<'a> = &'a (dyn Fn(&mut (dyn FnMut() + Send), &mut (dyn FnMut() + Send)) + Sync);
+
 /// The ALEX learned index: keys `K` mapped to payloads `P`.
 #[derive(Debug, Clone)]
 pub struct Alex<K: Key, P: Payload> {
@@ -160,6 +164,23 @@ impl<K: Key, P: Payload> Alex<K, P> {
     /// the same length (no pairs to copy apart: a table restored from a checkpoint collects
     /// them so).
     pub fn bulk_load_split(keys: &[K], payloads: &[P], config: AlexConfig) -> Result<Self, String> {
+        Self::bulk_load_split_with(keys, payloads, config, &|a, b| {
+            a();
+            b();
+        })
+    }
+
+    /// [`Alex::bulk_load_split`], with the data nodes built in two halves of about equal key
+    /// counts handed to `join`, which may run them at once (the engine passes its Env's
+    /// `Spawn::join`; the simulator's runs one after the other). The tree's shape is planned
+    /// first, on this thread; the data nodes, where most of the bytes are written (and, in a
+    /// fresh process, faulted in), are built after. The tree is the same either way.
+    pub fn bulk_load_split_with(
+        keys: &[K],
+        payloads: &[P],
+        config: AlexConfig,
+        join: Join<'_>,
+    ) -> Result<Self, String> {
         if keys.len() != payloads.len() {
             return Err(format!(
                 "bulk load of {} keys with {} payloads",
@@ -181,9 +202,47 @@ impl<K: Key, P: Payload> Alex<K, P> {
         tree.head = NO_NODE;
         tree.tail = NO_NODE;
         let mut last_leaf = NO_NODE;
-        tree.root = tree.build_subtree(keys, payloads, 0, &mut last_leaf);
+        let mut leaves = Vec::new();
+        tree.root = tree.build_subtree(keys, 0, 0, &mut last_leaf, &mut leaves);
+        tree.build_leaves(keys, payloads, &leaves, join);
         tree.len = keys.len();
         Ok(tree)
+    }
+
+    /// Builds the data node of each of `leaves` (its index, and its keys' range in
+    /// `keys`), placed vacant by [`Alex::build_subtree`]: the two halves through `join`,
+    /// each node keeping its place in the leaf chain.
+    fn build_leaves(
+        &mut self,
+        keys: &[K],
+        payloads: &[P],
+        leaves: &[(u32, std::ops::Range<usize>)],
+        join: Join<'_>,
+    ) {
+        let half = keys.len() / 2;
+        let (left, right) = leaves.split_at(leaves.partition_point(|(_, r)| r.start < half));
+        let build = |part: &[(u32, std::ops::Range<usize>)]| -> Vec<DataNode<K, P>> {
+            part.iter()
+                .map(|(_, r)| {
+                    DataNode::from_sorted(
+                        &keys[r.clone()],
+                        &payloads[r.clone()],
+                        DENSITY_INIT,
+                        Placement::Spread,
+                    )
+                })
+                .collect()
+        };
+        let (mut built_left, mut built_right) = (Vec::new(), Vec::new());
+        join(&mut || built_left = build(left), &mut || {
+            built_right = build(right)
+        });
+        for ((index, _), mut node) in leaves.iter().zip(built_left.into_iter().chain(built_right)) {
+            let vacant = &mut self.datas[*index as usize];
+            node.prev = vacant.prev;
+            node.next = vacant.next;
+            *vacant = node;
+        }
     }
 
     /// Number of keys.
@@ -1083,13 +1142,17 @@ impl<K: Key, P: Payload> Alex<K, P> {
 
     // ---- bulk load -----------------------------------------------------------------------
 
-    /// Builds the subtree over sorted `keys`, chaining its data nodes after `last_leaf`.
+    /// Plans the subtree over sorted `keys` (which start at position `base` of the whole
+    /// load): its inner nodes are made, and each data node is placed vacant in the leaf
+    /// chain after `last_leaf` and listed in `leaves` with its keys' range, for
+    /// [`Alex::build_leaves`].
     fn build_subtree(
         &mut self,
         keys: &[K],
-        payloads: &[P],
+        base: usize,
         level: usize,
         last_leaf: &mut u32,
+        leaves: &mut Vec<(u32, std::ops::Range<usize>)>,
     ) -> NodeRef {
         let leaf_keys_max = self.config.leaf_keys_max();
         let must_split = keys.len() > leaf_keys_max;
@@ -1097,7 +1160,7 @@ impl<K: Key, P: Payload> Alex<K, P> {
             || keys.len() < 2
             || (!must_split && keys.len() < PLAN_KEYS_MIN)
         {
-            return self.push_leaf(keys, payloads, last_leaf);
+            return self.push_leaf(base..base + keys.len(), last_leaf, leaves);
         }
         let unit = LinearModel::fit_unit(keys);
         let limits = PlanLimits {
@@ -1108,7 +1171,7 @@ impl<K: Key, P: Payload> Alex<K, P> {
         };
         let plan = fanout::plan(keys, &unit, &limits);
         if plan.depth == 0 {
-            return self.push_leaf(keys, payloads, last_leaf);
+            return self.push_leaf(base..base + keys.len(), last_leaf, leaves);
         }
         let fanout = 1usize << plan.depth;
         let inner_index = self.alloc_inner(InnerNode::new(unit.scaled(fanout as f64), fanout));
@@ -1118,9 +1181,9 @@ impl<K: Key, P: Payload> Alex<K, P> {
             let routing = &self.inners[inner_index];
             let high = keys.partition_point(|key| routing.route(*key) < first + count);
             let child = if high - low > leaf_keys_max {
-                self.build_subtree(&keys[low..high], &payloads[low..high], level + 1, last_leaf)
+                self.build_subtree(&keys[low..high], base + low, level + 1, last_leaf, leaves)
             } else {
-                self.push_leaf(&keys[low..high], &payloads[low..high], last_leaf)
+                self.push_leaf(base + low..base + high, last_leaf, leaves)
             };
             self.inners[inner_index].children[first..first + count].fill(child);
             low = high;
@@ -1128,11 +1191,18 @@ impl<K: Key, P: Payload> Alex<K, P> {
         NodeRef::inner(inner_index as u32)
     }
 
-    fn push_leaf(&mut self, keys: &[K], payloads: &[P], last_leaf: &mut u32) -> NodeRef {
-        let node = DataNode::from_sorted(keys, payloads, DENSITY_INIT, Placement::Spread);
-        let index = self.alloc_data(node);
+    /// Places a vacant data node for the keys at `range` after `last_leaf` and lists it in
+    /// `leaves`.
+    fn push_leaf(
+        &mut self,
+        range: std::ops::Range<usize>,
+        last_leaf: &mut u32,
+        leaves: &mut Vec<(u32, std::ops::Range<usize>)>,
+    ) -> NodeRef {
+        let index = self.alloc_data(DataNode::vacant());
         self.splice(*last_leaf, &[index], NO_NODE);
         *last_leaf = index;
+        leaves.push((index, range));
         NodeRef::data(index)
     }
 }
