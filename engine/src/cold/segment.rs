@@ -1370,9 +1370,9 @@ impl SegmentReader {
     /// The data page of column `column` in row group `rg` that holds row `within` (of the
     /// row group), read in one checked call and decompressed, when its values can be decoded
     /// without parquet's column reader: a v1 or v2 data page without levels (a NOT NULL
-    /// column), compressed as the engine compresses (none, LZ4 or zstd). `None` for any
-    /// other shape (a nullable column, a dictionary-encoded chunk is still read, and then
-    /// refused by the caller for its encoding).
+    /// column), compressed as the engine compresses (none, LZ4 or zstd). `None`, before any
+    /// read, for any other chunk: a nullable column, or one with a dictionary (its pages
+    /// need the dictionary page too, which parquet's column reader reads).
     fn value_page(&self, rg: usize, column: usize, within: usize) -> Result<Option<ValuePage>> {
         let meta = self.metadata.metadata();
         let chunk = meta.row_group(rg).column(column);
@@ -1381,6 +1381,7 @@ impl SegmentReader {
             compression,
             Compression::UNCOMPRESSED | Compression::LZ4_RAW | Compression::ZSTD(_)
         ) || chunk.column_descr().max_def_level() != 0
+            || chunk.dictionary_page_offset().is_some()
         {
             return Ok(None);
         }
